@@ -1,0 +1,167 @@
+/**
+ * Configuration: the only module that reads the environment. {@link loadConfig} applies defaults, checks ranges
+ * and returns a frozen {@link Config}; a bad value stops start-up with the variable's name in the message.
+ * `.env.example` lists every variable.
+ *
+ * @module
+ */
+
+/** The edge app's resolved configuration. */
+export interface Config {
+  /** Interface the app listens on. @default "127.0.0.1" */
+  host: string;
+  /** Port the app listens on (0 picks a free one). @default 8000 */
+  port: number;
+  /** Folder holding `manifest.json` and the model files. @default "wasm-models" */
+  modelsDir: string;
+  /** libSQL URL: `file:PATH`, `:memory:`, `libsql://...` or `http(s)://...`. @default "file:data/decisions.db" */
+  databaseUrl: string;
+  /** libSQL auth token for remote databases; never logged. @default undefined */
+  databaseAuthToken: string | undefined;
+  /**
+   * Base URL of an Open Inference Protocol server hosting the cloud model. Unset: `deno task start` runs the
+   * reference server on loopback. @default undefined
+   */
+  cloudUrl: string | undefined;
+  /** Model name on the cloud server. @default "cloud" */
+  cloudModelName: string;
+  /** Deadline of one offload call, in milliseconds. @default 1000 */
+  cloudTimeoutMs: number;
+  /** Inference workers in the pool. @default min(2, available cores) */
+  workers: number;
+  /** Requests that may wait for a worker before new ones are shed with 503. @default 256 */
+  queueMax: number;
+  /** Warm-up inferences per worker before it is ready. @default 2 */
+  warmupRuns: number;
+  /** Largest accepted request body, in bytes. @default 4194304 (4 MiB) */
+  maxBodyBytes: number;
+  /** Most frames in one sequence. @default 1000 */
+  maxFrames: number;
+  /** Most sequences in one batch request. @default 64 */
+  maxBatchItems: number;
+  /** Overrides the switcher's calibrated threshold when set, in [0, 1]. @default undefined */
+  switcherThreshold: number | undefined;
+  /** Most offloads per second (token bucket); 0 means no limit. @default 0 */
+  offloadBudgetPerS: number;
+  /** Decision-log rows written per batch. @default 200 */
+  logBatchSize: number;
+  /** Longest a decision waits in memory before its batch is written, in milliseconds. @default 200 */
+  logFlushMs: number;
+  /** Name of this edge location, stored on every decision. @default "local" */
+  edgeLocation: string;
+}
+
+/** The reference cloud server's resolved configuration (`deno task cloud`). */
+export interface CloudServerConfig {
+  /** @default "127.0.0.1" */
+  host: string;
+  /** @default 8001 */
+  port: number;
+  /** @default "wasm-models" */
+  modelsDir: string;
+  /** Model name served under `/v2/models/{name}`. @default "cloud" */
+  modelName: string;
+  /** `native` (onnxruntime-node), `wasm` (onnxruntime-web) or `auto` (native, else wasm). @default "auto" */
+  runtime: "auto" | "native" | "wasm";
+}
+
+type Env = Record<string, string | undefined>;
+
+function str(env: Env, name: string, fallback: string): string {
+  const v = env[name];
+  if (v === undefined || v === "") return fallback;
+  return v;
+}
+
+function int(env: Env, name: string, fallback: number, min: number, max: number): number {
+  const raw = env[name];
+  if (raw === undefined || raw === "") return fallback;
+  const n = Number(raw);
+  if (!Number.isInteger(n) || n < min || n > max) {
+    throw new RangeError(`Invalid ${name}: expected an integer in [${min}, ${max}], got "${raw}"`);
+  }
+  return n;
+}
+
+function num(env: Env, name: string, fallback: number | undefined, min: number, max: number): number | undefined {
+  const raw = env[name];
+  if (raw === undefined || raw === "") return fallback;
+  const n = Number(raw);
+  if (!Number.isFinite(n) || n < min || n > max) {
+    throw new RangeError(`Invalid ${name}: expected a number in [${min}, ${max}], got "${raw}"`);
+  }
+  return n;
+}
+
+function url(env: Env, name: string): string | undefined {
+  const raw = env[name];
+  if (raw === undefined || raw === "") return undefined;
+  try {
+    const u = new URL(raw);
+    if (u.protocol !== "http:" && u.protocol !== "https:") throw new Error("protocol");
+  } catch {
+    throw new RangeError(`Invalid ${name}: expected an http(s) URL, got "${raw}"`);
+  }
+  return raw.replace(/\/+$/, "");
+}
+
+function databaseUrl(env: Env): string {
+  const v = str(env, "DATABASE_URL", "file:data/decisions.db");
+  if (!/^(file:|:memory:$|libsql:\/\/|https?:\/\/|wss?:\/\/)/.test(v)) {
+    throw new RangeError(`Invalid DATABASE_URL: expected file:, :memory:, libsql://, http(s):// or ws(s)://`);
+  }
+  return v;
+}
+
+/**
+ * Resolve the edge app's configuration.
+ *
+ * @param env the environment (default: `Deno.env.toObject()`)
+ * @returns the frozen configuration
+ * @throws RangeError naming the variable when a value is out of range
+ */
+export function loadConfig(env: Env = Deno.env.toObject()): Readonly<Config> {
+  const cores = navigator.hardwareConcurrency ?? 2;
+  return Object.freeze({
+    host: str(env, "HOST", "127.0.0.1"),
+    port: int(env, "PORT", 8000, 0, 65535),
+    modelsDir: str(env, "MODELS_DIR", "wasm-models"),
+    databaseUrl: databaseUrl(env),
+    databaseAuthToken: env.DATABASE_AUTH_TOKEN || undefined,
+    cloudUrl: url(env, "CLOUD_URL"),
+    cloudModelName: str(env, "CLOUD_MODEL_NAME", "cloud"),
+    cloudTimeoutMs: int(env, "CLOUD_TIMEOUT_MS", 1000, 1, 600_000),
+    workers: int(env, "WORKERS", Math.max(1, Math.min(2, cores)), 1, 64),
+    queueMax: int(env, "QUEUE_MAX", 256, 1, 1_000_000),
+    warmupRuns: int(env, "WARMUP_RUNS", 2, 0, 100),
+    maxBodyBytes: int(env, "MAX_BODY_BYTES", 4 * 1024 * 1024, 1024, 1024 * 1024 * 1024),
+    maxFrames: int(env, "MAX_FRAMES", 1000, 1, 100_000),
+    maxBatchItems: int(env, "MAX_BATCH_ITEMS", 64, 1, 10_000),
+    switcherThreshold: num(env, "SWITCHER_THRESHOLD", undefined, 0, 1),
+    offloadBudgetPerS: num(env, "OFFLOAD_BUDGET_PER_S", 0, 0, 1e9) ?? 0,
+    logBatchSize: int(env, "LOG_BATCH_SIZE", 200, 1, 100_000),
+    logFlushMs: int(env, "LOG_FLUSH_MS", 200, 1, 60_000),
+    edgeLocation: str(env, "EDGE_LOCATION", "local"),
+  });
+}
+
+/**
+ * Resolve the reference cloud server's configuration (`CLOUD_SERVER_HOST`, `CLOUD_SERVER_PORT`, `MODELS_DIR`,
+ * `CLOUD_MODEL_NAME`, `CLOUD_RUNTIME`).
+ *
+ * @param env the environment (default: `Deno.env.toObject()`)
+ * @returns the frozen configuration
+ */
+export function loadCloudServerConfig(env: Env = Deno.env.toObject()): Readonly<CloudServerConfig> {
+  const runtime = str(env, "CLOUD_RUNTIME", "auto");
+  if (runtime !== "auto" && runtime !== "native" && runtime !== "wasm") {
+    throw new RangeError(`Invalid CLOUD_RUNTIME: expected auto, native or wasm, got "${runtime}"`);
+  }
+  return Object.freeze({
+    host: str(env, "CLOUD_SERVER_HOST", "127.0.0.1"),
+    port: int(env, "CLOUD_SERVER_PORT", 8001, 0, 65535),
+    modelsDir: str(env, "MODELS_DIR", "wasm-models"),
+    modelName: str(env, "CLOUD_MODEL_NAME", "cloud"),
+    runtime,
+  });
+}

@@ -1,0 +1,110 @@
+/**
+ * The service's one error type and its one error handler.
+ *
+ * @module
+ */
+import type { Context } from "hono";
+import type { ContentfulStatusCode } from "hono/utils/http-status";
+
+/** Every machine-readable error code the API returns. */
+export type ErrorCode =
+  | "INVALID_INPUT"
+  | "PAYLOAD_TOO_LARGE"
+  | "UNSUPPORTED_MEDIA_TYPE"
+  | "NOT_FOUND"
+  | "UNAUTHORIZED"
+  | "OVERLOADED"
+  | "MODEL_NOT_READY"
+  | "OFFLOAD_TIMEOUT"
+  | "OFFLOAD_FAILED"
+  | "DB_UNAVAILABLE"
+  | "INTERNAL";
+
+const DEFAULT_STATUS: Record<ErrorCode, ContentfulStatusCode> = {
+  INVALID_INPUT: 400,
+  PAYLOAD_TOO_LARGE: 413,
+  UNSUPPORTED_MEDIA_TYPE: 415,
+  NOT_FOUND: 404,
+  UNAUTHORIZED: 401,
+  OVERLOADED: 503,
+  MODEL_NOT_READY: 503,
+  OFFLOAD_TIMEOUT: 504,
+  OFFLOAD_FAILED: 502,
+  DB_UNAVAILABLE: 503,
+  INTERNAL: 500,
+};
+
+/**
+ * An error with an HTTP status and a code from {@link ErrorCode}. The message is safe to show to a caller; the
+ * cause is logged, never returned.
+ *
+ * @example
+ * throw new AppError("INVALID_INPUT", "Cannot classify: expected 17 joints, got 12");
+ */
+export class AppError extends Error {
+  readonly code: ErrorCode;
+  readonly status: ContentfulStatusCode;
+  /** Extra response headers, e.g. `Retry-After` when shedding load. */
+  readonly headers: Record<string, string>;
+
+  /**
+   * @param code the error code
+   * @param message a message for the caller, naming the action, without a final period
+   * @param options `status` (default: the code's), `cause`, `headers`
+   */
+  constructor(
+    code: ErrorCode,
+    message: string,
+    options: { status?: ContentfulStatusCode; cause?: unknown; headers?: Record<string, string> } = {},
+  ) {
+    super(message, { cause: options.cause });
+    this.name = "AppError";
+    this.code = code;
+    this.status = options.status ?? DEFAULT_STATUS[code];
+    this.headers = options.headers ?? {};
+  }
+}
+
+/**
+ * Map any thrown value to an {@link AppError}: pure code's `TypeError` and `RangeError` become `INVALID_INPUT`,
+ * anything else `INTERNAL`.
+ *
+ * @param err what was thrown
+ * @returns the error to report
+ */
+export function toAppError(err: unknown): AppError {
+  if (err instanceof AppError) return err;
+  if (err instanceof TypeError || err instanceof RangeError) {
+    return new AppError("INVALID_INPUT", err.message, { cause: err });
+  }
+  return new AppError("INTERNAL", "Internal error", { cause: err });
+}
+
+/**
+ * The app's `onError`: JSON `{ code, message }` with the error's status. Unknown errors are logged and become a
+ * 500 `INTERNAL`; causes and stacks are never returned.
+ *
+ * @param err the thrown error
+ * @param c the Hono context
+ * @returns the error response
+ */
+export function onError(err: Error, c: Context): Response {
+  // Hono's own HTTPException (e.g. from the body-limit middleware) carries a status of its own.
+  const status = (err as { status?: number }).status;
+  const appErr = err instanceof AppError
+    ? err
+    : typeof status === "number" && status === 413
+    ? new AppError("PAYLOAD_TOO_LARGE", "Cannot read request: body exceeds the size limit")
+    : toAppError(err);
+  if (appErr.code === "INTERNAL") {
+    console.error(JSON.stringify({
+      level: "error",
+      msg: "unhandled error",
+      path: c.req.path,
+      error: String(err),
+      stack: err.stack,
+    }));
+  }
+  for (const [k, v] of Object.entries(appErr.headers)) c.header(k, v);
+  return c.json({ code: appErr.code, message: appErr.message }, appErr.status);
+}
