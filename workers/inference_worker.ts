@@ -1,0 +1,64 @@
+/**
+ * An inference worker: a `switch` over {@link WorkerRequest} messages that replies with a result or a
+ * `{ code, message }` error. All model work happens here, never on the HTTP thread.
+ *
+ * @module
+ */
+/// <reference lib="deno.worker" />
+import { createEngine, type Engine } from "./engine.ts";
+import type { WorkerRequest, WorkerResponse } from "./protocol.ts";
+
+let engine: Engine | null = null;
+
+function reply(msg: WorkerResponse, transfer: ArrayBuffer[] = []): void {
+  self.postMessage(msg, transfer);
+}
+
+function fail(id: number, code: "MODEL_NOT_READY" | "INVALID_INPUT" | "INTERNAL", err: unknown): void {
+  const message = err instanceof Error ? err.message : String(err);
+  reply({ type: "error", id, code, message });
+}
+
+self.onmessage = async (event: MessageEvent<WorkerRequest>) => {
+  const msg = event.data;
+  switch (msg.type) {
+    case "init": {
+      try {
+        const { engine: e, warmupMs } = await createEngine(msg.init);
+        engine = e;
+        reply({ type: "ready", id: msg.id, versions: e.versions(), warmupMs });
+      } catch (err) {
+        fail(msg.id, "MODEL_NOT_READY", err);
+      }
+      break;
+    }
+    case "classify": {
+      if (!engine) return fail(msg.id, "MODEL_NOT_READY", "Cannot classify: the worker has no models loaded");
+      try {
+        const { results, timings } = await engine.classify(msg.items);
+        const transfer: ArrayBuffer[] = [];
+        for (const r of results) {
+          transfer.push(r.probs.buffer as ArrayBuffer, r.embedding.buffer as ArrayBuffer);
+          transfer.push(r.features.buffer as ArrayBuffer, r.window.buffer as ArrayBuffer);
+        }
+        reply({ type: "result", id: msg.id, results, timings }, transfer);
+      } catch (err) {
+        fail(msg.id, err instanceof TypeError || err instanceof RangeError ? "INVALID_INPUT" : "INTERNAL", err);
+      }
+      break;
+    }
+    case "set_switcher": {
+      if (!engine) return fail(msg.id, "MODEL_NOT_READY", "Cannot set the switcher: the worker has no models loaded");
+      try {
+        reply({ type: "switcher_set", id: msg.id, versions: await engine.setSwitcher(msg.switcher) });
+      } catch (err) {
+        fail(msg.id, "MODEL_NOT_READY", err);
+      }
+      break;
+    }
+    default: {
+      const unknown = msg as { id?: number; type?: string };
+      fail(unknown.id ?? -1, "INTERNAL", `Cannot handle message type "${unknown.type}"`);
+    }
+  }
+};

@@ -1,0 +1,277 @@
+/**
+ * The worker pool: a fixed number of inference workers behind a bounded queue, with the same signature as
+ * in-process inference ({@link EdgeInference}). Inputs travel as transferred typed arrays.
+ *
+ * Lifecycle: spawn -> load + warm-up in every worker -> ready -> close (terminate). A worker that crashes is
+ * replaced with the same models; the calls it held fail cleanly.
+ *
+ * @module
+ */
+import { AppError } from "../errors.ts";
+import type { SwitcherSpec } from "../wasm-models/manifest.ts";
+import { createEngine } from "./engine.ts";
+import type {
+  EdgeResult,
+  EngineInit,
+  EngineTimings,
+  EngineVersions,
+  ModelArtefact,
+  SequenceInput,
+  WorkerRequest,
+  WorkerResponse,
+} from "./protocol.ts";
+
+// onnxruntime-web replaces the global `Worker` once it initialises in a realm; keep the Web Worker constructor
+// from before that.
+const WebWorker: typeof Worker = globalThis.Worker;
+
+/** Timings of one classify call, in milliseconds. */
+export interface InferenceTimings extends EngineTimings {
+  /** Time spent waiting for a free worker. */
+  queueMs: number;
+}
+
+/** Pool state, for health checks and metrics. */
+export interface PoolStats {
+  size: number;
+  busy: number;
+  queued: number;
+  queueMax: number;
+  completed: number;
+  failed: number;
+  restarts: number;
+}
+
+/** Edge inference, in a worker pool or in-process. */
+export interface EdgeInference {
+  /** Classify sequences in one batch. @throws AppError OVERLOADED when the queue is full */
+  classify(items: SequenceInput[]): Promise<{ results: EdgeResult[]; timings: InferenceTimings }>;
+  /** Load a new switcher everywhere, or keep the old one everywhere if any load fails. */
+  setSwitcher(switcher: ModelArtefact<SwitcherSpec> | null): Promise<EngineVersions>;
+  versions(): EngineVersions;
+  stats(): PoolStats;
+  close(): Promise<void>;
+}
+
+/** Options of {@link createWorkerPool}. */
+export interface PoolOptions {
+  /** Number of workers. */
+  size: number;
+  /** Calls that may wait for a worker; past it, calls fail with 503 OVERLOADED. */
+  queueMax: number;
+  /** Module URL of the inference worker. @default workers/inference_worker.ts beside this module */
+  workerUrl?: URL;
+}
+
+interface Job {
+  items: SequenceInput[];
+  enqueuedAt: number;
+  resolve: (v: { results: EdgeResult[]; timings: InferenceTimings }) => void;
+  reject: (e: unknown) => void;
+}
+
+interface Slot {
+  worker: Worker;
+  job: Job | null;
+  startedAt: number;
+  /** Resolvers of control messages (init, set_switcher) by id. */
+  control: Map<number, { resolve: (m: WorkerResponse) => void; reject: (e: unknown) => void }>;
+  alive: boolean;
+}
+
+function errorFrom(msg: Extract<WorkerResponse, { type: "error" }>): AppError {
+  return new AppError(msg.code, msg.message);
+}
+
+/**
+ * Start a pool of inference workers and wait until every one has loaded and warmed up its models.
+ *
+ * @param init models and runtime, copied to every worker
+ * @param options pool size, queue bound and worker module
+ * @returns the ready pool
+ * @throws AppError MODEL_NOT_READY when a worker cannot load the models
+ */
+export async function createWorkerPool(init: EngineInit, options: PoolOptions): Promise<EdgeInference> {
+  const workerUrl = options.workerUrl ?? new URL("./inference_worker.ts", import.meta.url);
+  const queue: Job[] = [];
+  const slots: Slot[] = [];
+  let nextId = 1;
+  let current: EngineInit = init;
+  let versions: EngineVersions = { edge: init.edge.spec.version, switcher: "" };
+  let closed = false;
+  const counters = { completed: 0, failed: 0, restarts: 0 };
+
+  function control(slot: Slot, msg: WorkerRequest): Promise<WorkerResponse> {
+    return new Promise((resolve, reject) => {
+      slot.control.set(msg.id, { resolve, reject });
+      slot.worker.postMessage(msg);
+    });
+  }
+
+  function dispatch(): void {
+    for (const slot of slots) {
+      if (queue.length === 0) return;
+      if (!slot.alive || slot.job) continue;
+      const job = queue.shift()!;
+      slot.job = job;
+      slot.startedAt = performance.now();
+      const items = job.items;
+      slot.worker.postMessage(
+        { type: "classify", id: nextId++, items } satisfies WorkerRequest,
+        items.map((i) => i.data.buffer as ArrayBuffer),
+      );
+    }
+  }
+
+  function onMessage(slot: Slot, msg: WorkerResponse): void {
+    const pending = slot.control.get(msg.id);
+    if (pending) {
+      slot.control.delete(msg.id);
+      pending.resolve(msg);
+      return;
+    }
+    const job = slot.job;
+    if (!job) return;
+    slot.job = null;
+    const queueMs = slot.startedAt - job.enqueuedAt;
+    if (msg.type === "result") {
+      counters.completed++;
+      job.resolve({ results: msg.results, timings: { ...msg.timings, queueMs } });
+    } else if (msg.type === "error") {
+      counters.failed++;
+      job.reject(errorFrom(msg));
+    }
+    dispatch();
+  }
+
+  async function spawn(index: number): Promise<void> {
+    const worker = new WebWorker(workerUrl.href, { type: "module" });
+    const slot: Slot = { worker, job: null, startedAt: 0, control: new Map(), alive: false };
+    slots[index] = slot;
+    worker.onmessage = (e: MessageEvent<WorkerResponse>) => onMessage(slot, e.data);
+    worker.onerror = (e: ErrorEvent) => {
+      e.preventDefault();
+      onCrash(index, slot, e.message);
+    };
+    const reply = await control(slot, { type: "init", id: nextId++, init: current });
+    if (reply.type === "error") {
+      worker.terminate();
+      throw new AppError("MODEL_NOT_READY", `Cannot start inference worker: ${reply.message}`);
+    }
+    if (reply.type === "ready") versions = reply.versions;
+    slot.alive = true;
+    dispatch();
+  }
+
+  function onCrash(index: number, slot: Slot, reason: string): void {
+    if (!slot.alive && slot.job === null && slot.control.size === 0) return;
+    slot.alive = false;
+    slot.worker.terminate();
+    const err = new AppError("INTERNAL", "Cannot classify: the inference worker stopped", { cause: reason });
+    if (slot.job) {
+      counters.failed++;
+      slot.job.reject(err);
+      slot.job = null;
+    }
+    for (const p of slot.control.values()) p.reject(err);
+    slot.control.clear();
+    console.error(JSON.stringify({ level: "error", msg: "inference worker crashed; replacing it", reason }));
+    if (closed) return;
+    counters.restarts++;
+    spawn(index).catch((e) =>
+      console.error(JSON.stringify({ level: "error", msg: "inference worker restart failed", error: String(e) }))
+    );
+  }
+
+  try {
+    await Promise.all(Array.from({ length: options.size }, (_, i) => spawn(i)));
+  } catch (err) {
+    closed = true;
+    for (const s of slots) s?.worker.terminate();
+    throw err;
+  }
+
+  return {
+    classify(items) {
+      if (closed) return Promise.reject(new AppError("MODEL_NOT_READY", "Cannot classify: the pool is closed"));
+      const idle = slots.some((s) => s.alive && !s.job);
+      if (!idle && queue.length >= options.queueMax) {
+        return Promise.reject(
+          new AppError("OVERLOADED", "Cannot classify: the inference queue is full", { headers: { "Retry-After": "1" } }),
+        );
+      }
+      return new Promise((resolve, reject) => {
+        queue.push({ items, enqueuedAt: performance.now(), resolve, reject });
+        dispatch();
+      });
+    },
+    async setSwitcher(switcher) {
+      const previous = current.switcher;
+      const live = slots.filter((s) => s.alive);
+      const replies = await Promise.allSettled(
+        live.map((s) => control(s, { type: "set_switcher", id: nextId++, switcher })),
+      );
+      const failure = replies.find((r) => r.status === "rejected" || r.value.type === "error");
+      if (failure) {
+        // Put back the previous switcher wherever the new one loaded, so every worker serves one version.
+        await Promise.allSettled(live.map((s) => control(s, { type: "set_switcher", id: nextId++, switcher: previous })));
+        const reason = failure.status === "rejected"
+          ? String(failure.reason)
+          : (failure.value as Extract<WorkerResponse, { type: "error" }>).message;
+        throw new AppError("MODEL_NOT_READY", `Cannot load switcher: ${reason}`);
+      }
+      current = { ...current, switcher };
+      const first = replies[0];
+      if (first?.status === "fulfilled" && first.value.type === "switcher_set") versions = first.value.versions;
+      return versions;
+    },
+    versions: () => versions,
+    stats: () => ({
+      size: options.size,
+      busy: slots.filter((s) => s.job).length,
+      queued: queue.length,
+      queueMax: options.queueMax,
+      ...counters,
+    }),
+    async close() {
+      closed = true;
+      const err = new AppError("MODEL_NOT_READY", "Cannot classify: the pool is closed");
+      for (const job of queue.splice(0)) job.reject(err);
+      for (const s of slots) {
+        s.alive = false;
+        s.worker.terminate();
+        s.job?.reject(err);
+      }
+      await Promise.resolve();
+    },
+  };
+}
+
+/**
+ * Edge inference on the calling thread, with the same signature as the pool. For scripts and tests that want no
+ * workers; the HTTP app always uses the pool.
+ *
+ * @param init models and runtime
+ * @returns the ready engine behind the {@link EdgeInference} signature
+ */
+export async function createInProcessInference(init: EngineInit): Promise<EdgeInference> {
+  const { engine } = await createEngine(init);
+  let completed = 0;
+  let chain: Promise<unknown> = Promise.resolve();
+  return {
+    classify(items) {
+      // One run at a time, as in a worker: WASM inference is synchronous underneath.
+      const run = chain.then(async () => {
+        const { results, timings } = await engine.classify(items);
+        completed++;
+        return { results, timings: { ...timings, queueMs: 0 } };
+      });
+      chain = run.catch(() => undefined);
+      return run;
+    },
+    setSwitcher: (s) => engine.setSwitcher(s),
+    versions: () => engine.versions(),
+    stats: () => ({ size: 1, busy: 0, queued: 0, queueMax: Infinity, completed, failed: 0, restarts: 0 }),
+    close: () => engine.release(),
+  };
+}

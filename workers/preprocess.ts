@@ -1,0 +1,93 @@
+/**
+ * Pre-processing of one sequence, shared by the inference workers and the cloud offload: validation of a
+ * `T x J x C` frame array into a flat `Float32Array`, and resampling to a model's window length.
+ *
+ * Pure: no runtime, no I/O.
+ *
+ * @module
+ */
+
+/** Limits and the shape a model accepts. */
+export interface SequenceLimits {
+  joints: number;
+  channels: number;
+  maxFrames: number;
+}
+
+/**
+ * Check a `T x J x C` array of numbers and flatten it, in one pass.
+ *
+ * @param frames the client's frames
+ * @param limits joints and channels the model was built for, and the most frames accepted
+ * @returns the flattened values and the frame count
+ * @throws TypeError on a wrong shape or a non-number; RangeError on a non-finite value or too many frames
+ */
+export function flattenFrames(frames: unknown, limits: SequenceLimits): { data: Float32Array; length: number } {
+  const { joints, channels, maxFrames } = limits;
+  if (!Array.isArray(frames)) throw new TypeError("Cannot read frames: expected an array of frames");
+  const t = frames.length;
+  if (t === 0) throw new RangeError("Cannot read frames: expected at least 1 frame, got 0");
+  if (t > maxFrames) throw new RangeError(`Cannot read frames: expected at most ${maxFrames} frames, got ${t}`);
+  const data = new Float32Array(t * joints * channels);
+  let o = 0;
+  for (let f = 0; f < t; f++) {
+    const frame = frames[f];
+    if (!Array.isArray(frame)) throw new TypeError(`Cannot read frames: frame ${f} is not an array`);
+    if (frame.length !== joints) {
+      throw new TypeError(`Cannot read frames: expected ${joints} points in frame ${f}, got ${frame.length}`);
+    }
+    for (let p = 0; p < joints; p++) {
+      const point = frame[p];
+      if (!Array.isArray(point)) throw new TypeError(`Cannot read frames: point ${p} of frame ${f} is not an array`);
+      if (point.length !== channels) {
+        throw new TypeError(
+          `Cannot read frames: expected ${channels} channels at frame ${f} point ${p}, got ${point.length}`,
+        );
+      }
+      for (let k = 0; k < channels; k++) {
+        const v = point[k];
+        if (typeof v !== "number") {
+          throw new TypeError(`Cannot read frames: value at frame ${f} point ${p} channel ${k} is not a number`);
+        }
+        if (!Number.isFinite(v) || Math.abs(v) > 3.4e38) {
+          throw new RangeError(`Cannot read frames: value at frame ${f} point ${p} channel ${k} is not finite`);
+        }
+        data[o++] = v;
+      }
+    }
+  }
+  return { data, length: t };
+}
+
+/**
+ * Resample a sequence to `outFrames` frames by linear interpolation over its whole length: output frame `i` reads
+ * source position `i * (T - 1) / (outFrames - 1)`. Every channel is interpolated, confidence included. The model
+ * build (`scripts/models/`) uses the same definition.
+ *
+ * @param data flattened `[inFrames, pointSize]` values
+ * @param options `inFrames`, `outFrames` and `pointSize` (joints x channels)
+ * @returns flattened `[outFrames, pointSize]` values
+ */
+export function resample(
+  data: Float32Array,
+  options: { inFrames: number; outFrames: number; pointSize: number },
+): Float32Array {
+  const { inFrames, outFrames, pointSize } = options;
+  if (data.length !== inFrames * pointSize) {
+    throw new TypeError(`Cannot resample: expected ${inFrames * pointSize} values, got ${data.length}`);
+  }
+  if (inFrames < 1 || outFrames < 1) throw new RangeError("Cannot resample: frame counts must be at least 1");
+  if (inFrames === outFrames) return data.slice();
+  const out = new Float32Array(outFrames * pointSize);
+  for (let i = 0; i < outFrames; i++) {
+    const s = inFrames === 1 || outFrames === 1 ? 0 : (i * (inFrames - 1)) / (outFrames - 1);
+    const i0 = Math.floor(s);
+    const i1 = Math.min(i0 + 1, inFrames - 1);
+    const w = s - i0;
+    const a = i0 * pointSize;
+    const b = i1 * pointSize;
+    const o = i * pointSize;
+    for (let k = 0; k < pointSize; k++) out[o + k] = (1 - w) * data[a + k] + w * data[b + k];
+  }
+  return out;
+}
