@@ -4,6 +4,7 @@
  * @module
  */
 import type { Context } from "hono";
+import { HTTPException } from "hono/http-exception";
 import type { ContentfulStatusCode } from "hono/utils/http-status";
 
 /** Every machine-readable error code the API returns. */
@@ -89,17 +90,12 @@ export function toAppError(err: unknown): AppError {
  * @returns the error response
  */
 export function onError(err: Error, c: Context): Response {
-  // Hono's own HTTPException (e.g. from the body-limit middleware) carries a status of its own.
-  const status = (err as { status?: number }).status;
-  const appErr = err instanceof AppError
-    ? err
-    : typeof status === "number" && status === 413
-    ? new AppError("PAYLOAD_TOO_LARGE", "Cannot read request: body exceeds the size limit")
-    : toAppError(err);
+  const appErr = err instanceof AppError ? err : fromHttpException(err) ?? toAppError(err);
   if (appErr.code === "INTERNAL") {
     console.error(JSON.stringify({
       level: "error",
       msg: "unhandled error",
+      requestId: c.get("requestId"),
       path: c.req.path,
       error: String(err),
       stack: err.stack,
@@ -107,4 +103,21 @@ export function onError(err: Error, c: Context): Response {
   }
   for (const [k, v] of Object.entries(appErr.headers)) c.header(k, v);
   return c.json({ code: appErr.code, message: appErr.message }, appErr.status);
+}
+
+/** Hono's own `HTTPException`s (malformed JSON, body limit) carry a status; give them our codes and messages. */
+function fromHttpException(err: Error): AppError | null {
+  if (!(err instanceof HTTPException)) return null;
+  switch (err.status) {
+    case 400:
+      return new AppError("INVALID_INPUT", "Cannot parse request body: malformed JSON", { cause: err });
+    case 413:
+      return new AppError("PAYLOAD_TOO_LARGE", "Cannot read request: body exceeds the size limit", { cause: err });
+    case 415:
+      return new AppError("UNSUPPORTED_MEDIA_TYPE", "Cannot read request: expected application/json", { cause: err });
+    case 404:
+      return new AppError("NOT_FOUND", "Cannot find the resource", { cause: err });
+    default:
+      return null;
+  }
 }

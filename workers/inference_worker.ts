@@ -5,6 +5,7 @@
  * @module
  */
 /// <reference lib="deno.worker" />
+import "./worker_env.ts";
 import { createEngine, type Engine } from "./engine.ts";
 import type { WorkerRequest, WorkerResponse } from "./protocol.ts";
 

@@ -1,0 +1,97 @@
+/**
+ * One contract suite for edge inference, run against the worker pool and the in-process engine: the same
+ * models must give the same answers through both.
+ */
+import assert from "node:assert/strict";
+import { AppError } from "../errors.ts";
+import { loadModelSet } from "../workers/artefacts.ts";
+import { createInProcessInference, createWorkerPool, type EdgeInference } from "../workers/pool.ts";
+
+const TINY = new URL("./fixtures/tiny_models", import.meta.url).pathname;
+
+function sequence(length: number, seed: number): { data: Float32Array; length: number } {
+  const data = new Float32Array(length * 2 * 3);
+  for (let i = 0; i < data.length; i++) data[i] = ((i * 7919 + seed * 104729) % 1000) / 1000;
+  return { data, length };
+}
+
+async function contract(name: string, make: () => Promise<EdgeInference>) {
+  Deno.test(`${name}: classify() returns probabilities, embedding, features and a score per sequence`, async () => {
+    const inf = await make();
+    try {
+      const { results, timings } = await inf.classify([sequence(4, 1), sequence(9, 2)]);
+      assert.equal(results.length, 2);
+      for (const r of results) {
+        assert.equal(r.probs.length, 3);
+        assert.ok(Math.abs(r.probs.reduce((a, b) => a + b, 0) - 1) < 1e-5);
+        assert.equal(r.embedding.length, 4);
+        assert.equal(r.features.length, 6 + 4);
+        assert.equal(r.window.length, 4 * 2 * 3);
+        // Without a switcher model the score is 1 - max probability.
+        assert.ok(Math.abs(r.score - (1 - Math.max(...r.probs))) < 1e-6);
+      }
+      assert.ok(timings.edgeMs >= 0 && timings.queueMs >= 0);
+      assert.deepEqual(inf.versions(), { edge: "edge-tiny-1", switcher: "builtin-max-probability" });
+    } finally {
+      await inf.close();
+    }
+  });
+}
+
+async function init() {
+  return (await loadModelSet(TINY, { warmupRuns: 1 })).init;
+}
+
+contract("worker pool", async () => createWorkerPool(await init(), { size: 2, queueMax: 4 }));
+contract("in-process", async () => createInProcessInference(await init()));
+
+Deno.test("worker pool and in-process engine give the same outputs", async () => {
+  const pool = await createWorkerPool(await init(), { size: 1, queueMax: 4 });
+  const local = await createInProcessInference(await init());
+  try {
+    const a = await pool.classify([sequence(6, 3)]);
+    const b = await local.classify([sequence(6, 3)]);
+    assert.deepEqual(Array.from(a.results[0].probs), Array.from(b.results[0].probs));
+    assert.deepEqual(Array.from(a.results[0].features), Array.from(b.results[0].features));
+  } finally {
+    await pool.close();
+    await local.close();
+  }
+});
+
+Deno.test("worker pool sheds calls past its queue bound with OVERLOADED and Retry-After", async () => {
+  const pool = await createWorkerPool(await init(), { size: 1, queueMax: 2 });
+  try {
+    const calls = Array.from({ length: 6 }, (_, i) => pool.classify([sequence(4, i)]));
+    const settled = await Promise.allSettled(calls);
+    const shed = settled.filter((s) => s.status === "rejected");
+    // One call runs, two wait, the other three are shed.
+    assert.equal(shed.length, 3);
+    for (const s of shed) {
+      const err = (s as PromiseRejectedResult).reason;
+      assert.ok(err instanceof AppError);
+      assert.equal(err.code, "OVERLOADED");
+      assert.equal(err.status, 503);
+      assert.equal(err.headers["Retry-After"], "1");
+    }
+    assert.equal(pool.stats().completed, 3);
+  } finally {
+    await pool.close();
+  }
+});
+
+Deno.test("loadModelSet() refuses a model whose sha256 differs from the manifest", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    for (const f of ["edge.onnx", "cloud.onnx"]) await Deno.copyFile(`${TINY}/${f}`, `${dir}/${f}`);
+    const manifest = JSON.parse(await Deno.readTextFile(`${TINY}/manifest.json`));
+    manifest.edge.sha256 = "0".repeat(64);
+    await Deno.writeTextFile(`${dir}/manifest.json`, JSON.stringify(manifest));
+    await assert.rejects(
+      () => loadModelSet(dir, { warmupRuns: 0 }),
+      (e: AppError) => e.code === "MODEL_NOT_READY" && e.message.includes("the manifest says 000000000000"),
+    );
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
