@@ -1,0 +1,252 @@
+/**
+ * dmd-edge: the edge app. Wires config -> models -> database -> cloud client -> worker pool -> classifier ->
+ * routes, and exports {@link createApp} for tests and {@link startService} for `deno task start`.
+ *
+ * Lifecycle: load models and warm the workers -> open the database (migrations) -> reach the cloud (or start the
+ * reference server on loopback) -> listen -> on SIGINT/SIGTERM: stop accepting, drain requests in flight, flush
+ * the decision log, stop the workers and the reference server, exit 0.
+ *
+ * @module
+ */
+import { OpenAPIHono } from "@hono/zod-openapi";
+import { bodyLimit } from "hono/body-limit";
+import { requestId } from "hono/request-id";
+import { secureHeaders } from "hono/secure-headers";
+import { createOipClient } from "./cloud/oip_client.ts";
+import { type Config, loadConfig } from "./config.ts";
+import { openDatabase } from "./db/client.ts";
+import { createDecisionLog } from "./db/decision_log.ts";
+import { uuidv7 } from "./db/ids.ts";
+import { AppError, onError } from "./errors.ts";
+import { createHybridClassifier, type HybridClassifier } from "./hybrid/classifier.ts";
+import { classifyRoutes } from "./routes/classify.ts";
+import { decisionRoutes, type DecisionsDeps } from "./routes/decisions.ts";
+import { healthRoutes, type HealthDeps } from "./routes/health.ts";
+import { modelRoutes } from "./routes/models.ts";
+import { createOffloadBudget } from "./switcher/decide.ts";
+import type { Manifest } from "./wasm-models/manifest.ts";
+import { loadModelSet } from "./workers/artefacts.ts";
+import { createWorkerPool, type EdgeInference } from "./workers/pool.ts";
+
+/** What {@link createApp} needs: built by {@link startService}, or by tests with fakes. */
+export interface AppDeps {
+  config: Pick<Config, "maxBodyBytes" | "maxFrames" | "maxBatchItems">;
+  manifest: Manifest;
+  classifier: HybridClassifier;
+  inference: Pick<EdgeInference, "versions" | "stats">;
+  threshold: () => number;
+  cloudUrl: string;
+  decisions: DecisionsDeps;
+  health: HealthDeps;
+  newId: () => string;
+}
+
+/**
+ * Build the HTTP app: middleware, the routes, the OpenAPI document at `/openapi.json`.
+ *
+ * @param deps the shared objects
+ * @returns the Hono app (`app.fetch` serves it; `app.request` tests it)
+ */
+export function createApp(deps: AppDeps): OpenAPIHono {
+  const app = new OpenAPIHono();
+  app.use(requestId({ headerName: "X-Request-Id" }));
+  app.use(secureHeaders());
+  app.use("/v1/*", async (c, next) => {
+    if (c.req.method === "POST") {
+      const type = c.req.header("content-type") ?? "";
+      if (!/^application\/json\b/i.test(type)) {
+        throw new AppError("UNSUPPORTED_MEDIA_TYPE", `Cannot read request: expected application/json, got "${type}"`);
+      }
+    }
+    await next();
+  });
+  app.use(
+    "/v1/*",
+    bodyLimit({
+      maxSize: deps.config.maxBodyBytes,
+      onError: () => {
+        throw new AppError(
+          "PAYLOAD_TOO_LARGE",
+          `Cannot read request: body exceeds the limit of ${deps.config.maxBodyBytes} bytes`,
+        );
+      },
+    }),
+  );
+  app.route(
+    "/v1/classify",
+    classifyRoutes({
+      classifier: deps.classifier,
+      edgeSpec: deps.manifest.edge,
+      maxFrames: deps.config.maxFrames,
+      maxBatchItems: deps.config.maxBatchItems,
+      newId: deps.newId,
+    }),
+  );
+  app.route("/v1/decisions", decisionRoutes(deps.decisions));
+  app.route(
+    "/v1/models",
+    modelRoutes({
+      manifest: deps.manifest,
+      versions: () => deps.inference.versions(),
+      threshold: deps.threshold,
+      cloudUrl: deps.cloudUrl,
+    }),
+  );
+  app.route("/", healthRoutes(deps.health));
+  app.doc31("/openapi.json", {
+    openapi: "3.1.0",
+    info: {
+      title: "dmd-edge",
+      version: "1",
+      description: "Hybrid edge-cloud action classification: an edge model answers, a learned switcher offloads " +
+        "the requests where the cloud model would disagree.",
+    },
+  });
+  app.notFound(() => {
+    throw new AppError("NOT_FOUND", "Cannot find the resource");
+  });
+  app.onError(onError);
+  return app;
+}
+
+/** A running reference cloud server, started as a child process on loopback. */
+interface ChildCloud {
+  url: string;
+  stop(): Promise<void>;
+}
+
+async function startChildCloud(config: Config): Promise<ChildCloud> {
+  const entry = new URL("./cloud/reference_server.ts", import.meta.url);
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["run", "--allow-read", "--allow-net=127.0.0.1", "--allow-env", "--allow-ffi", "--allow-sys", entry.href],
+    env: { CLOUD_SERVER_HOST: "127.0.0.1", CLOUD_SERVER_PORT: "0", MODELS_DIR: config.modelsDir },
+    stdout: "piped",
+    stderr: "inherit",
+  }).spawn();
+  const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
+  let buffered = "";
+  const deadline = Date.now() + 60_000;
+  while (Date.now() < deadline) {
+    const { value, done } = await reader.read();
+    if (done) break;
+    buffered += value;
+    const line = buffered.split("\n").find((l) => l.includes('"url"'));
+    if (line) {
+      const { url } = JSON.parse(line) as { url: string };
+      // Keep forwarding the server's log lines.
+      (async () => {
+        for (;;) {
+          const next = await reader.read().catch(() => ({ done: true, value: "" }));
+          if (next.done) return;
+          Deno.stdout.writeSync(new TextEncoder().encode(next.value));
+        }
+      })();
+      return {
+        url,
+        async stop() {
+          try {
+            child.kill("SIGTERM");
+          } catch {
+            // already gone
+          }
+          await child.status;
+        },
+      };
+    }
+  }
+  child.kill("SIGKILL");
+  throw new AppError("INTERNAL", "Cannot start the reference cloud server: it printed no URL");
+}
+
+/** A running service. */
+export interface Service {
+  url: string;
+  /** Stop accepting, drain, flush the log, stop workers and the reference server. */
+  shutdown(): Promise<void>;
+}
+
+/**
+ * Start the whole edge service from a configuration.
+ *
+ * @param config the resolved configuration
+ * @returns the running service
+ */
+export async function startService(config: Readonly<Config>): Promise<Service> {
+  const { manifest, init } = await loadModelSet(config.modelsDir, { warmupRuns: config.warmupRuns });
+  const database = await openDatabase(config.databaseUrl, { authToken: config.databaseAuthToken });
+  const log = createDecisionLog(database.db, { batchSize: config.logBatchSize, flushIntervalMs: config.logFlushMs });
+  const child = config.cloudUrl ? null : await startChildCloud(config);
+  const cloudUrl = config.cloudUrl ?? child!.url;
+  const cloud = createOipClient({ baseUrl: cloudUrl, modelName: config.cloudModelName, timeoutMs: config.cloudTimeoutMs });
+  const pool = await createWorkerPool(init, { size: config.workers, queueMax: config.queueMax });
+  const budget = createOffloadBudget({ ratePerS: config.offloadBudgetPerS });
+  const threshold = () => config.switcherThreshold ?? manifest.switcher?.threshold ?? 0.5;
+
+  const classifier = createHybridClassifier({
+    inference: pool,
+    cloud,
+    log,
+    edgeSpec: manifest.edge,
+    cloudSpec: manifest.cloud,
+    threshold,
+    cloudTimeoutMs: config.cloudTimeoutMs,
+    takeOffloadToken: () => budget.take(performance.now()),
+    edgeLocation: config.edgeLocation,
+    newId: uuidv7,
+  });
+
+  let cloudSeen = { at: 0, ok: false };
+  const app = createApp({
+    config,
+    manifest,
+    classifier,
+    inference: pool,
+    threshold,
+    cloudUrl,
+    decisions: { getDecision: (id) => log.get(id) },
+    health: {
+      modelsReady: () => pool.stats().size > 0,
+      database: () => database.ping(),
+      async cloud() {
+        // Probed at most once a second, so readiness checks never load the cloud.
+        if (performance.now() - cloudSeen.at > 1000) {
+          cloudSeen = { at: performance.now(), ok: await cloud.ready({ timeoutMs: 500 }).catch(() => false) };
+        }
+        return cloudSeen.ok;
+      },
+      logBacklog: () => log.backlog(),
+    },
+    newId: uuidv7,
+  });
+
+  const server = Deno.serve({ hostname: config.host, port: config.port, onListen: () => {} }, app.fetch);
+  const url = `http://${config.host}:${server.addr.port}`;
+  let stopping: Promise<void> | null = null;
+  return {
+    url,
+    shutdown() {
+      stopping ??= (async () => {
+        await server.shutdown();
+        await log.close();
+        await pool.close();
+        await child?.stop();
+        database.close();
+      })();
+      return stopping;
+    },
+  };
+}
+
+if (import.meta.main) {
+  const config = loadConfig();
+  const service = await startService(config);
+  console.log(JSON.stringify({ level: "info", msg: "dmd-edge listening", url: service.url }));
+  console.log(`dmd-edge listening on ${service.url}  (try: curl ${service.url}/v1/models)`);
+  const stop = async () => {
+    console.log(JSON.stringify({ level: "info", msg: "shutting down" }));
+    await service.shutdown();
+    Deno.exit(0);
+  };
+  Deno.addSignalListener("SIGINT", stop);
+  Deno.addSignalListener("SIGTERM", stop);
+}

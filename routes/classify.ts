@@ -1,0 +1,111 @@
+/**
+ * `POST /v1/classify` and `POST /v1/classify/batch`.
+ *
+ * @module
+ */
+import { createRoute, OpenAPIHono } from "@hono/zod-openapi";
+import { AppError, toAppError } from "../errors.ts";
+import type { Answer, HybridClassifier, SequenceItem } from "../hybrid/classifier.ts";
+import type { ClassifierSpec } from "../wasm-models/manifest.ts";
+import {
+  AnswerSchema,
+  BatchRequestSchema,
+  BatchResponseSchema,
+  ClassifyRequestSchema,
+  errorResponses,
+} from "./schemas.ts";
+import { toSequenceItem, validationHook } from "./validation.ts";
+
+/** What the classify routes need. */
+export interface ClassifyDeps {
+  classifier: HybridClassifier;
+  edgeSpec: ClassifierSpec;
+  maxFrames: number;
+  maxBatchItems: number;
+  newId: () => string;
+}
+
+/** The answer as the API returns it. */
+function present(a: Answer) {
+  const { clientId, ...rest } = a;
+  return { ...rest, id: clientId, degraded: a.route === "edge_fallback" };
+}
+
+const classifyRoute = createRoute({
+  method: "post",
+  path: "/",
+  summary: "Classify one sequence",
+  description: "The edge model answers; the switcher decides whether to offload to the cloud model.",
+  request: { body: { required: true, content: { "application/json": { schema: ClassifyRequestSchema } } } },
+  responses: {
+    200: { content: { "application/json": { schema: AnswerSchema } }, description: "The answer" },
+    ...errorResponses,
+  },
+});
+
+const batchRoute = createRoute({
+  method: "post",
+  path: "/batch",
+  summary: "Classify many sequences",
+  description: "One edge pass and at most one cloud call for the whole batch; each item is answered on its own.",
+  request: { body: { required: true, content: { "application/json": { schema: BatchRequestSchema } } } },
+  responses: {
+    200: { content: { "application/json": { schema: BatchResponseSchema } }, description: "One result per item" },
+    ...errorResponses,
+  },
+});
+
+/**
+ * The classify sub-app, mounted at `/v1/classify`.
+ *
+ * @param deps the classifier, the edge model's spec and limits
+ * @returns the sub-app
+ */
+export function classifyRoutes(deps: ClassifyDeps): OpenAPIHono {
+  const app = new OpenAPIHono({ defaultHook: validationHook });
+  const check = { spec: deps.edgeSpec, maxFrames: deps.maxFrames };
+
+  app.openapi(classifyRoute, async (c) => {
+    const body = c.req.valid("json");
+    const item = toSequenceItem(body, check);
+    const [answer] = await deps.classifier.classify([item], { forced: body.route, requestId: c.get("requestId") });
+    return c.json(present(answer), 200);
+  });
+
+  app.openapi(batchRoute, async (c) => {
+    const body = c.req.valid("json");
+    if (body.items.length > deps.maxBatchItems) {
+      throw new AppError(
+        "INVALID_INPUT",
+        `Cannot classify batch: expected at most ${deps.maxBatchItems} items, got ${body.items.length}`,
+      );
+    }
+    const valid: { index: number; item: SequenceItem }[] = [];
+    const results: Array<ReturnType<typeof present> & { index: number; ok: true } | {
+      index: number;
+      ok: false;
+      code: string;
+      message: string;
+    }> = new Array(body.items.length);
+    body.items.forEach((raw, index) => {
+      try {
+        valid.push({ index, item: toSequenceItem(raw, check) });
+      } catch (err) {
+        const e = toAppError(err);
+        results[index] = { index, ok: false, code: e.code, message: e.message };
+      }
+    });
+    const batchId = deps.newId();
+    if (valid.length > 0) {
+      const answers = await deps.classifier.classify(valid.map((v) => v.item), {
+        forced: body.route,
+        requestId: c.get("requestId"),
+        batchId,
+      });
+      answers.forEach((a, k) => (results[valid[k].index] = { ...present(a), index: valid[k].index, ok: true }));
+    }
+    return c.json({ batchId, results }, 200);
+  });
+
+  return app;
+}

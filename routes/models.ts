@@ -1,0 +1,75 @@
+/**
+ * `GET /v1/models`: what is loaded.
+ *
+ * @module
+ */
+import { createRoute, OpenAPIHono, z } from "@hono/zod-openapi";
+import type { Manifest } from "../wasm-models/manifest.ts";
+import type { EngineVersions } from "../workers/protocol.ts";
+
+/** What the models route needs. */
+export interface ModelsDeps {
+  manifest: Manifest;
+  /** Versions the workers serve now. */
+  versions(): EngineVersions;
+  /** The threshold in force. */
+  threshold(): number;
+  cloudUrl: string;
+}
+
+const ModelsSchema = z.object({
+  edge: z.record(z.string(), z.unknown()),
+  cloud: z.record(z.string(), z.unknown()),
+  switcher: z.record(z.string(), z.unknown()),
+}).openapi("Models");
+
+const route = createRoute({
+  method: "get",
+  path: "/",
+  summary: "The loaded models",
+  responses: { 200: { content: { "application/json": { schema: ModelsSchema } }, description: "Loaded models" } },
+});
+
+function describe(spec: Manifest["edge"]) {
+  return {
+    version: spec.version,
+    file: spec.file,
+    sha256: spec.sha256,
+    bytes: spec.bytes,
+    precision: spec.precision,
+    layout: spec.layout,
+    joints: spec.joints,
+    channels: spec.channels,
+    windowFrames: spec.windowFrames,
+    fps: spec.fps,
+    labels: spec.labels,
+    params: spec.params ?? null,
+    flops: spec.flops ?? null,
+    metrics: spec.metrics ?? null,
+  };
+}
+
+/**
+ * The models sub-app, mounted at `/v1/models`.
+ *
+ * @param deps the manifest and what the workers serve
+ * @returns the sub-app
+ */
+export function modelRoutes(deps: ModelsDeps): OpenAPIHono {
+  const app = new OpenAPIHono();
+  app.openapi(route, (c) => {
+    const versions = deps.versions();
+    const s = deps.manifest.switcher;
+    return c.json({
+      edge: { ...describe(deps.manifest.edge), serving: versions.edge, runtime: "onnxruntime-web (wasm)" },
+      cloud: { ...describe(deps.manifest.cloud), url: deps.cloudUrl, protocol: "open-inference-protocol-v2" },
+      switcher: {
+        version: versions.switcher,
+        threshold: deps.threshold(),
+        features: s?.version === versions.switcher ? s.features : null,
+        calibration: s?.version === versions.switcher ? s.calibration ?? null : null,
+      },
+    }, 200);
+  });
+  return app;
+}

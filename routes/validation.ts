@@ -1,0 +1,51 @@
+/**
+ * Shared request plumbing for the routes: the validation hook that turns schema failures into `INVALID_INPUT`,
+ * and the check of a sequence against the loaded model.
+ *
+ * @module
+ */
+import type { Hook } from "@hono/zod-openapi";
+import type { Env } from "hono";
+import { AppError } from "../errors.ts";
+import type { SequenceItem } from "../hybrid/classifier.ts";
+import type { ClassifierSpec } from "../wasm-models/manifest.ts";
+import { flattenFrames } from "../workers/preprocess.ts";
+
+/** The `defaultHook` of every sub-app: a failed schema check throws `INVALID_INPUT` naming the first problem. */
+// deno-lint-ignore no-explicit-any
+export const validationHook: Hook<any, Env, any, any> = (result) => {
+  if (result.success) return;
+  const issue = result.error.issues[0];
+  const path = issue?.path.length ? issue.path.join(".") : "body";
+  throw new AppError("INVALID_INPUT", `Cannot validate request: ${path}: ${issue?.message ?? "invalid"}`);
+};
+
+/**
+ * Check one sequence against the loaded edge model and flatten it.
+ *
+ * @param body the schema-valid sequence
+ * @param options the edge model's spec and the most frames accepted
+ * @returns the sequence ready for the classifier
+ * @throws AppError INVALID_INPUT naming what does not fit
+ */
+export function toSequenceItem(
+  body: { id?: string; layout: string; fps: number; frames: number[][][] },
+  options: { spec: ClassifierSpec; maxFrames: number },
+): SequenceItem {
+  const { spec, maxFrames } = options;
+  if (body.layout !== spec.layout) {
+    throw new AppError(
+      "INVALID_INPUT",
+      `Cannot classify: the loaded model was built for layout "${spec.layout}", got "${body.layout}"`,
+    );
+  }
+  try {
+    const { data, length } = flattenFrames(body.frames, { joints: spec.joints, channels: spec.channels, maxFrames });
+    return { data, length, fps: body.fps, layout: body.layout, clientId: body.id ?? null };
+  } catch (err) {
+    if (err instanceof TypeError || err instanceof RangeError) {
+      throw new AppError("INVALID_INPUT", err.message, { cause: err });
+    }
+    throw err;
+  }
+}
