@@ -28,6 +28,9 @@ import type { Manifest } from "./wasm-models/manifest.ts";
 import { loadModelSet } from "./workers/artefacts.ts";
 import { createWorkerPool, type EdgeInference } from "./workers/pool.ts";
 
+/** Sibling modules are `.ts` in the source tree and `.js` in the `dist/` bundle (`deno task build`). */
+const MODULE_EXT = import.meta.url.endsWith(".js") ? "js" : "ts";
+
 /** What {@link createApp} needs: built by {@link startService}, or by tests with fakes. */
 export interface AppDeps {
   config: Pick<Config, "maxBodyBytes" | "maxFrames" | "maxBatchItems">;
@@ -116,7 +119,7 @@ interface ChildCloud {
 }
 
 async function startChildCloud(config: Config): Promise<ChildCloud> {
-  const entry = new URL("./cloud/reference_server.ts", import.meta.url);
+  const entry = new URL(`./cloud/reference_server.${MODULE_EXT}`, import.meta.url);
   const child = new Deno.Command(Deno.execPath(), {
     args: ["run", "--allow-read", "--allow-net=127.0.0.1", "--allow-env", "--allow-ffi", "--allow-sys", entry.href],
     env: { CLOUD_SERVER_HOST: "127.0.0.1", CLOUD_SERVER_PORT: "0", MODELS_DIR: config.modelsDir },
@@ -178,7 +181,11 @@ export async function startService(config: Readonly<Config>): Promise<Service> {
   const child = config.cloudUrl ? null : await startChildCloud(config);
   const cloudUrl = config.cloudUrl ?? child!.url;
   const cloud = createOipClient({ baseUrl: cloudUrl, modelName: config.cloudModelName, timeoutMs: config.cloudTimeoutMs });
-  const pool = await createWorkerPool(init, { size: config.workers, queueMax: config.queueMax });
+  const pool = await createWorkerPool(init, {
+    size: config.workers,
+    queueMax: config.queueMax,
+    workerUrl: new URL(`./workers/inference_worker.${MODULE_EXT}`, import.meta.url),
+  });
   const budget = createOffloadBudget({ ratePerS: config.offloadBudgetPerS });
   const threshold = () => config.switcherThreshold ?? manifest.switcher?.threshold ?? 0.5;
 

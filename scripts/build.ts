@@ -1,0 +1,132 @@
+/**
+ * `deno task build`: bundle the edge app with esbuild into a self-contained `dist/` that starts with
+ * `deno run -A main.js` from `dist/` alone (no deno.json, no network):
+ *
+ *   dist/main.js                       the edge app (hono, zod, drizzle, libSQL client, ... bundled)
+ *   dist/workers/inference_worker.js   the inference worker (onnxruntime-web bundled)
+ *   dist/cloud/reference_server.js     the reference cloud server
+ *   dist/ort/*.wasm                    the onnxruntime-web binary
+ *   dist/wasm-models/                  the model set (manifest, models, samples)
+ *   dist/db/migrations/                the SQL migrations applied at start-up
+ *   dist/node_modules/                 the two native packages esbuild cannot bundle (libsql, onnxruntime-node)
+ *
+ * Flags: --out DIR (default dist), --models DIR (default wasm-models)
+ *
+ * @module
+ */
+import * as esbuild from "esbuild";
+import { parseArgs } from "node:util";
+
+const { values: args } = parseArgs({
+  args: Deno.args,
+  options: { out: { type: "string", default: "dist" }, models: { type: "string", default: "wasm-models" } },
+});
+const root = new URL("../", import.meta.url).pathname;
+const out = args.out!.startsWith("/") ? args.out! : `${Deno.cwd()}/${args.out}`;
+const modelsDir = args.models!.startsWith("/") ? args.models! : `${Deno.cwd()}/${args.models}`;
+
+/** Packages with native code: copied beside the bundle with what they need at run time. */
+const NATIVE = ["libsql", "onnxruntime-node"];
+
+async function copyDir(from: string, to: string): Promise<void> {
+  await Deno.mkdir(to, { recursive: true });
+  for await (const e of Deno.readDir(from)) {
+    const src = `${from}/${e.name}`;
+    const dst = `${to}/${e.name}`;
+    if (e.isDirectory) await copyDir(src, dst);
+    else if (e.isFile) await Deno.copyFile(src, dst);
+    else if (e.isSymlink) {
+      const real = await Deno.realPath(src);
+      if ((await Deno.stat(real)).isDirectory) await copyDir(real, dst);
+      else await Deno.copyFile(real, dst);
+    }
+  }
+}
+
+/** The folder of an installed npm package, following Deno's node_modules layout. */
+async function packageDir(name: string, from = `${root}node_modules`): Promise<string> {
+  return await Deno.realPath(`${from}/${name}`).catch(async () => {
+    // Transitive dependencies live under node_modules/.deno/<name>@<version>/node_modules/<name>.
+    const flat = name.replace("/", "+");
+    for await (const e of Deno.readDir(`${root}node_modules/.deno`)) {
+      if (e.name.startsWith(`${flat}@`)) return await Deno.realPath(`${root}node_modules/.deno/${e.name}/node_modules/${name}`);
+    }
+    throw new Error(`Cannot build: package ${name} is not installed`);
+  });
+}
+
+/** Copy a package and its dependencies (those installed for this platform) into dist/node_modules. */
+async function vendor(name: string, seen: Set<string>): Promise<void> {
+  if (seen.has(name)) return;
+  seen.add(name);
+  const dir = await packageDir(name).catch(() => null);
+  if (!dir) return; // an optional dependency for another platform
+  await copyDir(dir, `${out}/node_modules/${name}`);
+  const pkg = JSON.parse(await Deno.readTextFile(`${dir}/package.json`));
+  for (const dep of [...Object.keys(pkg.dependencies ?? {}), ...Object.keys(pkg.optionalDependencies ?? {})]) {
+    await vendor(dep, seen);
+  }
+}
+
+const t0 = performance.now();
+await Deno.remove(out, { recursive: true }).catch(() => {});
+await Deno.mkdir(out, { recursive: true });
+
+const common: esbuild.BuildOptions = {
+  bundle: true,
+  format: "esm",
+  platform: "neutral",
+  target: "es2022",
+  mainFields: ["module", "main"],
+  conditions: ["deno", "import", "default"],
+  external: [...NATIVE, "node:*"],
+  sourcemap: "linked",
+  minify: false,
+  logLevel: "warning",
+  // Node's CommonJS packages inside an ESM bundle: give them a require() that Deno provides.
+  banner: { js: 'import { createRequire as __createRequire } from "node:module"; const require = __createRequire(import.meta.url);' },
+  absWorkingDir: root,
+};
+await esbuild.build({
+  ...common,
+  entryPoints: {
+    "main": `${root}main.ts`,
+    "workers/inference_worker": `${root}workers/inference_worker.ts`,
+    "cloud/reference_server": `${root}cloud/reference_server.ts`,
+  },
+  outdir: out,
+});
+await esbuild.stop();
+
+await Deno.mkdir(`${out}/ort`, { recursive: true });
+await Deno.copyFile(
+  `${await packageDir("onnxruntime-web")}/dist/ort-wasm-simd-threaded.wasm`,
+  `${out}/ort/ort-wasm-simd-threaded.wasm`,
+);
+await copyDir(modelsDir, `${out}/wasm-models`);
+for await (const e of Deno.readDir(`${out}/wasm-models`)) if (e.name.endsWith(".ts")) await Deno.remove(`${out}/wasm-models/${e.name}`);
+await copyDir(`${root}db/migrations`, `${out}/db/migrations`);
+const seen = new Set<string>();
+for (const name of NATIVE) await vendor(name, seen);
+await Deno.writeTextFile(
+  `${out}/package.json`,
+  JSON.stringify({ name: "dmd-edge-dist", private: true, type: "module" }, null, 2) + "\n",
+);
+
+let bytes = 0;
+async function size(dir: string): Promise<void> {
+  for await (const e of Deno.readDir(dir)) {
+    if (e.isDirectory) await size(`${dir}/${e.name}`);
+    else bytes += (await Deno.stat(`${dir}/${e.name}`)).size;
+  }
+}
+await size(out);
+console.log(JSON.stringify({
+  level: "info",
+  msg: "built",
+  out,
+  mib: Number((bytes / 2 ** 20).toFixed(1)),
+  seconds: Number(((performance.now() - t0) / 1000).toFixed(1)),
+  vendored: [...seen],
+}));
+console.log(`start it with: cd ${args.out} && deno run -A main.js`);
