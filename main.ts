@@ -21,7 +21,7 @@ import { AppError, onError } from "./errors.ts";
 import { createHybridClassifier, type HybridClassifier } from "./hybrid/classifier.ts";
 import { classifyRoutes } from "./routes/classify.ts";
 import { decisionRoutes, type DecisionsDeps } from "./routes/decisions.ts";
-import { healthRoutes, type HealthDeps } from "./routes/health.ts";
+import { type HealthDeps, healthRoutes } from "./routes/health.ts";
 import { modelRoutes } from "./routes/models.ts";
 import { createOffloadBudget } from "./switcher/decide.ts";
 import type { Manifest } from "./wasm-models/manifest.ts";
@@ -180,7 +180,11 @@ export async function startService(config: Readonly<Config>): Promise<Service> {
   const log = createDecisionLog(database.db, { batchSize: config.logBatchSize, flushIntervalMs: config.logFlushMs });
   const child = config.cloudUrl ? null : await startChildCloud(config);
   const cloudUrl = config.cloudUrl ?? child!.url;
-  const cloud = createOipClient({ baseUrl: cloudUrl, modelName: config.cloudModelName, timeoutMs: config.cloudTimeoutMs });
+  const cloud = createOipClient({
+    baseUrl: cloudUrl,
+    modelName: config.cloudModelName,
+    timeoutMs: config.cloudTimeoutMs,
+  });
   const pool = await createWorkerPool(init, {
     size: config.workers,
     queueMax: config.queueMax,

@@ -133,12 +133,17 @@ export function createHybridClassifier(options: HybridOptions): HybridClassifier
       });
       const k = labels.length;
       if (reply.logits.length !== windows.length * k) {
-        throw new AppError("OFFLOAD_FAILED", `Cannot offload: expected ${windows.length * k} logits, got ${reply.logits.length}`);
+        throw new AppError(
+          "OFFLOAD_FAILED",
+          `Cannot offload: expected ${windows.length * k} logits, got ${reply.logits.length}`,
+        );
       }
       const probs = windows.map((_, i) => softmax(reply.logits.subarray(i * k, (i + 1) * k)));
       return { probs, version: reply.modelVersion ?? cloudSpec.version, ms: performance.now() - t0 };
     } catch (err) {
-      const error = err instanceof AppError ? err : new AppError("OFFLOAD_FAILED", "Cannot offload: the cloud call failed", { cause: err });
+      const error = err instanceof AppError
+        ? err
+        : new AppError("OFFLOAD_FAILED", "Cannot offload: the cloud call failed", { cause: err });
       return { error, ms: performance.now() - t0 };
     }
   }
@@ -164,7 +169,9 @@ export function createHybridClassifier(options: HybridOptions): HybridClassifier
     });
     const offloaded = decisions.flatMap((d, i) => (d.offload ? [i] : []));
     const windows = offloaded.map((i) =>
-      sameWindow ? results[i].window : resample(raw![i], { inFrames: items[i].length, outFrames: cloudWindow, pointSize })
+      sameWindow
+        ? results[i].window
+        : resample(raw![i], { inFrames: items[i].length, outFrames: cloudWindow, pointSize })
     );
     const cloudReply = offloaded.length > 0 ? await offload(windows) : null;
     const totalMs = performance.now() - started;

@@ -81,12 +81,14 @@ export function classifyRoutes(deps: ClassifyDeps): OpenAPIHono {
       );
     }
     const valid: { index: number; item: SequenceItem }[] = [];
-    const results: Array<ReturnType<typeof present> & { index: number; ok: true } | {
-      index: number;
-      ok: false;
-      code: string;
-      message: string;
-    }> = new Array(body.items.length);
+    const results: Array<
+      ReturnType<typeof present> & { index: number; ok: true } | {
+        index: number;
+        ok: false;
+        code: string;
+        message: string;
+      }
+    > = new Array(body.items.length);
     body.items.forEach((raw, index) => {
       try {
         valid.push({ index, item: toSequenceItem(raw, check) });

@@ -28,7 +28,9 @@ const liveRoute = createRoute({
   method: "get",
   path: "/healthz",
   summary: "Liveness",
-  responses: { 200: { content: { "application/json": { schema: z.object({ ok: z.boolean() }) } }, description: "Alive" } },
+  responses: {
+    200: { content: { "application/json": { schema: z.object({ ok: z.boolean() }) } }, description: "Alive" },
+  },
 });
 
 const readyRoute = createRoute({

@@ -35,16 +35,23 @@ function percentile(sorted: number[], q: number): number {
 
 async function sampleBody(): Promise<Record<string, unknown>> {
   const manifest = await readManifest(modelsDir);
-  for await (const entry of Deno.readDir(`${modelsDir}/samples`).catch(() => [] as unknown as AsyncIterable<Deno.DirEntry>)) {
+  for await (
+    const entry of Deno.readDir(`${modelsDir}/samples`).catch(() => [] as unknown as AsyncIterable<Deno.DirEntry>)
+  ) {
     if (entry.name.endsWith(".json")) return JSON.parse(await Deno.readTextFile(`${modelsDir}/samples/${entry.name}`));
   }
   const e = manifest.edge;
-  const frames = Array.from({ length: e.windowFrames }, (_, t) =>
-    Array.from({ length: e.joints }, (_, j) => Array.from({ length: e.channels }, (_, c) => ((t + j + c) % 7) / 7)));
+  const frames = Array.from(
+    { length: e.windowFrames },
+    (_, t) =>
+      Array.from({ length: e.joints }, (_, j) => Array.from({ length: e.channels }, (_, c) => ((t + j + c) % 7) / 7)),
+  );
   return { layout: e.layout, fps: e.fps, frames };
 }
 
-async function startServer(env: Record<string, string>): Promise<{ url: string; workers: number; stop(): Promise<void> }> {
+async function startServer(
+  env: Record<string, string>,
+): Promise<{ url: string; workers: number; stop(): Promise<void> }> {
   const child = new Deno.Command(Deno.execPath(), {
     args: ["run", "-A", new URL("../main.ts", import.meta.url).href],
     env,
@@ -85,7 +92,11 @@ async function load(url: string, body: string, options: { concurrency: number; t
     while (next < options.total) {
       next++;
       const s = performance.now();
-      const res = await fetch(`${url}/v1/classify`, { method: "POST", headers: { "content-type": "application/json" }, body });
+      const res = await fetch(`${url}/v1/classify`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body,
+      });
       const json = await res.json();
       latencies.push(performance.now() - s);
       if (res.status !== 200) failed++;
@@ -116,7 +127,9 @@ const input = new Float32Array(e.windowFrames * e.joints * e.channels);
 {
   const { flattenFrames, resample } = await import("../workers/preprocess.ts");
   const flat = flattenFrames(body.frames, { joints: e.joints, channels: e.channels, maxFrames: 100_000 });
-  input.set(resample(flat.data, { inFrames: flat.length, outFrames: e.windowFrames, pointSize: e.joints * e.channels }));
+  input.set(
+    resample(flat.data, { inFrames: flat.length, outFrames: e.windowFrames, pointSize: e.joints * e.channels }),
+  );
 }
 const shape = [1, e.windowFrames, e.joints, e.channels];
 const edgeBytes = (await readArtefact(modelsDir, manifest.edge)).bytes;
@@ -172,7 +185,12 @@ try {
 
 const report = {
   machine: { cores: navigator.hardwareConcurrency, deno: Deno.version.deno },
-  models: { edge: e.version, cloud: manifest.cloud.version, edgeFlops: e.flops ?? null, cloudFlops: manifest.cloud.flops ?? null },
+  models: {
+    edge: e.version,
+    cloud: manifest.cloud.version,
+    edgeFlops: e.flops ?? null,
+    cloudFlops: manifest.cloud.flops ?? null,
+  },
   bare: {
     edge: {
       webP50Ms: edgeBare.web.p50Ms,
@@ -197,19 +215,47 @@ const report = {
 if (args.json) {
   console.log(JSON.stringify(report, null, 2));
 } else {
-  const f = (v: number | null | undefined, d = 2) => (v === null || v === undefined || Number.isNaN(v) ? "n/a" : v.toFixed(d));
+  const f = (
+    v: number | null | undefined,
+    d = 2,
+  ) => (v === null || v === undefined || Number.isNaN(v) ? "n/a" : v.toFixed(d));
   console.log(`\ndmd-edge benchmark — models ${e.version} / ${manifest.cloud.version}, ${report.machine.cores} cores`);
   console.log(`\nBare model, batch 1 (p50 ms; ${runs} interleaved runs)`);
   console.log(`| model | onnxruntime-web (wasm, 1 thread) | native onnxruntime (1 thread) | web / native |`);
   console.log(`|---|---|---|---|`);
-  console.log(`| edge (${e.precision}) | ${f(edgeBare.web.p50Ms, 3)} | ${f(edgeBare.native?.p50Ms, 3)} | ${f(report.bare.edge.webOverNative)} |`);
-  console.log(`| cloud (${manifest.cloud.precision}) | ${f(cloudBare.web.p50Ms, 3)} | ${f(cloudBare.native?.p50Ms, 3)} | ${f(report.bare.cloud.webOverNative)} |`);
-  console.log(`edge web vs native max |logit diff|: ${f(maxDiff, 6)}; cloud/edge native time: ${f(report.bare.cloudOverEdgeNative, 1)}x`);
+  console.log(
+    `| edge (${e.precision}) | ${f(edgeBare.web.p50Ms, 3)} | ${f(edgeBare.native?.p50Ms, 3)} | ${
+      f(report.bare.edge.webOverNative)
+    } |`,
+  );
+  console.log(
+    `| cloud (${manifest.cloud.precision}) | ${f(cloudBare.web.p50Ms, 3)} | ${f(cloudBare.native?.p50Ms, 3)} | ${
+      f(report.bare.cloud.webOverNative)
+    } |`,
+  );
+  console.log(
+    `edge web vs native max |logit diff|: ${f(maxDiff, 6)}; cloud/edge native time: ${
+      f(report.bare.cloudOverEdgeNative, 1)
+    }x`,
+  );
   console.log(`\nFull POST /v1/classify over loopback (${workers} workers)`);
   console.log(`| requests | concurrency | p50 ms | p99 ms | server p50 ms | req/s | failed |`);
   console.log(`|---|---|---|---|---|---|---|`);
-  for (const [name, r] of [["edge-kept", service.c1], ["edge-kept", service.cN], ["edge-kept", service.c4N], ["offloaded", service.offloaded]] as const) {
-    console.log(`| ${name} | ${r.concurrency} | ${f(r.p50Ms)} | ${f(r.p99Ms)} | ${f(r.serverP50Ms)} | ${f(r.throughputRps, 1)} | ${r.failed} |`);
+  for (
+    const [name, r] of [["edge-kept", service.c1], ["edge-kept", service.cN], ["edge-kept", service.c4N], [
+      "offloaded",
+      service.offloaded,
+    ]] as const
+  ) {
+    console.log(
+      `| ${name} | ${r.concurrency} | ${f(r.p50Ms)} | ${f(r.p99Ms)} | ${f(r.serverP50Ms)} | ${
+        f(r.throughputRps, 1)
+      } | ${r.failed} |`,
+    );
   }
-  console.log(`\nServing overhead (full request p50 at concurrency 1 / bare edge p50 in onnxruntime-web): ${f(report.service.overheadRatioC1)}x`);
+  console.log(
+    `\nServing overhead (full request p50 at concurrency 1 / bare edge p50 in onnxruntime-web): ${
+      f(report.service.overheadRatioC1)
+    }x`,
+  );
 }

@@ -49,7 +49,9 @@ async function packageDir(name: string, from = `${root}node_modules`): Promise<s
     // Transitive dependencies live under node_modules/.deno/<name>@<version>/node_modules/<name>.
     const flat = name.replace("/", "+");
     for await (const e of Deno.readDir(`${root}node_modules/.deno`)) {
-      if (e.name.startsWith(`${flat}@`)) return await Deno.realPath(`${root}node_modules/.deno/${e.name}/node_modules/${name}`);
+      if (e.name.startsWith(`${flat}@`)) {
+        return await Deno.realPath(`${root}node_modules/.deno/${e.name}/node_modules/${name}`);
+      }
     }
     throw new Error(`Cannot build: package ${name} is not installed`);
   });
@@ -84,7 +86,10 @@ const common: esbuild.BuildOptions = {
   minify: false,
   logLevel: "warning",
   // Node's CommonJS packages inside an ESM bundle: give them a require() that Deno provides.
-  banner: { js: 'import { createRequire as __createRequire } from "node:module"; const require = __createRequire(import.meta.url);' },
+  banner: {
+    js:
+      'import { createRequire as __createRequire } from "node:module"; const require = __createRequire(import.meta.url);',
+  },
   absWorkingDir: root,
 };
 await esbuild.build({
@@ -104,7 +109,9 @@ await Deno.copyFile(
   `${out}/ort/ort-wasm-simd-threaded.wasm`,
 );
 await copyDir(modelsDir, `${out}/wasm-models`);
-for await (const e of Deno.readDir(`${out}/wasm-models`)) if (e.name.endsWith(".ts")) await Deno.remove(`${out}/wasm-models/${e.name}`);
+for await (const e of Deno.readDir(`${out}/wasm-models`)) {
+  if (e.name.endsWith(".ts")) await Deno.remove(`${out}/wasm-models/${e.name}`);
+}
 await copyDir(`${root}db/migrations`, `${out}/db/migrations`);
 const seen = new Set<string>();
 for (const name of NATIVE) await vendor(name, seen);

@@ -28,7 +28,11 @@ const SPEC: ClassifierSpec = {
   embeddingSize: 2,
   precision: "int8-qdq",
 };
-const MANIFEST: Manifest = { schemaVersion: 1, edge: SPEC, cloud: { ...SPEC, version: "cloud-test", precision: "fp32" } };
+const MANIFEST: Manifest = {
+  schemaVersion: 1,
+  edge: SPEC,
+  cloud: { ...SPEC, version: "cloud-test", precision: "fp32" },
+};
 
 /** Edge inference that answers label "a" with p=0.7 and the score given by the test. */
 function fakeInference(score: () => number): EdgeInference {
@@ -104,8 +108,15 @@ function setup(options: { score?: number; threshold?: number; cloud?: CloudAdapt
   return { app, rows, cloud };
 }
 
-const frames = (t: number, j = 2, c = 3) => Array.from({ length: t }, () => Array.from({ length: j }, () => Array(c).fill(0.5)));
-const body = (extra: Record<string, unknown> = {}) => ({ id: "cam-1", layout: "tiny", fps: 10, frames: frames(5), ...extra });
+const frames = (t: number, j = 2, c = 3) =>
+  Array.from({ length: t }, () => Array.from({ length: j }, () => Array(c).fill(0.5)));
+const body = (extra: Record<string, unknown> = {}) => ({
+  id: "cam-1",
+  layout: "tiny",
+  fps: 10,
+  frames: frames(5),
+  ...extra,
+});
 
 function post(app: ReturnType<typeof setup>["app"], path: string, payload: unknown, type = "application/json") {
   return app.request(path, {
@@ -214,7 +225,11 @@ Deno.test("POST /v1/classify rejects every bad input with a 4xx and a code", asy
     [body({ layout: "coco17" }), 400, "INVALID_INPUT"],
     [body({ fps: -1 }), 400, "INVALID_INPUT"],
     [body({ route: "moon" }), 400, "INVALID_INPUT"],
-    [body({ frames: frames(8, 2, 3).map((f) => f.map((p) => p.map(() => "1".repeat(2000)))) }), 413, "PAYLOAD_TOO_LARGE"],
+    [
+      body({ frames: frames(8, 2, 3).map((f) => f.map((p) => p.map(() => "1".repeat(2000)))) }),
+      413,
+      "PAYLOAD_TOO_LARGE",
+    ],
   ];
   for (const [payload, status, code, type] of cases) {
     const res = await post(app, "/v1/classify", payload, type);

@@ -15,7 +15,7 @@ function sequence(length: number, seed: number): { data: Float32Array; length: n
   return { data, length };
 }
 
-async function contract(name: string, make: () => Promise<EdgeInference>) {
+function contract(name: string, make: () => Promise<EdgeInference>) {
   Deno.test(`${name}: classify() returns probabilities, embedding, features and a score per sequence`, async () => {
     const inf = await make();
     try {

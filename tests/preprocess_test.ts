@@ -13,12 +13,20 @@ Deno.test("flattenFrames() flattens T x J x C in order", () => {
 Deno.test("flattenFrames() rejects bad shapes with the exact error", () => {
   const cases: [unknown, ErrorConstructor, string][] = [
     [[], RangeError, "Cannot read frames: expected at least 1 frame, got 0"],
-    [[frame(0), frame(0), frame(0), frame(0), frame(0)], RangeError, "Cannot read frames: expected at most 4 frames, got 5"],
+    [
+      [frame(0), frame(0), frame(0), frame(0), frame(0)],
+      RangeError,
+      "Cannot read frames: expected at most 4 frames, got 5",
+    ],
     ["x", TypeError, "Cannot read frames: expected an array of frames"],
     [[[[1, 1, 1]]], TypeError, "Cannot read frames: expected 2 points in frame 0, got 1"],
     [[frame(0), [[1, 1], [1, 1, 1]]], TypeError, "Cannot read frames: expected 3 channels at frame 1 point 0, got 2"],
     [[[[1, "a", 1], [1, 1, 1]]], TypeError, "Cannot read frames: value at frame 0 point 0 channel 1 is not a number"],
-    [[[[1, 1, Infinity], [1, 1, 1]]], RangeError, "Cannot read frames: value at frame 0 point 0 channel 2 is not finite"],
+    [
+      [[[1, 1, Infinity], [1, 1, 1]]],
+      RangeError,
+      "Cannot read frames: value at frame 0 point 0 channel 2 is not finite",
+    ],
     [[[[1, 1, NaN], [1, 1, 1]]], RangeError, "Cannot read frames: value at frame 0 point 0 channel 2 is not finite"],
     [[[[1, 1, 1e39], [1, 1, 1]]], RangeError, "Cannot read frames: value at frame 0 point 0 channel 2 is not finite"],
     [[[1, 2]], TypeError, "Cannot read frames: point 0 of frame 0 is not an array"],

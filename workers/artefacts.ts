@@ -75,7 +75,10 @@ export async function readManifest(dir: string): Promise<Manifest> {
     throw new AppError("MODEL_NOT_READY", `Cannot read ${dir}/manifest.json`, { cause: err });
   }
   if (manifest.schemaVersion !== 1 || !manifest.edge || !manifest.cloud) {
-    throw new AppError("MODEL_NOT_READY", `Cannot read ${dir}/manifest.json: expected schemaVersion 1 with edge and cloud`);
+    throw new AppError(
+      "MODEL_NOT_READY",
+      `Cannot read ${dir}/manifest.json: expected schemaVersion 1 with edge and cloud`,
+    );
   }
   const { edge, cloud } = manifest;
   if (edge.labels.length !== cloud.labels.length || edge.labels.some((l, i) => l !== cloud.labels[i])) {

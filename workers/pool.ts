@@ -197,7 +197,9 @@ export async function createWorkerPool(init: EngineInit, options: PoolOptions): 
       const idle = slots.some((s) => s.alive && !s.job);
       if (!idle && queue.length >= options.queueMax) {
         return Promise.reject(
-          new AppError("OVERLOADED", "Cannot classify: the inference queue is full", { headers: { "Retry-After": "1" } }),
+          new AppError("OVERLOADED", "Cannot classify: the inference queue is full", {
+            headers: { "Retry-After": "1" },
+          }),
         );
       }
       return new Promise((resolve, reject) => {
@@ -214,7 +216,9 @@ export async function createWorkerPool(init: EngineInit, options: PoolOptions): 
       const failure = replies.find((r) => r.status === "rejected" || r.value.type === "error");
       if (failure) {
         // Put back the previous switcher wherever the new one loaded, so every worker serves one version.
-        await Promise.allSettled(live.map((s) => control(s, { type: "set_switcher", id: nextId++, switcher: previous })));
+        await Promise.allSettled(
+          live.map((s) => control(s, { type: "set_switcher", id: nextId++, switcher: previous })),
+        );
         const reason = failure.status === "rejected"
           ? String(failure.reason)
           : (failure.value as Extract<WorkerResponse, { type: "error" }>).message;

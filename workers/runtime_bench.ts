@@ -80,7 +80,9 @@ export async function timeBothRuntimes(
     if (i === 0) webFirst = (w[options.outputName].data as Float32Array).slice();
     if (nativeSession) {
       const t2 = performance.now();
-      const n = await nativeSession.run({ [options.inputName]: new native.Tensor("float32", options.input, options.shape) });
+      const n = await nativeSession.run({
+        [options.inputName]: new native.Tensor("float32", options.input, options.shape),
+      });
       const t3 = performance.now();
       if (i >= 0) nativeTimes.push(t3 - t2);
       if (i === 0) nativeFirst = (n[options.outputName].data as Float32Array).slice();

@@ -1,0 +1,53 @@
+/**
+ * Golden outputs: for the committed sample requests, the model build recorded what native onnxruntime returns
+ * (`wasm-models/golden.json`). The worker pool (onnxruntime-web, WASM) must reproduce them, resampling included,
+ * within the tolerance the build states.
+ */
+import assert from "node:assert/strict";
+import { softmax } from "../switcher/features.ts";
+import { loadModelSet } from "../workers/artefacts.ts";
+import { createWorkerPool } from "../workers/pool.ts";
+import { flattenFrames } from "../workers/preprocess.ts";
+
+const DIR = new URL("../wasm-models", import.meta.url).pathname;
+
+interface Golden {
+  tolerance: { edgeLogits?: number; embedding?: number; probability?: number; [k: string]: number | undefined };
+  samples: { file: string; edgeLogits: number[]; embedding: number[]; cloudLogits?: number[] }[];
+}
+
+function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  assert.equal(a.length, b.length);
+  let m = 0;
+  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i] - b[i]));
+  return m;
+}
+
+Deno.test("golden: the worker pool reproduces native onnxruntime's edge outputs on the committed samples", async () => {
+  const golden: Golden = JSON.parse(await Deno.readTextFile(`${DIR}/golden.json`));
+  assert.ok(golden.samples.length >= 3, "expected at least 3 golden samples");
+  const { manifest, init } = await loadModelSet(DIR, { warmupRuns: 0, switcher: null });
+  const pool = await createWorkerPool(init, { size: 1, queueMax: 64 });
+  const e = manifest.edge;
+  const probTol = golden.tolerance.probability ?? 1e-2;
+  const embTol = golden.tolerance.embedding ?? 5e-2;
+  let resampled = 0;
+  try {
+    for (const s of golden.samples) {
+      const body = JSON.parse(await Deno.readTextFile(`${DIR}/${s.file}`));
+      const seq = flattenFrames(body.frames, { joints: e.joints, channels: e.channels, maxFrames: 100_000 });
+      if (seq.length !== e.windowFrames) resampled++;
+      const { results } = await pool.classify([seq]);
+      const expected = softmax(s.edgeLogits);
+      const dp = maxAbsDiff(results[0].probs, expected);
+      assert.ok(dp <= probTol, `${s.file}: probabilities differ by ${dp} > ${probTol}`);
+      const de = maxAbsDiff(results[0].embedding, s.embedding);
+      assert.ok(de <= embTol, `${s.file}: embedding differs by ${de} > ${embTol}`);
+      const top = (p: ArrayLike<number>) => Array.from(p).indexOf(Math.max(...Array.from(p)));
+      assert.equal(top(results[0].probs), top(expected), `${s.file}: top-1 label differs`);
+    }
+  } finally {
+    await pool.close();
+  }
+  assert.ok(resampled >= 1, "expected a golden sample whose length differs from the model window");
+});
