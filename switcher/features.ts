@@ -65,7 +65,9 @@ export function softmax(logits: ArrayLike<number>): Float64Array {
 export function probabilityStats(
   probs: ArrayLike<number>,
 ): { top: number; pMax: number; margin: number; entropy: number } {
-  if (probs.length < 2) throw new RangeError(`Cannot summarise probabilities: expected at least 2, got ${probs.length}`);
+  if (probs.length < 2) {
+    throw new RangeError(`Cannot summarise probabilities: expected at least 2, got ${probs.length}`);
+  }
   let top = 0;
   let second = -1;
   for (let i = 1; i < probs.length; i++) {
