@@ -105,9 +105,7 @@ export function createApp(deps: AppDeps): OpenAPIHono {
         "the requests where the cloud model would disagree.",
     },
   });
-  app.notFound(() => {
-    throw new AppError("NOT_FOUND", "Cannot find the resource");
-  });
+  app.notFound((c) => c.json({ code: "NOT_FOUND", message: `Cannot find ${c.req.method} ${c.req.path}` }, 404));
   app.onError(onError);
   return app;
 }

@@ -35,11 +35,9 @@ function percentile(sorted: number[], q: number): number {
 
 async function sampleBody(): Promise<Record<string, unknown>> {
   const manifest = await readManifest(modelsDir);
-  for await (
-    const entry of Deno.readDir(`${modelsDir}/samples`).catch(() => [] as unknown as AsyncIterable<Deno.DirEntry>)
-  ) {
-    if (entry.name.endsWith(".json")) return JSON.parse(await Deno.readTextFile(`${modelsDir}/samples/${entry.name}`));
-  }
+  const samples = await Array.fromAsync(Deno.readDir(`${modelsDir}/samples`)).catch(() => [] as Deno.DirEntry[]);
+  const first = samples.map((s) => s.name).filter((n) => n.endsWith(".json")).sort()[0];
+  if (first) return JSON.parse(await Deno.readTextFile(`${modelsDir}/samples/${first}`));
   const e = manifest.edge;
   const frames = Array.from(
     { length: e.windowFrames },

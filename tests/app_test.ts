@@ -70,7 +70,9 @@ function fakeCloud(behaviour: { fail?: AppError } = {}): CloudAdapter & { calls:
   return cloud;
 }
 
-function setup(options: { score?: number; threshold?: number; cloud?: CloudAdapter; budget?: () => boolean } = {}) {
+function setup(
+  options: { score?: number; threshold?: number; cloud?: ReturnType<typeof fakeCloud>; budget?: () => boolean } = {},
+) {
   const rows: DecisionRecord[] = [];
   let n = 0;
   const newId = () => `id-${++n}`;
@@ -313,7 +315,8 @@ Deno.test("GET /openapi.json documents every route from the validating schemas",
   for (const p of ["/v1/classify", "/v1/classify/batch", "/v1/decisions/{id}", "/v1/models", "/healthz", "/readyz"]) {
     assert.ok(doc.paths[p], `missing ${p}`);
   }
-  assert.ok(doc.components.schemas.ClassifyRequest.properties.frames);
+  assert.ok(doc.components.schemas.Sequence.properties.frames);
+  assert.ok(doc.components.schemas.ClassifyRequest);
 });
 
 Deno.test("unknown paths get 404 NOT_FOUND and responses carry security headers", async () => {

@@ -155,7 +155,7 @@ Deno.test({
   sanitizeOps: false,
   async fn() {
     const slow = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen: () => {} }, async () => {
-      await new Promise((r) => setTimeout(r, 3000));
+      await new Promise((r) => setTimeout(r, 1500));
       return new Response("{}", { headers: { "content-type": "application/json" } });
     });
     try {

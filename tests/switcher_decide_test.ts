@@ -16,7 +16,10 @@ Deno.test("decide() offloads above the threshold", () => {
 });
 
 Deno.test("decide() follows a forced route whatever the score", () => {
-  assert.deepEqual(decide({ ...base, score: 1, threshold: 0, forced: "edge" }), { offload: false, reason: "forced_edge" });
+  assert.deepEqual(decide({ ...base, score: 1, threshold: 0, forced: "edge" }), {
+    offload: false,
+    reason: "forced_edge",
+  });
   assert.deepEqual(decide({ ...base, score: 0, threshold: 1, forced: "cloud" }), {
     offload: true,
     reason: "forced_cloud",

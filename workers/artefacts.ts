@@ -10,10 +10,14 @@ import type { EngineInit, ModelArtefact } from "./protocol.ts";
 
 const WASM_FILE = "ort-wasm-simd-threaded.wasm";
 
-/** Where the onnxruntime-web binary may be: beside a bundle (`dist/ort/`), or in the project's node_modules. */
+/**
+ * Where the onnxruntime-web binary may be: beside a bundle (`dist/ort/`, seen from `dist/main.js` or from
+ * `dist/cloud/reference_server.js`), or in the project's node_modules.
+ */
 function wasmCandidates(): URL[] {
   return [
     new URL(`./ort/${WASM_FILE}`, import.meta.url),
+    new URL(`../ort/${WASM_FILE}`, import.meta.url),
     new URL(`../node_modules/onnxruntime-web/dist/${WASM_FILE}`, import.meta.url),
   ];
 }
