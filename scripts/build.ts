@@ -28,18 +28,17 @@ const modelsDir = args.models!.startsWith("/") ? args.models! : `${Deno.cwd()}/$
 /** Packages with native code: copied beside the bundle with what they need at run time. */
 const NATIVE = ["libsql", "onnxruntime-node"];
 
-async function copyDir(from: string, to: string): Promise<void> {
+async function copyDir(from: string, to: string, skip?: (relPath: string) => boolean, rel = ""): Promise<void> {
   await Deno.mkdir(to, { recursive: true });
   for await (const e of Deno.readDir(from)) {
     const src = `${from}/${e.name}`;
     const dst = `${to}/${e.name}`;
-    if (e.isDirectory) await copyDir(src, dst);
-    else if (e.isFile) await Deno.copyFile(src, dst);
-    else if (e.isSymlink) {
-      const real = await Deno.realPath(src);
-      if ((await Deno.stat(real)).isDirectory) await copyDir(real, dst);
-      else await Deno.copyFile(real, dst);
-    }
+    const relPath = `${rel}${e.name}`;
+    if (skip?.(e.isDirectory ? `${relPath}/` : relPath)) continue;
+    const real = e.isSymlink ? await Deno.realPath(src) : src;
+    const isDir = e.isSymlink ? (await Deno.stat(real)).isDirectory : e.isDirectory;
+    if (isDir) await copyDir(real, dst, skip, `${relPath}/`);
+    else await Deno.copyFile(real, dst);
   }
 }
 
@@ -57,17 +56,33 @@ async function packageDir(name: string, from = `${root}node_modules`): Promise<s
   });
 }
 
-/** Copy a package and its dependencies (those installed for this platform) into dist/node_modules. */
+/**
+ * What of a vendored package runs here: onnxruntime-node ships binaries for every platform and install-time
+ * dependencies (adm-zip, global-agent) it never loads at run time; keep this platform's binary and its runtime
+ * dependency.
+ */
+const NATIVE_BIN = `bin/napi-v6/${Deno.build.os}/${Deno.build.arch === "x86_64" ? "x64" : "arm64"}/`;
+const KEEP: Record<string, { skip: (relPath: string) => boolean; dependencies?: string[] }> = {
+  "onnxruntime-node": {
+    skip: (rel) =>
+      rel.startsWith("script/") ||
+      (rel.startsWith("bin/") && !NATIVE_BIN.startsWith(rel) && !rel.startsWith(NATIVE_BIN)),
+    dependencies: ["onnxruntime-common"],
+  },
+};
+
+/** Copy a package and its run-time dependencies (those installed for this platform) into dist/node_modules. */
 async function vendor(name: string, seen: Set<string>): Promise<void> {
   if (seen.has(name)) return;
-  seen.add(name);
   const dir = await packageDir(name).catch(() => null);
   if (!dir) return; // an optional dependency for another platform
-  await copyDir(dir, `${out}/node_modules/${name}`);
+  seen.add(name);
+  const keep = KEEP[name];
+  await copyDir(dir, `${out}/node_modules/${name}`, keep?.skip);
   const pkg = JSON.parse(await Deno.readTextFile(`${dir}/package.json`));
-  for (const dep of [...Object.keys(pkg.dependencies ?? {}), ...Object.keys(pkg.optionalDependencies ?? {})]) {
-    await vendor(dep, seen);
-  }
+  const deps = keep?.dependencies ??
+    [...Object.keys(pkg.dependencies ?? {}), ...Object.keys(pkg.optionalDependencies ?? {})];
+  for (const dep of deps) await vendor(dep, seen);
 }
 
 const t0 = performance.now();

@@ -1,0 +1,199 @@
+"""The default dataset: DeepMimic motion capture (pybullet_data, zlib licence) as 2D COCO-17 keypoint sequences.
+
+Each clip is one performance of one action. Its 3D joints (skeleton.py) are seen through random virtual cameras
+(azimuth, elevation, distance, focal length), projected to normalised image coordinates with a confidence per point,
+then given the faults of a real pose estimator: jitter, dropped points, speed changes, mirroring, partial views
+(points out of frame), confidence noise. Windows of WINDOW frames at FPS frames per second.
+
+Splits, so that held-out figures mean something with one performance per action:
+- test: cameras in a held-out azimuth sector AND windows starting in a held-out segment of each clip's timeline;
+- train / val / dmd: other azimuths and the other time segments; disjoint windows, drawn from the same
+  distribution (dmd is the unlabeled pool for the switcher; its labels are kept but DMD never reads them).
+
+Deterministic from --seed.
+
+    python3 scripts/models/mocap.py --out build/mocap --seed 7
+"""
+import argparse
+import gzip
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pybullet_data
+
+from skeleton import ACTIONS, COCO17_FLIP, forward_kinematics
+
+FPS = 30
+WINDOW = 32
+# Held-out camera sector (degrees of azimuth relative to the character's initial facing) and time segment (fraction
+# of each clip's timeline in which a test window may start).
+TEST_AZIMUTH = (200.0, 250.0)
+TEST_SEGMENT = (0.7, 1.0)
+TRAIN_SEGMENT = (0.0, 0.6)
+
+
+def load_clip(action):
+    path = Path(pybullet_data.getDataPath()) / "data" / "motions" / f"humanoid3d_{action}.txt"
+    motion = json.loads(path.read_text())
+    frames = np.asarray(motion["Frames"], dtype=np.float64)
+    return frames, motion.get("Loop", "none") == "wrap"
+
+
+def clip_positions(action, cycles=4):
+    """3D COCO-17 positions at FPS, (F, 17, 3); looping clips are repeated with the root's drift carried on."""
+    frames, loops = load_clip(action)
+    pts = forward_kinematics(frames)
+    t = np.concatenate([[0.0], np.cumsum(frames[:-1, 0])])
+    if loops:
+        drift = pts[-1].mean(axis=0) - pts[0].mean(axis=0)
+        drift[1] = 0.0  # keep the height; carry the horizontal travel
+        period = t[-1]
+        pts = np.concatenate([pts[:-1] + k * drift for k in range(cycles)] + [pts[-1:] + cycles * drift])
+        t = np.concatenate([t[:-1] + k * period for k in range(cycles)] + [t[-1:] + cycles * period])
+    n = int(math.floor(t[-1] * FPS)) + 1
+    ts = np.arange(n) / FPS
+    out = np.empty((n, 17, 3))
+    for j in range(17):
+        for c in range(3):
+            out[:, j, c] = np.interp(ts, t, pts[:, j, c])
+    return out, loops
+
+
+def look_at(eye, target):
+    """Camera rotation (rows: right, down, forward) for a camera at eye looking at target, world y up."""
+    fwd = target - eye
+    fwd /= np.linalg.norm(fwd)
+    right = np.cross(fwd, np.array([0.0, 1.0, 0.0]))
+    right /= np.linalg.norm(right)
+    down = np.cross(fwd, right)
+    return np.stack([right, down, fwd])
+
+
+def project(points, rng, azimuth_deg):
+    """Project (T, 17, 3) world points through a random camera at the given azimuth; returns (T, 17, 3) u, v, conf."""
+    centre = points.reshape(-1, 3).mean(axis=0)
+    height = np.ptp(points[..., 1]) + 0.3
+    elev = math.radians(rng.uniform(-5.0, 35.0))
+    dist = rng.uniform(1.2, 2.6) * max(height, 1.0) + 0.5
+    az = math.radians(azimuth_deg)
+    eye = centre + dist * np.array([math.cos(elev) * math.cos(az), math.sin(elev), math.cos(elev) * math.sin(az)])
+    target = centre + rng.normal(0.0, 0.15, 3)  # imperfect framing
+    r = look_at(eye, target)
+    cam = (points - eye) @ r.T
+    focal = rng.uniform(1.2, 2.4)
+    z = np.maximum(cam[..., 2], 1e-3)
+    uv = focal * cam[..., :2] / z[..., None] * 0.5 + 0.5
+    # Confidence: high when the point faces the camera, lower when the body hides it; noisy like a detector's.
+    conf = rng.uniform(0.75, 0.98) + rng.normal(0.0, 0.05, z.shape)
+    depth_rank = (cam[..., 2] - cam[..., 2].mean(axis=1, keepdims=True)) / (height * 0.5)
+    conf -= np.clip(depth_rank, 0.0, 1.0) * rng.uniform(0.1, 0.4)
+    return np.concatenate([uv, np.clip(conf, 0.05, 1.0)[..., None]], axis=-1)
+
+
+def augment(seq, rng):
+    """Pose-estimator faults on a (T, 17, 3) sequence of u, v, conf."""
+    t = seq.shape[0]
+    seq = seq.copy()
+    seq[..., :2] += rng.normal(0.0, rng.uniform(0.001, 0.008), seq[..., :2].shape)  # jitter
+    if rng.random() < 0.5:  # mirroring: flip horizontally and swap left/right
+        seq[..., 0] = 1.0 - seq[..., 0]
+        seq = seq[:, COCO17_FLIP]
+    drop = rng.random((t, 17)) < rng.uniform(0.0, 0.12)  # dropped points
+    if rng.random() < 0.15:  # a limb lost for a stretch of frames
+        j = rng.choice([7, 8, 9, 10, 13, 14, 15, 16])
+        a = rng.integers(0, t)
+        drop[a:a + rng.integers(3, t), j] = True
+    out = (seq[..., 0] < 0) | (seq[..., 0] > 1) | (seq[..., 1] < 0) | (seq[..., 1] > 1)  # partial views
+    drop |= out
+    seq[drop] = 0.0
+    return seq
+
+
+def windows_for(action, rng, count, azimuths, segment):
+    """`count` windows of one clip with start times in `segment` and cameras from `azimuths`."""
+    pts, _ = clip_positions(action)
+    n = pts.shape[0]
+    out = []
+    for _ in range(count):
+        speed = rng.uniform(0.75, 1.3)  # speed change: resample the clip's time
+        span = (WINDOW - 1) * speed
+        last_start = max(0.0, n - 1 - span)
+        lo, hi = segment[0] * last_start, segment[1] * last_start
+        start = rng.uniform(lo, max(lo, hi))
+        ts = start + np.arange(WINDOW) * speed
+        ts = np.minimum(ts, n - 1)
+        i0 = np.floor(ts).astype(int)
+        i1 = np.minimum(i0 + 1, n - 1)
+        w = (ts - i0)[:, None, None]
+        window = (1 - w) * pts[i0] + w * pts[i1]
+        az = azimuths(rng)
+        out.append(augment(project(window, rng, az), rng))
+    return out
+
+
+def train_azimuth(rng):
+    while True:
+        a = rng.uniform(0.0, 360.0)
+        if not (TEST_AZIMUTH[0] <= a < TEST_AZIMUTH[1]):
+            return a
+
+
+def test_azimuth(rng):
+    return rng.uniform(*TEST_AZIMUTH)
+
+
+def write_jsonl(path, rows):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with gzip.open(path, "wt") as f:
+        for r in rows:
+            f.write(json.dumps(r, separators=(",", ":")) + "\n")
+
+
+def to_rows(windows, action, split, prefix, decimals):
+    return [
+        {
+            "id": f"{prefix}-{action}-{i:05d}",
+            "label": action,
+            "split": split,
+            "subject": "deepmimic",
+            "fps": FPS,
+            "layout": "coco17",
+            "frames": np.round(w, decimals).tolist(),
+        }
+        for i, w in enumerate(windows)
+    ]
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", default="build/mocap")
+    ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument("--train", type=int, default=500, help="train windows per action")
+    ap.add_argument("--val", type=int, default=80, help="val windows per action")
+    ap.add_argument("--dmd", type=int, default=200, help="dmd (unlabeled pool) windows per action")
+    ap.add_argument("--test", type=int, default=200, help="test windows per action")
+    ap.add_argument("--decimals", type=int, default=3)
+    args = ap.parse_args()
+    rng = np.random.default_rng(args.seed)
+    out = Path(args.out)
+    splits = {"train": [], "val": [], "dmd": [], "test": []}
+    for k, action in enumerate(ACTIONS):
+        for split, count, az, seg in [
+            ("train", args.train, train_azimuth, TRAIN_SEGMENT),
+            ("val", args.val, train_azimuth, TRAIN_SEGMENT),
+            ("dmd", args.dmd, train_azimuth, TRAIN_SEGMENT),
+            ("test", args.test, test_azimuth, TEST_SEGMENT),
+        ]:
+            ws = windows_for(action, rng, count, az, seg)
+            splits[split] += to_rows(ws, action, split, split, args.decimals)
+        print(f"[{k + 1}/{len(ACTIONS)}] {action}", flush=True)
+    for split, rows in splits.items():
+        order = rng.permutation(len(rows))
+        write_jsonl(out / f"{split}.jsonl.gz", [rows[i] for i in order])
+        print(f"{split}: {len(rows)} windows -> {out / f'{split}.jsonl.gz'}")
+
+
+if __name__ == "__main__":
+    main()
