@@ -95,3 +95,81 @@ Deno.test("loadModelSet() refuses a model whose sha256 differs from the manifest
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("a trained switcher installed in the model set scores in the worker as predictMlp() does", async () => {
+  const { featureNames } = await import("../switcher/features.ts");
+  const { predictMlp, trainMlp } = await import("../switcher/mlp.ts");
+  const { exportSwitcherOnnx } = await import("../switcher/onnx_writer.ts");
+  const { installSwitcher } = await import("../workers/artefacts.ts");
+  const dir = await Deno.makeTempDir();
+  try {
+    for (const f of ["edge.onnx", "cloud.onnx", "manifest.json"]) await Deno.copyFile(`${TINY}/${f}`, `${dir}/${f}`);
+    // Features of real edge outputs, with seeded targets: what matters here is serving, not quality.
+    const plain = await createInProcessInference(await init());
+    const { results } = await plain.classify(Array.from({ length: 40 }, (_, i) => sequence(4 + (i % 5), i)));
+    await plain.close();
+    const f = results[0].features.length;
+    const x = new Float32Array(results.length * f);
+    results.forEach((r, i) => x.set(r.features, i * f));
+    const { model } = trainMlp({ x, n: results.length, f, targets: results.map((_, i) => i % 2) }, { epochs: 5 });
+    const names = featureNames(4);
+    await installSwitcher(dir, {
+      bytes: exportSwitcherOnnx(model, { version: "switcher-t1", features: names }),
+      spec: {
+        version: "switcher-t1",
+        inputs: [{ name: "features", shape: [-1, f], dtype: "float32" }],
+        outputs: [{ name: "score", shape: [-1, 1], dtype: "float32" }],
+        features: names,
+        threshold: 0.5,
+      },
+    });
+    const pool = await createWorkerPool((await loadModelSet(dir, { warmupRuns: 1 })).init, { size: 1, queueMax: 8 });
+    try {
+      assert.equal(pool.versions().switcher, "switcher-t1");
+      const out = await pool.classify([sequence(6, 99), sequence(4, 98)]);
+      const expected = predictMlp(
+        model,
+        Float32Array.from([...out.results[0].features, ...out.results[1].features]),
+        2,
+      );
+      out.results.forEach((r, i) => assert.ok(Math.abs(r.score - expected[i]) < 1e-5, `${r.score} vs ${expected[i]}`));
+      // Hot swap back to the built-in score, and forward again.
+      assert.equal((await pool.setSwitcher(null)).switcher, "builtin-max-probability");
+    } finally {
+      await pool.close();
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("a switcher whose features do not match the edge model is refused and the old one keeps serving", async () => {
+  const pool = await createWorkerPool(await init(), { size: 2, queueMax: 8 });
+  try {
+    const { trainMlp } = await import("../switcher/mlp.ts");
+    const { exportSwitcherOnnx } = await import("../switcher/onnx_writer.ts");
+    const { model } = trainMlp({ x: new Float32Array([0, 1, 1, 0]), n: 2, f: 2, targets: [0, 1] }, { epochs: 1 });
+    const bytes = exportSwitcherOnnx(model, { version: "bad", features: ["a", "b"] });
+    await assert.rejects(
+      () =>
+        pool.setSwitcher({
+          bytes,
+          spec: {
+            file: "x",
+            sha256: "",
+            bytes: 0,
+            version: "bad",
+            inputs: [],
+            outputs: [{ name: "score", shape: [-1, 1], dtype: "float32" }],
+            features: ["a", "b"],
+            threshold: 0.5,
+          },
+        }),
+      (e: AppError) => e.code === "MODEL_NOT_READY" && e.message.includes("do not match"),
+    );
+    assert.equal(pool.versions().switcher, "builtin-max-probability");
+    assert.equal((await pool.classify([sequence(4, 1)])).results.length, 1);
+  } finally {
+    await pool.close();
+  }
+});

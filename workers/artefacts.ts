@@ -137,3 +137,31 @@ export async function loadModelSet(
     : null;
   return { manifest, init: { edge, switcher, wasmBinary, warmupRuns: options.warmupRuns } };
 }
+
+/**
+ * Install a switcher into a model set: write its file beside the manifest and make it the manifest's switcher.
+ * The manifest is replaced atomically (written to a temporary file, then renamed), so a reader never sees half of
+ * it.
+ *
+ * @param dir the models folder
+ * @param switcher the ONNX bytes and its manifest entry (its `file`, `sha256` and `bytes` are set here)
+ * @returns the entry as written
+ */
+export async function installSwitcher(
+  dir: string,
+  switcher: { bytes: Uint8Array; spec: Omit<SwitcherSpec, "file" | "sha256" | "bytes"> },
+): Promise<SwitcherSpec> {
+  const manifest = await readManifest(dir);
+  const file = `switcher-${switcher.spec.version}.onnx`;
+  await Deno.writeFile(`${dir}/${file}`, switcher.bytes);
+  const spec: SwitcherSpec = {
+    ...switcher.spec,
+    file,
+    sha256: await sha256Hex(switcher.bytes),
+    bytes: switcher.bytes.length,
+  };
+  const tmp = `${dir}/manifest.json.${crypto.randomUUID()}.tmp`;
+  await Deno.writeTextFile(tmp, JSON.stringify({ ...manifest, switcher: spec }, null, 2) + "\n");
+  await Deno.rename(tmp, `${dir}/manifest.json`);
+  return spec;
+}

@@ -1,0 +1,252 @@
+/**
+ * `deno task dmd`: Dual-Model Distillation. Runs both models over unlabeled sequences (a dataset file; labels, if
+ * present, are never used), stores the pairs in libSQL, trains a switcher on DMD labels, calibrates its threshold on
+ * held-out pairs, and installs it in the model set as a new switcher version (manifest + `switcher_versions`).
+ *
+ *   deno task dmd --dataset datasets/mocap/dmd.jsonl.gz
+ *
+ * Flags:
+ *   --dataset FILE        unlabeled sequences (JSONL or JSONL.gz), required
+ *   --models DIR          model set to read and install into (default: MODELS_DIR or wasm-models)
+ *   --target hard|soft    DMD label to learn (default soft)
+ *   --offload-rate R      calibrate to this offload rate (default 0.2), or
+ *   --agreement A         calibrate to this agreement with the cloud model
+ *   --hidden 32,16        hidden layer widths; --epochs N; --seed N
+ *   --version NAME        switcher version (default switcher-<date>-<time>)
+ *   --dry-run             train and report, install nothing
+ *   --json                print the report as JSON
+ * The cloud model is reached at CLOUD_URL, or on a reference server started here on loopback.
+ *
+ * @module
+ */
+import { parseArgs } from "node:util";
+import { startReferenceServer } from "../cloud/reference_server.ts";
+import { createOipClient } from "../cloud/oip_client.ts";
+import { loadConfig } from "../config.ts";
+import { openDatabase } from "../db/client.ts";
+import { insertSwitcherVersion, upsertPairs } from "../db/queries.ts";
+import { switcherVersions } from "../db/schema.ts";
+import { collectPairs } from "../hybrid/pairs.ts";
+import { dmdLabel } from "../switcher/dmd_labels.ts";
+import { trainDmdSwitcher } from "../switcher/dmd.ts";
+import { featureNames } from "../switcher/features.ts";
+import { exportSwitcherOnnx } from "../switcher/onnx_writer.ts";
+import { installSwitcher, loadModelSet } from "../workers/artefacts.ts";
+import { createWorkerPool } from "../workers/pool.ts";
+import { flattenFrames } from "../workers/preprocess.ts";
+import { readDataset } from "./dataset.ts";
+import { progressBar } from "./progress.ts";
+import { eq } from "drizzle-orm";
+
+const { values: args } = parseArgs({
+  args: Deno.args,
+  options: {
+    dataset: { type: "string" },
+    models: { type: "string" },
+    target: { type: "string", default: "soft" },
+    "offload-rate": { type: "string" },
+    agreement: { type: "string" },
+    hidden: { type: "string", default: "32" },
+    epochs: { type: "string", default: "60" },
+    seed: { type: "string", default: "1" },
+    version: { type: "string" },
+    "dry-run": { type: "boolean", default: false },
+    json: { type: "boolean", default: false },
+  },
+});
+if (!args.dataset) {
+  console.error("Cannot run DMD: --dataset FILE is required (see the header of scripts/dmd.ts)");
+  Deno.exit(2);
+}
+if (args.target !== "hard" && args.target !== "soft") {
+  console.error(`Cannot run DMD: --target must be hard or soft, got "${args.target}"`);
+  Deno.exit(2);
+}
+const config = loadConfig();
+const modelsDir = args.models ?? config.modelsDir;
+const seed = Number(args.seed);
+const calibrate = args.agreement !== undefined
+  ? { agreement: Number(args.agreement) }
+  : { offloadRate: Number(args["offload-rate"] ?? 0.2) };
+const now = new Date();
+const version = args.version ??
+  `switcher-${now.toISOString().slice(0, 19).replace(/[-:]/g, "").replace("T", "-")}`;
+
+const { manifest, init } = await loadModelSet(modelsDir, { warmupRuns: 1, switcher: null });
+const edgeSpec = manifest.edge;
+const rows = await readDataset(args.dataset);
+const items = [];
+let invalid = 0;
+for (const row of rows) {
+  try {
+    if (row.layout !== edgeSpec.layout) throw new TypeError("layout");
+    const { data, length } = flattenFrames(row.frames, {
+      joints: edgeSpec.joints,
+      channels: edgeSpec.channels,
+      maxFrames: config.maxFrames,
+    });
+    items.push({
+      item: { data, length, fps: row.fps, layout: row.layout, clientId: row.id },
+      sourceRef: String(row.id),
+      trueLabel: row.label ?? null,
+    });
+  } catch {
+    invalid++;
+  }
+}
+console.error(`DMD: ${items.length} sequences from ${args.dataset} (${invalid} skipped: wrong layout or shape)`);
+
+const server = config.cloudUrl ? null : await startReferenceServer({
+  host: "127.0.0.1",
+  port: 0,
+  modelsDir,
+  modelName: config.cloudModelName,
+  runtime: "auto",
+});
+const cloudUrl = config.cloudUrl ?? server!.url;
+const cloud = createOipClient({ baseUrl: cloudUrl, modelName: config.cloudModelName, timeoutMs: 30_000 });
+const pool = await createWorkerPool(init, { size: config.workers, queueMax: 1024 });
+const database = await openDatabase(config.databaseUrl, { authToken: config.databaseAuthToken });
+try {
+  const bar = progressBar("edge + cloud");
+  const t0 = performance.now();
+  const { pairs, cloudFailures } = await collectPairs(items, {
+    inference: pool,
+    cloud,
+    edgeSpec,
+    cloudSpec: manifest.cloud,
+    batchSize: 64,
+    cloudTimeoutMs: 30_000,
+    onProgress: bar.update,
+  });
+  bar.end();
+  const collectSeconds = (performance.now() - t0) / 1000;
+
+  // Store the pairs so that later jobs reuse them.
+  await upsertPairs(
+    database.db,
+    pairs.map((p) => {
+      const label = dmdLabel(p.record.edgeProbs, p.record.cloudProbs)!;
+      return {
+        source: "corpus" as const,
+        sourceRef: p.sourceRef,
+        dataset: args.dataset!,
+        createdAt: Date.now(),
+        edgeModelVersion: p.record.edgeModelVersion,
+        cloudModelVersion: p.record.cloudModelVersion ?? manifest.cloud.version,
+        edgeProbs: p.record.edgeProbs,
+        cloudProbs: p.record.cloudProbs!,
+        embedding: p.record.embedding,
+        features: p.record.features,
+        hardLabel: label.hard,
+        softLabel: label.soft,
+        propensity: 1,
+        trueLabel: p.trueLabel,
+      };
+    }),
+  );
+
+  console.error(`training the switcher on ${args.target} DMD labels ...`);
+  const t1 = performance.now();
+  const result = trainDmdSwitcher(
+    pairs.map((p) => ({
+      features: p.record.features,
+      edgeProbs: p.record.edgeProbs,
+      cloudProbs: p.record.cloudProbs!,
+    })),
+    {
+      target: args.target,
+      calibrate,
+      seed,
+      train: { hidden: args.hidden!.split(",").map(Number), epochs: Number(args.epochs) },
+    },
+  );
+  const trainSeconds = (performance.now() - t1) / 1000;
+  const features = featureNames(edgeSpec.embeddingSize ?? 0);
+  const bytes = exportSwitcherOnnx(result.model, { version, features });
+  const provenance = {
+    data: args.dataset,
+    pairs: result.counts,
+    cloudFailures,
+    target: args.target,
+    seed,
+    hidden: args.hidden,
+    edgeModel: edgeSpec.version,
+    cloudModel: manifest.cloud.version,
+    bestEpoch: result.bestEpoch,
+    command: `deno task dmd ${Deno.args.join(" ")}`,
+  };
+  const metrics = { data: `held-out pairs of ${args.dataset}`, ...result.evaluation };
+  if (!args["dry-run"]) {
+    const spec = await installSwitcher(modelsDir, {
+      bytes,
+      spec: {
+        version,
+        inputs: [{ name: "features", shape: [-1, features.length], dtype: "float32" }],
+        outputs: [{ name: "score", shape: [-1, 1], dtype: "float32" }],
+        features,
+        threshold: result.threshold,
+        calibration: result.calibration,
+        params: result.model.layers.reduce((a, l) => a + l.weight.length + l.bias.length, 0),
+        flops: result.model.layers.reduce((a, l) => a + 2 * l.weight.length, 0),
+        provenance,
+        metrics,
+      },
+    });
+    await database.db.update(switcherVersions).set({ status: "retired" }).where(eq(switcherVersions.status, "active"));
+    await insertSwitcherVersion(database.db, {
+      version,
+      createdAt: Date.now(),
+      status: "active",
+      file: spec.file,
+      sha256: spec.sha256,
+      threshold: result.threshold,
+      features,
+      provenance,
+      metrics,
+      promotedAt: Date.now(),
+      parentVersion: manifest.switcher?.version ?? null,
+    });
+  }
+  const report = {
+    version,
+    installed: !args["dry-run"],
+    modelsDir,
+    threshold: result.threshold,
+    calibration: result.calibration,
+    counts: result.counts,
+    cloudFailures,
+    seconds: { collect: collectSeconds, train: trainSeconds },
+    heldOut: result.evaluation,
+  };
+  if (args.json) console.log(JSON.stringify(report, null, 2));
+  else {
+    const e = result.evaluation;
+    const f = (v: number) => v.toFixed(4);
+    console.log(
+      `\nDMD switcher ${version} (${args.target} labels) ${
+        args["dry-run"] ? "(dry run)" : `installed in ${modelsDir}`
+      }`,
+    );
+    console.log(
+      `pairs: ${result.counts.train} train, ${result.counts.holdout} held out; collected in ${
+        collectSeconds.toFixed(1)
+      } s, trained in ${trainSeconds.toFixed(1)} s`,
+    );
+    console.log(`threshold ${result.threshold.toFixed(4)} for ${JSON.stringify(calibrate)}`);
+    console.log(
+      `\n| held-out pairs (${e.pairs}, disagreement ${f(e.disagreementRate)}) | DMD switcher | max-probability |`,
+    );
+    console.log(`|---|---|---|`);
+    console.log(`| AUC for edge/cloud disagreement | ${f(e.switcherAuc)} | ${f(e.maxProbabilityAuc)} |`);
+    console.log(
+      `| agreement with cloud at ${(e.offloadRate * 100).toFixed(1)}% offload | ${f(e.switcherAgreement)} | ${
+        f(e.maxProbabilityAgreement)
+      } |`,
+    );
+  }
+} finally {
+  await pool.close();
+  await server?.shutdown();
+  database.close();
+}
