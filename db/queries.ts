@@ -3,7 +3,7 @@
  *
  * @module
  */
-import { and, asc, desc, eq, gte, lt, sql } from "drizzle-orm";
+import { and, asc, desc, eq, gte, isNotNull, lt, sql } from "drizzle-orm";
 import type { Db } from "./client.ts";
 import {
   type DecisionRecord,
@@ -62,6 +62,27 @@ export async function listDecisions(
     options.route ? eq(decisions.route, options.route) : undefined,
   );
   return await db.select().from(decisions).where(where).orderBy(asc(decisions.createdAt)).limit(options.limit ?? 1000);
+}
+
+/**
+ * Decisions that carry both models' outputs (offloaded, forced to the cloud, or shadowed): the pairs DMD can learn
+ * from, oldest first.
+ *
+ * @param db the database
+ * @param options `sinceMs` (inclusive), `edgeModelVersion` to keep pairs of the serving edge model only, `limit`
+ * @returns the rows
+ */
+export async function listLoggedPairs(
+  db: Db,
+  options: { sinceMs?: number; edgeModelVersion?: string; limit?: number } = {},
+): Promise<DecisionRecord[]> {
+  const where = and(
+    isNotNull(decisions.cloudProbs),
+    options.sinceMs !== undefined ? gte(decisions.createdAt, options.sinceMs) : undefined,
+    options.edgeModelVersion ? eq(decisions.edgeModelVersion, options.edgeModelVersion) : undefined,
+  );
+  return await db.select().from(decisions).where(where).orderBy(asc(decisions.createdAt))
+    .limit(options.limit ?? 1_000_000);
 }
 
 /**

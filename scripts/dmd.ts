@@ -6,7 +6,9 @@
  *   deno task dmd --dataset datasets/mocap/dmd.jsonl.gz
  *
  * Flags:
- *   --dataset FILE        unlabeled sequences (JSONL or JSONL.gz), required
+ *   --dataset FILE        unlabeled sequences (JSONL or JSONL.gz), or
+ *   --from-log            the pairs the service logged (offloaded and shadowed decisions) in DATABASE_URL
+ *   --since ISO-DATE      with --from-log: only decisions from then on
  *   --models DIR          model set to read and install into (default: MODELS_DIR or wasm-models)
  *   --target hard|soft    DMD label to learn (default soft)
  *   --offload-rate R      calibrate to this offload rate (default 0.2), or
@@ -24,9 +26,9 @@ import { startReferenceServer } from "../cloud/reference_server.ts";
 import { createOipClient } from "../cloud/oip_client.ts";
 import { loadConfig } from "../config.ts";
 import { openDatabase } from "../db/client.ts";
-import { insertSwitcherVersion, upsertPairs } from "../db/queries.ts";
+import { insertSwitcherVersion, listLoggedPairs, upsertPairs } from "../db/queries.ts";
 import { switcherVersions } from "../db/schema.ts";
-import { collectPairs } from "../hybrid/pairs.ts";
+import { type CollectedPair, collectPairs } from "../hybrid/pairs.ts";
 import { dmdLabel } from "../switcher/dmd_labels.ts";
 import { trainDmdSwitcher } from "../switcher/dmd.ts";
 import { featureNames } from "../switcher/features.ts";
@@ -42,6 +44,8 @@ const { values: args } = parseArgs({
   args: Deno.args,
   options: {
     dataset: { type: "string" },
+    "from-log": { type: "boolean", default: false },
+    since: { type: "string" },
     models: { type: "string" },
     target: { type: "string", default: "soft" },
     "offload-rate": { type: "string" },
@@ -54,8 +58,8 @@ const { values: args } = parseArgs({
     json: { type: "boolean", default: false },
   },
 });
-if (!args.dataset) {
-  console.error("Cannot run DMD: --dataset FILE is required (see the header of scripts/dmd.ts)");
+if (!args.dataset === !args["from-log"]) {
+  console.error("Cannot run DMD: give either --dataset FILE or --from-log (see the header of scripts/dmd.ts)");
   Deno.exit(2);
 }
 if (args.target !== "hard" && args.target !== "soft") {
@@ -74,52 +78,77 @@ const version = args.version ??
 
 const { manifest, init } = await loadModelSet(modelsDir, { warmupRuns: 1, switcher: null });
 const edgeSpec = manifest.edge;
-const rows = await readDataset(args.dataset);
-const items = [];
-let invalid = 0;
-for (const row of rows) {
+const database = await openDatabase(config.databaseUrl, { authToken: config.databaseAuthToken });
+
+/** Pairs from a corpus file: both models run here, through the service's own pool and cloud client. */
+async function corpusPairs(path: string): Promise<{ pairs: CollectedPair[]; cloudFailures: number }> {
+  const rows = await readDataset(path);
+  const items = [];
+  let invalid = 0;
+  for (const row of rows) {
+    try {
+      if (row.layout !== edgeSpec.layout) throw new TypeError("layout");
+      const { data, length } = flattenFrames(row.frames, {
+        joints: edgeSpec.joints,
+        channels: edgeSpec.channels,
+        maxFrames: config.maxFrames,
+      });
+      items.push({
+        item: { data, length, fps: row.fps, layout: row.layout, clientId: String(row.id) },
+        sourceRef: String(row.id),
+        trueLabel: row.label ?? null,
+      });
+    } catch {
+      invalid++;
+    }
+  }
+  console.error(`DMD: ${items.length} sequences from ${path} (${invalid} skipped: wrong layout or shape)`);
+  const server = config.cloudUrl ? null : await startReferenceServer({
+    host: "127.0.0.1",
+    port: 0,
+    modelsDir,
+    modelName: config.cloudModelName,
+    runtime: "auto",
+  });
+  const cloud = createOipClient({
+    baseUrl: config.cloudUrl ?? server!.url,
+    modelName: config.cloudModelName,
+    timeoutMs: 30_000,
+  });
+  const pool = await createWorkerPool(init, { size: config.workers, queueMax: 1024 });
+  const bar = progressBar("edge + cloud");
   try {
-    if (row.layout !== edgeSpec.layout) throw new TypeError("layout");
-    const { data, length } = flattenFrames(row.frames, {
-      joints: edgeSpec.joints,
-      channels: edgeSpec.channels,
-      maxFrames: config.maxFrames,
+    return await collectPairs(items, {
+      inference: pool,
+      cloud,
+      edgeSpec,
+      cloudSpec: manifest.cloud,
+      batchSize: 64,
+      cloudTimeoutMs: 30_000,
+      onProgress: bar.update,
     });
-    items.push({
-      item: { data, length, fps: row.fps, layout: row.layout, clientId: row.id },
-      sourceRef: String(row.id),
-      trueLabel: row.label ?? null,
-    });
-  } catch {
-    invalid++;
+  } finally {
+    bar.end();
+    await pool.close();
+    await server?.shutdown();
   }
 }
-console.error(`DMD: ${items.length} sequences from ${args.dataset} (${invalid} skipped: wrong layout or shape)`);
 
-const server = config.cloudUrl ? null : await startReferenceServer({
-  host: "127.0.0.1",
-  port: 0,
-  modelsDir,
-  modelName: config.cloudModelName,
-  runtime: "auto",
-});
-const cloudUrl = config.cloudUrl ?? server!.url;
-const cloud = createOipClient({ baseUrl: cloudUrl, modelName: config.cloudModelName, timeoutMs: 30_000 });
-const pool = await createWorkerPool(init, { size: config.workers, queueMax: 1024 });
-const database = await openDatabase(config.databaseUrl, { authToken: config.databaseAuthToken });
+/** Pairs the service logged: decisions that carry both outputs, of the serving edge model. */
+async function loggedPairs(): Promise<{ pairs: CollectedPair[]; cloudFailures: number }> {
+  const sinceMs = args.since ? Date.parse(args.since) : undefined;
+  if (sinceMs !== undefined && Number.isNaN(sinceMs)) {
+    throw new RangeError(`Cannot run DMD: --since "${args.since}" is not a date`);
+  }
+  const rows = await listLoggedPairs(database.db, { sinceMs, edgeModelVersion: edgeSpec.version });
+  console.error(`DMD: ${rows.length} logged pairs of ${edgeSpec.version} in the decision log`);
+  return { pairs: rows.map((record) => ({ sourceRef: record.id, trueLabel: null, record })), cloudFailures: 0 };
+}
+
 try {
-  const bar = progressBar("edge + cloud");
   const t0 = performance.now();
-  const { pairs, cloudFailures } = await collectPairs(items, {
-    inference: pool,
-    cloud,
-    edgeSpec,
-    cloudSpec: manifest.cloud,
-    batchSize: 64,
-    cloudTimeoutMs: 30_000,
-    onProgress: bar.update,
-  });
-  bar.end();
+  const source = args.dataset ?? "decision log";
+  const { pairs, cloudFailures } = args.dataset ? await corpusPairs(args.dataset) : await loggedPairs();
   const collectSeconds = (performance.now() - t0) / 1000;
 
   // Store the pairs so that later jobs reuse them.
@@ -128,9 +157,9 @@ try {
     pairs.map((p) => {
       const label = dmdLabel(p.record.edgeProbs, p.record.cloudProbs)!;
       return {
-        source: "corpus" as const,
+        source: args.dataset ? "corpus" as const : "log" as const,
         sourceRef: p.sourceRef,
-        dataset: args.dataset!,
+        dataset: args.dataset ?? null,
         createdAt: Date.now(),
         edgeModelVersion: p.record.edgeModelVersion,
         cloudModelVersion: p.record.cloudModelVersion ?? manifest.cloud.version,
@@ -140,7 +169,7 @@ try {
         features: p.record.features,
         hardLabel: label.hard,
         softLabel: label.soft,
-        propensity: 1,
+        propensity: p.record.offloadProbability || 1,
         trueLabel: p.trueLabel,
       };
     }),
@@ -165,7 +194,7 @@ try {
   const features = featureNames(edgeSpec.embeddingSize ?? 0);
   const bytes = exportSwitcherOnnx(result.model, { version, features });
   const provenance = {
-    data: args.dataset,
+    data: source,
     pairs: result.counts,
     cloudFailures,
     target: args.target,
@@ -176,7 +205,7 @@ try {
     bestEpoch: result.bestEpoch,
     command: `deno task dmd ${Deno.args.join(" ")}`,
   };
-  const metrics = { data: `held-out pairs of ${args.dataset}`, ...result.evaluation };
+  const metrics = { data: `held-out pairs of ${source}`, ...result.evaluation };
   if (!args["dry-run"]) {
     const spec = await installSwitcher(modelsDir, {
       bytes,
@@ -246,7 +275,5 @@ try {
     );
   }
 } finally {
-  await pool.close();
-  await server?.shutdown();
   database.close();
 }

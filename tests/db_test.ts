@@ -213,3 +213,19 @@ Deno.test("openDatabase() fails with DB_UNAVAILABLE on an unusable URL", async (
     (e: AppError) => e instanceof AppError && e.code === "DB_UNAVAILABLE",
   );
 });
+
+Deno.test("listLoggedPairs() returns decisions with both outputs, of one edge model, since a time", async () => {
+  const { listLoggedPairs } = await import("../db/queries.ts");
+  const database = await openDatabase(":memory:");
+  const log = createDecisionLog(database.db, { batchSize: 10, flushIntervalMs: 10 });
+  const offloaded = decision({ createdAt: 200 });
+  const kept = decision({ createdAt: 300, route: "edge", cloudProbs: null, cloudLabel: null, cloudProb: null });
+  const old = decision({ createdAt: 50 });
+  const otherModel = decision({ createdAt: 400, edgeModelVersion: "edge-v0" });
+  for (const r of [offloaded, kept, old, otherModel]) log.append(r);
+  await log.close();
+  const rows = await listLoggedPairs(database.db, { sinceMs: 100, edgeModelVersion: "edge-v1" });
+  assert.deepEqual(rows.map((r) => r.id), [offloaded.id]);
+  assert.equal((await listLoggedPairs(database.db)).length, 3);
+  database.close();
+});
