@@ -176,17 +176,27 @@ export async function startService(config: Readonly<Config>): Promise<Service> {
   const { manifest, init } = await loadModelSet(config.modelsDir, { warmupRuns: config.warmupRuns });
   const database = await openDatabase(config.databaseUrl, { authToken: config.databaseAuthToken });
   const log = createDecisionLog(database.db, { batchSize: config.logBatchSize, flushIntervalMs: config.logFlushMs });
-  const child = config.cloudUrl ? null : await startChildCloud(config);
+  let child: ChildCloud | null = null;
+  let pool: EdgeInference;
+  try {
+    child = config.cloudUrl ? null : await startChildCloud(config);
+    pool = await createWorkerPool(init, {
+      size: config.workers,
+      queueMax: config.queueMax,
+      workerUrl: new URL(`./workers/inference_worker.${MODULE_EXT}`, import.meta.url),
+    });
+  } catch (err) {
+    // Release what was opened before the failure, so a failed start leaves no process or handle behind.
+    await child?.stop();
+    await log.close().catch(() => {});
+    database.close();
+    throw err;
+  }
   const cloudUrl = config.cloudUrl ?? child!.url;
   const cloud = createOipClient({
     baseUrl: cloudUrl,
     modelName: config.cloudModelName,
     timeoutMs: config.cloudTimeoutMs,
-  });
-  const pool = await createWorkerPool(init, {
-    size: config.workers,
-    queueMax: config.queueMax,
-    workerUrl: new URL(`./workers/inference_worker.${MODULE_EXT}`, import.meta.url),
   });
   const budget = createOffloadBudget({ ratePerS: config.offloadBudgetPerS });
   const threshold = () => config.switcherThreshold ?? manifest.switcher?.threshold ?? 0.5;
@@ -228,7 +238,18 @@ export async function startService(config: Readonly<Config>): Promise<Service> {
     newId: uuidv7,
   });
 
-  const server = Deno.serve({ hostname: config.host, port: config.port, onListen: () => {} }, app.fetch);
+  let server: Deno.HttpServer<Deno.NetAddr>;
+  try {
+    server = Deno.serve({ hostname: config.host, port: config.port, onListen: () => {} }, app.fetch);
+  } catch (err) {
+    await pool.close();
+    await child?.stop();
+    await log.close().catch(() => {});
+    database.close();
+    throw new AppError("INTERNAL", `Cannot listen on ${config.host}:${config.port}: ${(err as Error).message}`, {
+      cause: err,
+    });
+  }
   const url = `http://${config.host}:${server.addr.port}`;
   let stopping: Promise<void> | null = null;
   return {
@@ -247,8 +268,14 @@ export async function startService(config: Readonly<Config>): Promise<Service> {
 }
 
 if (import.meta.main) {
-  const config = loadConfig();
-  const service = await startService(config);
+  let service: Service;
+  try {
+    service = await startService(loadConfig());
+  } catch (err) {
+    // A bad setting, missing models, an unusable database or a busy port: say which, and exit non-zero.
+    console.error(JSON.stringify({ level: "error", msg: "cannot start dmd-edge", error: (err as Error).message }));
+    Deno.exit(1);
+  }
   console.log(JSON.stringify({ level: "info", msg: "dmd-edge listening", url: service.url }));
   console.log(`dmd-edge listening on ${service.url}  (try: curl ${service.url}/v1/models)`);
   const stop = async () => {
