@@ -1,9 +1,15 @@
 /**
- * Named queries over the decision log. SQL lives only in `db/`, always parameterised through drizzle.
+ * Named queries over the decision database, used by routes, the decision log and scripts. SQL lives only in `db/`
+ * and always goes through drizzle, so every value is a bound parameter.
+ *
+ * Every query maps driver failures to `AppError`: `DB_UNAVAILABLE` (with the driver's error as cause), or
+ * `INVALID_INPUT` when a constraint rejects the data.
  *
  * @module
  */
-import { and, asc, desc, eq, gte, isNotNull, lt, sql } from "drizzle-orm";
+import { and, asc, desc, eq, getTableColumns, gte, isNotNull, lt, ne, sql } from "drizzle-orm";
+import type { SQLiteColumn } from "drizzle-orm/sqlite-core";
+import { AppError } from "../errors.ts";
 import type { Db } from "./client.ts";
 import {
   type DecisionRecord,
@@ -11,26 +17,78 @@ import {
   type DmdPair,
   dmdPairs,
   type NewDecision,
+  type NewDmdPair,
+  type NewSwitcherVersion,
+  type PairSource,
+  type Route,
+  type SwitcherStatus,
   type SwitcherVersion,
   switcherVersions,
 } from "./schema.ts";
 
-/** SQLite allows 32766 bound parameters; a decision row binds 36. */
+/** Rows per INSERT statement: SQLite binds at most 32766 parameters, a decision row binds 36. */
 const ROWS_PER_INSERT = 500;
 
 /**
- * Insert decisions in one transaction, ignoring ids already written (a retried batch writes nothing twice).
+ * The SQLite result code of a driver error (`SQLITE_BUSY`, `SQLITE_CONSTRAINT_NOTNULL`, ...), looked up through
+ * `cause` chains (drizzle wraps the driver's error); null when there is none.
+ *
+ * @param err what was thrown
+ * @returns the most specific code found, or null
+ */
+export function sqliteCode(err: unknown): string | null {
+  for (let e = err, depth = 0; e instanceof Error && depth < 8; e = e.cause, depth++) {
+    const { code, extendedCode } = e as Error & { code?: unknown; extendedCode?: unknown };
+    if (typeof extendedCode === "string" && extendedCode.startsWith("SQLITE_")) return extendedCode;
+    if (typeof code === "string" && code.startsWith("SQLITE_")) return code;
+  }
+  return null;
+}
+
+/**
+ * True when retrying cannot help: the data itself is refused (a constraint, a type mismatch, a value too big).
+ *
+ * @param err what was thrown
+ * @returns whether the error is about the rows rather than the database
+ */
+export function isDataError(err: unknown): boolean {
+  return /^SQLITE_(CONSTRAINT|MISMATCH|TOOBIG|RANGE)/.test(sqliteCode(err) ?? "");
+}
+
+/** Run a query; map what the driver throws to an AppError naming the action. */
+async function run<T>(action: string, query: () => Promise<T>): Promise<T> {
+  try {
+    return await query();
+  } catch (err) {
+    if (err instanceof AppError) throw err;
+    if (isDataError(err)) {
+      throw new AppError("INVALID_INPUT", `Cannot ${action}: the database refused the data (${sqliteCode(err)})`, {
+        cause: err,
+      });
+    }
+    throw new AppError("DB_UNAVAILABLE", `Cannot ${action}: the database is unavailable`, { cause: err });
+  }
+}
+
+/** Split rows into INSERT-sized chunks. */
+function chunks<T>(rows: T[]): T[][] {
+  const out: T[][] = [];
+  for (let i = 0; i < rows.length; i += ROWS_PER_INSERT) out.push(rows.slice(i, i + ROWS_PER_INSERT));
+  return out;
+}
+
+/**
+ * Insert decisions atomically (one batch: one round trip to a remote database), ignoring ids already written, so
+ * a retried batch writes nothing twice.
  *
  * @param db the database
  * @param rows the decisions
+ * @throws AppError DB_UNAVAILABLE, or INVALID_INPUT when a constraint refuses a row (then nothing is written)
  */
 export async function insertDecisions(db: Db, rows: NewDecision[]): Promise<void> {
   if (rows.length === 0) return;
-  await db.transaction(async (tx) => {
-    for (let i = 0; i < rows.length; i += ROWS_PER_INSERT) {
-      await tx.insert(decisions).values(rows.slice(i, i + ROWS_PER_INSERT)).onConflictDoNothing();
-    }
-  });
+  const [first, ...rest] = chunks(rows).map((c) => db.insert(decisions).values(c).onConflictDoNothing());
+  await run(`write ${rows.length} decisions`, () => db.batch([first, ...rest]));
 }
 
 /**
@@ -41,27 +99,52 @@ export async function insertDecisions(db: Db, rows: NewDecision[]): Promise<void
  * @returns the row, or null
  */
 export async function getDecision(db: Db, id: string): Promise<DecisionRecord | null> {
-  const rows = await db.select().from(decisions).where(eq(decisions.id, id)).limit(1);
+  const rows = await run(
+    "read the decision",
+    () => db.select().from(decisions).where(eq(decisions.id, id)).limit(1),
+  );
   return rows[0] ?? null;
 }
 
+/** Filters of {@link listDecisions}. */
+export interface ListDecisionsOptions {
+  /** Inclusive lower bound of `createdAt`, Unix milliseconds. */
+  sinceMs?: number;
+  /** Exclusive upper bound of `createdAt`, Unix milliseconds. */
+  untilMs?: number;
+  route?: Route;
+  edgeLocation?: string;
+  switcherVersion?: string;
+  clientId?: string;
+  /** @default 1000 */
+  limit?: number;
+  /** By `createdAt`, then id. @default "asc" */
+  order?: "asc" | "desc";
+}
+
 /**
- * Decisions in a time window, oldest first.
+ * Decisions in a time window, filtered, oldest first (or newest first).
  *
  * @param db the database
- * @param options `sinceMs` (inclusive), `untilMs` (exclusive), `route`, `limit` (default 1000)
+ * @param options filters, `limit` and `order`
  * @returns the rows
  */
-export async function listDecisions(
-  db: Db,
-  options: { sinceMs?: number; untilMs?: number; route?: DecisionRecord["route"]; limit?: number } = {},
-): Promise<DecisionRecord[]> {
+export async function listDecisions(db: Db, options: ListDecisionsOptions = {}): Promise<DecisionRecord[]> {
   const where = and(
     options.sinceMs !== undefined ? gte(decisions.createdAt, options.sinceMs) : undefined,
     options.untilMs !== undefined ? lt(decisions.createdAt, options.untilMs) : undefined,
-    options.route ? eq(decisions.route, options.route) : undefined,
+    options.route !== undefined ? eq(decisions.route, options.route) : undefined,
+    options.edgeLocation !== undefined ? eq(decisions.edgeLocation, options.edgeLocation) : undefined,
+    options.switcherVersion !== undefined ? eq(decisions.switcherVersion, options.switcherVersion) : undefined,
+    options.clientId !== undefined ? eq(decisions.clientId, options.clientId) : undefined,
   );
-  return await db.select().from(decisions).where(where).orderBy(asc(decisions.createdAt)).limit(options.limit ?? 1000);
+  const dir = options.order === "desc" ? desc : asc;
+  return await run(
+    "list decisions",
+    () =>
+      db.select().from(decisions).where(where).orderBy(dir(decisions.createdAt), dir(decisions.id))
+        .limit(options.limit ?? 1000),
+  );
 }
 
 /**
@@ -70,6 +153,7 @@ export async function listDecisions(
  *
  * @param db the database
  * @param options `sinceMs` (inclusive), `edgeModelVersion` to keep pairs of the serving edge model only, `limit`
+ *   (default 1,000,000)
  * @returns the rows
  */
 export async function listLoggedPairs(
@@ -79,10 +163,14 @@ export async function listLoggedPairs(
   const where = and(
     isNotNull(decisions.cloudProbs),
     options.sinceMs !== undefined ? gte(decisions.createdAt, options.sinceMs) : undefined,
-    options.edgeModelVersion ? eq(decisions.edgeModelVersion, options.edgeModelVersion) : undefined,
+    options.edgeModelVersion !== undefined ? eq(decisions.edgeModelVersion, options.edgeModelVersion) : undefined,
   );
-  return await db.select().from(decisions).where(where).orderBy(asc(decisions.createdAt))
-    .limit(options.limit ?? 1_000_000);
+  return await run(
+    "list logged pairs",
+    () =>
+      db.select().from(decisions).where(where).orderBy(asc(decisions.createdAt), asc(decisions.id))
+        .limit(options.limit ?? 1_000_000),
+  );
 }
 
 /**
@@ -92,42 +180,67 @@ export async function listLoggedPairs(
  * @returns the number of rows
  */
 export async function countDecisions(db: Db): Promise<number> {
-  const [row] = await db.select({ n: sql<number>`count(*)` }).from(decisions);
+  const [row] = await run("count decisions", () => db.select({ n: sql<number>`count(*)` }).from(decisions));
   return Number(row.n);
 }
 
+/** The columns an upsert of a DMD pair replaces: all but its key, id and first storage time. */
+function pairUpdateSet(): Record<string, ReturnType<typeof sql>> {
+  const keep = new Set(["id", "source", "sourceRef", "edgeModelVersion", "cloudModelVersion", "createdAt"]);
+  const set: Record<string, ReturnType<typeof sql>> = {};
+  for (const [key, column] of Object.entries(getTableColumns(dmdPairs)) as [string, SQLiteColumn][]) {
+    if (!keep.has(key)) set[key] = sql.raw(`excluded.\`${column.name}\``);
+  }
+  return set;
+}
+
 /**
- * Store DMD pairs, keeping the first copy of a pair already stored for the same models.
+ * Store DMD pairs atomically. A pair already stored for the same source, reference and model versions is
+ * updated (its labels, features and outputs are replaced; its id and `createdAt` stay), so a job that recomputes
+ * features refreshes the stored pairs.
  *
  * @param db the database
  * @param pairs the pairs
  */
-export async function upsertPairs(db: Db, pairs: Omit<DmdPair, "id">[]): Promise<void> {
+export async function upsertPairs(db: Db, pairs: NewDmdPair[]): Promise<void> {
   if (pairs.length === 0) return;
-  await db.transaction(async (tx) => {
-    for (let i = 0; i < pairs.length; i += ROWS_PER_INSERT) {
-      await tx.insert(dmdPairs).values(pairs.slice(i, i + ROWS_PER_INSERT)).onConflictDoNothing();
-    }
-  });
+  const set = pairUpdateSet();
+  const [first, ...rest] = chunks(pairs).map((c) =>
+    db.insert(dmdPairs).values(c).onConflictDoUpdate({
+      target: [dmdPairs.source, dmdPairs.sourceRef, dmdPairs.edgeModelVersion, dmdPairs.cloudModelVersion],
+      set,
+    })
+  );
+  await run(`store ${pairs.length} DMD pairs`, () => db.batch([first, ...rest]));
 }
 
 /**
- * Stored DMD pairs for a model pair.
+ * Stored DMD pairs for a model pair, in storage order.
  *
  * @param db the database
- * @param options model versions, optional `source` and `sinceMs`
- * @returns the pairs, oldest first
+ * @param options model versions, optional `source`, `sinceMs` (inclusive, on `createdAt`) and `limit`
+ * @returns the pairs
  */
 export async function listPairs(
   db: Db,
-  options: { edgeModelVersion: string; cloudModelVersion: string; source?: DmdPair["source"]; sinceMs?: number },
+  options: {
+    edgeModelVersion: string;
+    cloudModelVersion: string;
+    source?: PairSource;
+    sinceMs?: number;
+    limit?: number;
+  },
 ): Promise<DmdPair[]> {
-  return await db.select().from(dmdPairs).where(and(
-    eq(dmdPairs.edgeModelVersion, options.edgeModelVersion),
-    eq(dmdPairs.cloudModelVersion, options.cloudModelVersion),
-    options.source ? eq(dmdPairs.source, options.source) : undefined,
-    options.sinceMs !== undefined ? gte(dmdPairs.createdAt, options.sinceMs) : undefined,
-  )).orderBy(asc(dmdPairs.id));
+  return await run(
+    "list DMD pairs",
+    () =>
+      db.select().from(dmdPairs).where(and(
+        eq(dmdPairs.edgeModelVersion, options.edgeModelVersion),
+        eq(dmdPairs.cloudModelVersion, options.cloudModelVersion),
+        options.source !== undefined ? eq(dmdPairs.source, options.source) : undefined,
+        options.sinceMs !== undefined ? gte(dmdPairs.createdAt, options.sinceMs) : undefined,
+      )).orderBy(asc(dmdPairs.id)).limit(options.limit ?? 1_000_000),
+  );
 }
 
 /**
@@ -135,9 +248,25 @@ export async function listPairs(
  *
  * @param db the database
  * @param row the version
+ * @throws AppError INVALID_INPUT when the version exists
  */
-export async function insertSwitcherVersion(db: Db, row: SwitcherVersion): Promise<void> {
-  await db.insert(switcherVersions).values(row);
+export async function insertSwitcherVersion(db: Db, row: NewSwitcherVersion): Promise<void> {
+  await run(`record switcher ${row.version}`, () => db.insert(switcherVersions).values(row));
+}
+
+/**
+ * One switcher version.
+ *
+ * @param db the database
+ * @param version its name
+ * @returns the row, or null
+ */
+export async function getSwitcherVersion(db: Db, version: string): Promise<SwitcherVersion | null> {
+  const rows = await run(
+    `read switcher ${version}`,
+    () => db.select().from(switcherVersions).where(eq(switcherVersions.version, version)).limit(1),
+  );
+  return rows[0] ?? null;
 }
 
 /**
@@ -147,17 +276,88 @@ export async function insertSwitcherVersion(db: Db, row: SwitcherVersion): Promi
  * @returns the active version or null
  */
 export async function activeSwitcherVersion(db: Db): Promise<SwitcherVersion | null> {
-  const rows = await db.select().from(switcherVersions).where(eq(switcherVersions.status, "active"))
-    .orderBy(desc(switcherVersions.promotedAt)).limit(1);
+  const rows = await run(
+    "read the active switcher",
+    () =>
+      db.select().from(switcherVersions).where(eq(switcherVersions.status, "active"))
+        .orderBy(desc(switcherVersions.promotedAt)).limit(1),
+  );
   return rows[0] ?? null;
 }
 
 /**
- * Every switcher version, newest first.
+ * Switcher versions, newest first.
  *
  * @param db the database
+ * @param options `status` to keep one status only
  * @returns the versions
  */
-export async function listSwitcherVersions(db: Db): Promise<SwitcherVersion[]> {
-  return await db.select().from(switcherVersions).orderBy(desc(switcherVersions.createdAt));
+export async function listSwitcherVersions(
+  db: Db,
+  options: { status?: SwitcherStatus } = {},
+): Promise<SwitcherVersion[]> {
+  return await run(
+    "list switcher versions",
+    () =>
+      db.select().from(switcherVersions)
+        .where(options.status !== undefined ? eq(switcherVersions.status, options.status) : undefined)
+        .orderBy(desc(switcherVersions.createdAt), desc(switcherVersions.version)),
+  );
+}
+
+/**
+ * Set a switcher version's status to `candidate`, `rejected` or `retired`; making one active is
+ * {@link promoteSwitcherVersion}'s job, since exactly one may be active.
+ *
+ * @param db the database
+ * @param version its name
+ * @param options the new `status`
+ * @throws AppError NOT_FOUND when there is no such version; RangeError for `active`
+ */
+export async function setSwitcherStatus(
+  db: Db,
+  version: string,
+  options: { status: Exclude<SwitcherStatus, "active"> },
+): Promise<void> {
+  if ((options.status as SwitcherStatus) === "active") {
+    throw new RangeError(`Cannot set switcher ${version} active: promote it instead`);
+  }
+  const rows = await run(
+    `set switcher ${version} ${options.status}`,
+    () =>
+      db.update(switcherVersions).set({ status: options.status }).where(eq(switcherVersions.version, version))
+        .returning({ version: switcherVersions.version }),
+  );
+  if (rows.length === 0) throw new AppError("NOT_FOUND", `Cannot set switcher ${version}: no such version`);
+}
+
+/**
+ * Make a switcher version the active one, retiring the one active before, in one atomic batch. Rolling back is
+ * promoting the previous version again.
+ *
+ * @param db the database
+ * @param version the version to activate
+ * @param options `nowMs`, the promotion time (default: now)
+ * @returns the version that was active before, or null
+ * @throws AppError NOT_FOUND when there is no such version, INVALID_INPUT when it was rejected
+ */
+export async function promoteSwitcherVersion(
+  db: Db,
+  version: string,
+  options: { nowMs?: number } = {},
+): Promise<string | null> {
+  const row = await getSwitcherVersion(db, version);
+  if (!row) throw new AppError("NOT_FOUND", `Cannot promote switcher ${version}: no such version`);
+  if (row.status === "rejected") {
+    throw new AppError("INVALID_INPUT", `Cannot promote switcher ${version}: it was rejected`);
+  }
+  const previous = await activeSwitcherVersion(db);
+  await run(`promote switcher ${version}`, () =>
+    db.batch([
+      db.update(switcherVersions).set({ status: "retired" })
+        .where(and(eq(switcherVersions.status, "active"), ne(switcherVersions.version, version))),
+      db.update(switcherVersions).set({ status: "active", promotedAt: options.nowMs ?? Date.now() })
+        .where(eq(switcherVersions.version, version)),
+    ]));
+  return previous && previous.version !== version ? previous.version : null;
 }

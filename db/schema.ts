@@ -1,22 +1,68 @@
 /**
- * The decision log's schema (drizzle, SQLite dialect for libSQL). Migrations in `db/migrations/` are generated from
- * this file (`deno task db:generate`) and applied at start-up.
+ * The decision database's schema (drizzle, SQLite dialect for libSQL): `decisions` (one row per classified
+ * sequence), `dmd_pairs` (edge/cloud output pairs stored by DMD jobs) and `switcher_versions` (every trained
+ * switcher with its provenance and status). The SQL migrations in `db/migrations/` are generated from this file
+ * (`deno task db:generate`, see `db/README.md`) and applied when the database is opened.
+ *
+ * Conventions: times are Unix milliseconds in `integer` columns; probability vectors are JSON text (analysts can
+ * use `json_extract`); embeddings and switcher features are float32 little-endian BLOBs; booleans are 0/1.
  *
  * @module
  */
 import { customType, index, integer, real, sqliteTable, text, uniqueIndex } from "drizzle-orm/sqlite-core";
 
-/** A Float32Array stored as a little-endian BLOB. */
+/** Where an answer came from: the edge model, the cloud model, or the edge model because the cloud failed. */
+export const ROUTES = ["edge", "cloud", "edge_fallback"] as const;
+/** A decision's route. */
+export type Route = (typeof ROUTES)[number];
+
+/** Why a decision took its route. */
+export const ROUTE_REASONS = [
+  "below_threshold",
+  "above_threshold",
+  "forced_edge",
+  "forced_cloud",
+  "budget_exhausted",
+  "cloud_unavailable",
+] as const;
+/** A decision's route reason. */
+export type RouteReason = (typeof ROUTE_REASONS)[number];
+
+/** Where a DMD pair came from: the decision log, or an unlabeled corpus run through both models. */
+export const PAIR_SOURCES = ["log", "corpus"] as const;
+/** A DMD pair's source. */
+export type PairSource = (typeof PAIR_SOURCES)[number];
+
+/** A switcher version's lifecycle: candidate -> active -> retired, or candidate -> rejected. */
+export const SWITCHER_STATUSES = ["active", "candidate", "rejected", "retired"] as const;
+/** A switcher version's status. */
+export type SwitcherStatus = (typeof SWITCHER_STATUSES)[number];
+
+/**
+ * A Float32Array stored as a little-endian BLOB, whatever the host's byte order, so that the bytes mean the same
+ * to every reader (numpy `dtype="<f4"`).
+ */
 const float32Blob = customType<{ data: Float32Array; driverData: ArrayBuffer | Uint8Array }>({
   dataType: () => "blob",
-  toDriver: (value) => new Uint8Array(value.buffer, value.byteOffset, value.byteLength).slice(),
+  toDriver: (value) => {
+    const bytes = new Uint8Array(value.length * 4);
+    const view = new DataView(bytes.buffer);
+    for (let i = 0; i < value.length; i++) view.setFloat32(i * 4, value[i], true);
+    return bytes;
+  },
   fromDriver: (value) => {
     const bytes = value instanceof Uint8Array ? value : new Uint8Array(value);
-    return new Float32Array(bytes.slice().buffer);
+    if (bytes.byteLength % 4 !== 0) {
+      throw new RangeError(`Cannot read a float32 blob: ${bytes.byteLength} bytes is not a multiple of 4`);
+    }
+    const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+    const out = new Float32Array(bytes.byteLength / 4);
+    for (let i = 0; i < out.length; i++) out[i] = view.getFloat32(i * 4, true);
+    return out;
   },
 });
 
-/** A number array stored as JSON text, so analysts can query it with `json_extract`. */
+/** A number array stored as JSON text. */
 const jsonNumbers = customType<{ data: number[]; driverData: string }>({
   dataType: () => "text",
   toDriver: (value) => JSON.stringify(value),
@@ -25,22 +71,29 @@ const jsonNumbers = customType<{ data: number[]; driverData: string }>({
 
 /** One row per classified sequence: everything DMD jobs and analysts need. */
 export const decisions = sqliteTable("decisions", {
+  /** UUIDv7 (time-ordered), see `db/ids.ts`. */
   id: text("id").primaryKey(),
+  /** The HTTP request that carried the sequence (a batch request carries several). */
   requestId: text("request_id").notNull(),
+  /** The caller's own id for the sequence. */
   clientId: text("client_id"),
   edgeLocation: text("edge_location").notNull(),
   /** Unix milliseconds. */
   createdAt: integer("created_at").notNull(),
   layout: text("layout").notNull(),
-  /** Sequence length as received. */
+  /** Sequence length as received (before resampling). */
   frames: integer("frames").notNull(),
   joints: integer("joints").notNull(),
   channels: integer("channels").notNull(),
   fps: real("fps").notNull(),
-  route: text("route", { enum: ["edge", "cloud", "edge_fallback"] }).notNull(),
-  routeReason: text("route_reason").notNull(),
+  route: text("route", { enum: ROUTES }).notNull(),
+  routeReason: text("route_reason", { enum: ROUTE_REASONS }).notNull(),
+  /** The caller forced the route. */
   forced: integer("forced", { mode: "boolean" }).notNull(),
-  /** Probability with which this request reached the cloud (its propensity, for inverse-propensity weights). */
+  /**
+   * Probability with which this request reached the cloud: its propensity, for inverse-propensity weighting of
+   * logged DMD pairs.
+   */
   offloadProbability: real("offload_probability").notNull(),
   /** A background (exploration) call also sent this request to the cloud. */
   shadow: integer("shadow", { mode: "boolean" }).notNull().default(false),
@@ -49,7 +102,7 @@ export const decisions = sqliteTable("decisions", {
   edgeProb: real("edge_prob").notNull(),
   edgeProbs: jsonNumbers("edge_probs").notNull(),
   embedding: float32Blob("embedding").notNull(),
-  /** The switcher's input. */
+  /** The switcher's input vector. */
   features: float32Blob("features").notNull(),
   switcherVersion: text("switcher_version").notNull(),
   switcherScore: real("switcher_score").notNull(),
@@ -58,7 +111,7 @@ export const decisions = sqliteTable("decisions", {
   cloudLabel: text("cloud_label"),
   cloudProb: real("cloud_prob"),
   cloudProbs: jsonNumbers("cloud_probs"),
-  /** Error code when the cloud call failed. */
+  /** Error code when the cloud call failed, e.g. `OFFLOAD_TIMEOUT`. */
   cloudError: text("cloud_error"),
   /** The answer given. */
   label: text("label").notNull(),
@@ -68,6 +121,7 @@ export const decisions = sqliteTable("decisions", {
   edgeMs: real("edge_ms").notNull(),
   cloudMs: real("cloud_ms"),
   totalMs: real("total_ms").notNull(),
+  /** Shared by the sequences of one batch request. */
   batchId: text("batch_id"),
 }, (t) => [
   index("decisions_created_at").on(t.createdAt),
@@ -77,14 +131,15 @@ export const decisions = sqliteTable("decisions", {
   index("decisions_client_id").on(t.clientId),
 ]);
 
-/** Pairs of edge and cloud outputs, stored by DMD jobs so later jobs reuse them. */
+/** Pairs of edge and cloud outputs, stored by DMD jobs so that later jobs reuse them. */
 export const dmdPairs = sqliteTable("dmd_pairs", {
   id: integer("id").primaryKey({ autoIncrement: true }),
-  /** `log` (from the decision log) or `corpus` (an unlabeled file run through both models). */
-  source: text("source", { enum: ["log", "corpus"] }).notNull(),
-  /** Decision id or the sequence's id in its file. */
+  source: text("source", { enum: PAIR_SOURCES }).notNull(),
+  /** The decision id (`log`) or the sequence's id in its file (`corpus`). */
   sourceRef: text("source_ref").notNull(),
+  /** The corpus file, for `corpus` pairs. */
   dataset: text("dataset"),
+  /** Unix milliseconds. */
   createdAt: integer("created_at").notNull(),
   edgeModelVersion: text("edge_model_version").notNull(),
   cloudModelVersion: text("cloud_model_version").notNull(),
@@ -92,8 +147,11 @@ export const dmdPairs = sqliteTable("dmd_pairs", {
   cloudProbs: jsonNumbers("cloud_probs").notNull(),
   embedding: float32Blob("embedding").notNull(),
   features: float32Blob("features").notNull(),
+  /** DMD hard label: 1 when the edge and cloud top-1 differ. */
   hardLabel: integer("hard_label").notNull(),
+  /** DMD soft label: 1 - p_cloud(edge top-1). */
   softLabel: real("soft_label").notNull(),
+  /** Probability that the pair's input reached the cloud (1 for corpus pairs). */
   propensity: real("propensity").notNull(),
   /** Kept when the source file had labels; DMD never reads it, evaluation may. */
   trueLabel: text("true_label"),
@@ -102,26 +160,35 @@ export const dmdPairs = sqliteTable("dmd_pairs", {
   index("dmd_pairs_created_at").on(t.createdAt),
 ]);
 
-/** Every switcher version: provenance, metrics, status. */
+/** Every switcher version: file, threshold, provenance, metrics, status. */
 export const switcherVersions = sqliteTable("switcher_versions", {
   version: text("version").primaryKey(),
+  /** Unix milliseconds. */
   createdAt: integer("created_at").notNull(),
-  status: text("status", { enum: ["active", "candidate", "rejected", "retired"] }).notNull(),
+  status: text("status", { enum: SWITCHER_STATUSES }).notNull(),
+  /** ONNX file name beside the manifest. */
   file: text("file").notNull(),
   sha256: text("sha256").notNull(),
   threshold: real("threshold").notNull(),
+  /** Feature names in input order. */
   features: text("features", { mode: "json" }).$type<string[]>().notNull(),
   provenance: text("provenance", { mode: "json" }).$type<Record<string, unknown>>().notNull(),
   metrics: text("metrics", { mode: "json" }).$type<Record<string, unknown>>().notNull(),
+  /** When it last became active, Unix milliseconds. */
   promotedAt: integer("promoted_at"),
+  /** The version that was active when this one was trained. */
   parentVersion: text("parent_version"),
 });
 
-/** A decision row. */
+/** A decision row (camelCase; probability vectors as `number[]`, embedding and features as `Float32Array`). */
 export type DecisionRecord = typeof decisions.$inferSelect;
-/** A decision row to insert. */
+/** A decision row to insert (`shadow` defaults to false). */
 export type NewDecision = typeof decisions.$inferInsert;
-/** A DMD pair row. */
+/** A stored DMD pair. */
 export type DmdPair = typeof dmdPairs.$inferSelect;
+/** A DMD pair to store (its `id` is assigned). */
+export type NewDmdPair = Omit<typeof dmdPairs.$inferInsert, "id">;
 /** A switcher version row. */
 export type SwitcherVersion = typeof switcherVersions.$inferSelect;
+/** A switcher version to record. */
+export type NewSwitcherVersion = typeof switcherVersions.$inferInsert;
