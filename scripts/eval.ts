@@ -6,7 +6,9 @@
  *
  * Policies: edge-only and cloud-only (the curve's ends), random, max-probability, margin, entropy, the served switcher
  * (the model set's own), DMD switchers trained here on hard and on soft labels, the soft DMD switcher with fusion
- * (offloaded sequences answer argmax of the averaged edge and cloud probabilities), and the oracle.
+ * (offloaded sequences answer argmax of the averaged edge and cloud probabilities), the oracle, and a feature
+ * ablation: soft DMD switchers on the edge confidence alone (max probability, margin, entropy) and on confidence plus
+ * input quality, against all features (with the edge embedding).
  *
  * Where the unlabeled DMD traffic comes from matters, so two protocols:
  *  - pool: DMD switchers learn from --dmd-dataset (unlabeled traffic from the training distribution) and are
@@ -111,23 +113,38 @@ async function outputsOf(path: string, name: string): Promise<{ rows: DatasetRow
   return { rows, pairs };
 }
 
+/** Feature subsets for the ablation: column ranges of the switcher's input (see switcher/features.ts). */
+const FEATURE_SETS: { name: string; columns: (f: number) => number[] }[] = [
+  { name: "confidence", columns: () => [0, 1, 2] },
+  { name: "confidence+quality", columns: () => [0, 1, 2, 3, 4, 5] },
+  { name: "all", columns: (f) => Array.from({ length: f }, (_, i) => i) },
+];
+
+function pick(features: Float32Array, columns: number[]): Float32Array {
+  return Float32Array.from(columns, (c) => features[c]);
+}
+
 function switcherPolicies(trainPairs: CollectedPair[], evalPairs: CollectedPair[]): Policy[] {
   const f = evalPairs[0].record.features.length;
-  const x = new Float32Array(evalPairs.length * f);
-  evalPairs.forEach((p, i) => x.set(p.record.features, i * f));
   const out: Policy[] = [];
-  for (const target of ["hard", "soft"] as const) {
-    const { model } = trainDmdSwitcher(
-      trainPairs.map((p) => ({
-        features: p.record.features,
-        edgeProbs: p.record.edgeProbs,
-        cloudProbs: p.record.cloudProbs!,
-      })),
-      { target, seed, train: { epochs: Number(args.epochs) } },
-    );
-    const scores = predictMlp(model, x, evalPairs.length);
-    out.push({ name: `dmd-${target}`, scores });
-    if (target === "soft") out.push({ name: "dmd-soft+fusion", scores, answer: "fusion" });
+  for (const set of FEATURE_SETS) {
+    const columns = set.columns(f);
+    const x = new Float32Array(evalPairs.length * columns.length);
+    evalPairs.forEach((p, i) => x.set(pick(p.record.features, columns), i * columns.length));
+    for (const target of set.name === "all" ? ["hard", "soft"] as const : ["soft"] as const) {
+      const { model } = trainDmdSwitcher(
+        trainPairs.map((p) => ({
+          features: pick(p.record.features, columns),
+          edgeProbs: p.record.edgeProbs,
+          cloudProbs: p.record.cloudProbs!,
+        })),
+        { target, seed, train: { epochs: Number(args.epochs) } },
+      );
+      const scores = predictMlp(model, x, evalPairs.length);
+      const name = set.name === "all" ? `dmd-${target}` : `dmd-${target} (${set.name} features)`;
+      out.push({ name, scores });
+      if (set.name === "all" && target === "soft") out.push({ name: "dmd-soft+fusion", scores, answer: "fusion" });
+    }
   }
   return out;
 }
