@@ -1,27 +1,49 @@
 /**
- * Open Inference Protocol client for the cloud model: one deadline per call, and every failure mapped to
- * `OFFLOAD_TIMEOUT` or `OFFLOAD_FAILED` so that the caller can fall back to the edge answer.
+ * Open Inference Protocol (KServe v2 REST) client for the cloud model. Every call has one deadline
+ * (`AbortSignal.timeout`, combined with the caller's signal) covering the connection, the headers and the whole
+ * body, and every failure is mapped to `OFFLOAD_TIMEOUT` or `OFFLOAD_FAILED`, so that the caller can fall back to
+ * the edge answer. Messages never contain the server's address: they may reach API callers.
  *
  * @module
  */
 import { AppError } from "../errors.ts";
-import type { OipInferRequest, OipInferResponse, OipModelMetadata } from "./oip_types.ts";
+import type { OipInferRequest, OipInferResponse, OipModelMetadata, OipTensor } from "./oip_types.ts";
 
 /** Options of {@link createOipClient}. */
 export interface OipClientOptions {
-  /** Server base URL, e.g. `http://127.0.0.1:8001`. */
+  /** Server base URL, e.g. `http://127.0.0.1:8001` (a trailing slash is ignored). */
   baseUrl: string;
+  /** Model name under `/v2/models/{name}`. */
   modelName: string;
+  /** Model version to call (`/v2/models/{name}/versions/{version}`); the server's default when absent. */
+  modelVersion?: string;
   /** Default deadline of one call, in milliseconds. */
   timeoutMs: number;
-  /** The fetch to use (tests pass their own). @default globalThis.fetch */
+  /** Name of the model's input. @default "frames" */
+  inputName?: string;
+  /** Name of the output to read; the only output is read when none has this name. @default "logits" */
+  outputName?: string;
+  /** The fetch to use. @default globalThis.fetch */
   fetch?: typeof fetch;
+}
+
+/** Per-call options of {@link OipClient.infer}. */
+export interface OipInferOptions {
+  /** Deadline of this call, in milliseconds. @default the client's `timeoutMs` */
+  timeoutMs?: number;
+  /** Aborts the call (e.g. the request was cancelled); a `TimeoutError` reason counts as a timeout. */
+  signal?: AbortSignal;
+  /** Sent as the request's `id`, echoed by the server: correlates logs on both sides. */
+  requestId?: string;
 }
 
 /** The reply of {@link OipClient.infer}. */
 export interface OipInferResult {
+  /** Row-major `[N, K]` logits. */
   logits: Float32Array;
+  /** `[N, K]`. */
   shape: number[];
+  /** The version the server says answered, or null. */
   modelVersion: string | null;
   /** Round-trip time, in milliseconds. */
   ms: number;
@@ -29,127 +51,227 @@ export interface OipInferResult {
 
 /** A client for one model on one server. */
 export interface OipClient {
-  /** Run the model on a `[N, ...]` float32 tensor named `frames`; returns the `logits` output. */
-  infer(
-    frames: Float32Array,
-    shape: number[],
-    options?: { timeoutMs?: number; signal?: AbortSignal },
-  ): Promise<OipInferResult>;
-  /** True when the server says the model is ready within the deadline. */
+  /**
+   * Run the model on a `[N, ...]` float32 tensor; return its logits.
+   *
+   * @param frames the values, row-major
+   * @param shape their shape, batch first
+   * @param options deadline, signal, request id
+   * @returns logits `[N, K]`, the model version and the round-trip time
+   * @throws AppError OFFLOAD_TIMEOUT past the deadline; OFFLOAD_FAILED when unreachable, on a non-2xx reply, or
+   *   on a reply that is not JSON or lacks finite `[N, K]` logits; TypeError when `shape` does not fit `frames`
+   */
+  infer(frames: Float32Array, shape: number[], options?: OipInferOptions): Promise<OipInferResult>;
+  /**
+   * Whether the server says the model is ready, within the deadline. Never throws.
+   *
+   * @param options `timeoutMs` (default: the client's)
+   * @returns true when ready
+   */
   ready(options?: { timeoutMs?: number }): Promise<boolean>;
+  /**
+   * The model's metadata: name, versions, platform, inputs and outputs.
+   *
+   * @param options `timeoutMs` (default: the client's)
+   * @returns the metadata
+   * @throws AppError OFFLOAD_TIMEOUT or OFFLOAD_FAILED, as for `infer`
+   */
   metadata(options?: { timeoutMs?: number }): Promise<OipModelMetadata>;
 }
 
-function isTimeout(err: unknown): boolean {
-  return err instanceof DOMException && (err.name === "TimeoutError" || err.name === "AbortError");
+/** Datatypes whose JSON data are plain numbers the client can read as logits. */
+const FLOAT_TYPES = new Set(["FP32", "FP16", "FP64"]);
+
+function isTimeoutReason(reason: unknown): boolean {
+  return reason instanceof DOMException && reason.name === "TimeoutError";
+}
+
+/**
+ * A float32 value as a decimal of at most 9 significant digits, which always reads back as the same float32
+ * (FLT_DECIMAL_DIG): request bodies about half the size of full float64 decimals, and exact.
+ */
+function compact(v: number): number {
+  return Number(v.toPrecision(9));
 }
 
 /**
  * Create an Open Inference Protocol client.
  *
- * @param options server, model name, deadline
+ * @param options server, model, deadline
  * @returns the client
+ * @throws TypeError when `baseUrl` is not an http(s) URL
+ * @example
+ * const cloud = createOipClient({ baseUrl: "http://127.0.0.1:8001", modelName: "cloud", timeoutMs: 1000 });
+ * const { logits } = await cloud.infer(frames, [1, 64, 17, 3]);
  */
 export function createOipClient(options: OipClientOptions): OipClient {
   const doFetch = options.fetch ?? fetch;
   const base = options.baseUrl.replace(/\/+$/, "");
-  const model = encodeURIComponent(options.modelName);
+  if (!/^https?:\/\/[^/]/.test(base)) {
+    throw new TypeError(`Cannot create the cloud client: expected an http(s) base URL, got "${options.baseUrl}"`);
+  }
+  const modelPath = `/v2/models/${encodeURIComponent(options.modelName)}` +
+    (options.modelVersion ? `/versions/${encodeURIComponent(options.modelVersion)}` : "");
+  const inputName = options.inputName ?? "frames";
+  const outputName = options.outputName ?? "logits";
 
-  /** Fetch and read the JSON body under one deadline, so a server that stalls mid-body times out too. */
-  async function call<T>(path: string, init: RequestInit, timeoutMs: number, signal?: AbortSignal): Promise<T> {
+  /** Fetch and read the whole body under one deadline, so a server that stalls mid-body times out too. */
+  async function call(
+    action: string,
+    path: string,
+    init: RequestInit & { timeoutMs: number; signal?: AbortSignal },
+  ): Promise<{ status: number; text: string }> {
+    const { timeoutMs, signal, ...rest } = init;
     const deadline = AbortSignal.timeout(timeoutMs);
     const combined = signal ? AbortSignal.any([deadline, signal]) : deadline;
+
+    function failure(err: unknown, what: string): AppError {
+      if (deadline.aborted || (signal?.aborted && isTimeoutReason(signal.reason))) {
+        return new AppError("OFFLOAD_TIMEOUT", `Cannot ${action}: ${what} within ${timeoutMs} ms`, { cause: err });
+      }
+      if (signal?.aborted) {
+        return new AppError("OFFLOAD_FAILED", `Cannot ${action}: the call was cancelled`, { cause: err });
+      }
+      return new AppError(
+        "OFFLOAD_FAILED",
+        what === "no reply"
+          ? `Cannot ${action}: the cloud model server is unreachable`
+          : `Cannot ${action}: the reply broke off`,
+        { cause: err },
+      );
+    }
+
     let res: Response;
     try {
-      res = await doFetch(`${base}${path}`, { ...init, signal: combined });
+      res = await doFetch(`${base}${path}`, { ...rest, signal: combined });
     } catch (err) {
-      if (isTimeout(err) || deadline.aborted) {
-        throw new AppError("OFFLOAD_TIMEOUT", `Cannot offload: no reply within ${timeoutMs} ms`, { cause: err });
-      }
-      throw new AppError("OFFLOAD_FAILED", "Cannot offload: the cloud model server is unreachable", { cause: err });
+      throw failure(err, "no reply");
     }
-    let text: string;
     try {
-      text = await res.text();
+      return { status: res.status, text: await res.text() };
     } catch (err) {
-      if (isTimeout(err) || deadline.aborted) {
-        throw new AppError("OFFLOAD_TIMEOUT", `Cannot offload: reply not complete within ${timeoutMs} ms`, {
-          cause: err,
-        });
-      }
-      throw new AppError("OFFLOAD_FAILED", "Cannot offload: the reply broke off", { cause: err });
+      throw failure(err, "reply not complete");
     }
-    if (!res.ok) {
+  }
+
+  /** Call, require a 2xx JSON reply, and return it parsed. */
+  async function callJson(
+    action: string,
+    path: string,
+    init: RequestInit & { timeoutMs: number; signal?: AbortSignal },
+  ): Promise<unknown> {
+    const { status, text } = await call(action, path, init);
+    if (status < 200 || status > 299) {
       let detail = "";
       try {
-        detail = String((JSON.parse(text) as { error?: unknown }).error ?? "").slice(0, 200);
+        const error = (JSON.parse(text) as { error?: unknown }).error;
+        if (typeof error === "string") detail = `: ${error.slice(0, 200)}`;
       } catch {
         // not JSON: the status says enough
       }
-      throw new AppError(
-        "OFFLOAD_FAILED",
-        `Cannot offload: the cloud answered ${res.status}${detail ? `: ${detail}` : ""}`,
-      );
+      throw new AppError("OFFLOAD_FAILED", `Cannot ${action}: the cloud answered ${status}${detail}`);
     }
     try {
-      return JSON.parse(text) as T;
+      return JSON.parse(text);
     } catch (err) {
-      throw new AppError("OFFLOAD_FAILED", "Cannot offload: the cloud's reply is not JSON", { cause: err });
+      throw new AppError("OFFLOAD_FAILED", `Cannot ${action}: the cloud's reply is not JSON`, { cause: err });
     }
+  }
+
+  /** The logits of a reply, checked: `[n, K]`, numeric, finite. */
+  function readLogits(reply: unknown, n: number): { logits: Float32Array; shape: number[] } {
+    const outputs = (reply as Partial<OipInferResponse> | null)?.outputs;
+    const list: Partial<OipTensor>[] = Array.isArray(outputs) ? outputs : [];
+    const out = list.find((o) => o?.name === outputName) ?? (list.length === 1 ? list[0] : undefined);
+    if (!out || typeof out !== "object" || !Array.isArray(out.data) || !Array.isArray(out.shape)) {
+      throw new AppError("OFFLOAD_FAILED", `Cannot offload: the reply has no ${outputName} output`);
+    }
+    if (out.datatype !== undefined && !FLOAT_TYPES.has(out.datatype)) {
+      throw new AppError("OFFLOAD_FAILED", `Cannot offload: expected FP32 ${outputName}, got ${out.datatype}`);
+    }
+    const shape = out.shape;
+    const data: unknown[] = out.data.some(Array.isArray) ? out.data.flat(3) : out.data;
+    const k = shape[1];
+    if (shape.length !== 2 || shape[0] !== n || !Number.isInteger(k) || k < 1 || data.length !== n * k) {
+      throw new AppError(
+        "OFFLOAD_FAILED",
+        `Cannot offload: expected ${outputName} of shape [${n}, K], got [${
+          shape.join(", ")
+        }] with ${data.length} values`,
+      );
+    }
+    const logits = new Float32Array(data.length);
+    for (let i = 0; i < data.length; i++) {
+      const v = data[i];
+      if (typeof v !== "number" || !Number.isFinite(v)) {
+        throw new AppError("OFFLOAD_FAILED", `Cannot offload: ${outputName} value ${i} is not a finite number`);
+      }
+      logits[i] = v;
+    }
+    return { logits, shape: [n, k] };
   }
 
   return {
     async infer(frames, shape, callOptions = {}) {
       const started = performance.now();
-      const n = shape[0];
+      if (!shape.every((d) => Number.isInteger(d) && d >= 1) || shape.length < 1) {
+        throw new TypeError(`Cannot offload: expected a shape of positive integers, got [${shape.join(", ")}]`);
+      }
+      const count = shape.reduce((a, b) => a * b, 1);
+      if (count !== frames.length) {
+        throw new TypeError(`Cannot offload: shape [${shape.join(", ")}] holds ${count} values, got ${frames.length}`);
+      }
       const body: OipInferRequest = {
-        inputs: [{ name: "frames", shape, datatype: "FP32", data: Array.from(frames) }],
-        outputs: [{ name: "logits" }],
+        ...(callOptions.requestId !== undefined ? { id: callOptions.requestId } : {}),
+        inputs: [{ name: inputName, shape, datatype: "FP32", data: Array.from(frames, compact) }],
+        outputs: [{ name: outputName }],
       };
-      const reply = await call<OipInferResponse>(
-        `/v2/models/${model}/infer`,
-        { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body) },
-        callOptions.timeoutMs ?? options.timeoutMs,
-        callOptions.signal,
-      );
-      const outputs = Array.isArray(reply?.outputs) ? reply.outputs : [];
-      const out = outputs.find((o) => o?.name === "logits") ?? (outputs.length === 1 ? outputs[0] : undefined);
-      if (!out || !Array.isArray(out.data) || !Array.isArray(out.shape)) {
-        throw new AppError("OFFLOAD_FAILED", "Cannot offload: the reply has no logits output");
-      }
-      const count = out.shape.reduce((a, b) => a * b, 1);
-      if (out.shape.length !== 2 || out.shape[0] !== n || out.data.length !== count) {
-        throw new AppError(
-          "OFFLOAD_FAILED",
-          `Cannot offload: expected logits of shape [${n}, K], got [${
-            out.shape.join(", ")
-          }] with ${out.data.length} values`,
-        );
-      }
-      const logits = new Float32Array(out.data.length);
-      for (let i = 0; i < out.data.length; i++) {
-        const v = out.data[i];
-        if (typeof v !== "number" || !Number.isFinite(v)) {
-          throw new AppError("OFFLOAD_FAILED", "Cannot offload: the reply holds a non-finite logit");
-        }
-        logits[i] = v;
-      }
-      return { logits, shape: out.shape, modelVersion: reply.model_version ?? null, ms: performance.now() - started };
+      const reply = await callJson("offload", `${modelPath}/infer`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify(body),
+        timeoutMs: callOptions.timeoutMs ?? options.timeoutMs,
+        signal: callOptions.signal,
+      });
+      const { logits, shape: outShape } = readLogits(reply, shape[0]);
+      const version = (reply as Partial<OipInferResponse>).model_version;
+      return {
+        logits,
+        shape: outShape,
+        modelVersion: typeof version === "string" ? version : null,
+        ms: performance.now() - started,
+      };
     },
     async ready(callOptions = {}) {
       try {
-        await call(`/v2/models/${model}/ready`, { method: "GET" }, callOptions.timeoutMs ?? options.timeoutMs);
-        return true;
+        // Triton answers 200 with an empty body, KServe `{ "name", "ready" }`: the status decides, unless the body
+        // says otherwise.
+        const { status, text } = await call("check the cloud model", `${modelPath}/ready`, {
+          method: "GET",
+          timeoutMs: callOptions.timeoutMs ?? options.timeoutMs,
+        });
+        if (status < 200 || status > 299) return false;
+        try {
+          return (JSON.parse(text) as { ready?: unknown })?.ready !== false;
+        } catch {
+          return true;
+        }
       } catch {
         return false;
       }
     },
-    metadata(callOptions = {}) {
-      return call<OipModelMetadata>(
-        `/v2/models/${model}`,
-        { method: "GET" },
-        callOptions.timeoutMs ?? options.timeoutMs,
-      );
+    async metadata(callOptions = {}) {
+      const action = "read the cloud model's metadata";
+      const reply = await callJson(action, modelPath, {
+        method: "GET",
+        timeoutMs: callOptions.timeoutMs ?? options.timeoutMs,
+      }) as Partial<OipModelMetadata> | null;
+      if (
+        !reply || typeof reply.name !== "string" || !Array.isArray(reply.inputs) || !Array.isArray(reply.outputs)
+      ) {
+        throw new AppError("OFFLOAD_FAILED", `Cannot ${action}: expected name, inputs and outputs`);
+      }
+      return reply as OipModelMetadata;
     },
   };
 }
