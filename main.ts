@@ -214,7 +214,12 @@ export async function startService(config: Readonly<Config>): Promise<Service> {
     newId: uuidv7,
   });
 
-  let cloudSeen = { at: 0, ok: false };
+  // The first probe waits longer: a reference server just started answers its first request slowly, and readiness
+  // should report what the service can do, not how cold the connection was.
+  let cloudSeen = {
+    at: performance.now(),
+    ok: await cloud.ready({ timeoutMs: child ? 10_000 : 1000 }).catch(() => false),
+  };
   const app = createApp({
     config,
     manifest,

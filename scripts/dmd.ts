@@ -11,6 +11,8 @@
  *   --since ISO-DATE      with --from-log: only decisions from then on
  *   --models DIR          model set to read and install into (default: MODELS_DIR or wasm-models)
  *   --target hard|soft    DMD label to learn (default soft)
+ *   --features SET        confidence | confidence+quality | all (default confidence+quality): the feature columns
+ *                         the switcher reads; its ONNX input stays the full feature vector
  *   --offload-rate R      calibrate to this offload rate (default 0.2), or
  *   --agreement A         calibrate to this agreement with the cloud model
  *   --hidden 32,16        hidden layer widths; --epochs N; --seed N
@@ -26,19 +28,17 @@ import { startReferenceServer } from "../cloud/reference_server.ts";
 import { createOipClient } from "../cloud/oip_client.ts";
 import { loadConfig } from "../config.ts";
 import { openDatabase } from "../db/client.ts";
-import { insertSwitcherVersion, listLoggedPairs, upsertPairs } from "../db/queries.ts";
-import { switcherVersions } from "../db/schema.ts";
+import { insertSwitcherVersion, listLoggedPairs, promoteSwitcherVersion, upsertPairs } from "../db/queries.ts";
 import { type CollectedPair, collectPairs } from "../hybrid/pairs.ts";
 import { dmdLabel } from "../switcher/dmd_labels.ts";
 import { trainDmdSwitcher } from "../switcher/dmd.ts";
-import { featureNames } from "../switcher/features.ts";
+import { FEATURE_SETS, featureColumns, featureNames, type FeatureSet } from "../switcher/features.ts";
 import { exportSwitcherOnnx } from "../switcher/onnx_writer.ts";
 import { installSwitcher, loadModelSet } from "../workers/artefacts.ts";
 import { createWorkerPool } from "../workers/pool.ts";
 import { flattenFrames } from "../workers/preprocess.ts";
 import { readDataset } from "./dataset.ts";
 import { progressBar } from "./progress.ts";
-import { eq } from "drizzle-orm";
 
 const { values: args } = parseArgs({
   args: Deno.args,
@@ -48,6 +48,7 @@ const { values: args } = parseArgs({
     since: { type: "string" },
     models: { type: "string" },
     target: { type: "string", default: "soft" },
+    features: { type: "string", default: "confidence+quality" },
     "offload-rate": { type: "string" },
     agreement: { type: "string" },
     hidden: { type: "string", default: "32" },
@@ -66,6 +67,11 @@ if (args.target !== "hard" && args.target !== "soft") {
   console.error(`Cannot run DMD: --target must be hard or soft, got "${args.target}"`);
   Deno.exit(2);
 }
+if (!(FEATURE_SETS as readonly string[]).includes(args.features!)) {
+  console.error(`Cannot run DMD: --features must be one of ${FEATURE_SETS.join(", ")}, got "${args.features}"`);
+  Deno.exit(2);
+}
+const featureSet = args.features as FeatureSet;
 const config = loadConfig();
 const modelsDir = args.models ?? config.modelsDir;
 const seed = Number(args.seed);
@@ -187,17 +193,20 @@ try {
       target: args.target,
       calibrate,
       seed,
+      columns: featureColumns(featureSet, pairs[0]?.record.features.length ?? 0),
       train: { hidden: args.hidden!.split(",").map(Number), epochs: Number(args.epochs) },
     },
   );
   const trainSeconds = (performance.now() - t1) / 1000;
   const features = featureNames(edgeSpec.embeddingSize ?? 0);
-  const bytes = exportSwitcherOnnx(result.model, { version, features });
+  const bytes = exportSwitcherOnnx(result.model, { version, features, columns: result.columns });
   const provenance = {
     data: source,
     pairs: result.counts,
     cloudFailures,
     target: args.target,
+    featureSet,
+    columns: result.columns.length,
     seed,
     hidden: args.hidden,
     edgeModel: edgeSpec.version,
@@ -222,20 +231,22 @@ try {
         metrics,
       },
     });
-    await database.db.update(switcherVersions).set({ status: "retired" }).where(eq(switcherVersions.status, "active"));
+    const now = Date.now();
     await insertSwitcherVersion(database.db, {
       version,
-      createdAt: Date.now(),
-      status: "active",
+      createdAt: now,
+      status: "candidate",
       file: spec.file,
       sha256: spec.sha256,
       threshold: result.threshold,
       features,
       provenance,
       metrics,
-      promotedAt: Date.now(),
+      promotedAt: null,
       parentVersion: manifest.switcher?.version ?? null,
     });
+    // The manifest now serves it: record it as the one active version (the previous one is retired).
+    await promoteSwitcherVersion(database.db, version, { nowMs: now });
   }
   const report = {
     version,

@@ -11,8 +11,9 @@
  * input quality, against all features (with the edge embedding).
  *
  * Where the unlabeled DMD traffic comes from matters, so two protocols:
- *  - pool: DMD switchers learn from --dmd-dataset (unlabeled traffic from the training distribution) and are
- *    evaluated on all of --dataset;
+ *  - pool: DMD switchers learn from --dmd-dataset, unlabeled traffic (on the default data: deploy.jsonl.gz, drawn
+ *    from the test conditions as a deployed edge site would log it; dmd.jsonl.gz is a pool from the training
+ *    conditions, where edge and cloud rarely disagree), and are evaluated on all of --dataset;
  *  - test-half: they learn from one half of --dataset used as unlabeled traffic (split by subject when there are
  *    several, else at random) and are evaluated on the other half.
  *
@@ -33,7 +34,7 @@ import { loadConfig } from "../config.ts";
 import { type CollectedPair, collectPairs } from "../hybrid/pairs.ts";
 import { trainDmdSwitcher } from "../switcher/dmd.ts";
 import { evaluatePolicies, type EvaluationReport, type Policy } from "../switcher/evaluation.ts";
-import { probabilityStats } from "../switcher/features.ts";
+import { FEATURE_SETS, featureColumns, probabilityStats, selectColumns } from "../switcher/features.ts";
 import { policies as baselines } from "../switcher/metrics.ts";
 import { predictMlp } from "../switcher/mlp.ts";
 import { createPrng } from "../switcher/prng.ts";
@@ -59,7 +60,15 @@ const config = loadConfig();
 const modelsDir = args.models ?? config.modelsDir;
 const seed = Number(args.seed);
 const dmdDataset = args["dmd-dataset"] ??
-  (args.dataset === "datasets/mocap/test.jsonl.gz" ? "datasets/mocap/dmd.jsonl.gz" : undefined);
+  (args.dataset === "datasets/mocap/test.jsonl.gz" ? "datasets/mocap/deploy.jsonl.gz" : undefined);
+if (!["both", "pool", "test-half"].includes(args.protocol!)) {
+  console.error(`Cannot evaluate protocol "${args.protocol}": use both, pool or test-half`);
+  Deno.exit(2);
+}
+if (!Number.isInteger(seed) || !(Number(args.epochs) >= 1)) {
+  console.error("Cannot evaluate: --seed must be an integer and --epochs at least 1");
+  Deno.exit(2);
+}
 const protocols = args.protocol === "both" ? ["pool", "test-half"] : [args.protocol!];
 if (protocols.includes("pool") && !dmdDataset) {
   console.error("Cannot evaluate the pool protocol: give --dmd-dataset FILE (or --protocol test-half)");
@@ -113,37 +122,26 @@ async function outputsOf(path: string, name: string): Promise<{ rows: DatasetRow
   return { rows, pairs };
 }
 
-/** Feature subsets for the ablation: column ranges of the switcher's input (see switcher/features.ts). */
-const FEATURE_SETS: { name: string; columns: (f: number) => number[] }[] = [
-  { name: "confidence", columns: () => [0, 1, 2] },
-  { name: "confidence+quality", columns: () => [0, 1, 2, 3, 4, 5] },
-  { name: "all", columns: (f) => Array.from({ length: f }, (_, i) => i) },
-];
-
-function pick(features: Float32Array, columns: number[]): Float32Array {
-  return Float32Array.from(columns, (c) => features[c]);
-}
-
 function switcherPolicies(trainPairs: CollectedPair[], evalPairs: CollectedPair[]): Policy[] {
   const f = evalPairs[0].record.features.length;
   const out: Policy[] = [];
   for (const set of FEATURE_SETS) {
-    const columns = set.columns(f);
+    const columns = featureColumns(set, f);
     const x = new Float32Array(evalPairs.length * columns.length);
-    evalPairs.forEach((p, i) => x.set(pick(p.record.features, columns), i * columns.length));
-    for (const target of set.name === "all" ? ["hard", "soft"] as const : ["soft"] as const) {
+    evalPairs.forEach((p, i) => x.set(selectColumns(p.record.features, columns), i * columns.length));
+    for (const target of ["hard", "soft"] as const) {
       const { model } = trainDmdSwitcher(
         trainPairs.map((p) => ({
-          features: pick(p.record.features, columns),
+          features: p.record.features,
           edgeProbs: p.record.edgeProbs,
           cloudProbs: p.record.cloudProbs!,
         })),
-        { target, seed, train: { epochs: Number(args.epochs) } },
+        { target, seed, columns, train: { epochs: Number(args.epochs) } },
       );
       const scores = predictMlp(model, x, evalPairs.length);
-      const name = set.name === "all" ? `dmd-${target}` : `dmd-${target} (${set.name} features)`;
+      const name = set === "all" ? `dmd-${target}` : `dmd-${target} (${set} features)`;
       out.push({ name, scores });
-      if (set.name === "all" && target === "soft") out.push({ name: "dmd-soft+fusion", scores, answer: "fusion" });
+      if (set === "all" && target === "soft") out.push({ name: "dmd-soft+fusion", scores, answer: "fusion" });
     }
   }
   return out;

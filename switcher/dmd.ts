@@ -9,7 +9,7 @@
  */
 import { thresholdForAgreement, thresholdForOffloadRate } from "./calibration.ts";
 import { dmdLabel } from "./dmd_labels.ts";
-import { probabilityStats } from "./features.ts";
+import { probabilityStats, selectColumns } from "./features.ts";
 import { rocAuc } from "./metrics.ts";
 import { type MlpModel, predictMlp, trainMlp, type TrainOptions } from "./mlp.ts";
 import { createPrng } from "./prng.ts";
@@ -32,6 +32,8 @@ export interface DmdOptions {
   /** Fraction of pairs held out for calibration and evaluation. @default 0.25 */
   holdoutFraction?: number;
   seed?: number;
+  /** Feature columns the switcher reads (default: all). */
+  columns?: number[];
   /** MLP settings. */
   train?: Omit<TrainOptions, "seed">;
 }
@@ -53,6 +55,8 @@ export interface DmdEvaluation {
 /** What a DMD run produced. */
 export interface DmdResult {
   model: MlpModel;
+  /** Feature columns the model reads. */
+  columns: number[];
   threshold: number;
   calibration: Record<string, number>;
   evaluation: DmdEvaluation;
@@ -89,7 +93,8 @@ export function trainDmdSwitcher(pairs: Pair[], options: DmdOptions = {}): DmdRe
   if (usable.length < 20) {
     throw new RangeError(`Cannot train switcher: expected at least 20 usable pairs, got ${usable.length}`);
   }
-  const f = usable[0].pair.features.length;
+  const columns = options.columns ?? Array.from({ length: usable[0].pair.features.length }, (_, i) => i);
+  const f = columns.length;
   const rng = createPrng(seed);
   const order = rng.shuffle(Array.from({ length: usable.length }, (_, i) => i));
   const nHold = Math.max(10, Math.round(usable.length * (options.holdoutFraction ?? 0.25)));
@@ -98,11 +103,12 @@ export function trainDmdSwitcher(pairs: Pair[], options: DmdOptions = {}): DmdRe
 
   const pack = (rows: typeof usable) => {
     const x = new Float32Array(rows.length * f);
+    const full = usable[0].pair.features.length;
     rows.forEach((r, i) => {
-      if (r.pair.features.length !== f) {
-        throw new TypeError(`Cannot train switcher: expected ${f} features per pair, got ${r.pair.features.length}`);
+      if (r.pair.features.length !== full) {
+        throw new TypeError(`Cannot train switcher: expected ${full} features per pair, got ${r.pair.features.length}`);
       }
-      x.set(r.pair.features, i * f);
+      x.set(selectColumns(r.pair.features, columns), i * f);
     });
     return x;
   };
@@ -130,6 +136,7 @@ export function trainDmdSwitcher(pairs: Pair[], options: DmdOptions = {}): DmdRe
   const baseline = hold.map((r) => 1 - probabilityStats(r.pair.edgeProbs).pMax);
   return {
     model: result.model,
+    columns,
     threshold,
     calibration: { ...calibrate, heldOutOffloadRate: rate },
     evaluation: {

@@ -153,3 +153,34 @@ export function switcherFeatures(
   out.set(Array.from(embedding), BASE_FEATURES.length);
   return out;
 }
+
+/** Named feature subsets, as column indices of the full feature vector (`all`: every column). */
+export const FEATURE_SETS = ["confidence", "confidence+quality", "all"] as const;
+
+/** A named feature subset. */
+export type FeatureSet = typeof FEATURE_SETS[number];
+
+/**
+ * The columns of a feature subset.
+ *
+ * @param set the subset: `confidence` (max probability, margin, entropy), `confidence+quality` (plus mean
+ *   confidence, missing fraction, motion energy) or `all` (plus the edge embedding)
+ * @param featureCount length of the full feature vector
+ * @returns column indices, ascending
+ */
+export function featureColumns(set: FeatureSet, featureCount: number): number[] {
+  const n = set === "confidence" ? 3 : set === "confidence+quality" ? BASE_FEATURES.length : featureCount;
+  if (n > featureCount) throw new RangeError(`Cannot select ${set} features: only ${featureCount} features`);
+  return Array.from({ length: n }, (_, i) => i);
+}
+
+/**
+ * The values of some columns of a feature vector.
+ *
+ * @param features the full vector
+ * @param columns column indices
+ * @returns the selected values
+ */
+export function selectColumns(features: ArrayLike<number>, columns: number[]): Float32Array {
+  return Float32Array.from(columns, (c) => features[c]);
+}

@@ -1,7 +1,7 @@
 /**
  * Export a trained switcher ({@link MlpModel}) as an ONNX model, with a minimal protobuf encoder instead of a
- * dependency: the graph is `features [N, F] -> Sub(mean) -> Div(std) -> (Gemm -> Relu)* -> Gemm -> Sigmoid ->
- * score [N, 1]`, IR version 8, opset 17, loadable by onnxruntime-web and native onnxruntime. Byte-for-byte
+ * dependency: the graph is `features [N, F] -> (Gather columns) -> Sub(mean) -> Div(std) -> (Gemm -> Relu)* ->
+ * Gemm -> Sigmoid -> score [N, 1]`, IR version 8, opset 17, loadable by onnxruntime-web and native onnxruntime. Byte-for-byte
  * deterministic for a given model.
  *
  * Field numbers follow onnx/onnx.proto (ModelProto, GraphProto, NodeProto, TensorProto, ValueInfoProto).
@@ -13,6 +13,7 @@ import type { MlpModel } from "./mlp.ts";
 const IR_VERSION = 8;
 const OPSET = 17;
 const FLOAT = 1; // TensorProto.DataType.FLOAT
+const INT64 = 7; // TensorProto.DataType.INT64
 const ATTR_INT = 2; // AttributeProto.AttributeType.INT
 
 /** Protobuf writer for the handful of wire types ONNX needs. */
@@ -70,6 +71,16 @@ function tensor(w: Writer, name: string, dims: number[], values: Float32Array): 
   w.bytes(9, raw);
 }
 
+function int64Tensor(w: Writer, name: string, values: number[]): void {
+  w.int(1, values.length);
+  w.int(2, INT64);
+  w.string(8, name);
+  const raw = new Uint8Array(values.length * 8);
+  const view = new DataView(raw.buffer);
+  values.forEach((v, i) => view.setBigInt64(i * 8, BigInt(v), true));
+  w.bytes(9, raw);
+}
+
 function valueInfo(w: Writer, name: string, dims: (number | string)[]): void {
   w.string(1, name);
   w.message(2, (type) =>
@@ -100,17 +111,30 @@ function node(
  * Encode a switcher as ONNX bytes.
  *
  * @param model the trained network
- * @param options `version` (written as the graph name and metadata) and `features` (names, in input order)
+ * @param options `version` (written as the graph name and metadata), `features` (names of the graph's input, in
+ *   order) and `columns` (the input columns the network reads, when it reads a subset; default all)
  * @returns the ONNX model
- * @throws TypeError when the feature names do not match the network's input size
+ * @throws TypeError when the feature names or columns do not match the network's input size
  * @example
  * const bytes = exportSwitcherOnnx(model, { version: "switcher-1", features: featureNames(64) });
  * await Deno.writeFile("switcher.onnx", bytes);
  */
-export function exportSwitcherOnnx(model: MlpModel, options: { version: string; features: string[] }): Uint8Array {
+export function exportSwitcherOnnx(
+  model: MlpModel,
+  options: { version: string; features: string[]; columns?: number[] },
+): Uint8Array {
   const f = model.mean.length;
-  if (options.features.length !== f) {
-    throw new TypeError(`Cannot export switcher: expected ${f} feature names, got ${options.features.length}`);
+  const inputSize = options.features.length;
+  const columns = options.columns;
+  if (columns ? columns.length !== f : inputSize !== f) {
+    throw new TypeError(
+      `Cannot export switcher: expected ${f} ${columns ? "columns" : "feature names"}, got ${
+        columns ? columns.length : inputSize
+      }`,
+    );
+  }
+  if (columns?.some((c) => !Number.isInteger(c) || c < 0 || c >= inputSize)) {
+    throw new TypeError(`Cannot export switcher: columns must be integers in [0, ${inputSize})`);
   }
   const last = model.layers.length - 1;
   if (model.layers[last]?.outSize !== 1) {
@@ -122,10 +146,21 @@ export function exportSwitcherOnnx(model: MlpModel, options: { version: string; 
   model_.string(3, "1");
   model_.string(6, `dmd-edge switcher ${options.version}: P(edge answer != cloud answer)`);
   model_.message(7, (g) => {
-    g.message(
-      1,
-      (n) => node(n, { op: "Sub", inputs: ["features", "mean"], outputs: ["centred"], name: "standardise_sub" }),
-    );
+    if (columns) {
+      g.message(
+        1,
+        (n) =>
+          node(n, {
+            op: "Gather",
+            inputs: ["features", "columns"],
+            outputs: ["selected"],
+            name: "select",
+            ints: { axis: 1 },
+          }),
+      );
+    }
+    const x = columns ? "selected" : "features";
+    g.message(1, (n) => node(n, { op: "Sub", inputs: [x, "mean"], outputs: ["centred"], name: "standardise_sub" }));
     g.message(1, (n) => node(n, { op: "Div", inputs: ["centred", "std"], outputs: ["h0"], name: "standardise_div" }));
     model.layers.forEach((_, i) => {
       const z = i === last ? "logit" : `z${i + 1}`;
@@ -144,13 +179,14 @@ export function exportSwitcherOnnx(model: MlpModel, options: { version: string; 
     });
     g.message(1, (n) => node(n, { op: "Sigmoid", inputs: ["logit"], outputs: ["score"], name: "sigmoid" }));
     g.string(2, options.version);
+    if (columns) g.message(5, (t) => int64Tensor(t, "columns", columns));
     g.message(5, (t) => tensor(t, "mean", [f], model.mean));
     g.message(5, (t) => tensor(t, "std", [f], model.std));
     model.layers.forEach((l, i) => {
       g.message(5, (t) => tensor(t, `w${i}`, [l.outSize, l.inSize], l.weight));
       g.message(5, (t) => tensor(t, `b${i}`, [l.outSize], l.bias));
     });
-    g.message(11, (v) => valueInfo(v, "features", ["N", f]));
+    g.message(11, (v) => valueInfo(v, "features", ["N", inputSize]));
     g.message(12, (v) => valueInfo(v, "score", ["N", 1]));
   });
   model_.message(8, (o) => o.string(1, "").int(2, OPSET));

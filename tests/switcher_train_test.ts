@@ -135,3 +135,30 @@ Deno.test("thresholdForAgreement() offloads just enough to reach the target agre
   assert.deepEqual(thresholdForAgreement(scores, disagree, 0.8), { threshold: 0.9, offloadRate: 0.2 });
   assert.deepEqual(thresholdForAgreement(scores, disagree, 1), { threshold: 0.7, offloadRate: 0.6 });
 });
+
+Deno.test("exportSwitcherOnnx() with columns reads only those features, in both runtimes", async () => {
+  const data = xorData(400, 9);
+  const columns = [0, 1];
+  const sub = new Float32Array(data.n * 2);
+  for (let i = 0; i < data.n; i++) sub.set([data.x[i * 4], data.x[i * 4 + 1]], i * 2);
+  const { model } = trainMlp({ x: sub, n: data.n, f: 2, targets: data.targets }, { seed: 2, epochs: 5 });
+  const bytes = exportSwitcherOnnx(model, { version: "cols", features: ["a", "b", "c", "d"], columns });
+  const expected = predictMlp(model, sub, data.n);
+  ortWeb.env.wasm.numThreads = 1;
+  ortWeb.env.wasm.wasmBinary ??= await readRuntimeBinary();
+  const web = await ortWeb.InferenceSession.create(bytes);
+  const native = await ortNode.InferenceSession.create(bytes);
+  const w = (await web.run({ features: new ortWeb.Tensor("float32", data.x, [data.n, 4]) })).score.data as Float32Array;
+  const n = (await native.run({ features: new ortNode.Tensor("float32", data.x, [data.n, 4]) })).score
+    .data as Float32Array;
+  for (let i = 0; i < data.n; i++) {
+    assert.ok(Math.abs(w[i] - expected[i]) < 1e-5);
+    assert.ok(Math.abs(n[i] - expected[i]) < 1e-5);
+  }
+  assert.throws(
+    () => exportSwitcherOnnx(model, { version: "x", features: ["a", "b"], columns: [0, 5] }),
+    (e: Error) => e instanceof TypeError && e.message === "Cannot export switcher: columns must be integers in [0, 2)",
+  );
+  await web.release();
+  await native.release();
+});

@@ -152,7 +152,11 @@ export async function installSwitcher(
   switcher: { bytes: Uint8Array; spec: Omit<SwitcherSpec, "file" | "sha256" | "bytes"> },
 ): Promise<SwitcherSpec> {
   const manifest = await readManifest(dir);
-  const file = `switcher-${switcher.spec.version}.onnx`;
+  const version = switcher.spec.version;
+  if (!/^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/.test(version)) {
+    throw new AppError("INVALID_INPUT", `Cannot install switcher "${version}": a version is letters, digits, . _ -`);
+  }
+  const file = version.startsWith("switcher") ? `${version}.onnx` : `switcher-${version}.onnx`;
   await Deno.writeFile(`${dir}/${file}`, switcher.bytes);
   const spec: SwitcherSpec = {
     ...switcher.spec,

@@ -59,7 +59,7 @@ def train(model, data, args, name, epochs, lr):
             sched.step()
             total += loss.item() * len(idx)
         acc = accuracy(predict_torch(model, xva), yva)
-        if acc > best[0]:
+        if acc >= best[0]:  # on ties, the later (longer trained) epoch
             best = (acc, {k: v.clone() for k, v in model.state_dict().items()}, epoch + 1)
         log(f"  {name} epoch {epoch + 1:3d}/{epochs}  loss {total / len(xtr):.4f}  val acc {acc:.4f}  "
             f"({time.time() - t0:.0f}s)")

@@ -7,8 +7,11 @@ then given the faults of a real pose estimator: jitter, dropped points, speed ch
 
 Splits, so that held-out figures mean something with one performance per action:
 - test: cameras in a held-out azimuth sector AND windows starting in a held-out segment of each clip's timeline;
-- train / val / dmd: other azimuths and the other time segments; disjoint windows, drawn from the same
-  distribution (dmd is the unlabeled pool for the switcher; its labels are kept but DMD never reads them).
+- val: another held-out sector and segment, so that model selection measures generalisation to unseen views;
+- train / dmd: the other azimuths and the first segment; disjoint windows from the same distribution (dmd is an
+  unlabeled pool from the training conditions; its labels are kept but DMD never reads them);
+- deploy: unlabeled traffic from the test conditions (its own random stream, disjoint draws from the test's sector
+  and segment), as an edge site there would log it: the pool the served switcher is distilled from.
 
 Deterministic from --seed.
 
@@ -31,6 +34,8 @@ WINDOW = 32
 # of each clip's timeline in which a test window may start).
 TEST_AZIMUTH = (200.0, 250.0)
 TEST_SEGMENT = (0.7, 1.0)
+VAL_AZIMUTH = (100.0, 140.0)
+VAL_SEGMENT = (0.6, 0.7)
 TRAIN_SEGMENT = (0.0, 0.6)
 
 
@@ -136,8 +141,12 @@ def windows_for(action, rng, count, azimuths, segment):
 def train_azimuth(rng):
     while True:
         a = rng.uniform(0.0, 360.0)
-        if not (TEST_AZIMUTH[0] <= a < TEST_AZIMUTH[1]):
+        if not (TEST_AZIMUTH[0] <= a < TEST_AZIMUTH[1] or VAL_AZIMUTH[0] <= a < VAL_AZIMUTH[1]):
             return a
+
+
+def val_azimuth(rng):
+    return rng.uniform(*VAL_AZIMUTH)
 
 
 def test_azimuth(rng):
@@ -174,6 +183,8 @@ def main():
     ap.add_argument("--val", type=int, default=80, help="val windows per action")
     ap.add_argument("--dmd", type=int, default=200, help="dmd (unlabeled pool) windows per action")
     ap.add_argument("--test", type=int, default=200, help="test windows per action")
+    ap.add_argument("--deploy", type=int, default=200,
+                    help="deploy (unlabeled traffic from the test conditions) windows per action")
     ap.add_argument("--decimals", type=int, default=3)
     args = ap.parse_args()
     rng = np.random.default_rng(args.seed)
@@ -182,7 +193,7 @@ def main():
     for k, action in enumerate(ACTIONS):
         for split, count, az, seg in [
             ("train", args.train, train_azimuth, TRAIN_SEGMENT),
-            ("val", args.val, train_azimuth, TRAIN_SEGMENT),
+            ("val", args.val, val_azimuth, VAL_SEGMENT),
             ("dmd", args.dmd, train_azimuth, TRAIN_SEGMENT),
             ("test", args.test, test_azimuth, TEST_SEGMENT),
         ]:
@@ -193,6 +204,16 @@ def main():
         order = rng.permutation(len(rows))
         write_jsonl(out / f"{split}.jsonl.gz", [rows[i] for i in order])
         print(f"{split}: {len(rows)} windows -> {out / f'{split}.jsonl.gz'}")
+    # Deployment traffic: what an edge site in the test conditions sees, with its own random stream so the other
+    # splits stay as they are. Disjoint draws from the test's camera sector and time segment; DMD reads it unlabeled.
+    deploy_rng = np.random.default_rng([args.seed, 1])
+    rows = []
+    for action in ACTIONS:
+        rows += to_rows(windows_for(action, deploy_rng, args.deploy, test_azimuth, TEST_SEGMENT), action, "deploy",
+                        "deploy", args.decimals)
+    order = deploy_rng.permutation(len(rows))
+    write_jsonl(out / "deploy.jsonl.gz", [rows[i] for i in order])
+    print(f"deploy: {len(rows)} windows -> {out / 'deploy.jsonl.gz'}")
 
 
 if __name__ == "__main__":
