@@ -49,6 +49,11 @@ export interface Config {
   logFlushMs: number;
   /** Name of this edge location, stored on every decision. @default "local" */
   edgeLocation: string;
+  /**
+   * Bearer token for the admin and analytics endpoints (`Authorization: Bearer <token>`); never logged. Unset: those
+   * endpoints answer 401 to everyone. @default undefined
+   */
+  adminToken: string | undefined;
 }
 
 /** The reference cloud server's resolved configuration (`deno task cloud`). */
@@ -142,7 +147,15 @@ export function loadConfig(env: Env = Deno.env.toObject()): Readonly<Config> {
     logBatchSize: int(env, "LOG_BATCH_SIZE", 200, 1, 100_000),
     logFlushMs: int(env, "LOG_FLUSH_MS", 200, 1, 60_000),
     edgeLocation: str(env, "EDGE_LOCATION", "local"),
+    adminToken: adminToken(env),
   });
+}
+
+function adminToken(env: Env): string | undefined {
+  const v = env.ADMIN_TOKEN;
+  if (v === undefined || v === "") return undefined;
+  if (v.length < 16) throw new RangeError("Invalid ADMIN_TOKEN: expected at least 16 characters");
+  return v;
 }
 
 /**
