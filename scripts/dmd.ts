@@ -11,7 +11,8 @@
  *   --since ISO-DATE      with --from-log: only decisions from then on
  *   --models DIR          model set to read and install into (default: MODELS_DIR or wasm-models)
  *   --target hard|soft    DMD label to learn (default soft)
- *   --features SET        confidence | confidence+quality | all (default confidence+quality): the feature columns
+ *   --features SET        auto | confidence | confidence+quality | all (default auto: train each subset, keep the
+ *                         highest held-out AUC for disagreement): the feature columns
  *                         the switcher reads; its ONNX input stays the full feature vector
  *   --offload-rate R      calibrate to this offload rate (default 0.2), or
  *   --agreement A         calibrate to this agreement with the cloud model
@@ -31,8 +32,8 @@ import { openDatabase } from "../db/client.ts";
 import { insertSwitcherVersion, listLoggedPairs, promoteSwitcherVersion, upsertPairs } from "../db/queries.ts";
 import { type CollectedPair, collectPairs } from "../hybrid/pairs.ts";
 import { dmdLabel } from "../switcher/dmd_labels.ts";
-import { trainDmdSwitcher } from "../switcher/dmd.ts";
-import { FEATURE_SETS, featureColumns, featureNames, type FeatureSet } from "../switcher/features.ts";
+import { trainDmdSwitcherSelected } from "../switcher/dmd.ts";
+import { FEATURE_SETS, featureNames, type FeatureSet } from "../switcher/features.ts";
 import { exportSwitcherOnnx } from "../switcher/onnx_writer.ts";
 import { installSwitcher, loadModelSet } from "../workers/artefacts.ts";
 import { createWorkerPool } from "../workers/pool.ts";
@@ -48,7 +49,7 @@ const { values: args } = parseArgs({
     since: { type: "string" },
     models: { type: "string" },
     target: { type: "string", default: "soft" },
-    features: { type: "string", default: "confidence+quality" },
+    features: { type: "string", default: "auto" },
     "offload-rate": { type: "string" },
     agreement: { type: "string" },
     hidden: { type: "string", default: "32" },
@@ -67,11 +68,11 @@ if (args.target !== "hard" && args.target !== "soft") {
   console.error(`Cannot run DMD: --target must be hard or soft, got "${args.target}"`);
   Deno.exit(2);
 }
-if (!(FEATURE_SETS as readonly string[]).includes(args.features!)) {
-  console.error(`Cannot run DMD: --features must be one of ${FEATURE_SETS.join(", ")}, got "${args.features}"`);
+if (args.features !== "auto" && !(FEATURE_SETS as readonly string[]).includes(args.features!)) {
+  console.error(`Cannot run DMD: --features must be auto or one of ${FEATURE_SETS.join(", ")}, got "${args.features}"`);
   Deno.exit(2);
 }
-const featureSet = args.features as FeatureSet;
+const featureSets: readonly FeatureSet[] = args.features === "auto" ? FEATURE_SETS : [args.features as FeatureSet];
 const config = loadConfig();
 const modelsDir = args.models ?? config.modelsDir;
 const seed = Number(args.seed);
@@ -183,20 +184,22 @@ try {
 
   console.error(`training the switcher on ${args.target} DMD labels ...`);
   const t1 = performance.now();
-  const result = trainDmdSwitcher(
+  const { chosen, trials } = trainDmdSwitcherSelected(
     pairs.map((p) => ({
       features: p.record.features,
       edgeProbs: p.record.edgeProbs,
       cloudProbs: p.record.cloudProbs!,
     })),
+    featureSets,
     {
       target: args.target,
       calibrate,
       seed,
-      columns: featureColumns(featureSet, pairs[0]?.record.features.length ?? 0),
       train: { hidden: args.hidden!.split(",").map(Number), epochs: Number(args.epochs) },
     },
   );
+  const result = chosen.result;
+  const featureSet = chosen.set;
   const trainSeconds = (performance.now() - t1) / 1000;
   const features = featureNames(edgeSpec.embeddingSize ?? 0);
   const bytes = exportSwitcherOnnx(result.model, { version, features, columns: result.columns });
@@ -206,6 +209,7 @@ try {
     cloudFailures,
     target: args.target,
     featureSet,
+    featureSetAuc: Object.fromEntries(trials.map((t) => [t.set, t.result.evaluation.switcherAuc])),
     columns: result.columns.length,
     seed,
     hidden: args.hidden,
@@ -274,6 +278,12 @@ try {
       } s, trained in ${trainSeconds.toFixed(1)} s`,
     );
     console.log(`threshold ${result.threshold.toFixed(4)} for ${JSON.stringify(calibrate)}`);
+    if (trials.length > 1) {
+      console.log(`\n| feature set | held-out AUC | |\n|---|---|---|`);
+      for (const t of trials) {
+        console.log(`| ${t.set} | ${f(t.result.evaluation.switcherAuc)} | ${t === chosen ? "chosen" : ""} |`);
+      }
+    }
     console.log(
       `\n| held-out pairs (${e.pairs}, disagreement ${f(e.disagreementRate)}) | DMD switcher | max-probability |`,
     );
