@@ -5,6 +5,7 @@
  *
  * @module
  */
+import { LOG_LEVELS, type LogLevel } from "./observability/logger.ts";
 
 /** The edge app's resolved configuration. */
 export interface Config {
@@ -27,12 +28,36 @@ export interface Config {
   cloudModelName: string;
   /** Deadline of one offload call, in milliseconds. @default 1000 */
   cloudTimeoutMs: number;
+  /** Consecutive cloud failures that open the circuit breaker (cloud/circuit_breaker.ts). @default 5 */
+  cloudBreakerFailures: number;
+  /** Share of failed calls among the last `cloudBreakerWindow` that opens the circuit, in (0, 1]. @default 0.5 */
+  cloudBreakerFailureRatio: number;
+  /** Calls in the breaker's sliding window. @default 20 */
+  cloudBreakerWindow: number;
+  /** Cool-down of an open circuit before one probe call, in milliseconds. @default 5000 */
+  cloudBreakerOpenMs: number;
+  /** Longest cool-down (it doubles per failed probe), in milliseconds; at least `cloudBreakerOpenMs`. @default 60000 */
+  cloudBreakerMaxOpenMs: number;
   /** Inference workers in the pool. @default min(2, available cores) */
   workers: number;
   /** Requests that may wait for a worker before new ones are shed with 503. @default 256 */
   queueMax: number;
   /** Warm-up inferences per worker before it is ready. @default 2 */
   warmupRuns: number;
+  /**
+   * Deadline of one task in an inference worker, in milliseconds; a worker past it is replaced and the task fails
+   * with 503 `INFERENCE_FAILED`. @default 10000
+   */
+  workerTaskTimeoutMs: number;
+  /** Requests per second per client (token bucket, 429 `RATE_LIMITED`); 0 means no limit. @default 0 */
+  rateLimitPerS: number;
+  /** Burst size of the per-client bucket. @default max(1, ceil(rateLimitPerS)) */
+  rateLimitBurst: number;
+  /**
+   * What identifies a client for rate limiting: `address` (the peer's IP address) or `header:NAME` (e.g.
+   * `header:x-client-id`; requests without it fall back to the address). @default "address"
+   */
+  rateLimitKey: string;
   /** Largest accepted request body, in bytes. @default 4194304 (4 MiB) */
   maxBodyBytes: number;
   /** Most frames in one sequence. @default 1000 */
@@ -47,13 +72,43 @@ export interface Config {
   logBatchSize: number;
   /** Longest a decision waits in memory before its batch is written, in milliseconds. @default 200 */
   logFlushMs: number;
+  /**
+   * Folder of the decision outbox: decisions the database cannot take are appended there (fsynced) and replayed
+   * in order when it is back. @default "<database file>.outbox" for `file:` databases, "data/outbox" for remote
+   * ones, none for `:memory:`
+   */
+  logOutboxDir: string | undefined;
+  /**
+   * `true`: a classify answer is sent only once its decision is committed to the database or fsynced to the
+   * outbox, so a crash loses no answered decision. `false`: decisions wait in memory up to `logFlushMs` first.
+   * @default false
+   */
+  logDurable: boolean;
+  /** How long a database write waits for another writer's lock, in milliseconds (it blocks the thread). @default 200 */
+  databaseBusyTimeoutMs: number;
+  /** On SIGTERM: longest wait for requests in flight, then again for the log to flush, in milliseconds. @default 10000 */
+  shutdownTimeoutMs: number;
   /** Name of this edge location, stored on every decision. @default "local" */
   edgeLocation: string;
+  /**
+   * Exploration: the fraction of requests the switcher keeps on the edge that are also sent to the cloud in the
+   * background (shadow calls), so that retraining sees unbiased pairs. @default 0.05
+   */
+  explorationRate: number;
+  /** Most shadow calls per second (token bucket, separate from the offload budget); 0 means no limit. @default 20 */
+  shadowBudgetPerS: number;
+  /** How often the app checks the database for a newly promoted switcher, in milliseconds; 0: only on /admin reload. @default 30000 */
+  switcherPollMs: number;
   /**
    * Bearer token for the admin and analytics endpoints (`Authorization: Bearer <token>`); never logged. Unset: those
    * endpoints answer 401 to everyone. @default undefined
    */
   adminToken: string | undefined;
+  /**
+   * Least severe structured log line written (JSON lines, `observability/logger.ts`): `debug`, `info`, `warn`,
+   * `error` or `silent`. Requests are logged at `info` (scrapes and probes at `debug`). @default "info"
+   */
+  logLevel: LogLevel;
 }
 
 /** The reference cloud server's resolved configuration (`deno task cloud`). */
@@ -136,9 +191,12 @@ export function loadConfig(env: Env = Deno.env.toObject()): Readonly<Config> {
     cloudUrl: url(env, "CLOUD_URL"),
     cloudModelName: str(env, "CLOUD_MODEL_NAME", "cloud"),
     cloudTimeoutMs: int(env, "CLOUD_TIMEOUT_MS", 1000, 1, 600_000),
+    ...breakerConfig(env),
     workers: int(env, "WORKERS", Math.max(1, Math.min(2, cores)), 1, 64),
     queueMax: int(env, "QUEUE_MAX", 256, 1, 1_000_000),
     warmupRuns: int(env, "WARMUP_RUNS", 2, 0, 100),
+    workerTaskTimeoutMs: int(env, "WORKER_TASK_TIMEOUT_MS", 10_000, 10, 600_000),
+    ...rateLimitConfig(env),
     maxBodyBytes: int(env, "MAX_BODY_BYTES", 4 * 1024 * 1024, 1024, 1024 * 1024 * 1024),
     maxFrames: int(env, "MAX_FRAMES", 1000, 1, 100_000),
     maxBatchItems: int(env, "MAX_BATCH_ITEMS", 64, 1, 10_000),
@@ -146,9 +204,82 @@ export function loadConfig(env: Env = Deno.env.toObject()): Readonly<Config> {
     offloadBudgetPerS: num(env, "OFFLOAD_BUDGET_PER_S", 0, 0, 1e9) ?? 0,
     logBatchSize: int(env, "LOG_BATCH_SIZE", 200, 1, 100_000),
     logFlushMs: int(env, "LOG_FLUSH_MS", 200, 1, 60_000),
+    logOutboxDir: outboxDir(env),
+    logDurable: bool(env, "LOG_DURABLE", false),
+    databaseBusyTimeoutMs: int(env, "DATABASE_BUSY_TIMEOUT_MS", 200, 0, 60_000),
+    shutdownTimeoutMs: int(env, "SHUTDOWN_TIMEOUT_MS", 10_000, 0, 600_000),
     edgeLocation: str(env, "EDGE_LOCATION", "local"),
+    explorationRate: num(env, "EXPLORATION_RATE", 0.05, 0, 1) ?? 0.05,
+    shadowBudgetPerS: num(env, "SHADOW_BUDGET_PER_S", 20, 0, 1e9) ?? 20,
+    switcherPollMs: int(env, "SWITCHER_POLL_MS", 30_000, 0, 86_400_000),
     adminToken: adminToken(env),
+    logLevel: logLevel(env),
   });
+}
+
+function logLevel(env: Env): LogLevel {
+  const v = str(env, "LOG_LEVEL", "info");
+  if (!(LOG_LEVELS as readonly string[]).includes(v)) {
+    throw new RangeError(`Invalid LOG_LEVEL: expected one of ${LOG_LEVELS.join(", ")}, got "${v}"`);
+  }
+  return v as LogLevel;
+}
+
+function bool(env: Env, name: string, fallback: boolean): boolean {
+  const raw = env[name];
+  if (raw === undefined || raw === "") return fallback;
+  if (/^(1|true|yes|on)$/i.test(raw)) return true;
+  if (/^(0|false|no|off)$/i.test(raw)) return false;
+  throw new RangeError(`Invalid ${name}: expected true or false, got "${raw}"`);
+}
+
+function breakerConfig(env: Env) {
+  const cloudBreakerOpenMs = int(env, "CLOUD_BREAKER_OPEN_MS", 5000, 1, 86_400_000);
+  const cloudBreakerMaxOpenMs = int(
+    env,
+    "CLOUD_BREAKER_MAX_OPEN_MS",
+    Math.max(60_000, cloudBreakerOpenMs),
+    1,
+    86_400_000,
+  );
+  if (cloudBreakerMaxOpenMs < cloudBreakerOpenMs) {
+    throw new RangeError(
+      `Invalid CLOUD_BREAKER_MAX_OPEN_MS: expected at least CLOUD_BREAKER_OPEN_MS (${cloudBreakerOpenMs}), got "${env.CLOUD_BREAKER_MAX_OPEN_MS}"`,
+    );
+  }
+  return {
+    cloudBreakerFailures: int(env, "CLOUD_BREAKER_FAILURES", 5, 1, 1_000_000),
+    cloudBreakerFailureRatio: num(env, "CLOUD_BREAKER_FAILURE_RATIO", 0.5, 0.01, 1) ?? 0.5,
+    cloudBreakerWindow: int(env, "CLOUD_BREAKER_WINDOW", 20, 1, 1_000_000),
+    cloudBreakerOpenMs,
+    cloudBreakerMaxOpenMs,
+  };
+}
+
+function rateLimitConfig(env: Env) {
+  const rateLimitPerS = num(env, "RATE_LIMIT_PER_S", 0, 0, 1e9) ?? 0;
+  const rateLimitKey = str(env, "RATE_LIMIT_KEY", "address");
+  if (rateLimitKey !== "address" && !/^header:[A-Za-z0-9!#$%&'*+.^_`|~-]+$/.test(rateLimitKey)) {
+    throw new RangeError(`Invalid RATE_LIMIT_KEY: expected address or header:NAME, got "${rateLimitKey}"`);
+  }
+  return {
+    rateLimitPerS,
+    rateLimitBurst: int(env, "RATE_LIMIT_BURST", Math.max(1, Math.ceil(rateLimitPerS)), 1, 1_000_000_000),
+    rateLimitKey,
+  };
+}
+
+/** The outbox folder: explicit, beside a file database, `data/outbox` for a remote one, none for `:memory:`. */
+function outboxDir(env: Env): string | undefined {
+  const explicit = str(env, "LOG_OUTBOX_DIR", "");
+  if (explicit) return explicit;
+  const db = databaseUrl(env);
+  if (db === ":memory:" || db === "file::memory:") return undefined;
+  if (db.startsWith("file:")) {
+    const path = db.slice("file:".length).replace(/[?#].*$/, "").replace(/^\/\/[^/]*/, "");
+    return `${path}.outbox`;
+  }
+  return "data/outbox";
 }
 
 function adminToken(env: Env): string | undefined {

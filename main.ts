@@ -12,19 +12,25 @@ import { OpenAPIHono } from "@hono/zod-openapi";
 import { bodyLimit } from "hono/body-limit";
 import { requestId } from "hono/request-id";
 import { secureHeaders } from "hono/secure-headers";
+import { createCircuitBreaker, withCircuitBreaker } from "./cloud/circuit_breaker.ts";
 import { createOipClient } from "./cloud/oip_client.ts";
 import { type Config, loadConfig } from "./config.ts";
 import { openDatabase } from "./db/client.ts";
 import { createDecisionLog } from "./db/decision_log.ts";
 import { uuidv7 } from "./db/ids.ts";
+import { openOutbox, type Outbox } from "./db/outbox.ts";
 import { AppError, onError } from "./errors.ts";
 import { createHybridClassifier, type HybridClassifier } from "./hybrid/classifier.ts";
+import { createSwitcherSync, registerSwitcher } from "./hybrid/switcher_sync.ts";
+import { type AdminDeps, adminRoutes } from "./routes/admin.ts";
 import { classifyRoutes } from "./routes/classify.ts";
 import { decisionRoutes, type DecisionsDeps } from "./routes/decisions.ts";
 import { type HealthDeps, healthRoutes } from "./routes/health.ts";
 import { modelRoutes } from "./routes/models.ts";
+import { rateLimit, type RateLimitOptions } from "./routes/rate_limit.ts";
 import { createOffloadBudget } from "./switcher/decide.ts";
-import type { Manifest } from "./wasm-models/manifest.ts";
+import { featureNames } from "./switcher/features.ts";
+import type { Manifest, SwitcherSpec } from "./wasm-models/manifest.ts";
 import { loadModelSet } from "./workers/artefacts.ts";
 import { createWorkerPool, type EdgeInference } from "./workers/pool.ts";
 
@@ -42,6 +48,12 @@ export interface AppDeps {
   decisions: DecisionsDeps;
   health: HealthDeps;
   newId: () => string;
+  /** Per-client rate limit on `/v1/*`, when the operator configures one (routes/rate_limit.ts). */
+  rateLimit?: RateLimitOptions;
+  /** The learning loop's admin endpoints under `/admin` (token-guarded); absent in tests that do not need them. */
+  admin?: AdminDeps;
+  /** The switcher serving now, when it may change at run time. */
+  switcher?: () => SwitcherSpec | null;
 }
 
 /**
@@ -54,6 +66,8 @@ export function createApp(deps: AppDeps): OpenAPIHono {
   const app = new OpenAPIHono();
   app.use(requestId({ headerName: "X-Request-Id" }));
   app.use(secureHeaders());
+  // Before the body is read: a client over its rate costs no parsing.
+  if (deps.rateLimit) app.use("/v1/*", rateLimit(deps.rateLimit));
   app.use("/v1/*", async (c, next) => {
     if (c.req.method === "POST") {
       const type = c.req.header("content-type") ?? "";
@@ -93,9 +107,11 @@ export function createApp(deps: AppDeps): OpenAPIHono {
       versions: () => deps.inference.versions(),
       threshold: deps.threshold,
       cloudUrl: deps.cloudUrl,
+      switcher: deps.switcher,
     }),
   );
   app.route("/", healthRoutes(deps.health));
+  if (deps.admin) app.route("/admin", adminRoutes(deps.admin));
   app.doc31("/openapi.json", {
     openapi: "3.1.0",
     info: {
@@ -108,6 +124,19 @@ export function createApp(deps: AppDeps): OpenAPIHono {
   app.notFound((c) => c.json({ code: "NOT_FOUND", message: `Cannot find ${c.req.method} ${c.req.path}` }, 404));
   app.onError(onError);
   return app;
+}
+
+/** Wait for `work` at most `ms` milliseconds; true when it finished in time. */
+async function within(work: Promise<unknown>, ms: number): Promise<boolean> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  try {
+    return await Promise.race([
+      work.then(() => true),
+      new Promise<false>((r) => timer = setTimeout(() => r(false), ms)),
+    ]);
+  } finally {
+    clearTimeout(timer);
+  }
 }
 
 /** A running reference cloud server, started as a child process on loopback. */
@@ -174,8 +203,24 @@ export interface Service {
  */
 export async function startService(config: Readonly<Config>): Promise<Service> {
   const { manifest, init } = await loadModelSet(config.modelsDir, { warmupRuns: config.warmupRuns });
-  const database = await openDatabase(config.databaseUrl, { authToken: config.databaseAuthToken });
-  const log = createDecisionLog(database.db, { batchSize: config.logBatchSize, flushIntervalMs: config.logFlushMs });
+  const database = await openDatabase(config.databaseUrl, {
+    authToken: config.databaseAuthToken,
+    busyTimeoutMs: config.databaseBusyTimeoutMs,
+  });
+  // Decisions the database cannot take go to the outbox, and rows an earlier process left there are replayed.
+  let outbox: Outbox | undefined;
+  try {
+    outbox = config.logOutboxDir ? await openOutbox(config.logOutboxDir) : undefined;
+  } catch (err) {
+    database.close();
+    throw err;
+  }
+  const log = createDecisionLog(database.db, {
+    batchSize: config.logBatchSize,
+    flushIntervalMs: config.logFlushMs,
+    outbox,
+    durable: config.logDurable,
+  });
   let child: ChildCloud | null = null;
   let pool: EdgeInference;
   try {
@@ -183,12 +228,14 @@ export async function startService(config: Readonly<Config>): Promise<Service> {
     pool = await createWorkerPool(init, {
       size: config.workers,
       queueMax: config.queueMax,
+      taskTimeoutMs: config.workerTaskTimeoutMs,
       workerUrl: new URL(`./workers/inference_worker.${MODULE_EXT}`, import.meta.url),
     });
   } catch (err) {
     // Release what was opened before the failure, so a failed start leaves no process or handle behind.
     await child?.stop();
     await log.close().catch(() => {});
+    await outbox?.close();
     database.close();
     throw err;
   }
@@ -198,12 +245,39 @@ export async function startService(config: Readonly<Config>): Promise<Service> {
     modelName: config.cloudModelName,
     timeoutMs: config.cloudTimeoutMs,
   });
+  // Offloads (and shadow calls) go through the circuit breaker; readiness probes use the bare client.
+  const breaker = createCircuitBreaker({
+    failureThreshold: config.cloudBreakerFailures,
+    failureRatio: config.cloudBreakerFailureRatio,
+    windowSize: config.cloudBreakerWindow,
+    openMs: config.cloudBreakerOpenMs,
+    maxOpenMs: config.cloudBreakerMaxOpenMs,
+    onStateChange: (from, to) =>
+      console.log(JSON.stringify({ level: to === "open" ? "warn" : "info", msg: "cloud circuit", from, to })),
+  });
   const budget = createOffloadBudget({ ratePerS: config.offloadBudgetPerS });
-  const threshold = () => config.switcherThreshold ?? manifest.switcher?.threshold ?? 0.5;
+  // Follow the active switcher in the database: the manifest's starts the version history on a fresh database, and
+  // a version promoted by the retraining job (or a rollback) is loaded into every worker without a restart.
+  const edgeFeatures = featureNames(manifest.edge.embeddingSize ?? 0);
+  if (init.switcher) {
+    await registerSwitcher(database.db, init.switcher).catch((err) =>
+      console.error(JSON.stringify({ level: "warn", msg: "cannot record the manifest's switcher", error: err.message }))
+    );
+  }
+  const sync = createSwitcherSync({
+    db: database.db,
+    inference: pool,
+    initial: init.switcher,
+    edge: { version: manifest.edge.version, features: edgeFeatures },
+    intervalMs: config.switcherPollMs,
+  });
+  await sync.check();
+  const threshold = () => config.switcherThreshold ?? sync.current()?.threshold ?? 0.5;
+  const shadowBudget = createOffloadBudget({ ratePerS: config.shadowBudgetPerS });
 
   const classifier = createHybridClassifier({
     inference: pool,
-    cloud,
+    cloud: withCircuitBreaker(cloud, breaker),
     log,
     edgeSpec: manifest.edge,
     cloudSpec: manifest.cloud,
@@ -212,7 +286,20 @@ export async function startService(config: Readonly<Config>): Promise<Service> {
     takeOffloadToken: () => budget.take(performance.now()),
     edgeLocation: config.edgeLocation,
     newId: uuidv7,
+    exploration: { rate: config.explorationRate, takeToken: () => shadowBudget.take(performance.now()) },
   });
+
+  // Durable mode: a request is answered only once its decisions are committed or fsynced (db/decision_log.ts).
+  const answering: HybridClassifier = config.logDurable
+    ? {
+      ...classifier,
+      async classify(items, options) {
+        const answers = await classifier.classify(items, options);
+        await log.whenLogged(answers.map((a) => a.decisionId));
+        return answers;
+      },
+    }
+    : classifier;
 
   // The first probe waits longer: a reference server just started answers its first request slowly, and readiness
   // should report what the service can do, not how cold the connection was.
@@ -223,7 +310,7 @@ export async function startService(config: Readonly<Config>): Promise<Service> {
   const app = createApp({
     config,
     manifest,
-    classifier,
+    classifier: answering,
     inference: pool,
     threshold,
     cloudUrl,
@@ -241,6 +328,11 @@ export async function startService(config: Readonly<Config>): Promise<Service> {
       logBacklog: () => log.backlog(),
     },
     newId: uuidv7,
+    rateLimit: config.rateLimitPerS > 0
+      ? { ratePerS: config.rateLimitPerS, burst: config.rateLimitBurst, key: config.rateLimitKey }
+      : undefined,
+    admin: { adminToken: config.adminToken, db: database.db, sync },
+    switcher: () => sync.current(),
   });
 
   let server: Deno.HttpServer<Deno.NetAddr>;
@@ -250,6 +342,7 @@ export async function startService(config: Readonly<Config>): Promise<Service> {
     await pool.close();
     await child?.stop();
     await log.close().catch(() => {});
+    await outbox?.close();
     database.close();
     throw new AppError("INTERNAL", `Cannot listen on ${config.host}:${config.port}: ${(err as Error).message}`, {
       cause: err,
@@ -261,11 +354,20 @@ export async function startService(config: Readonly<Config>): Promise<Service> {
     url,
     shutdown() {
       stopping ??= (async () => {
-        await server.shutdown();
-        await log.close();
+        // Stop accepting; requests in flight get up to shutdownTimeoutMs, and are cut at exit after that.
+        if (!(await within(server.shutdown(), config.shutdownTimeoutMs))) {
+          console.error(JSON.stringify({ level: "warn", msg: "requests still in flight at the shutdown deadline" }));
+        }
+        sync.stop();
+        await classifier.drain();
+        // Everything to the database, or to the outbox (replayed at the next start), within the bound.
+        let logError: unknown = null;
+        await log.close({ timeoutMs: config.shutdownTimeoutMs }).catch((err) => (logError = err));
+        await outbox?.close();
         await pool.close();
         await child?.stop();
         database.close();
+        if (logError) throw logError;
       })();
       return stopping;
     },
@@ -283,9 +385,19 @@ if (import.meta.main) {
   }
   console.log(JSON.stringify({ level: "info", msg: "dmd-edge listening", url: service.url }));
   console.log(`dmd-edge listening on ${service.url}  (try: curl ${service.url}/v1/models)`);
+  let stopping = false;
   const stop = async () => {
+    // A second signal while draining: the operator wants out now.
+    if (stopping) Deno.exit(1);
+    stopping = true;
     console.log(JSON.stringify({ level: "info", msg: "shutting down" }));
-    await service.shutdown();
+    try {
+      await service.shutdown();
+    } catch (err) {
+      console.error(JSON.stringify({ level: "error", msg: "shutdown incomplete", error: (err as Error).message }));
+      Deno.exit(1);
+    }
+    console.log(JSON.stringify({ level: "info", msg: "stopped" }));
     Deno.exit(0);
   };
   Deno.addSignalListener("SIGINT", stop);

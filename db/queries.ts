@@ -361,3 +361,65 @@ export async function promoteSwitcherVersion(
     ]));
   return previous && previous.version !== version ? previous.version : null;
 }
+
+/**
+ * Record a switcher version unless one of that name exists (start-up registers the manifest's switcher this way,
+ * so that several edge apps starting together agree).
+ *
+ * @param db the database
+ * @param row the version
+ * @returns true when this call recorded it
+ */
+export async function ensureSwitcherVersion(db: Db, row: NewSwitcherVersion): Promise<boolean> {
+  const rows = await run(
+    `record switcher ${row.version}`,
+    () =>
+      db.insert(switcherVersions).values(row).onConflictDoNothing({ target: switcherVersions.version })
+        .returning({ version: switcherVersions.version }),
+  );
+  return rows.length > 0;
+}
+
+/**
+ * The version to roll back to: the most recently promoted version other than the active one that is not rejected
+ * and still has its artefact.
+ *
+ * @param db the database
+ * @returns the version, or null when there is none
+ */
+export async function previousSwitcherVersion(db: Db): Promise<SwitcherVersion | null> {
+  const rows = await run(
+    "find the previous switcher",
+    () =>
+      db.select().from(switcherVersions).where(and(
+        eq(switcherVersions.status, "retired"),
+        isNotNull(switcherVersions.promotedAt),
+        isNotNull(switcherVersions.artefact),
+      )).orderBy(desc(switcherVersions.promotedAt)).limit(1),
+  );
+  return rows[0] ?? null;
+}
+
+/**
+ * Roll back: the active version is marked rejected (it is never chosen again by a rollback) and the previous one
+ * (see {@link previousSwitcherVersion}) becomes active, in one atomic batch.
+ *
+ * @param db the database
+ * @param options `nowMs`, the promotion time (default: now)
+ * @returns the version rolled back from (or null when none was active) and the one now active
+ * @throws AppError NOT_FOUND when there is no previous version to restore
+ */
+export async function rollbackSwitcherVersion(
+  db: Db,
+  options: { nowMs?: number } = {},
+): Promise<{ from: string | null; to: string }> {
+  const [active, previous] = await Promise.all([activeSwitcherVersion(db), previousSwitcherVersion(db)]);
+  if (!previous) throw new AppError("NOT_FOUND", "Cannot roll back: no earlier switcher version with its artefact");
+  await run(`roll back to switcher ${previous.version}`, () =>
+    db.batch([
+      db.update(switcherVersions).set({ status: "rejected" }).where(eq(switcherVersions.status, "active")),
+      db.update(switcherVersions).set({ status: "active", promotedAt: options.nowMs ?? Date.now() })
+        .where(eq(switcherVersions.version, previous.version)),
+    ]));
+  return { from: active?.version ?? null, to: previous.version };
+}

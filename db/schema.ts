@@ -63,6 +63,12 @@ const float32Blob = customType<{ data: Float32Array; driverData: ArrayBuffer | U
 });
 
 /** A number array stored as JSON text. */
+const bytesBlob = customType<{ data: Uint8Array; driverData: ArrayBuffer | Uint8Array }>({
+  dataType: () => "blob",
+  toDriver: (value) => value,
+  fromDriver: (value) => (value instanceof Uint8Array ? new Uint8Array(value) : new Uint8Array(value)),
+});
+
 const jsonNumbers = customType<{ data: number[]; driverData: string }>({
   dataType: () => "text",
   toDriver: (value) => JSON.stringify(value),
@@ -178,6 +184,13 @@ export const switcherVersions = sqliteTable("switcher_versions", {
   promotedAt: integer("promoted_at"),
   /** The version that was active when this one was trained. */
   parentVersion: text("parent_version"),
+  /**
+   * The ONNX bytes, so that every edge app sharing the database can load a promoted version (checked against
+   * `sha256`); null for versions recorded without them.
+   */
+  artefact: bytesBlob("artefact"),
+  /** The full manifest entry (`SwitcherSpec`), so a version can be served again without its training run. */
+  spec: text("spec", { mode: "json" }).$type<Record<string, unknown>>(),
 });
 
 /** A decision row (camelCase; probability vectors as `number[]`, embedding and features as `Float32Array`). */

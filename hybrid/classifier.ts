@@ -83,6 +83,12 @@ export interface HybridOptions {
   edgeLocation: string;
   newId: () => string;
   now?: () => number;
+  /**
+   * Exploration: each request the switcher keeps on the edge is also sent to the cloud in the background with
+   * probability `rate` (a shadow call, off the answer's path, when `takeToken` grants one from its own budget), so
+   * the log holds unbiased pairs. Every automatic decision logs the probability with which it reached the cloud.
+   */
+  exploration?: { rate: number; takeToken: () => boolean; random?: () => number };
 }
 
 /** Per-call options of {@link HybridClassifier.classify}. */
@@ -96,8 +102,12 @@ export interface ClassifyOptions {
 
 /** The hybrid classifier. */
 export interface HybridClassifier {
-  /** Classify sequences together: one edge pass, at most one cloud call. */
+  /** Classify sequences together: one edge pass, at most one cloud call (plus one background shadow call). */
   classify(items: SequenceItem[], options: ClassifyOptions): Promise<Answer[]>;
+  /** Shadow calls still in flight. */
+  shadowsInFlight(): number;
+  /** Wait for the shadow calls in flight to settle and their decisions to reach the log (call before closing it). */
+  drain(): Promise<void>;
 }
 
 function labelled(labels: string[], probs: ArrayLike<number>): Record<string, number> {
@@ -119,6 +129,12 @@ export function createHybridClassifier(options: HybridOptions): HybridClassifier
   const cloudWindow = cloudSpec.windowFrames;
   const pointSize = edgeSpec.joints * edgeSpec.channels;
   const sameWindow = cloudWindow === edgeSpec.windowFrames;
+  const explorationRate = options.exploration?.rate ?? 0;
+  if (!(explorationRate >= 0 && explorationRate <= 1)) {
+    throw new RangeError(`Cannot explore: rate must be in [0, 1], got ${explorationRate}`);
+  }
+  const random = options.exploration?.random ?? Math.random;
+  const shadows = new Set<Promise<void>>();
 
   async function offload(
     windows: Float32Array[],
@@ -175,8 +191,16 @@ export function createHybridClassifier(options: HybridOptions): HybridClassifier
     );
     const cloudReply = offloaded.length > 0 ? await offload(windows) : null;
     const totalMs = performance.now() - started;
+    // Exploration draws for the automatic decisions kept on the edge (not for fallbacks: the cloud just failed).
+    const shadowed = new Set<number>();
+    if (explorationRate > 0 && opts.forced === undefined) {
+      decisions.forEach((d, i) => {
+        if (!d.offload && random() < explorationRate && options.exploration!.takeToken()) shadowed.add(i);
+      });
+    }
+    const delayed: { index: number; record: DecisionRecord }[] = [];
 
-    return results.map((r, i) => {
+    const answers = results.map((r, i) => {
       const item = items[i];
       const d = decisions[i];
       const edgeStats = probabilityStats(r.probs);
@@ -229,7 +253,7 @@ export function createHybridClassifier(options: HybridOptions): HybridClassifier
           totalMs,
         },
       };
-      log.append({
+      const record: DecisionRecord = {
         id: decisionId,
         requestId: opts.requestId,
         clientId: item.clientId,
@@ -243,7 +267,8 @@ export function createHybridClassifier(options: HybridOptions): HybridClassifier
         route,
         routeReason: d.reason,
         forced: opts.forced !== undefined,
-        offloadProbability: d.offload ? 1 : 0,
+        // Forced routes are certain; automatic ones reach the cloud when offloaded (1) or explored (the rate).
+        offloadProbability: opts.forced !== undefined ? (d.offload ? 1 : 0) : d.offload ? 1 : explorationRate,
         shadow: false,
         edgeModelVersion: versions.edge,
         edgeLabel: edge.label,
@@ -266,10 +291,47 @@ export function createHybridClassifier(options: HybridOptions): HybridClassifier
         cloudMs,
         totalMs,
         batchId: opts.batchId ?? null,
-      });
+      };
+      if (shadowed.has(i)) delayed.push({ index: i, record });
+      else log.append(record);
       return answer;
     });
+    if (delayed.length > 0) {
+      const inputs = delayed.map(({ index }) =>
+        sameWindow
+          ? results[index].window
+          : resample(raw![index], { inFrames: items[index].length, outFrames: cloudWindow, pointSize })
+      );
+      const shadow: Promise<void> = offload(inputs).then((reply) => {
+        delayed.forEach(({ record }, slot) => {
+          record.shadow = true;
+          record.cloudMs = reply.ms;
+          if ("error" in reply) {
+            record.cloudError = reply.error.code;
+          } else {
+            const p = reply.probs[slot];
+            const st = probabilityStats(p);
+            record.cloudModelVersion = reply.version;
+            record.cloudLabel = labels[st.top];
+            record.cloudProb = st.pMax;
+            record.cloudProbs = Array.from(p);
+          }
+          log.append(record);
+        });
+      }).catch((err) => {
+        // The log refused the rows (it is closing): say so, the answer was already sent.
+        console.error(JSON.stringify({ level: "error", msg: "shadow decisions not logged", error: String(err) }));
+      }).finally(() => shadows.delete(shadow));
+      shadows.add(shadow);
+    }
+    return answers;
   }
 
-  return { classify };
+  return {
+    classify,
+    shadowsInFlight: () => shadows.size,
+    async drain() {
+      while (shadows.size > 0) await Promise.allSettled([...shadows]);
+    },
+  };
 }

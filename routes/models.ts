@@ -4,7 +4,7 @@
  * @module
  */
 import { createRoute, OpenAPIHono, z } from "@hono/zod-openapi";
-import type { Manifest } from "../wasm-models/manifest.ts";
+import type { Manifest, SwitcherSpec } from "../wasm-models/manifest.ts";
 import type { EngineVersions } from "../workers/protocol.ts";
 
 /** What the models route needs. */
@@ -15,6 +15,8 @@ export interface ModelsDeps {
   /** The threshold in force. */
   threshold(): number;
   cloudUrl: string;
+  /** The switcher serving now (default: the manifest's). */
+  switcher?: () => SwitcherSpec | null;
 }
 
 const ModelsSchema = z.object({
@@ -59,7 +61,7 @@ export function modelRoutes(deps: ModelsDeps): OpenAPIHono {
   const app = new OpenAPIHono();
   app.openapi(route, (c) => {
     const versions = deps.versions();
-    const s = deps.manifest.switcher;
+    const s = deps.switcher ? deps.switcher() : deps.manifest.switcher;
     return c.json({
       edge: { ...describe(deps.manifest.edge), serving: versions.edge, runtime: "onnxruntime-web (wasm)" },
       cloud: { ...describe(deps.manifest.cloud), url: deps.cloudUrl, protocol: "open-inference-protocol-v2" },

@@ -248,6 +248,8 @@ try {
       metrics,
       promotedAt: null,
       parentVersion: manifest.switcher?.version ?? null,
+      artefact: bytes,
+      spec: spec as unknown as Record<string, unknown>,
     });
     // The manifest now serves it: record it as the one active version (the previous one is retired).
     await promoteSwitcherVersion(database.db, version, { nowMs: now });

@@ -7,6 +7,7 @@ import { type Database, openDatabase } from "../db/client.ts";
 import {
   activeSwitcherVersion,
   countDecisions,
+  ensureSwitcherVersion,
   getDecision,
   getSwitcherVersion,
   insertDecisions,
@@ -15,7 +16,9 @@ import {
   listLoggedPairs,
   listPairs,
   listSwitcherVersions,
+  previousSwitcherVersion,
   promoteSwitcherVersion,
+  rollbackSwitcherVersion,
   setSwitcherStatus,
   upsertPairs,
 } from "../db/queries.ts";
@@ -168,6 +171,35 @@ for (const target of DB_TARGETS) {
     await assert.rejects(() => promoteSwitcherVersion(db, "none"), isAppError("NOT_FOUND", /no such version/));
     await assert.rejects(() => setSwitcherStatus(db, "none", { status: "retired" }), isAppError("NOT_FOUND"));
     assert.equal((await activeSwitcherVersion(db))!.version, "s1");
+  });
+
+  test("switcher versions: artefact bytes round-trip; ensure is idempotent; rollback rejects and restores", async ({ db }) => {
+    assert.equal(await ensureSwitcherVersion(db, switcherVersion({ version: "a", createdAt: 1 })), true);
+    assert.equal(
+      await ensureSwitcherVersion(db, switcherVersion({ version: "a", createdAt: 9, threshold: 0.9 })),
+      false,
+    );
+    const a = (await getSwitcherVersion(db, "a"))!;
+    assert.deepEqual([a.createdAt, a.threshold], [1, 0.4]);
+    assert.deepEqual(a.artefact, new Uint8Array([8, 1, 0, 255, 7]));
+    assert.deepEqual(a.spec, { version: "switcher-1", threshold: 0.4 });
+    await insertSwitcherVersion(db, switcherVersion({ version: "b", createdAt: 2 }));
+    await insertSwitcherVersion(db, switcherVersion({ version: "c", createdAt: 3, artefact: null }));
+    await insertSwitcherVersion(db, switcherVersion({ version: "d", createdAt: 4 }));
+    await assert.rejects(() => rollbackSwitcherVersion(db), isAppError("NOT_FOUND", /no earlier switcher version/));
+    await promoteSwitcherVersion(db, "a", { nowMs: 10 });
+    await promoteSwitcherVersion(db, "b", { nowMs: 20 });
+    await promoteSwitcherVersion(db, "c", { nowMs: 30 }); // recorded without its artefact: never a rollback target
+    await promoteSwitcherVersion(db, "d", { nowMs: 40 });
+    assert.equal((await previousSwitcherVersion(db))!.version, "b");
+    assert.deepEqual(await rollbackSwitcherVersion(db, { nowMs: 50 }), { from: "d", to: "b" });
+    assert.deepEqual(
+      (await listSwitcherVersions(db)).map((v) => [v.version, v.status]),
+      [["d", "rejected"], ["c", "retired"], ["b", "active"], ["a", "retired"]],
+    );
+    assert.deepEqual(await rollbackSwitcherVersion(db, { nowMs: 60 }), { from: "b", to: "a" });
+    assert.equal((await activeSwitcherVersion(db))!.version, "a");
+    assert.equal((await getSwitcherVersion(db, "b"))!.status, "rejected");
   });
 
   test("queries on a closed database fail with DB_UNAVAILABLE", async ({ db, client }) => {

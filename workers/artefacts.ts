@@ -139,9 +139,44 @@ export async function loadModelSet(
 }
 
 /**
- * Install a switcher into a model set: write its file beside the manifest and make it the manifest's switcher.
- * The manifest is replaced atomically (written to a temporary file, then renamed), so a reader never sees half of
- * it.
+ * Write a switcher's ONNX file beside the manifest, without serving it.
+ *
+ * @param dir the models folder
+ * @param switcher the ONNX bytes and its manifest entry (its `file`, `sha256` and `bytes` are set here)
+ * @returns the entry as stored
+ * @throws AppError INVALID_INPUT when the version is not a safe file name
+ */
+export async function storeSwitcherArtefact(
+  dir: string,
+  switcher: { bytes: Uint8Array; spec: Omit<SwitcherSpec, "file" | "sha256" | "bytes"> },
+): Promise<SwitcherSpec> {
+  const version = switcher.spec.version;
+  if (!/^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/.test(version)) {
+    throw new AppError("INVALID_INPUT", `Cannot install switcher "${version}": a version is letters, digits, . _ -`);
+  }
+  const file = version.startsWith("switcher") ? `${version}.onnx` : `switcher-${version}.onnx`;
+  const tmp = `${dir}/${file}.${crypto.randomUUID()}.tmp`;
+  await Deno.writeFile(tmp, switcher.bytes);
+  await Deno.rename(tmp, `${dir}/${file}`);
+  return { ...switcher.spec, file, sha256: await sha256Hex(switcher.bytes), bytes: switcher.bytes.length };
+}
+
+/**
+ * Make a stored switcher the manifest's. The manifest is replaced atomically (written to a temporary file, then
+ * renamed), so a reader never sees half of it.
+ *
+ * @param dir the models folder
+ * @param spec the entry returned by {@link storeSwitcherArtefact}
+ */
+export async function activateSwitcher(dir: string, spec: SwitcherSpec): Promise<void> {
+  const manifest = await readManifest(dir);
+  const tmp = `${dir}/manifest.json.${crypto.randomUUID()}.tmp`;
+  await Deno.writeTextFile(tmp, JSON.stringify({ ...manifest, switcher: spec }, null, 2) + "\n");
+  await Deno.rename(tmp, `${dir}/manifest.json`);
+}
+
+/**
+ * Install a switcher into a model set: {@link storeSwitcherArtefact} then {@link activateSwitcher}.
  *
  * @param dir the models folder
  * @param switcher the ONNX bytes and its manifest entry (its `file`, `sha256` and `bytes` are set here)
@@ -151,21 +186,7 @@ export async function installSwitcher(
   dir: string,
   switcher: { bytes: Uint8Array; spec: Omit<SwitcherSpec, "file" | "sha256" | "bytes"> },
 ): Promise<SwitcherSpec> {
-  const manifest = await readManifest(dir);
-  const version = switcher.spec.version;
-  if (!/^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/.test(version)) {
-    throw new AppError("INVALID_INPUT", `Cannot install switcher "${version}": a version is letters, digits, . _ -`);
-  }
-  const file = version.startsWith("switcher") ? `${version}.onnx` : `switcher-${version}.onnx`;
-  await Deno.writeFile(`${dir}/${file}`, switcher.bytes);
-  const spec: SwitcherSpec = {
-    ...switcher.spec,
-    file,
-    sha256: await sha256Hex(switcher.bytes),
-    bytes: switcher.bytes.length,
-  };
-  const tmp = `${dir}/manifest.json.${crypto.randomUUID()}.tmp`;
-  await Deno.writeTextFile(tmp, JSON.stringify({ ...manifest, switcher: spec }, null, 2) + "\n");
-  await Deno.rename(tmp, `${dir}/manifest.json`);
+  const spec = await storeSwitcherArtefact(dir, switcher);
+  await activateSwitcher(dir, spec);
   return spec;
 }

@@ -1,0 +1,2 @@
+ALTER TABLE `switcher_versions` ADD `artefact` blob;--> statement-breakpoint
+ALTER TABLE `switcher_versions` ADD `spec` text;

@@ -1,0 +1,317 @@
+/**
+ * The retraining job of the learning loop: logged pairs -> DMD labels and inverse-propensity weights -> a candidate
+ * switcher -> threshold calibrated on recent traffic -> candidate and active scored on the same held-out recent
+ * pairs -> promoted only if the gate passes (switcher/gate.ts) -> stored with its provenance, artefact and metrics.
+ * Also reports drift (switcher/drift.ts) against the window the active version was trained on.
+ *
+ * Data window: pairs of the serving edge model logged since the active version was created, plus earlier ones
+ * back to `windowMs` before now (so a job run soon after the last one still learns from enough pairs), at most
+ * `maxPairs` (the most recent). The newest `holdoutFraction` of them, by time, is held out for the gate.
+ *
+ * Calibration: the candidate's threshold is set so that it would have offloaded `offloadRate` of all recent
+ * decisions (every decision carries the switcher's features), not of the pairs, which over-represent offloads.
+ *
+ * @module
+ */
+import * as ort from "onnxruntime-web/wasm";
+import type { Db } from "../db/client.ts";
+import {
+  activeSwitcherVersion,
+  insertSwitcherVersion,
+  listDecisions,
+  listLoggedPairs,
+  promoteSwitcherVersion,
+} from "../db/queries.ts";
+import type { DecisionRecord, SwitcherVersion } from "../db/schema.ts";
+import { thresholdForOffloadRate } from "../switcher/calibration.ts";
+import { dmdLabel } from "../switcher/dmd_labels.ts";
+import { trainDmdSwitcherSelected } from "../switcher/dmd.ts";
+import { detectDrift, type DriftReport, type DriftWindow } from "../switcher/drift.ts";
+import { FEATURE_SETS, featureNames, type FeatureSet, selectColumns } from "../switcher/features.ts";
+import { gate, type GateOptions, type GateVerdict } from "../switcher/gate.ts";
+import { predictMlp } from "../switcher/mlp.ts";
+import { exportSwitcherOnnx } from "../switcher/onnx_writer.ts";
+import { DEFAULT_PROPENSITY_CLIP, ipwWeight } from "../switcher/propensity.ts";
+import type { Manifest, SwitcherSpec } from "../wasm-models/manifest.ts";
+import { activateSwitcher, readRuntimeBinary, storeSwitcherArtefact } from "../workers/artefacts.ts";
+
+/** Options of {@link retrain}. */
+export interface RetrainOptions {
+  db: Db;
+  modelsDir: string;
+  manifest: Manifest;
+  /** Unix ms. @default Date.now() */
+  nowMs?: number;
+  /** @default 7 days */
+  windowMs?: number;
+  /** Only pairs from then on (an operator retraining on a drifted window). */
+  sinceMs?: number;
+  /** @default 200000 */
+  maxPairs?: number;
+  /** Fewest pairs logged since the active version for a run to train. @default 200 */
+  minNewPairs?: number;
+  /** @default 0.2 */
+  holdoutFraction?: number;
+  /** Target offload rate of the candidate. @default the active version's, else 0.2 */
+  offloadRate?: number;
+  target?: "hard" | "soft";
+  featureSets?: readonly FeatureSet[];
+  /** Weight pairs by inverse propensity (false: every pair weighs 1, as if offloads were a random sample). */
+  ipw?: boolean;
+  propensityClip?: number;
+  seed?: number;
+  epochs?: number;
+  hidden?: number[];
+  gate?: GateOptions;
+  /** Train and report, store nothing. */
+  dryRun?: boolean;
+  version?: string;
+  codeVersion?: string;
+  onStep?: (step: string) => void;
+}
+
+/** What a run did. */
+export interface RetrainReport {
+  outcome: "promoted" | "rejected" | "skipped";
+  reason: string;
+  version: string | null;
+  active: string | null;
+  window: { fromMs: number; toMs: number };
+  counts: { pairs: number; newPairs: number; train: number; holdout: number; shadow: number; offloaded: number };
+  featureSet: FeatureSet | null;
+  threshold: number | null;
+  offloadRate: number | null;
+  verdict: GateVerdict | null;
+  drift: DriftReport | null;
+  seconds: { read: number; train: number; total: number };
+}
+
+/** Score features with a stored switcher's ONNX in onnxruntime-web (the runtime the workers use). */
+async function scoreWithOnnx(bytes: Uint8Array, rows: Float32Array[], f: number): Promise<Float32Array> {
+  ort.env.wasm.numThreads = 1;
+  ort.env.wasm.wasmBinary ??= await readRuntimeBinary();
+  const session = await ort.InferenceSession.create(bytes);
+  try {
+    const out = new Float32Array(rows.length);
+    const chunk = 4096;
+    for (let s = 0; s < rows.length; s += chunk) {
+      const part = rows.slice(s, s + chunk);
+      const x = new Float32Array(part.length * f);
+      part.forEach((r, i) => x.set(r, i * f));
+      const result = await session.run({ [session.inputNames[0]]: new ort.Tensor("float32", x, [part.length, f]) });
+      out.set(result[session.outputNames[0]].data as Float32Array, s);
+    }
+    return out;
+  } finally {
+    await session.release();
+  }
+}
+
+function window(rows: DecisionRecord[]): DriftWindow {
+  const shadow = rows.filter((r) => r.shadow && r.cloudLabel !== null);
+  return {
+    scores: rows.map((r) => r.switcherScore),
+    labels: rows.map((r) => r.edgeLabel),
+    shadowAgreement: shadow.map((r) => (r.cloudLabel === r.edgeLabel ? 1 : 0)),
+  };
+}
+
+function trainedWindow(active: SwitcherVersion | null): { fromMs: number; toMs: number } | null {
+  const w = (active?.provenance as { window?: { fromMs?: unknown; toMs?: unknown } } | undefined)?.window;
+  return w && typeof w.fromMs === "number" && typeof w.toMs === "number" ? { fromMs: w.fromMs, toMs: w.toMs } : null;
+}
+
+/**
+ * Run the job once. The caller holds the lock (scripts/retrain.ts).
+ *
+ * @param options database, models, window, training and gate settings
+ * @returns the report
+ */
+export async function retrain(options: RetrainOptions): Promise<RetrainReport> {
+  const t0 = performance.now();
+  const step = options.onStep ?? (() => {});
+  const now = options.nowMs ?? Date.now();
+  const { db, manifest } = options;
+  const edge = manifest.edge;
+  const active = await activeSwitcherVersion(db);
+  const windowMs = options.windowMs ?? 7 * 86_400_000;
+  const activeSince = active?.createdAt ?? now - windowMs;
+  const fromMs = options.sinceMs ?? Math.min(activeSince, now - windowMs);
+  step(`reading pairs of ${edge.version} since ${new Date(fromMs).toISOString()}`);
+  let rows = await listLoggedPairs(db, { sinceMs: fromMs, edgeModelVersion: edge.version });
+  if (rows.length > (options.maxPairs ?? 200_000)) rows = rows.slice(rows.length - (options.maxPairs ?? 200_000));
+  rows = rows.filter((r) => r.createdAt <= now && r.cloudProbs && dmdLabel(r.edgeProbs, r.cloudProbs));
+  const recent = await listDecisions(db, {
+    sinceMs: Math.max(fromMs, activeSince),
+    untilMs: now + 1,
+    limit: 50_000,
+    order: "desc",
+  });
+  const tw = trainedWindow(active);
+  const reference = tw ? await listDecisions(db, { sinceMs: tw.fromMs, untilMs: tw.toMs + 1, limit: 50_000 }) : [];
+  const drift = reference.length > 0 && recent.length > 0 ? detectDrift(window(reference), window(recent)) : null;
+  const readSeconds = (performance.now() - t0) / 1000;
+
+  const newPairs = rows.filter((r) => r.createdAt >= activeSince).length;
+  const base = {
+    version: null,
+    active: active?.version ?? null,
+    window: { fromMs, toMs: now },
+    featureSet: null,
+    threshold: null,
+    offloadRate: null,
+    verdict: null,
+    drift,
+  };
+  const counts = {
+    pairs: rows.length,
+    newPairs,
+    train: 0,
+    holdout: 0,
+    shadow: rows.filter((r) => r.shadow).length,
+    offloaded: rows.filter((r) => !r.shadow).length,
+  };
+  const minNew = options.minNewPairs ?? 200;
+  if (newPairs < minNew) {
+    return {
+      ...base,
+      outcome: "skipped",
+      reason: `only ${newPairs} pairs logged since the active version (at least ${minNew} needed)`,
+      counts,
+      seconds: { read: readSeconds, train: 0, total: (performance.now() - t0) / 1000 },
+    };
+  }
+
+  // Held out: the newest pairs, by time.
+  const nHold = Math.max(1, Math.round(rows.length * (options.holdoutFraction ?? 0.2)));
+  const trainRows = rows.slice(0, rows.length - nHold);
+  const holdRows = rows.slice(rows.length - nHold);
+  counts.train = trainRows.length;
+  counts.holdout = holdRows.length;
+  const clip = options.propensityClip ?? DEFAULT_PROPENSITY_CLIP;
+  const weightOf = (r: DecisionRecord) => (options.ipw === false ? 1 : ipwWeight(r.offloadProbability || 1, clip));
+
+  step(
+    `training on ${trainRows.length} pairs (${options.ipw === false ? "unweighted" : "inverse-propensity weighted"})`,
+  );
+  const t1 = performance.now();
+  const { chosen, trials } = trainDmdSwitcherSelected(
+    trainRows.map((r) => ({
+      features: r.features,
+      edgeProbs: r.edgeProbs,
+      cloudProbs: r.cloudProbs!,
+      weight: weightOf(r),
+    })),
+    options.featureSets ?? FEATURE_SETS,
+    {
+      target: options.target ?? "soft",
+      seed: options.seed ?? 1,
+      train: { hidden: options.hidden ?? [32], epochs: options.epochs ?? 60 },
+    },
+  );
+  const model = chosen.result.model;
+  const columns = chosen.result.columns;
+  const score = (feats: Float32Array[]) => {
+    const x = new Float32Array(feats.length * columns.length);
+    feats.forEach((f, i) => x.set(selectColumns(f, columns), i * columns.length));
+    return predictMlp(model, x, feats.length);
+  };
+  const activeCalibration = (active?.spec as { calibration?: { offloadRate?: unknown } } | null)?.calibration;
+  const offloadRate = options.offloadRate ??
+    (typeof activeCalibration?.offloadRate === "number" ? activeCalibration.offloadRate : 0.2);
+  const calibrationRows = recent.length > 0 ? recent : rows;
+  const threshold = thresholdForOffloadRate(score(calibrationRows.map((r) => r.features)), offloadRate);
+  const trainSeconds = (performance.now() - t1) / 1000;
+
+  step(`gating against ${active?.version ?? "no active version"} on ${holdRows.length} held-out recent pairs`);
+  const holdPairs = holdRows.map((r) => ({
+    disagree: dmdLabel(r.edgeProbs, r.cloudProbs!)!.hard,
+    weight: weightOf(r),
+  }));
+  const candidateScores = score(holdRows.map((r) => r.features));
+  let activeScores: Float32Array | null = null;
+  if (active?.artefact) {
+    const f = (active.features ?? []).length;
+    activeScores = await scoreWithOnnx(active.artefact, holdRows.map((r) => r.features), f);
+  }
+  const verdict = gate(
+    holdPairs,
+    { scores: candidateScores, threshold },
+    active && activeScores ? { scores: activeScores, threshold: active.threshold } : null,
+    options.gate,
+  );
+
+  const version = options.version ??
+    `switcher-${new Date(now).toISOString().slice(0, 19).replace(/[-:]/g, "").replace("T", "-")}`;
+  const features = featureNames(edge.embeddingSize ?? 0);
+  const bytes = exportSwitcherOnnx(model, { version, features, columns });
+  const provenance = {
+    data: "decision log",
+    window: { fromMs, toMs: now },
+    pairs: counts,
+    weighting: options.ipw === false ? "none" : `inverse propensity, clipped at ${clip}`,
+    target: options.target ?? "soft",
+    featureSet: chosen.set,
+    featureSetAuc: Object.fromEntries(trials.map((t) => [t.set, t.result.evaluation.switcherAuc])),
+    seed: options.seed ?? 1,
+    edgeModel: edge.version,
+    cloudModel: manifest.cloud.version,
+    codeVersion: options.codeVersion ?? null,
+    bestEpoch: chosen.result.bestEpoch,
+  };
+  const metrics = { gate: verdict, trainHeldOut: chosen.result.evaluation, drift };
+  const spec: Omit<SwitcherSpec, "file" | "sha256" | "bytes"> = {
+    version,
+    inputs: [{ name: "features", shape: [-1, features.length], dtype: "float32" }],
+    outputs: [{ name: "score", shape: [-1, 1], dtype: "float32" }],
+    features,
+    threshold,
+    calibration: { offloadRate, calibratedOn: `${calibrationRows.length} recent decisions` },
+    params: model.layers.reduce((a, l) => a + l.weight.length + l.bias.length, 0),
+    flops: model.layers.reduce((a, l) => a + 2 * l.weight.length, 0),
+    provenance,
+    metrics,
+  };
+  const result = {
+    ...base,
+    version,
+    featureSet: chosen.set,
+    threshold,
+    offloadRate,
+    verdict,
+    counts,
+  };
+  const seconds = () => ({ read: readSeconds, train: trainSeconds, total: (performance.now() - t0) / 1000 });
+  if (options.dryRun) {
+    return {
+      ...result,
+      outcome: verdict.promote ? "promoted" : "rejected",
+      reason: `dry run: ${verdict.reason}`,
+      seconds: seconds(),
+    };
+  }
+
+  step(`storing ${version}`);
+  const stored = await storeSwitcherArtefact(options.modelsDir, { bytes, spec });
+  await insertSwitcherVersion(db, {
+    version,
+    createdAt: now,
+    status: verdict.promote ? "candidate" : "rejected",
+    file: stored.file,
+    sha256: stored.sha256,
+    threshold,
+    features,
+    provenance,
+    metrics,
+    promotedAt: null,
+    parentVersion: active?.version ?? null,
+    artefact: bytes,
+    spec: stored as unknown as Record<string, unknown>,
+  });
+  if (!verdict.promote) {
+    return { ...result, outcome: "rejected", reason: verdict.reason, seconds: seconds() };
+  }
+  await promoteSwitcherVersion(db, version, { nowMs: now });
+  await activateSwitcher(options.modelsDir, stored);
+  return { ...result, outcome: "promoted", reason: verdict.reason, seconds: seconds() };
+}

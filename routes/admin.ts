@@ -1,0 +1,111 @@
+/**
+ * Admin endpoints of the learning loop, behind the admin token (routes/admin_auth.ts):
+ *
+ * - `GET /admin/switcher`: the version serving here, the last check, a refused version and why, and every version
+ *   in the database with its status, threshold, provenance and metrics (not its bytes);
+ * - `POST /admin/switcher/reload`: check the database's active version now and load it if it changed (200 with
+ *   `{ version, changed, refused? }`; a refused version leaves the old one serving and says why);
+ * - `POST /admin/switcher/rollback`: make the previous version active (the current one is marked rejected), then
+ *   load it here (404 `NOT_FOUND` when there is no earlier version).
+ *
+ * @module
+ */
+import { createRoute, OpenAPIHono, z } from "@hono/zod-openapi";
+import type { Db } from "../db/client.ts";
+import { listSwitcherVersions, rollbackSwitcherVersion } from "../db/queries.ts";
+import type { SwitcherSync } from "../hybrid/switcher_sync.ts";
+import { requireAdmin } from "./admin_auth.ts";
+
+/** What the admin routes need. */
+export interface AdminDeps {
+  adminToken: string | undefined;
+  db: Db;
+  sync: SwitcherSync;
+}
+
+const Refused = z.object({ version: z.string(), reason: z.string() });
+const SyncSchema = z.object({
+  version: z.string().nullable(),
+  changed: z.boolean(),
+  refused: Refused.optional(),
+}).openapi("SwitcherSync");
+const Error = z.object({ code: z.string(), message: z.string() }).openapi("AdminError");
+const security = [{ bearer: [] as string[] }];
+const unauthorised = { 401: { content: { "application/json": { schema: Error } }, description: "No valid token" } };
+
+const statusRoute = createRoute({
+  method: "get",
+  path: "/switcher",
+  summary: "Switcher versions and the one serving here",
+  security,
+  responses: {
+    200: {
+      content: {
+        "application/json": {
+          schema: z.object({
+            serving: z.object({
+              version: z.string().nullable(),
+              lastCheckAt: z.number().nullable(),
+              refused: Refused.nullable(),
+            }),
+            versions: z.array(z.record(z.string(), z.unknown())),
+          }),
+        },
+      },
+      description: "Versions",
+    },
+    ...unauthorised,
+  },
+});
+
+const reloadRoute = createRoute({
+  method: "post",
+  path: "/switcher/reload",
+  summary: "Load the active switcher now",
+  security,
+  responses: {
+    200: { content: { "application/json": { schema: SyncSchema } }, description: "Checked" },
+    ...unauthorised,
+  },
+});
+
+const rollbackRoute = createRoute({
+  method: "post",
+  path: "/switcher/rollback",
+  summary: "Restore the previous switcher version",
+  security,
+  responses: {
+    200: {
+      content: {
+        "application/json": { schema: z.object({ from: z.string().nullable(), to: z.string(), serving: SyncSchema }) },
+      },
+      description: "Rolled back",
+    },
+    404: { content: { "application/json": { schema: Error } }, description: "No earlier version" },
+    ...unauthorised,
+  },
+});
+
+/**
+ * The admin sub-app, mounted at `/admin`.
+ *
+ * @param deps token, database, switcher follower
+ * @returns the sub-app
+ */
+export function adminRoutes(deps: AdminDeps): OpenAPIHono {
+  const app = new OpenAPIHono();
+  app.use("*", requireAdmin(deps.adminToken));
+  app.openapi(statusRoute, async (c) => {
+    const versions = await listSwitcherVersions(deps.db);
+    return c.json({
+      serving: deps.sync.status(),
+      versions: versions.map(({ artefact: _bytes, spec: _spec, ...row }) => row),
+    }, 200);
+  });
+  app.openapi(reloadRoute, async (c) => c.json(await deps.sync.check(), 200));
+  app.openapi(rollbackRoute, async (c) => {
+    const { from, to } = await rollbackSwitcherVersion(deps.db);
+    return c.json({ from, to, serving: await deps.sync.check() }, 200);
+  });
+  return app;
+}

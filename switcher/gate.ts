@@ -1,0 +1,153 @@
+/**
+ * The promotion gate of the retraining job, pure: score candidate and active switchers on the same held-out recent
+ * pairs and decide whether the candidate may replace the active one.
+ *
+ * Gate metric: the inverse-propensity-weighted ROC AUC for edge/cloud disagreement (what the switcher is trained
+ * to predict; threshold-free, so a new calibration cannot hide a worse ranking). The candidate is promoted when its
+ * AUC is at least the active one's minus `tolerance` (default 0: at least as good), and the held-out set is big
+ * enough to mean something (`minPairs` pairs, `minDisagreements` disagreements). Reported beside it: the weighted
+ * agreement with the cloud when each switcher offloads at its own threshold, and the offload rate that gives.
+ *
+ * @module
+ */
+
+/** One held-out pair as the gate sees it. */
+export interface GatePair {
+  /** 1 when edge and cloud disagree (hard DMD label). */
+  disagree: number;
+  /** Inverse-propensity weight. */
+  weight: number;
+}
+
+/** Gate settings. */
+export interface GateOptions {
+  /** The candidate may be this much worse in AUC and still pass. @default 0 */
+  tolerance?: number;
+  /** @default 50 */
+  minPairs?: number;
+  /** @default 10 */
+  minDisagreements?: number;
+}
+
+/** One switcher's held-out figures. */
+export interface SwitcherFigures {
+  auc: number;
+  /** Weighted fraction offloaded at its threshold. */
+  offloadRate: number;
+  /** Weighted agreement of the hybrid with the cloud at its threshold. */
+  agreement: number;
+}
+
+/** The gate's verdict. */
+export interface GateVerdict {
+  promote: boolean;
+  reason: string;
+  candidate: SwitcherFigures;
+  active: SwitcherFigures | null;
+  pairs: number;
+  disagreements: number;
+}
+
+/**
+ * Weighted ROC AUC: the weighted probability that a positive scores above a negative (ties count half).
+ *
+ * @param scores one score per pair
+ * @param labels 1 for positive
+ * @param weights one weight per pair
+ * @returns the AUC, NaN without both classes
+ */
+export function weightedAuc(scores: ArrayLike<number>, labels: ArrayLike<number>, weights: ArrayLike<number>): number {
+  const n = scores.length;
+  if (labels.length !== n || weights.length !== n) {
+    throw new RangeError(`Cannot compute AUC: ${n} scores, ${labels.length} labels, ${weights.length} weights`);
+  }
+  const idx = Array.from({ length: n }, (_, i) => i).sort((a, b) => scores[a] - scores[b]);
+  let negBelow = 0;
+  let total = 0;
+  let posW = 0;
+  let negW = 0;
+  for (let i = 0; i < n;) {
+    let j = i;
+    let pos = 0;
+    let neg = 0;
+    while (j < n && scores[idx[j]] === scores[idx[i]]) {
+      if (labels[idx[j]]) pos += weights[idx[j]];
+      else neg += weights[idx[j]];
+      j++;
+    }
+    total += pos * (negBelow + neg / 2);
+    negBelow += neg;
+    posW += pos;
+    negW += neg;
+    i = j;
+  }
+  return posW === 0 || negW === 0 ? NaN : total / (posW * negW);
+}
+
+/**
+ * A switcher's held-out figures at its threshold.
+ *
+ * @param scores its scores on the held-out pairs
+ * @param threshold offload when score >= threshold
+ * @param pairs the held-out pairs
+ * @returns AUC, offload rate and agreement, weighted
+ */
+export function switcherFigures(scores: ArrayLike<number>, threshold: number, pairs: GatePair[]): SwitcherFigures {
+  let w = 0;
+  let off = 0;
+  let agree = 0;
+  pairs.forEach((p, i) => {
+    w += p.weight;
+    const offload = scores[i] >= threshold;
+    if (offload) off += p.weight;
+    if (offload || !p.disagree) agree += p.weight;
+  });
+  return {
+    auc: weightedAuc(scores, pairs.map((p) => p.disagree), pairs.map((p) => p.weight)),
+    offloadRate: w > 0 ? off / w : NaN,
+    agreement: w > 0 ? agree / w : NaN,
+  };
+}
+
+/**
+ * Decide whether a candidate replaces the active switcher.
+ *
+ * @param pairs the held-out recent pairs
+ * @param candidate the candidate's scores and threshold on them
+ * @param active the active switcher's, or null when none is active (the candidate then passes if the set is big
+ *   enough)
+ * @param options tolerance and minimum sizes
+ * @returns the verdict with both switchers' figures and the reason
+ */
+export function gate(
+  pairs: GatePair[],
+  candidate: { scores: ArrayLike<number>; threshold: number },
+  active: { scores: ArrayLike<number>; threshold: number } | null,
+  options: GateOptions = {},
+): GateVerdict {
+  const tolerance = options.tolerance ?? 0;
+  const minPairs = options.minPairs ?? 50;
+  const minDisagreements = options.minDisagreements ?? 10;
+  const disagreements = pairs.reduce((a, p) => a + (p.disagree ? 1 : 0), 0);
+  const c = switcherFigures(candidate.scores, candidate.threshold, pairs);
+  const a = active ? switcherFigures(active.scores, active.threshold, pairs) : null;
+  const base = { candidate: c, active: a, pairs: pairs.length, disagreements };
+  if (pairs.length < minPairs) {
+    return { ...base, promote: false, reason: `too few held-out pairs: ${pairs.length} < ${minPairs}` };
+  }
+  if (disagreements < minDisagreements || disagreements === pairs.length) {
+    return {
+      ...base,
+      promote: false,
+      reason: `too few held-out disagreements to rank switchers: ${disagreements} of ${pairs.length}`,
+    };
+  }
+  if (!a || Number.isNaN(a.auc)) {
+    return { ...base, promote: true, reason: "no active switcher to compare with" };
+  }
+  const f = (v: number) => v.toFixed(4);
+  if (c.auc + tolerance >= a.auc) {
+    return { ...base, promote: true, reason: `candidate AUC ${f(c.auc)} >= active ${f(a.auc)} - ${tolerance}` };
+  }
+  return { ...base, promote: false, reason: `candidate AUC ${f(c.auc)} < active ${f(a.auc)} - ${tolerance}` };
+}
