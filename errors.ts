@@ -15,6 +15,9 @@ export type ErrorCode =
   | "NOT_FOUND"
   | "UNAUTHORIZED"
   | "OVERLOADED"
+  | "RATE_LIMITED"
+  | "INFERENCE_FAILED"
+  | "CIRCUIT_OPEN"
   | "MODEL_NOT_READY"
   | "OFFLOAD_TIMEOUT"
   | "OFFLOAD_FAILED"
@@ -28,6 +31,12 @@ const DEFAULT_STATUS: Record<ErrorCode, ContentfulStatusCode> = {
   NOT_FOUND: 404,
   UNAUTHORIZED: 401,
   OVERLOADED: 503,
+  /** Per-client rate limit (routes/rate_limit.ts), with Retry-After. */
+  RATE_LIMITED: 429,
+  /** An inference worker crashed or passed its deadline on this request; it is being replaced (workers/pool.ts). */
+  INFERENCE_FAILED: 503,
+  /** The cloud circuit is open (cloud/circuit_breaker.ts); reported as a fallback's cloudError, not as a status. */
+  CIRCUIT_OPEN: 503,
   MODEL_NOT_READY: 503,
   OFFLOAD_TIMEOUT: 504,
   OFFLOAD_FAILED: 502,

@@ -89,7 +89,15 @@ for (const target of DB_TARGETS) {
     rows.forEach((r) => log.append(r));
     await until(() => log.backlog() === 0);
     assert.deepEqual(await insertionOrder(database), rows.map((r) => r.id));
-    assert.deepEqual(log.stats(), { written: 3, failedWrites: 0, rejected: 0, backlog: 0, lastError: null });
+    assert.deepEqual(log.stats(), {
+      written: 3,
+      failedWrites: 0,
+      rejected: 0,
+      backlog: 0,
+      outbox: 0,
+      spilled: 0,
+      lastError: null,
+    });
     await log.close();
   });
 

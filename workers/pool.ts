@@ -2,8 +2,14 @@
  * The worker pool: a fixed number of inference workers behind a bounded queue, with the same signature as
  * in-process inference ({@link EdgeInference}). Inputs travel as transferred typed arrays.
  *
- * Lifecycle: spawn -> load + warm-up in every worker -> ready -> close (terminate). A worker that crashes is
- * replaced with the same models; the calls it held fail cleanly.
+ * Lifecycle: spawn -> load + warm-up in every worker -> ready -> close (terminate).
+ *
+ * Faults: a worker that crashes (an uncaught error, an out-of-memory abort) or holds one task past
+ * `taskTimeoutMs` (a hang) is terminated and replaced with the same models. The task it held fails with 503
+ * `INFERENCE_FAILED` and `Retry-After`; it is not retried, because an input that crashes or hangs a worker would
+ * take a second one down with it, and the caller can retry. Queued tasks wait for the replacement or another
+ * worker. A replacement that fails to start is tried again with backoff (up to 30 s apart) until the pool closes,
+ * so the pool never shrinks for good.
  *
  * @module
  */
@@ -34,12 +40,16 @@ export interface InferenceTimings extends EngineTimings {
 /** Pool state, for health checks and metrics. */
 export interface PoolStats {
   size: number;
+  /** Workers loaded and serving now (below `size` while a replacement starts). */
+  alive?: number;
   busy: number;
   queued: number;
   queueMax: number;
   completed: number;
   failed: number;
   restarts: number;
+  /** Tasks that failed because their worker crashed or passed its deadline. */
+  crashed?: number;
 }
 
 /** Edge inference, in a worker pool or in-process. */
@@ -61,6 +71,8 @@ export interface PoolOptions {
   queueMax: number;
   /** Module URL of the inference worker. @default workers/inference_worker.ts beside this module */
   workerUrl?: URL;
+  /** Deadline of one task in a worker, in milliseconds; past it the worker is replaced. @default 10000 */
+  taskTimeoutMs?: number;
 }
 
 interface Job {
@@ -74,6 +86,8 @@ interface Slot {
   worker: Worker;
   job: Job | null;
   startedAt: number;
+  /** Fires when the job passes its deadline. */
+  deadline: ReturnType<typeof setTimeout> | undefined;
   /** Resolvers of control messages (init, set_switcher) by id. */
   control: Map<number, { resolve: (m: WorkerResponse) => void; reject: (e: unknown) => void }>;
   alive: boolean;
@@ -99,7 +113,10 @@ export async function createWorkerPool(init: EngineInit, options: PoolOptions): 
   let current: EngineInit = init;
   let versions: EngineVersions = { edge: init.edge.spec.version, switcher: "" };
   let closed = false;
-  const counters = { completed: 0, failed: 0, restarts: 0 };
+  const taskTimeoutMs = options.taskTimeoutMs ?? 10_000;
+  const counters = { completed: 0, failed: 0, restarts: 0, crashed: 0 };
+  /** Pending restarts (a failed replacement waits before the next try). */
+  const respawnTimers = new Set<ReturnType<typeof setTimeout>>();
 
   function control(slot: Slot, msg: WorkerRequest): Promise<WorkerResponse> {
     return new Promise((resolve, reject) => {
@@ -115,6 +132,10 @@ export async function createWorkerPool(init: EngineInit, options: PoolOptions): 
       const job = queue.shift()!;
       slot.job = job;
       slot.startedAt = performance.now();
+      slot.deadline = setTimeout(
+        () => onCrash(slots.indexOf(slot), slot, `task passed its ${taskTimeoutMs} ms deadline`),
+        taskTimeoutMs,
+      );
       const items = job.items;
       slot.worker.postMessage(
         { type: "classify", id: nextId++, items } satisfies WorkerRequest,
@@ -133,6 +154,7 @@ export async function createWorkerPool(init: EngineInit, options: PoolOptions): 
     const job = slot.job;
     if (!job) return;
     slot.job = null;
+    clearTimeout(slot.deadline);
     const queueMs = slot.startedAt - job.enqueuedAt;
     if (msg.type === "result") {
       counters.completed++;
@@ -146,7 +168,7 @@ export async function createWorkerPool(init: EngineInit, options: PoolOptions): 
 
   async function spawn(index: number): Promise<void> {
     const worker = new WebWorker(workerUrl.href, { type: "module" });
-    const slot: Slot = { worker, job: null, startedAt: 0, control: new Map(), alive: false };
+    const slot: Slot = { worker, job: null, startedAt: 0, deadline: undefined, control: new Map(), alive: false };
     slots[index] = slot;
     worker.onmessage = (e: MessageEvent<WorkerResponse>) => onMessage(slot, e.data);
     worker.onerror = (e: ErrorEvent) => {
@@ -158,29 +180,55 @@ export async function createWorkerPool(init: EngineInit, options: PoolOptions): 
       worker.terminate();
       throw new AppError("MODEL_NOT_READY", `Cannot start inference worker: ${reply.message}`);
     }
+    if (closed) {
+      worker.terminate();
+      return;
+    }
     if (reply.type === "ready") versions = reply.versions;
     slot.alive = true;
     dispatch();
   }
 
   function onCrash(index: number, slot: Slot, reason: string): void {
+    if (slots[index] !== slot) return;
     if (!slot.alive && slot.job === null && slot.control.size === 0) return;
     slot.alive = false;
+    clearTimeout(slot.deadline);
     slot.worker.terminate();
-    const err = new AppError("INTERNAL", "Cannot classify: the inference worker stopped", { cause: reason });
+    const err = new AppError("INFERENCE_FAILED", "Cannot classify: the inference worker failed on this request", {
+      cause: reason,
+      headers: { "Retry-After": "1" },
+    });
     if (slot.job) {
       counters.failed++;
+      counters.crashed++;
       slot.job.reject(err);
       slot.job = null;
     }
     for (const p of slot.control.values()) p.reject(err);
     slot.control.clear();
-    console.error(JSON.stringify({ level: "error", msg: "inference worker crashed; replacing it", reason }));
+    console.error(JSON.stringify({ level: "error", msg: "inference worker failed; replacing it", reason }));
     if (closed) return;
     counters.restarts++;
-    spawn(index).catch((e) =>
-      console.error(JSON.stringify({ level: "error", msg: "inference worker restart failed", error: String(e) }))
-    );
+    respawn(index, 1);
+  }
+
+  /** Replace the worker in `index`, trying again with backoff until it starts or the pool closes. */
+  function respawn(index: number, attempt: number): void {
+    spawn(index).catch((e) => {
+      console.error(JSON.stringify({
+        level: "error",
+        msg: "inference worker restart failed; trying again",
+        attempt,
+        error: String(e),
+      }));
+      if (closed) return;
+      const t = setTimeout(() => {
+        respawnTimers.delete(t);
+        if (!closed) respawn(index, attempt + 1);
+      }, Math.min(30_000, 100 * 2 ** Math.min(attempt, 10)));
+      respawnTimers.add(t);
+    });
   }
 
   try {
@@ -232,6 +280,7 @@ export async function createWorkerPool(init: EngineInit, options: PoolOptions): 
     versions: () => versions,
     stats: () => ({
       size: options.size,
+      alive: slots.filter((s) => s?.alive).length,
       busy: slots.filter((s) => s.job).length,
       queued: queue.length,
       queueMax: options.queueMax,
@@ -239,10 +288,13 @@ export async function createWorkerPool(init: EngineInit, options: PoolOptions): 
     }),
     async close() {
       closed = true;
+      for (const t of respawnTimers) clearTimeout(t);
+      respawnTimers.clear();
       const err = new AppError("MODEL_NOT_READY", "Cannot classify: the pool is closed");
       for (const job of queue.splice(0)) job.reject(err);
       for (const s of slots) {
         s.alive = false;
+        clearTimeout(s.deadline);
         s.worker.terminate();
         s.job?.reject(err);
       }
@@ -275,7 +327,17 @@ export async function createInProcessInference(init: EngineInit): Promise<EdgeIn
     },
     setSwitcher: (s) => engine.setSwitcher(s),
     versions: () => engine.versions(),
-    stats: () => ({ size: 1, busy: 0, queued: 0, queueMax: Infinity, completed, failed: 0, restarts: 0 }),
+    stats: () => ({
+      size: 1,
+      alive: 1,
+      busy: 0,
+      queued: 0,
+      queueMax: Infinity,
+      completed,
+      failed: 0,
+      restarts: 0,
+      crashed: 0,
+    }),
     close: () => engine.release(),
   };
 }
