@@ -1,0 +1,105 @@
+/**
+ * `deno task bench:retrain`: time the retraining job on N logged pairs (default 100,000). The pairs are the
+ * default models' outputs on datasets/mocap/deploy.jsonl.gz (collected once through the worker pool and the
+ * reference cloud server), repeated with fresh ids and times to N decisions in a fresh libSQL file: half offloaded
+ * (propensity 1), half shadowed (propensity EXPLORATION_RATE). Prints read, train and total seconds.
+ *
+ *   deno task bench:retrain [--pairs 100000]
+ *
+ * @module
+ */
+import { parseArgs } from "node:util";
+import { startReferenceServer } from "../cloud/reference_server.ts";
+import { createOipClient } from "../cloud/oip_client.ts";
+import { openDatabase } from "../db/client.ts";
+import { uuidv7 } from "../db/ids.ts";
+import { insertDecisions } from "../db/queries.ts";
+import type { NewDecision } from "../db/schema.ts";
+import { collectPairs } from "../hybrid/pairs.ts";
+import { retrain } from "../hybrid/retrain.ts";
+import { loadModelSet } from "../workers/artefacts.ts";
+import { createWorkerPool } from "../workers/pool.ts";
+import { flattenFrames } from "../workers/preprocess.ts";
+import { readDataset } from "./dataset.ts";
+
+const { values: args } = parseArgs({ args: Deno.args, options: { pairs: { type: "string", default: "100000" } } });
+const n = Number(args.pairs);
+const dir = await Deno.makeTempDir();
+const models = `${dir}/models`;
+await Deno.mkdir(models);
+for await (const e of Deno.readDir("wasm-models")) {
+  if (e.isFile) await Deno.copyFile(`wasm-models/${e.name}`, `${models}/${e.name}`);
+}
+const { manifest, init } = await loadModelSet(models, { warmupRuns: 1 });
+const rows = await readDataset("datasets/mocap/deploy.jsonl.gz");
+const items = rows.map((r) => ({
+  item: {
+    ...flattenFrames(r.frames, { joints: manifest.edge.joints, channels: manifest.edge.channels, maxFrames: 1000 }),
+    fps: r.fps,
+    layout: r.layout,
+    clientId: String(r.id),
+  },
+  sourceRef: String(r.id),
+  trueLabel: null,
+}));
+const server = await startReferenceServer({
+  host: "127.0.0.1",
+  port: 0,
+  modelsDir: models,
+  modelName: "cloud",
+  runtime: "auto",
+});
+const pool = await createWorkerPool(init, { size: 2, queueMax: 1024 });
+const cloud = createOipClient({ baseUrl: server.url, modelName: "cloud", timeoutMs: 30_000 });
+const { pairs } = await collectPairs(items, {
+  inference: pool,
+  cloud,
+  edgeSpec: manifest.edge,
+  cloudSpec: manifest.cloud,
+  batchSize: 64,
+  cloudTimeoutMs: 30_000,
+});
+await pool.close();
+await server.shutdown();
+
+const database = await openDatabase(`file:${dir}/decisions.db`, {});
+const t0 = Date.now() - 86_400_000;
+const batch: NewDecision[] = [];
+let written = 0;
+const tWrite = performance.now();
+for (let i = 0; i < n; i++) {
+  const p = pairs[i % pairs.length].record;
+  const shadow = i % 2 === 1;
+  batch.push(
+    {
+      ...p,
+      id: uuidv7(),
+      createdAt: t0 + Math.floor((i / n) * 86_400_000),
+      shadow,
+      offloadProbability: shadow ? 0.05 : 1,
+      route: shadow ? "edge" : "cloud",
+    } as NewDecision,
+  );
+  if (batch.length === 1000) {
+    await insertDecisions(database.db, batch.splice(0));
+    written += 1000;
+  }
+}
+if (batch.length) await insertDecisions(database.db, batch.splice(0));
+const writeSeconds = (performance.now() - tWrite) / 1000;
+const report = await retrain({
+  db: database.db,
+  modelsDir: models,
+  manifest,
+  dryRun: true,
+  onStep: (s) => console.error(s),
+});
+console.log(`\n| logged pairs | seeding (s) | read (s) | train + calibrate (s) | total retrain (s) | outcome |`);
+console.log(`|---|---|---|---|---|---|`);
+console.log(
+  `| ${report.counts.pairs} | ${writeSeconds.toFixed(1)} | ${report.seconds.read.toFixed(1)} | ${
+    report.seconds.train.toFixed(1)
+  } | ${report.seconds.total.toFixed(1)} | ${report.outcome} (${report.reason}) |`,
+);
+database.close();
+await Deno.remove(dir, { recursive: true });
