@@ -327,49 +327,54 @@ export function createDecisionLog(db: Db, options: DecisionLogOptions): Decision
 
   /** The writer loop: runs until the queue is empty (rows appended meanwhile included) or a write fails. */
   async function drain(): Promise<void> {
-    while (queue.length > 0) {
-      if (outbox && (dbDown || outbox.size() > 0)) {
-        // After rows already in the outbox, in order.
-        const rows = queue.slice();
-        try {
-          await outbox.append(rows);
-        } catch (err) {
-          throw writeFailed(err, "decision outbox append failed; keeping the rows in memory and retrying");
-        }
-        failures = 0;
-        counters.spilled += rows.length;
-        settle(rows.length, "outbox");
-        startReplay();
-        continue;
-      }
-      const batch = queue.slice(0, options.batchSize);
-      try {
-        await bounded(writeRows(batch));
-        failures = 0;
-        settle(batch.length, "database");
-      } catch (err) {
-        if (outbox) {
-          counters.failedWrites++;
-          counters.lastError = describe(err);
-          console.error(JSON.stringify({
-            level: "error",
-            msg: "decision log write failed; moving the rows to the outbox",
-            backlog: queue.length,
-            error: counters.lastError,
-          }));
-          dbDown = true;
+    try {
+      while (queue.length > 0) {
+        if (outbox && (dbDown || outbox.size() > 0)) {
+          // After rows already in the outbox, in order.
+          const rows = queue.slice();
+          try {
+            await outbox.append(rows);
+          } catch (err) {
+            throw writeFailed(err, "decision outbox append failed; keeping the rows in memory and retrying");
+          }
+          failures = 0;
+          counters.spilled += rows.length;
+          settle(rows.length, "outbox");
+          startReplay();
           continue;
         }
-        throw writeFailed(err, "decision log write failed; keeping the rows and retrying");
+        const batch = queue.slice(0, options.batchSize);
+        try {
+          await bounded(writeRows(batch));
+          failures = 0;
+          settle(batch.length, "database");
+        } catch (err) {
+          if (outbox) {
+            counters.failedWrites++;
+            counters.lastError = describe(err);
+            console.error(JSON.stringify({
+              level: "error",
+              msg: "decision log write failed; moving the rows to the outbox",
+              backlog: queue.length,
+              error: counters.lastError,
+            }));
+            dbDown = true;
+            continue;
+          }
+          throw writeFailed(err, "decision log write failed; keeping the rows and retrying");
+        }
       }
+    } finally {
+      // No await between the loop's last check and here: an append cannot join a loop that has ended.
+      loop = null;
     }
   }
 
   /** Start the writer loop, or join the running one. */
   function kick(): Promise<void> {
-    loop ??= drain().finally(() => {
-      loop = null;
-    });
+    if (loop) return loop;
+    if (queue.length === 0) return Promise.resolve();
+    loop = drain();
     return loop;
   }
 
@@ -401,9 +406,9 @@ export function createDecisionLog(db: Db, options: DecisionLogOptions): Decision
         }
       }
       if (outbox.size() === 0) dbDown = false;
-    })().finally(() => {
+      // In the same step as the loop's last check: a spill after it starts a new loop.
       replaying = null;
-    });
+    })();
   }
 
   async function flush(): Promise<void> {

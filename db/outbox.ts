@@ -15,12 +15,13 @@
  * another process holds it.
  *
  * Format: `<dir>/<12-digit sequence>.jsonl`, one decision per line as JSON; Float32Array columns are written as
- * `{"f32":[...]}` (every float32 is exactly representable as a JSON number, so values read back bit for bit).
+ * `{"f32":"<base64 of the little-endian bytes>"}`, so they read back bit for bit.
  *
  * Lifecycle: open (lock, adopt segments left by an earlier process) -> append / replay ... -> close (unlock).
  *
  * @module
  */
+import { Buffer } from "node:buffer";
 import { join } from "node:path";
 import { AppError } from "../errors.ts";
 import type { DecisionRecord } from "./schema.ts";
@@ -79,16 +80,31 @@ interface Segment {
 const SEGMENT = /^(\d{12})\.jsonl$/;
 const encoder = new TextEncoder();
 
+/** Float32Array columns as base64 of their little-endian bytes: bit-exact, -0 and NaN payloads included. */
+function f32ToBase64(v: Float32Array): string {
+  const bytes = new Uint8Array(v.length * 4);
+  const view = new DataView(bytes.buffer);
+  v.forEach((x, k) => view.setFloat32(k * 4, x, true));
+  return Buffer.from(bytes).toString("base64");
+}
+
+function f32FromBase64(text: string): Float32Array {
+  const bytes = Buffer.from(text, "base64");
+  if (bytes.length % 4 !== 0) throw new RangeError("Cannot read a float32 column: byte count not a multiple of 4");
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  return Float32Array.from({ length: bytes.length / 4 }, (_, k) => view.getFloat32(k * 4, true));
+}
+
 function encodeRow(row: DecisionRecord): string {
-  return JSON.stringify(row, (_, v) => (v instanceof Float32Array ? { f32: Array.from(v) } : v));
+  return JSON.stringify(row, (_, v) => (v instanceof Float32Array ? { f32: f32ToBase64(v) } : v));
 }
 
 function decodeRow(line: string): DecisionRecord {
   return JSON.parse(
     line,
     (_, v) =>
-      v && typeof v === "object" && !Array.isArray(v) && Array.isArray(v.f32) && Object.keys(v).length === 1
-        ? Float32Array.from(v.f32)
+      v && typeof v === "object" && !Array.isArray(v) && typeof v.f32 === "string" && Object.keys(v).length === 1
+        ? f32FromBase64(v.f32)
         : v,
   );
 }
@@ -251,10 +267,6 @@ export async function openOutbox(dir: string, options: OutboxOptions = {}): Prom
     }
   }
 
-  async function flushGroups(): Promise<void> {
-    while (group.length > 0) await commit();
-  }
-
   async function readSegment(segment: Segment): Promise<DecisionRecord[]> {
     const { rows } = parseSegment(await Deno.readTextFile(segment.path));
     if (rows.length !== segment.rows) {
@@ -304,15 +316,23 @@ export async function openOutbox(dir: string, options: OutboxOptions = {}): Prom
         flushing ??= (async () => {
           // Let appends made in the same tick join this group.
           await Promise.resolve();
-          await flushGroups();
-        })().finally(() => (flushing = null));
+          while (group.length > 0) await commit();
+          // Cleared in the same step as the last check, so that no append can join a loop that has ended.
+          flushing = null;
+        })();
       });
     },
     replay(write, replayOptions) {
       if (!Number.isInteger(replayOptions.batchSize) || replayOptions.batchSize < 1) {
         throw new RangeError("Cannot replay the outbox: batchSize must be a positive integer");
       }
-      replaying ??= replayAll(write, replayOptions.batchSize).finally(() => (replaying = null));
+      replaying ??= (async () => {
+        try {
+          return await replayAll(write, replayOptions.batchSize);
+        } finally {
+          replaying = null;
+        }
+      })();
       return replaying;
     },
     async rows() {
