@@ -1,0 +1,1 @@
+CREATE INDEX `decisions_analytics` ON `decisions` (`created_at`,`edge_location`,`switcher_version`,`route`,`route_reason`,`forced`,`shadow`,`edge_label`,`cloud_label`,`label`,`cloud_error`,`queue_ms`,`edge_ms`,`cloud_ms`,`total_ms`,`switcher_score`,`switcher_threshold`);
