@@ -27,6 +27,13 @@ import { classifyRoutes } from "./routes/classify.ts";
 import { decisionRoutes, type DecisionsDeps } from "./routes/decisions.ts";
 import { type HealthDeps, healthRoutes } from "./routes/health.ts";
 import { modelRoutes } from "./routes/models.ts";
+import type { Db } from "./db/client.ts";
+import { observeRequests } from "./observability/http.ts";
+import { createLogger, type Logger } from "./observability/logger.ts";
+import { createServiceMetrics, observeSink, type ServiceMetrics } from "./observability/metrics.ts";
+import { dashboardRoutes } from "./routes/dashboard.ts";
+import { metricsRoutes } from "./routes/metrics.ts";
+import { statsRoutes } from "./routes/stats.ts";
 import { rateLimit, type RateLimitOptions } from "./routes/rate_limit.ts";
 import { createOffloadBudget } from "./switcher/decide.ts";
 import { featureNames } from "./switcher/features.ts";
@@ -36,6 +43,17 @@ import { createWorkerPool, type EdgeInference } from "./workers/pool.ts";
 
 /** Sibling modules are `.ts` in the source tree and `.js` in the `dist/` bundle (`deno task build`). */
 const MODULE_EXT = import.meta.url.endsWith(".js") ? "js" : "ts";
+
+/** Metrics, structured logs and analytics (issue 6). */
+export interface ObservabilityDeps {
+  metrics: ServiceMetrics;
+  logger: Logger;
+  /** Guards `/v1/stats` always, and `/metrics` when set. */
+  adminToken: string | undefined;
+  /** The decision database, for `/v1/stats`; absent: no `/v1/stats`. */
+  db?: Db;
+  edgeLocation: string;
+}
 
 /** What {@link createApp} needs: built by {@link startService}, or by tests with fakes. */
 export interface AppDeps {
@@ -48,6 +66,8 @@ export interface AppDeps {
   decisions: DecisionsDeps;
   health: HealthDeps;
   newId: () => string;
+  /** Metrics, logs and `/v1/stats`; absent in tests that do not need them (metrics from `inference`, no logs). */
+  observability?: ObservabilityDeps;
   /** Per-client rate limit on `/v1/*`, when the operator configures one (routes/rate_limit.ts). */
   rateLimit?: RateLimitOptions;
   /** The learning loop's admin endpoints under `/admin` (token-guarded); absent in tests that do not need them. */
@@ -65,6 +85,18 @@ export interface AppDeps {
 export function createApp(deps: AppDeps): OpenAPIHono {
   const app = new OpenAPIHono();
   app.use(requestId({ headerName: "X-Request-Id" }));
+  const obs: ObservabilityDeps = deps.observability ?? {
+    metrics: createServiceMetrics({
+      pool: () => deps.inference.stats(),
+      versions: () => ({ ...deps.inference.versions(), cloud: deps.manifest.cloud.version }),
+      threshold: deps.threshold,
+      edgeLocation: "local",
+    }),
+    logger: createLogger({ level: "silent" }),
+    adminToken: undefined,
+    edgeLocation: "local",
+  };
+  app.use(observeRequests(obs));
   app.use(secureHeaders());
   // Before the body is read: a client over its rate costs no parsing.
   if (deps.rateLimit) app.use("/v1/*", rateLimit(deps.rateLimit));
@@ -111,6 +143,20 @@ export function createApp(deps: AppDeps): OpenAPIHono {
     }),
   );
   app.route("/", healthRoutes(deps.health));
+  if (obs.db) {
+    app.route(
+      "/v1/stats",
+      statsRoutes({
+        db: obs.db,
+        adminToken: obs.adminToken,
+        versions: () => ({ ...deps.inference.versions(), cloud: deps.manifest.cloud.version }),
+        threshold: deps.threshold,
+        edgeLocation: obs.edgeLocation,
+      }),
+    );
+  }
+  app.route("/metrics", metricsRoutes({ metrics: obs.metrics, adminToken: obs.adminToken }));
+  app.route("/dashboard", dashboardRoutes());
   if (deps.admin) app.route("/admin", adminRoutes(deps.admin));
   app.doc31("/openapi.json", {
     openapi: "3.1.0",
@@ -275,10 +321,24 @@ export async function startService(config: Readonly<Config>): Promise<Service> {
   const threshold = () => config.switcherThreshold ?? sync.current()?.threshold ?? 0.5;
   const shadowBudget = createOffloadBudget({ ratePerS: config.shadowBudgetPerS });
 
+  const observability: ObservabilityDeps = {
+    metrics: createServiceMetrics({
+      pool: () => pool.stats(),
+      log: () => log.stats(),
+      versions: () => ({ ...pool.versions(), cloud: manifest.cloud.version }),
+      threshold: () => threshold(),
+      edgeLocation: config.edgeLocation,
+    }),
+    logger: createLogger({ level: config.logLevel }),
+    adminToken: config.adminToken,
+    db: database.db,
+    edgeLocation: config.edgeLocation,
+  };
+
   const classifier = createHybridClassifier({
     inference: pool,
     cloud: withCircuitBreaker(cloud, breaker),
-    log,
+    log: observeSink(log, observability.metrics),
     edgeSpec: manifest.edge,
     cloudSpec: manifest.cloud,
     threshold,
@@ -328,6 +388,7 @@ export async function startService(config: Readonly<Config>): Promise<Service> {
       logBacklog: () => log.backlog(),
     },
     newId: uuidv7,
+    observability,
     rateLimit: config.rateLimitPerS > 0
       ? { ratePerS: config.rateLimitPerS, burst: config.rateLimitBurst, key: config.rateLimitKey }
       : undefined,
