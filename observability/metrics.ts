@@ -28,8 +28,10 @@ export interface ServiceVersions {
 export interface MetricsSources {
   /** The worker pool's state. */
   pool(): PoolStats;
-  /** The decision log's counters; absent when the app has no log (tests). */
-  log?: () => DecisionLogStats;
+  /** The decision log's counters (`outbox` and `spilled` when it has an outbox); absent when there is no log. */
+  log?: () =>
+    & Pick<DecisionLogStats, "written" | "failedWrites" | "rejected" | "backlog">
+    & Partial<Pick<DecisionLogStats, "outbox" | "spilled">>;
   /** The versions in service. */
   versions(): ServiceVersions;
   /** The switcher threshold in force. */
@@ -187,6 +189,20 @@ export function createServiceMetrics(sources: MetricsSources): ServiceMetrics {
     "Decision log writes that failed (each is retried)",
     () => sources.log?.().failedWrites,
   );
+  new Gauge({
+    name: "dmd_decision_log_outbox",
+    help: "Decisions waiting in the on-disk outbox for the database to come back",
+    registers: [registry],
+    collect() {
+      this.set(sources.log?.().outbox ?? 0);
+    },
+  });
+  mirroredCounter(
+    registry,
+    "dmd_decision_log_spilled_total",
+    "Decisions moved to the outbox because the database could not take them",
+    () => sources.log?.().spilled,
+  );
   mirroredCounter(
     registry,
     "dmd_decision_log_rejected_total",
@@ -268,16 +284,17 @@ export function createServiceMetrics(sources: MetricsSources): ServiceMetrics {
  *
  * @param sink the sink (the decision log)
  * @param metrics the metrics
- * @returns a sink with the same `append`
+ * @returns a sink whose `append` returns what the sink's returns (a durable log's promise included)
  */
-export function observeSink(
-  sink: { append(record: DecisionRecord): void },
+export function observeSink<R>(
+  sink: { append(record: DecisionRecord): R },
   metrics: Pick<ServiceMetrics, "observeDecision">,
-): { append(record: DecisionRecord): void } {
+): { append(record: DecisionRecord): R } {
   return {
     append(record) {
-      sink.append(record);
+      const out = sink.append(record);
       metrics.observeDecision(record);
+      return out;
     },
   };
 }

@@ -161,7 +161,7 @@ const route = createRoute({
   description: "Offload, shadow and agreement rates over time, latency percentiles per route and stage, cloud " +
     "calls and milliseconds saved against cloud-only, fallback causes, labels over time, per switcher version and " +
     "edge location, recent decisions. Requires `Authorization: Bearer <ADMIN_TOKEN>`.",
-  security: [{ bearerAuth: [] }],
+  security: [{ bearer: [] }],
   request: { query: QuerySchema },
   responses: {
     200: { content: { "application/json": { schema: StatsSchema } }, description: "The report" },
@@ -212,6 +212,8 @@ export function statsRoutes(deps: StatsDeps): OpenAPIHono {
     return result;
   }
 
+  // The scheme the admin routes name too (`bearer`): `Authorization: Bearer <ADMIN_TOKEN>`.
+  app.openAPIRegistry.registerComponent("securitySchemes", "bearer", { type: "http", scheme: "bearer" });
   app.use("*", requireAdmin(deps.adminToken));
   app.openapi(route, async (c) => {
     const raw = c.req.valid("query");
