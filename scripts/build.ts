@@ -14,6 +14,7 @@
  *
  * @module
  */
+import { builtinModules } from "node:module";
 import * as esbuild from "esbuild";
 import { parseArgs } from "node:util";
 
@@ -96,7 +97,9 @@ const common: esbuild.BuildOptions = {
   target: "es2022",
   mainFields: ["module", "main"],
   conditions: ["deno", "import", "default"],
-  external: [...NATIVE, "node:*"],
+  // Node built-ins stay external, with or without the `node:` prefix (CommonJS packages such as prom-client
+  // require("cluster")); the banner's require() resolves them at run time.
+  external: [...NATIVE, "node:*", ...builtinModules],
   sourcemap: "linked",
   minify: false,
   logLevel: "warning",
