@@ -207,8 +207,11 @@ export function statsRoutes(deps: StatsDeps): OpenAPIHono {
       generatedAt,
       queryMs: Math.round((performance.now() - t) * 100) / 100,
     }));
-    cache.set(key, { expiresAt: t + STATS_CACHE_MS, result });
-    result.catch(() => cache.delete(key));
+    // Shared while it runs, then reused for STATS_CACHE_MS after it is done (a report slower than that is not
+    // recomputed by every caller that arrives meanwhile).
+    const entry = { expiresAt: Infinity, result };
+    cache.set(key, entry);
+    result.then(() => (entry.expiresAt = performance.now() + STATS_CACHE_MS), () => cache.delete(key));
     return result;
   }
 
