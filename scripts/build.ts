@@ -131,6 +131,8 @@ for await (const e of Deno.readDir(`${out}/wasm-models`)) {
   if (e.name.endsWith(".ts")) await Deno.remove(`${out}/wasm-models/${e.name}`);
 }
 await copyDir(`${root}db/migrations`, `${out}/db/migrations`);
+// The dashboard page and its vendored chart library, served by GET /dashboard.
+await copyDir(`${root}dashboard`, `${out}/dashboard`);
 const seen = new Set<string>();
 for (const name of NATIVE) await vendor(name, seen);
 await Deno.writeTextFile(

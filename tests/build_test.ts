@@ -58,6 +58,10 @@ Deno.test({
         assert.equal(res.status, 200, JSON.stringify(answer));
         assert.ok(["edge", "cloud"].includes(answer.route));
         assert.equal(typeof answer.label, "string");
+        const page = await fetch(`${url}/dashboard`);
+        assert.equal(page.status, 200);
+        assert.match(page.headers.get("content-type") ?? "", /^text\/html/);
+        assert.match(await page.text(), /<html/i);
       } finally {
         child.kill("SIGTERM");
         await child.status;
