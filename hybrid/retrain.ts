@@ -58,6 +58,8 @@ export interface RetrainOptions {
   featureSets?: readonly FeatureSet[];
   /** Weight pairs by inverse propensity (false: every pair weighs 1, as if offloads were a random sample). */
   ipw?: boolean;
+  /** Learn from shadow pairs too (false: offloaded pairs only, as a loop without exploration would). @default true */
+  includeShadow?: boolean;
   propensityClip?: number;
   seed?: number;
   epochs?: number;
@@ -84,10 +86,19 @@ export interface RetrainReport {
   verdict: GateVerdict | null;
   drift: DriftReport | null;
   seconds: { read: number; train: number; total: number };
+  /** The candidate's ONNX bytes (absent when skipped). */
+  candidate?: Uint8Array;
 }
 
-/** Score features with a stored switcher's ONNX in onnxruntime-web (the runtime the workers use). */
-async function scoreWithOnnx(bytes: Uint8Array, rows: Float32Array[], f: number): Promise<Float32Array> {
+/**
+ * Score features with a switcher's ONNX in onnxruntime-web (the runtime the workers use).
+ *
+ * @param bytes the ONNX model
+ * @param rows one full feature vector per row
+ * @param f the feature count
+ * @returns one score per row
+ */
+export async function scoreWithOnnx(bytes: Uint8Array, rows: Float32Array[], f: number): Promise<Float32Array> {
   ort.env.wasm.numThreads = 1;
   ort.env.wasm.wasmBinary ??= await readRuntimeBinary();
   const session = await ort.InferenceSession.create(bytes);
@@ -140,7 +151,10 @@ export async function retrain(options: RetrainOptions): Promise<RetrainReport> {
   step(`reading pairs of ${edge.version} since ${new Date(fromMs).toISOString()}`);
   let rows = await listLoggedPairs(db, { sinceMs: fromMs, edgeModelVersion: edge.version });
   if (rows.length > (options.maxPairs ?? 200_000)) rows = rows.slice(rows.length - (options.maxPairs ?? 200_000));
-  rows = rows.filter((r) => r.createdAt <= now && r.cloudProbs && dmdLabel(r.edgeProbs, r.cloudProbs));
+  rows = rows.filter((r) =>
+    r.createdAt <= now && r.cloudProbs && dmdLabel(r.edgeProbs, r.cloudProbs) &&
+    (options.includeShadow !== false || !r.shadow)
+  );
   const recent = await listDecisions(db, {
     sinceMs: Math.max(fromMs, activeSince),
     untilMs: now + 1,
@@ -280,6 +294,7 @@ export async function retrain(options: RetrainOptions): Promise<RetrainReport> {
     offloadRate,
     verdict,
     counts,
+    candidate: bytes,
   };
   const seconds = () => ({ read: readSeconds, train: trainSeconds, total: (performance.now() - t0) / 1000 });
   if (options.dryRun) {

@@ -89,6 +89,21 @@ Deno.test({
       assert.equal(first.outcome, "promoted", first.reason);
       assert.equal(first.counts.shadow, shadow.length);
       assert.equal((await readManifest(models)).switcher?.version, "switcher-v1");
+      // Without exploration's pairs (a loop that learns from offloads alone): only offloaded pairs, nothing stored.
+      const offloadsOnly = await retrain({
+        db: database.db,
+        modelsDir: models,
+        manifest,
+        minNewPairs: 0,
+        gate: gateSmall,
+        includeShadow: false,
+        dryRun: true,
+        epochs: 5,
+      });
+      assert.equal(offloadsOnly.counts.shadow, 0);
+      assert.equal(offloadsOnly.counts.offloaded, first.counts.offloaded);
+      assert.ok(offloadsOnly.candidate instanceof Uint8Array && offloadsOnly.candidate.length > 0);
+      assert.equal((await readManifest(models)).switcher?.version, "switcher-v1");
 
       // Served without a restart while requests keep succeeding.
       const during = Array.from({ length: 30 }, classify);
