@@ -372,8 +372,7 @@ try {
         }),
         at(0.55, "database write-locked by another process", async () => {
           const holder = createClient({ url: `file:${dbPath}` });
-          const tx = await holder.transaction("write");
-          await tx.execute("SELECT 1");
+          const tx = await holder.transaction("write"); // BEGIN IMMEDIATE: holds the write lock
           lock = {
             async release() {
               await tx.rollback();

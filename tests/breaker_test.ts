@@ -250,3 +250,36 @@ Deno.test("guarded client: a caller's cancellation and a wrong shape from this a
   await assert.rejects(client.infer(FRAMES, SHAPE, { signal: controller.signal }));
   assert.equal(breaker.state(), "closed");
 });
+
+Deno.test("classifier behind the breaker: once open, offloads answer the edge label at once, flagged CIRCUIT_OPEN", async () => {
+  const { testApp, fakeCloud } = await import("./reliability_app.ts");
+  const clock = fakeClock();
+  const breaker = createCircuitBreaker({ failureThreshold: 2, openMs: 1000, now: clock.now });
+  let down = true;
+  const cloud = fakeCloud(
+    () => (down ? new AppError("OFFLOAD_FAILED", "Cannot offload: the cloud answered 503") : null),
+  );
+  const { app, rows } = testApp({ score: 0.9, cloud, breaker });
+  const post = async () =>
+    await (await app.request("/v1/classify", {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ layout: "tiny", fps: 10, frames: [[[0, 0, 1], [0, 0, 1]]] }),
+    })).json();
+  for (let i = 0; i < 2; i++) assert.equal((await post()).cloudError.code, "OFFLOAD_FAILED");
+  for (let i = 0; i < 5; i++) {
+    const a = await post();
+    assert.equal(a.route, "edge_fallback");
+    assert.equal(a.degraded, true);
+    assert.equal(a.label, a.edge.label);
+    assert.equal(a.cloudError.code, "CIRCUIT_OPEN");
+  }
+  assert.equal(cloud.calls, 2, "no call while open");
+  assert.deepEqual(rows.slice(2).map((r) => [r.route, r.cloudError]), Array(5).fill(["edge_fallback", "CIRCUIT_OPEN"]));
+  down = false;
+  clock.advance(1000);
+  const probe = await post();
+  assert.equal(probe.route, "cloud");
+  assert.equal(breaker.state(), "closed");
+  assert.equal(cloud.calls, 3);
+});

@@ -36,8 +36,7 @@ Deno.test({
       const directly = answered.length;
       // Another writer takes the database's write lock: the service's writes fail, rows go to the outbox.
       const holder = createClient({ url: dbUrl });
-      const tx = await holder.transaction("write");
-      await tx.execute("SELECT 1");
+      const tx = await holder.transaction("write"); // BEGIN IMMEDIATE: holds the write lock
       await new Promise((r) => setTimeout(r, 900));
       svc.child.kill("SIGKILL");
       stop = true;
