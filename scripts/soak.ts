@@ -371,11 +371,17 @@ try {
           cloud = await startCloud(cloudPort);
         }),
         at(0.55, "database write-locked by another process", async () => {
-          const holder = createClient({ url: `file:${dbPath}` });
-          const tx = await holder.transaction("write"); // BEGIN IMMEDIATE: holds the write lock
+          // BEGIN IMMEDIATE takes the write lock; the service writes all the time, so try until it is free.
+          const holder = createClient({ url: `file:${dbPath}`, timeout: 20 });
+          let tx: Awaited<ReturnType<typeof holder.transaction>> | null = null;
+          for (let i = 0; i < 200 && !tx; i++) {
+            tx = await holder.transaction("write").catch(() => null);
+            if (!tx) await new Promise((r) => setTimeout(r, 5));
+          }
+          if (!tx) throw new Error("the write lock stayed busy");
           lock = {
             async release() {
-              await tx.rollback();
+              await tx!.rollback();
               holder.close();
             },
           };
@@ -465,5 +471,10 @@ console.log(
     `service exit ${exit.code}, peak RSS ${summary.service.peakRssMiB} MiB (VmHWM); LOG_DURABLE=${args.durable}`,
 );
 if (args.json) Deno.writeTextFileSync(args.json, JSON.stringify(summary, null, 2));
-await Deno.remove(dir, { recursive: true });
+if (summary.decisions.lost === 0 && exit.code === 0) await Deno.remove(dir, { recursive: true });
+else {
+  // Keep the evidence: the database, the outbox and the service's output.
+  Deno.writeTextFileSync(`${dir}/service.log`, service.output());
+  console.log(`kept ${dir} (database, outbox, service.log) for inspection`);
+}
 Deno.exit(summary.decisions.lost === 0 && exit.code === 0 ? 0 : 1);

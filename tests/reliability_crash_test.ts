@@ -35,8 +35,14 @@ Deno.test({
       await new Promise((r) => setTimeout(r, 700));
       const directly = answered.length;
       // Another writer takes the database's write lock: the service's writes fail, rows go to the outbox.
-      const holder = createClient({ url: dbUrl });
-      const tx = await holder.transaction("write"); // BEGIN IMMEDIATE: holds the write lock
+      // BEGIN IMMEDIATE holds the write lock; the service writes all the time, so try until it is free.
+      const holder = createClient({ url: dbUrl, timeout: 20 });
+      let tx: Awaited<ReturnType<typeof holder.transaction>> | null = null;
+      for (let i = 0; i < 300 && !tx; i++) {
+        tx = await holder.transaction("write").catch(() => null);
+        if (!tx) await new Promise((r) => setTimeout(r, 5));
+      }
+      assert.ok(tx, "the test could not take the write lock");
       await new Promise((r) => setTimeout(r, 900));
       svc.child.kill("SIGKILL");
       stop = true;
