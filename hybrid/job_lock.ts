@@ -66,3 +66,20 @@ export async function acquireJobLock(path: string, options: { staleMs?: number }
   }
   throw new LockBusyError({}, path);
 }
+
+/**
+ * For command-line jobs: take the lock, or say who holds it and exit with `exitCode`.
+ *
+ * @param path the lock file
+ * @param exitCode the process's exit status when busy (default 3)
+ * @returns the lock
+ */
+export async function acquireJobLockOrExit(path: string, exitCode = 3): Promise<JobLock> {
+  try {
+    return await acquireJobLock(path);
+  } catch (err) {
+    if (!(err instanceof LockBusyError)) throw err;
+    console.error(err.message);
+    Deno.exit(exitCode);
+  }
+}

@@ -9,58 +9,21 @@
  * @module
  */
 import { parseArgs } from "node:util";
-import { startReferenceServer } from "../cloud/reference_server.ts";
-import { createOipClient } from "../cloud/oip_client.ts";
 import { openDatabase } from "../db/client.ts";
 import { uuidv7 } from "../db/ids.ts";
 import { insertDecisions } from "../db/queries.ts";
 import type { NewDecision } from "../db/schema.ts";
-import { collectPairs } from "../hybrid/pairs.ts";
 import { retrain } from "../hybrid/retrain.ts";
 import { loadModelSet } from "../workers/artefacts.ts";
-import { createWorkerPool } from "../workers/pool.ts";
-import { flattenFrames } from "../workers/preprocess.ts";
-import { readDataset } from "./dataset.ts";
+import { copyModelSet, datasetPairs } from "./dataset_pairs.ts";
 
 const { values: args } = parseArgs({ args: Deno.args, options: { pairs: { type: "string", default: "100000" } } });
 const n = Number(args.pairs);
 const dir = await Deno.makeTempDir();
 const models = `${dir}/models`;
-await Deno.mkdir(models);
-for await (const e of Deno.readDir("wasm-models")) {
-  if (e.isFile) await Deno.copyFile(`wasm-models/${e.name}`, `${models}/${e.name}`);
-}
+await copyModelSet("wasm-models", models);
 const { manifest, init } = await loadModelSet(models, { warmupRuns: 1 });
-const rows = await readDataset("datasets/mocap/deploy.jsonl.gz");
-const items = rows.map((r) => ({
-  item: {
-    ...flattenFrames(r.frames, { joints: manifest.edge.joints, channels: manifest.edge.channels, maxFrames: 1000 }),
-    fps: r.fps,
-    layout: r.layout,
-    clientId: String(r.id),
-  },
-  sourceRef: String(r.id),
-  trueLabel: null,
-}));
-const server = await startReferenceServer({
-  host: "127.0.0.1",
-  port: 0,
-  modelsDir: models,
-  modelName: "cloud",
-  runtime: "auto",
-});
-const pool = await createWorkerPool(init, { size: 2, queueMax: 1024 });
-const cloud = createOipClient({ baseUrl: server.url, modelName: "cloud", timeoutMs: 30_000 });
-const { pairs } = await collectPairs(items, {
-  inference: pool,
-  cloud,
-  edgeSpec: manifest.edge,
-  cloudSpec: manifest.cloud,
-  batchSize: 64,
-  cloudTimeoutMs: 30_000,
-});
-await pool.close();
-await server.shutdown();
+const pairs = await datasetPairs("datasets/mocap/deploy.jsonl.gz", { modelsDir: models, manifest, init });
 
 const database = await openDatabase(`file:${dir}/decisions.db`, {});
 const t0 = Date.now() - 86_400_000;

@@ -22,7 +22,7 @@
 import { parseArgs } from "node:util";
 import { loadConfig } from "../config.ts";
 import { openDatabase } from "../db/client.ts";
-import { acquireJobLock, LockBusyError } from "../hybrid/job_lock.ts";
+import { acquireJobLockOrExit } from "../hybrid/job_lock.ts";
 import { retrain, type RetrainReport } from "../hybrid/retrain.ts";
 import { FEATURE_SETS, type FeatureSet } from "../switcher/features.ts";
 import { readManifest } from "../workers/artefacts.ts";
@@ -71,16 +71,7 @@ const seed = num("seed", args.seed, 0, 2 ** 31)!;
 
 const config = loadConfig();
 const modelsDir = args.models ?? config.modelsDir;
-let lock;
-try {
-  lock = await acquireJobLock(`${modelsDir}/.retrain.lock`);
-} catch (err) {
-  if (err instanceof LockBusyError) {
-    console.error(err.message);
-    Deno.exit(3);
-  }
-  throw err;
-}
+const lock = await acquireJobLockOrExit(`${modelsDir}/.retrain.lock`);
 
 let report: RetrainReport;
 const database = await openDatabase(config.databaseUrl, { authToken: config.databaseAuthToken });

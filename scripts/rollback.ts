@@ -14,23 +14,14 @@ import { loadConfig } from "../config.ts";
 import { openDatabase } from "../db/client.ts";
 import { getSwitcherVersion, rollbackSwitcherVersion } from "../db/queries.ts";
 import { AppError } from "../errors.ts";
-import { acquireJobLock, LockBusyError } from "../hybrid/job_lock.ts";
+import { acquireJobLockOrExit } from "../hybrid/job_lock.ts";
 import type { SwitcherSpec } from "../wasm-models/manifest.ts";
 import { activateSwitcher, storeSwitcherArtefact } from "../workers/artefacts.ts";
 
 const { values: args } = parseArgs({ args: Deno.args, options: { models: { type: "string" } } });
 const config = loadConfig();
 const modelsDir = args.models ?? config.modelsDir;
-let lock;
-try {
-  lock = await acquireJobLock(`${modelsDir}/.retrain.lock`);
-} catch (err) {
-  if (err instanceof LockBusyError) {
-    console.error(err.message);
-    Deno.exit(3);
-  }
-  throw err;
-}
+const lock = await acquireJobLockOrExit(`${modelsDir}/.retrain.lock`);
 const database = await openDatabase(config.databaseUrl, { authToken: config.databaseAuthToken });
 let code = 0;
 try {

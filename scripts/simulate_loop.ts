@@ -19,21 +19,17 @@
  * @module
  */
 import { parseArgs } from "node:util";
-import { createOipClient } from "../cloud/oip_client.ts";
-import { startReferenceServer } from "../cloud/reference_server.ts";
 import { loadConfig } from "../config.ts";
 import { openDatabase } from "../db/client.ts";
 import { listDecisions } from "../db/queries.ts";
-import { collectPairs } from "../hybrid/pairs.ts";
 import { retrain, scoreWithOnnx } from "../hybrid/retrain.ts";
 import { startService } from "../main.ts";
 import { evaluatePolicies, type Policy } from "../switcher/evaluation.ts";
 import { probabilityStats } from "../switcher/features.ts";
 import { rocAuc } from "../switcher/metrics.ts";
 import { loadModelSet, readManifest } from "../workers/artefacts.ts";
-import { createWorkerPool } from "../workers/pool.ts";
-import { flattenFrames } from "../workers/preprocess.ts";
 import { readDataset } from "./dataset.ts";
+import { copyModelSet, datasetPairs } from "./dataset_pairs.ts";
 import { progressBar } from "./progress.ts";
 
 const { values: args } = parseArgs({
@@ -58,10 +54,7 @@ if (!(exploration > 0 && exploration <= 1) || !(seeds >= 1) || !(concurrency >= 
 
 const dir = await Deno.makeTempDir({ prefix: "dmd_simulate_" });
 const models = `${dir}/models`;
-await Deno.mkdir(models);
-for await (const e of Deno.readDir(args.models!)) {
-  if (e.isFile) await Deno.copyFile(`${args.models}/${e.name}`, `${models}/${e.name}`);
-}
+await copyModelSet(args.models!, models);
 const dbUrl = `file:${dir}/decisions.db`;
 
 // 1. The day of traffic, over HTTP.
@@ -134,37 +127,14 @@ database.close();
 
 // 3. Both models over the labelled evaluation data; every switcher scored there.
 const { init } = await loadModelSet(models, { warmupRuns: 1 });
-const evalRows = await readDataset(args.eval!);
 const labels = manifest.edge.labels;
-const items = evalRows.map((r) => ({
-  item: {
-    ...flattenFrames(r.frames, { joints: manifest.edge.joints, channels: manifest.edge.channels, maxFrames: 100_000 }),
-    fps: r.fps,
-    layout: r.layout,
-    clientId: String(r.id),
-  },
-  sourceRef: String(r.id),
-  trueLabel: r.label ?? null,
-}));
-const server = await startReferenceServer({
-  host: "127.0.0.1",
-  port: 0,
+const pairs = await datasetPairs(args.eval!, {
   modelsDir: models,
-  modelName: "cloud",
-  runtime: "auto",
-});
-const pool = await createWorkerPool(init, { size: 2, queueMax: 4096 });
-const { pairs } = await collectPairs(items, {
-  inference: pool,
-  cloud: createOipClient({ baseUrl: server.url, modelName: "cloud", timeoutMs: 30_000 }),
-  edgeSpec: manifest.edge,
-  cloudSpec: manifest.cloud,
-  batchSize: 64,
-  cloudTimeoutMs: 30_000,
+  manifest,
+  init,
+  keepLabels: true,
   onProgress: progressBar("eval pairs").update,
 });
-await pool.close();
-await server.shutdown();
 const labelled = pairs.filter((p) => p.trueLabel !== null && labels.includes(p.trueLabel));
 const features = labelled.map((p) => p.record.features);
 const f = features[0].length;

@@ -1,0 +1,87 @@
+/**
+ * Both models over a dataset file, for the measuring scripts: the service's own worker pool for the edge model and
+ * the reference cloud server on loopback (or CLOUD_URL), through the Open Inference Protocol client.
+ *
+ * @module
+ */
+import { createOipClient } from "../cloud/oip_client.ts";
+import { startReferenceServer } from "../cloud/reference_server.ts";
+import { type CollectedPair, collectPairs } from "../hybrid/pairs.ts";
+import type { Manifest } from "../wasm-models/manifest.ts";
+import type { EngineInit } from "../workers/protocol.ts";
+import { createWorkerPool } from "../workers/pool.ts";
+import { flattenFrames } from "../workers/preprocess.ts";
+import { readDataset } from "./dataset.ts";
+
+/**
+ * Copy a model set's files into another folder, so a script can install switchers without touching the original.
+ *
+ * @param from the model set
+ * @param to the copy (created)
+ */
+export async function copyModelSet(from: string, to: string): Promise<void> {
+  await Deno.mkdir(to, { recursive: true });
+  for await (const e of Deno.readDir(from)) {
+    if (e.isFile) await Deno.copyFile(`${from}/${e.name}`, `${to}/${e.name}`);
+  }
+}
+
+/**
+ * Run every sequence of a dataset through the edge model and the cloud model.
+ *
+ * @param path the dataset (JSONL or JSONL.gz)
+ * @param options the model set (`modelsDir`, its `manifest` and workers' `init`), `cloudUrl` (default: a
+ *   reference server started here), `keepLabels` (default false: pairs carry no true label), `onProgress`
+ * @returns one pair per sequence whose cloud call succeeded
+ */
+export async function datasetPairs(
+  path: string,
+  options: {
+    modelsDir: string;
+    manifest: Manifest;
+    init: EngineInit;
+    cloudUrl?: string;
+    keepLabels?: boolean;
+    onProgress?: (done: number, total: number) => void;
+  },
+): Promise<CollectedPair[]> {
+  const { manifest } = options;
+  const rows = await readDataset(path);
+  const items = rows.map((r) => ({
+    item: {
+      ...flattenFrames(r.frames, {
+        joints: manifest.edge.joints,
+        channels: manifest.edge.channels,
+        maxFrames: 100_000,
+      }),
+      fps: r.fps,
+      layout: r.layout,
+      clientId: String(r.id),
+    },
+    sourceRef: String(r.id),
+    trueLabel: options.keepLabels ? r.label ?? null : null,
+  }));
+  const server = options.cloudUrl ? null : await startReferenceServer({
+    host: "127.0.0.1",
+    port: 0,
+    modelsDir: options.modelsDir,
+    modelName: "cloud",
+    runtime: "auto",
+  });
+  const pool = await createWorkerPool(options.init, { size: 2, queueMax: 4096 });
+  try {
+    const { pairs } = await collectPairs(items, {
+      inference: pool,
+      cloud: createOipClient({ baseUrl: options.cloudUrl ?? server!.url, modelName: "cloud", timeoutMs: 30_000 }),
+      edgeSpec: manifest.edge,
+      cloudSpec: manifest.cloud,
+      batchSize: 64,
+      cloudTimeoutMs: 30_000,
+      onProgress: options.onProgress,
+    });
+    return pairs;
+  } finally {
+    await pool.close();
+    await server?.shutdown();
+  }
+}
