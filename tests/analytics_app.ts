@@ -8,38 +8,14 @@
 import { type Database, openDatabase } from "../db/client.ts";
 import { insertDecisions } from "../db/queries.ts";
 import type { DecisionRecord } from "../db/schema.ts";
-import { type CloudAdapter, createHybridClassifier } from "../hybrid/classifier.ts";
+import { createHybridClassifier } from "../hybrid/classifier.ts";
 import { createApp, type ObservabilityDeps } from "../main.ts";
 import { createLogger } from "../observability/logger.ts";
 import { createServiceMetrics, observeSink } from "../observability/metrics.ts";
-import type { ClassifierSpec, Manifest } from "../wasm-models/manifest.ts";
-import type { EdgeInference } from "../workers/pool.ts";
+import { fakeCloud, fakeInference, MANIFEST, SPEC } from "./fixtures/fake_models.ts";
 
 /** The admin token of the test app. */
 export const TOKEN = "test-admin-token-0123456789";
-
-const SPEC: ClassifierSpec = {
-  file: "edge.onnx",
-  sha256: "",
-  bytes: 0,
-  version: "edge-test",
-  inputs: [{ name: "frames", shape: [-1, 4, 2, 3], dtype: "float32" }],
-  outputs: [{ name: "logits", shape: [-1, 3], dtype: "float32" }],
-  layout: "tiny",
-  joints: 2,
-  channels: 3,
-  confidenceChannel: 2,
-  windowFrames: 4,
-  fps: 10,
-  labels: ["a", "b", "c"],
-  embeddingSize: 2,
-  precision: "int8-qdq",
-};
-const MANIFEST: Manifest = {
-  schemaVersion: 1,
-  edge: SPEC,
-  cloud: { ...SPEC, version: "cloud-test", precision: "fp32" },
-};
 
 /** A classify body the fake models accept. */
 export function classifyBody(extra: Record<string, unknown> = {}): string {
@@ -84,30 +60,12 @@ export async function testApp(options: TestAppOptions = {}): Promise<TestApp> {
   const lines: string[] = [];
   let n = 0;
   const newId = () => `id-${++n}`;
-  const inference: EdgeInference = {
-    classify(items) {
-      const results = items.map(() => ({
-        probs: new Float32Array([0.7, 0.2, 0.1]),
-        embedding: new Float32Array([1, 2]),
-        features: new Float32Array([0.7, 0.5, 0.3, 1, 0, 0, 1, 2]),
-        score: options.score ?? 0.1,
-        window: new Float32Array(4 * 2 * 3),
-      }));
-      return Promise.resolve({ results, timings: { queueMs: 0.5, preprocessMs: 0.1, edgeMs: 1, switcherMs: 0.1 } });
-    },
-    setSwitcher: () => Promise.resolve({ edge: "edge-test", switcher: "switcher-test" }),
-    versions: () => ({ edge: "edge-test", switcher: "switcher-test" }),
-    stats: () => ({ size: 2, busy: 1, queued: options.queued ?? 3, queueMax: 8, completed: 5, failed: 1, restarts: 0 }),
-    close: () => Promise.resolve(),
-  };
-  const cloud: CloudAdapter = {
-    infer(_frames, shape) {
-      if (options.cloudError) return Promise.reject(options.cloudError);
-      const logits = new Float32Array(shape[0] * 3);
-      for (let i = 0; i < shape[0]; i++) logits.set([0, 3, 0], i * 3);
-      return Promise.resolve({ logits, modelVersion: "cloud-test", ms: 2 });
-    },
-  };
+  const inference = fakeInference({
+    score: () => options.score ?? 0.1,
+    timings: { queueMs: 0.5 },
+    stats: () => ({ size: 2, busy: 1, queued: options.queued ?? 3, completed: 5, failed: 1 }),
+  });
+  const cloud = fakeCloud({ fail: () => options.cloudError ?? null });
   const threshold = () => 0.5;
   const adminToken = options.adminToken === null ? undefined : options.adminToken ?? TOKEN;
   const observability: ObservabilityDeps = {

@@ -5,69 +5,16 @@
 import assert from "node:assert/strict";
 import type { DecisionRecord } from "../db/schema.ts";
 import { AppError } from "../errors.ts";
-import { type CloudAdapter, createHybridClassifier } from "../hybrid/classifier.ts";
+import { createHybridClassifier } from "../hybrid/classifier.ts";
 import { createApp } from "../main.ts";
-import type { ClassifierSpec, Manifest } from "../wasm-models/manifest.ts";
-import type { EdgeInference } from "../workers/pool.ts";
+import { fakeCloud as fakeModelsCloud, fakeInference, MANIFEST, SPEC } from "./fixtures/fake_models.ts";
 
-const LABELS = ["a", "b", "c"];
-const SPEC: ClassifierSpec = {
-  file: "edge.onnx",
-  sha256: "",
-  bytes: 0,
-  version: "edge-test",
-  inputs: [{ name: "frames", shape: [-1, 4, 2, 3], dtype: "float32" }],
-  outputs: [{ name: "logits", shape: [-1, 3], dtype: "float32" }],
-  layout: "tiny",
-  joints: 2,
-  channels: 3,
-  confidenceChannel: 2,
-  windowFrames: 4,
-  fps: 10,
-  labels: LABELS,
-  embeddingSize: 2,
-  precision: "int8-qdq",
-};
-const MANIFEST: Manifest = {
-  schemaVersion: 1,
-  edge: SPEC,
-  cloud: { ...SPEC, version: "cloud-test", precision: "fp32" },
-};
-
-/** Edge inference that answers label "a" with p=0.7 and the score given by the test. */
-function fakeInference(score: () => number): EdgeInference {
-  return {
-    classify(items) {
-      const results = items.map(() => ({
-        probs: new Float32Array([0.7, 0.2, 0.1]),
-        embedding: new Float32Array([1, 2]),
-        features: new Float32Array([0.7, 0.5, 0.3, 1, 0, 0, 1, 2]),
-        score: score(),
-        window: new Float32Array(4 * 2 * 3),
-      }));
-      return Promise.resolve({ results, timings: { queueMs: 0, preprocessMs: 0.1, edgeMs: 1, switcherMs: 0.1 } });
-    },
-    setSwitcher: () => Promise.resolve({ edge: "edge-test", switcher: "switcher-test" }),
-    versions: () => ({ edge: "edge-test", switcher: "switcher-test" }),
-    stats: () => ({ size: 1, busy: 0, queued: 0, queueMax: 8, completed: 0, failed: 0, restarts: 0 }),
-    close: () => Promise.resolve(),
-  };
-}
-
-/** A cloud that answers "b" (logits favour class 1), or fails as told. */
-function fakeCloud(behaviour: { fail?: AppError } = {}): CloudAdapter & { calls: number } {
-  const cloud = {
-    calls: 0,
-    infer(frames: Float32Array, shape: number[]) {
-      cloud.calls++;
-      if (behaviour.fail) return Promise.reject(behaviour.fail);
-      const logits = new Float32Array(shape[0] * 3);
-      for (let i = 0; i < shape[0]; i++) logits.set([0, 3, 0], i * 3);
-      assert.equal(frames.length, shape.reduce((a, b) => a * b, 1));
-      return Promise.resolve({ logits, modelVersion: "cloud-test", ms: 2 });
-    },
-  };
-  return cloud;
+/** The fake cloud, checking that every call's frames fill its shape. */
+function fakeCloud(behaviour: { fail?: AppError } = {}) {
+  return fakeModelsCloud({
+    fail: () => behaviour.fail ?? null,
+    check: (frames, shape) => assert.equal(frames.length, shape.reduce((a, b) => a * b, 1)),
+  });
 }
 
 function setup(
@@ -77,7 +24,7 @@ function setup(
   let n = 0;
   const newId = () => `id-${++n}`;
   const cloud = options.cloud ?? fakeCloud();
-  const inference = fakeInference(() => options.score ?? 0.1);
+  const inference = fakeInference({ score: () => options.score ?? 0.1 });
   const threshold = () => options.threshold ?? 0.5;
   const classifier = createHybridClassifier({
     inference,
