@@ -7,11 +7,11 @@
  *
  * @module
  */
-import { parseArgs } from "node:util";
 import { loadConfig } from "../config.ts";
 import { type Figures, parseAnalyticsParams, type StatsReport, statsReport } from "../db/analytics.ts";
 import { openDatabase } from "../db/client.ts";
 import { AppError } from "../errors.ts";
+import { parseFlags, usageError } from "./cli.ts";
 
 const USAGE = `usage: deno task analytics [--from 24h|ISO|UNIX_MS] [--to ISO|UNIX_MS] [--bucket 15m]
                           [--edge-location NAME] [--switcher-version V] [--recent N]
@@ -153,38 +153,22 @@ export function formatCsv(table: Table): string {
 }
 
 function fail(message: string): never {
-  console.error(`${message}\n${USAGE}`);
-  Deno.exit(2);
+  usageError(message, USAGE);
 }
 
 if (import.meta.main) {
-  let values;
-  try {
-    ({ values } = parseArgs({
-      args: Deno.args,
-      strict: true,
-      allowPositionals: false,
-      options: {
-        from: { type: "string" },
-        to: { type: "string" },
-        bucket: { type: "string" },
-        "edge-location": { type: "string" },
-        "switcher-version": { type: "string" },
-        recent: { type: "string", default: "10" },
-        report: { type: "string" },
-        json: { type: "boolean", default: false },
-        csv: { type: "boolean", default: false },
-        db: { type: "string" },
-        help: { type: "boolean", short: "h" },
-      },
-    }));
-  } catch (err) {
-    fail(`Cannot read flags: ${(err as Error).message}`);
-  }
-  if (values.help) {
-    console.log(USAGE);
-    Deno.exit(0);
-  }
+  const values = parseFlags({
+    from: { type: "string" },
+    to: { type: "string" },
+    bucket: { type: "string" },
+    "edge-location": { type: "string" },
+    "switcher-version": { type: "string" },
+    recent: { type: "string", default: "10" },
+    report: { type: "string" },
+    json: { type: "boolean", default: false },
+    csv: { type: "boolean", default: false },
+    db: { type: "string" },
+  }, USAGE);
   if (values.json && values.csv) fail("Cannot read flags: --json and --csv exclude each other");
   const report = values.report as Section | undefined;
   if (report !== undefined && !SECTIONS.includes(report)) {

@@ -8,7 +8,6 @@
  *
  * @module
  */
-import { parseArgs } from "node:util";
 import {
   byEdgeLocation,
   bySwitcherVersion,
@@ -22,6 +21,7 @@ import {
 import { type AnalyticsQuery, parseAnalyticsParams } from "../db/analytics_params.ts";
 import { type Db, openDatabase } from "../db/client.ts";
 import { countDecisions, listDecisions } from "../db/queries.ts";
+import { parseFlags } from "./cli.ts";
 
 const USAGE =
   "usage: deno task bench:analytics [--db URL] [--runs N] [--load] [--concurrency C] [--seconds S] [--json]";
@@ -223,31 +223,15 @@ function markdown(headers: string[], rows: (string | number)[][]): string {
 }
 
 if (import.meta.main) {
-  let values;
-  try {
-    ({ values } = parseArgs({
-      args: Deno.args,
-      strict: true,
-      allowPositionals: false,
-      options: {
-        db: { type: "string", default: "file:build/bench/decisions-1m.db" },
-        runs: { type: "string", default: "3" },
-        load: { type: "boolean", default: false },
-        "no-queries": { type: "boolean", default: false },
-        concurrency: { type: "string", default: "4" },
-        seconds: { type: "string", default: "5" },
-        json: { type: "boolean", default: false },
-        help: { type: "boolean", short: "h" },
-      },
-    }));
-  } catch (err) {
-    console.error(`${(err as Error).message}\n${USAGE}`);
-    Deno.exit(2);
-  }
-  if (values.help) {
-    console.log(USAGE);
-    Deno.exit(0);
-  }
+  const values = parseFlags({
+    db: { type: "string", default: "file:build/bench/decisions-1m.db" },
+    runs: { type: "string", default: "3" },
+    load: { type: "boolean", default: false },
+    "no-queries": { type: "boolean", default: false },
+    concurrency: { type: "string", default: "4" },
+    seconds: { type: "string", default: "5" },
+    json: { type: "boolean", default: false },
+  }, USAGE);
   const runs = Number(values.runs);
   const concurrency = Number(values.concurrency);
   const seconds = Number(values.seconds);

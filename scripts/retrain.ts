@@ -19,36 +19,37 @@
  *
  * @module
  */
-import { parseArgs } from "node:util";
 import { loadConfig } from "../config.ts";
 import { openDatabase } from "../db/client.ts";
 import { acquireJobLockOrExit } from "../hybrid/job_lock.ts";
 import { retrain, type RetrainReport } from "../hybrid/retrain.ts";
 import { FEATURE_SETS, type FeatureSet } from "../switcher/features.ts";
 import { readManifest } from "../workers/artefacts.ts";
+import { parseFlags, usageError } from "./cli.ts";
 
-const { values: args } = parseArgs({
-  args: Deno.args,
-  options: {
-    models: { type: "string" },
-    "window-days": { type: "string", default: "7" },
-    since: { type: "string" },
-    "offload-rate": { type: "string" },
-    "no-ipw": { type: "boolean", default: false },
-    target: { type: "string", default: "soft" },
-    features: { type: "string", default: "auto" },
-    "min-new-pairs": { type: "string", default: "200" },
-    holdout: { type: "string", default: "0.2" },
-    tolerance: { type: "string", default: "0" },
-    seed: { type: "string", default: "1" },
-    "dry-run": { type: "boolean", default: false },
-    json: { type: "boolean", default: false },
-  },
-});
+const USAGE =
+  `usage: deno task retrain [--models DIR] [--window-days 7] [--since ISO-DATE] [--offload-rate R] [--no-ipw]
+  [--target soft|hard] [--features auto|confidence|confidence+quality|all] [--min-new-pairs 200] [--holdout 0.2]
+  [--tolerance 0] [--seed 1] [--dry-run] [--json]`;
+
+const args = parseFlags({
+  models: { type: "string" },
+  "window-days": { type: "string", default: "7" },
+  since: { type: "string" },
+  "offload-rate": { type: "string" },
+  "no-ipw": { type: "boolean", default: false },
+  target: { type: "string", default: "soft" },
+  features: { type: "string", default: "auto" },
+  "min-new-pairs": { type: "string", default: "200" },
+  holdout: { type: "string", default: "0.2" },
+  tolerance: { type: "string", default: "0" },
+  seed: { type: "string", default: "1" },
+  "dry-run": { type: "boolean", default: false },
+  json: { type: "boolean", default: false },
+}, USAGE);
 
 function fail(message: string): never {
-  console.error(message);
-  Deno.exit(2);
+  usageError(message, USAGE);
 }
 const num = (name: string, v: string | undefined, lo: number, hi: number): number | undefined => {
   if (v === undefined) return undefined;

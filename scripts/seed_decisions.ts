@@ -11,13 +11,13 @@
  *
  * @module
  */
-import { parseArgs } from "node:util";
 import { openDatabase } from "../db/client.ts";
 import { uuidv7 } from "../db/ids.ts";
 import { countDecisions, insertDecisions } from "../db/queries.ts";
 import type { DecisionRecord } from "../db/schema.ts";
 import { createPrng, type Prng } from "../switcher/prng.ts";
 import { progressBar } from "./progress.ts";
+import { parseFlags } from "./cli.ts";
 
 /** The default models' labels (wasm-models/manifest.json), with a skewed prior. */
 const LABELS = [
@@ -243,29 +243,13 @@ export async function seedDecisions(
 const USAGE = "usage: deno task seed:decisions [--rows N] [--db URL] [--days D] [--end UNIX_MS] [--seed S]";
 
 if (import.meta.main) {
-  let values;
-  try {
-    ({ values } = parseArgs({
-      args: Deno.args,
-      strict: true,
-      allowPositionals: false,
-      options: {
-        rows: { type: "string", default: "1000000" },
-        db: { type: "string", default: "file:build/bench/decisions-1m.db" },
-        days: { type: "string", default: "7" },
-        end: { type: "string" },
-        seed: { type: "string", default: "1" },
-        help: { type: "boolean", short: "h" },
-      },
-    }));
-  } catch (err) {
-    console.error(`${(err as Error).message}\n${USAGE}`);
-    Deno.exit(2);
-  }
-  if (values.help) {
-    console.log(USAGE);
-    Deno.exit(0);
-  }
+  const values = parseFlags({
+    rows: { type: "string", default: "1000000" },
+    db: { type: "string", default: "file:build/bench/decisions-1m.db" },
+    days: { type: "string", default: "7" },
+    end: { type: "string" },
+    seed: { type: "string", default: "1" },
+  }, USAGE);
   const rows = Number(values.rows);
   const days = Number(values.days);
   const endMs = values.end === undefined ? Date.now() : Number(values.end);
