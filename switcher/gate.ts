@@ -10,6 +10,9 @@
  *
  * @module
  */
+import { weightedAuc } from "./metrics.ts";
+
+export { weightedAuc };
 
 /** One held-out pair as the gate sees it. */
 export interface GatePair {
@@ -46,42 +49,6 @@ export interface GateVerdict {
   active: SwitcherFigures | null;
   pairs: number;
   disagreements: number;
-}
-
-/**
- * Weighted ROC AUC: the weighted probability that a positive scores above a negative (ties count half).
- *
- * @param scores one score per pair
- * @param labels 1 for positive
- * @param weights one weight per pair
- * @returns the AUC, NaN without both classes
- */
-export function weightedAuc(scores: ArrayLike<number>, labels: ArrayLike<number>, weights: ArrayLike<number>): number {
-  const n = scores.length;
-  if (labels.length !== n || weights.length !== n) {
-    throw new RangeError(`Cannot compute AUC: ${n} scores, ${labels.length} labels, ${weights.length} weights`);
-  }
-  const idx = Array.from({ length: n }, (_, i) => i).sort((a, b) => scores[a] - scores[b]);
-  let negBelow = 0;
-  let total = 0;
-  let posW = 0;
-  let negW = 0;
-  for (let i = 0; i < n;) {
-    let j = i;
-    let pos = 0;
-    let neg = 0;
-    while (j < n && scores[idx[j]] === scores[idx[i]]) {
-      if (labels[idx[j]]) pos += weights[idx[j]];
-      else neg += weights[idx[j]];
-      j++;
-    }
-    total += pos * (negBelow + neg / 2);
-    negBelow += neg;
-    posW += pos;
-    negW += neg;
-    i = j;
-  }
-  return posW === 0 || negW === 0 ? NaN : total / (posW * negW);
 }
 
 /**

@@ -67,6 +67,42 @@ function f1FromCounts(tp: Float64Array, fp: Float64Array, fn: Float64Array): num
 }
 
 /**
+ * Weighted ROC AUC: the weighted probability that a positive scores above a negative (ties count half).
+ *
+ * @param scores one score per pair
+ * @param labels 1 for positive
+ * @param weights one weight per pair
+ * @returns the AUC, NaN without both classes
+ */
+export function weightedAuc(scores: ArrayLike<number>, labels: ArrayLike<number>, weights: ArrayLike<number>): number {
+  const n = scores.length;
+  if (labels.length !== n || weights.length !== n) {
+    throw new RangeError(`Cannot compute AUC: ${n} scores, ${labels.length} labels, ${weights.length} weights`);
+  }
+  const idx = Array.from({ length: n }, (_, i) => i).sort((a, b) => scores[a] - scores[b]);
+  let negBelow = 0;
+  let total = 0;
+  let posW = 0;
+  let negW = 0;
+  for (let i = 0; i < n;) {
+    let j = i;
+    let pos = 0;
+    let neg = 0;
+    while (j < n && scores[idx[j]] === scores[idx[i]]) {
+      if (labels[idx[j]]) pos += weights[idx[j]];
+      else neg += weights[idx[j]];
+      j++;
+    }
+    total += pos * (negBelow + neg / 2);
+    negBelow += neg;
+    posW += pos;
+    negW += neg;
+    i = j;
+  }
+  return posW === 0 || negW === 0 ? NaN : total / (posW * negW);
+}
+
+/**
  * Area under the ROC curve of scores against binary labels (the Mann-Whitney statistic; tied scores count half).
  *
  * @param scores higher means more likely positive
@@ -75,24 +111,7 @@ function f1FromCounts(tp: Float64Array, fp: Float64Array, fn: Float64Array): num
  */
 export function rocAuc(scores: ArrayLike<number>, labels: ArrayLike<number>): number {
   checkLengths("compute AUC", scores.length, { labels });
-  const idx = Array.from({ length: scores.length }, (_, i) => i).sort((a, b) => scores[a] - scores[b]);
-  let rankSum = 0;
-  let pos = 0;
-  for (let i = 0; i < idx.length;) {
-    let j = i;
-    while (j + 1 < idx.length && scores[idx[j + 1]] === scores[idx[i]]) j++;
-    const rank = (i + j) / 2 + 1;
-    for (let k = i; k <= j; k++) {
-      if (labels[idx[k]]) {
-        rankSum += rank;
-        pos++;
-      }
-    }
-    i = j + 1;
-  }
-  const neg = idx.length - pos;
-  if (pos === 0 || neg === 0) return NaN;
-  return (rankSum - (pos * (pos + 1)) / 2) / (pos * neg);
+  return weightedAuc(scores, labels, new Float64Array(scores.length).fill(1));
 }
 
 /** One point of an accuracy-versus-offload curve. */
