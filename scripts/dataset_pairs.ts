@@ -7,11 +7,11 @@
 import { createOipClient } from "../cloud/oip_client.ts";
 import { startReferenceServer } from "../cloud/reference_server.ts";
 import { type CollectedPair, collectPairs } from "../hybrid/pairs.ts";
-import type { Manifest } from "../wasm-models/manifest.ts";
+import type { ClassifierSpec, Manifest } from "../wasm-models/manifest.ts";
 import type { EngineInit } from "../workers/protocol.ts";
 import { createWorkerPool } from "../workers/pool.ts";
 import { flattenFrames } from "../workers/preprocess.ts";
-import { readDataset } from "./dataset.ts";
+import { type DatasetRow, readDataset } from "./dataset.ts";
 
 /**
  * Copy a model set's files into another folder, so a script can install switchers without touching the original.
@@ -24,6 +24,51 @@ export async function copyModelSet(from: string, to: string): Promise<void> {
   for await (const e of Deno.readDir(from)) {
     if (e.isFile) await Deno.copyFile(`${from}/${e.name}`, `${to}/${e.name}`);
   }
+}
+
+/** One dataset row as the pair collector takes it. */
+export interface DatasetItem {
+  item: { data: Float32Array; length: number; fps: number; layout: string; clientId: string };
+  sourceRef: string;
+  trueLabel: string | null;
+}
+
+/**
+ * Dataset rows as the edge model's inputs. Rows of another layout, or whose frames do not fit the model (joints,
+ * channels, at most `maxFrames` frames, finite numbers), are skipped and counted.
+ *
+ * @param rows the dataset's rows
+ * @param edge the edge model's spec
+ * @param options `maxFrames` (default 100,000), `keepLabels` (default false: items carry no true label)
+ * @returns the items, the rows they came from (same order) and how many were skipped
+ */
+export function datasetItems(
+  rows: DatasetRow[],
+  edge: ClassifierSpec,
+  options: { maxFrames?: number; keepLabels?: boolean } = {},
+): { items: DatasetItem[]; rows: DatasetRow[]; skipped: number } {
+  const items: DatasetItem[] = [];
+  const kept: DatasetRow[] = [];
+  for (const r of rows) {
+    if (r.layout !== edge.layout) continue;
+    let flat;
+    try {
+      flat = flattenFrames(r.frames, {
+        joints: edge.joints,
+        channels: edge.channels,
+        maxFrames: options.maxFrames ?? 100_000,
+      });
+    } catch {
+      continue;
+    }
+    items.push({
+      item: { ...flat, fps: r.fps, layout: r.layout, clientId: String(r.id) },
+      sourceRef: String(r.id),
+      trueLabel: options.keepLabels ? r.label ?? null : null,
+    });
+    kept.push(r);
+  }
+  return { items, rows: kept, skipped: rows.length - kept.length };
 }
 
 /**
@@ -46,21 +91,7 @@ export async function datasetPairs(
   },
 ): Promise<CollectedPair[]> {
   const { manifest } = options;
-  const rows = await readDataset(path);
-  const items = rows.map((r) => ({
-    item: {
-      ...flattenFrames(r.frames, {
-        joints: manifest.edge.joints,
-        channels: manifest.edge.channels,
-        maxFrames: 100_000,
-      }),
-      fps: r.fps,
-      layout: r.layout,
-      clientId: String(r.id),
-    },
-    sourceRef: String(r.id),
-    trueLabel: options.keepLabels ? r.label ?? null : null,
-  }));
+  const { items } = datasetItems(await readDataset(path), manifest.edge, { keepLabels: options.keepLabels });
   const server = options.cloudUrl ? null : await startReferenceServer({
     host: "127.0.0.1",
     port: 0,

@@ -37,8 +37,8 @@ import { FEATURE_SETS, featureNames, type FeatureSet } from "../switcher/feature
 import { exportSwitcherOnnx } from "../switcher/onnx_writer.ts";
 import { installSwitcher, loadModelSet } from "../workers/artefacts.ts";
 import { createWorkerPool } from "../workers/pool.ts";
-import { flattenFrames } from "../workers/preprocess.ts";
 import { readDataset } from "./dataset.ts";
+import { datasetItems } from "./dataset_pairs.ts";
 import { progressBar } from "./progress.ts";
 
 const { values: args } = parseArgs({
@@ -89,26 +89,10 @@ const database = await openDatabase(config.databaseUrl, { authToken: config.data
 
 /** Pairs from a corpus file: both models run here, through the service's own pool and cloud client. */
 async function corpusPairs(path: string): Promise<{ pairs: CollectedPair[]; cloudFailures: number }> {
-  const rows = await readDataset(path);
-  const items = [];
-  let invalid = 0;
-  for (const row of rows) {
-    try {
-      if (row.layout !== edgeSpec.layout) throw new TypeError("layout");
-      const { data, length } = flattenFrames(row.frames, {
-        joints: edgeSpec.joints,
-        channels: edgeSpec.channels,
-        maxFrames: config.maxFrames,
-      });
-      items.push({
-        item: { data, length, fps: row.fps, layout: row.layout, clientId: String(row.id) },
-        sourceRef: String(row.id),
-        trueLabel: row.label ?? null,
-      });
-    } catch {
-      invalid++;
-    }
-  }
+  const { items, skipped: invalid } = datasetItems(await readDataset(path), edgeSpec, {
+    maxFrames: config.maxFrames,
+    keepLabels: true,
+  });
   console.error(`DMD: ${items.length} sequences from ${path} (${invalid} skipped: wrong layout or shape)`);
   const server = config.cloudUrl ? null : await startReferenceServer({
     host: "127.0.0.1",

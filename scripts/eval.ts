@@ -40,8 +40,8 @@ import { predictMlp } from "../switcher/mlp.ts";
 import { createPrng } from "../switcher/prng.ts";
 import { loadModelSet } from "../workers/artefacts.ts";
 import { createWorkerPool } from "../workers/pool.ts";
-import { flattenFrames } from "../workers/preprocess.ts";
 import { type DatasetRow, readDataset } from "./dataset.ts";
+import { datasetItems } from "./dataset_pairs.ts";
 import { progressBar } from "./progress.ts";
 
 const { values: args } = parseArgs({
@@ -94,19 +94,7 @@ const pool = await createWorkerPool(init, { size: config.workers, queueMax: 1024
 const BATCH = 64;
 
 async function outputsOf(path: string, name: string): Promise<{ rows: DatasetRow[]; pairs: CollectedPair[] }> {
-  const rows = (await readDataset(path)).filter((r) => r.layout === edgeSpec.layout);
-  const items = rows.map((row) => {
-    const { data, length } = flattenFrames(row.frames, {
-      joints: edgeSpec.joints,
-      channels: edgeSpec.channels,
-      maxFrames: 100_000,
-    });
-    return {
-      item: { data, length, fps: row.fps, layout: row.layout, clientId: String(row.id) },
-      sourceRef: String(row.id),
-      trueLabel: row.label ?? null,
-    };
-  });
+  const { items, rows } = datasetItems(await readDataset(path), edgeSpec, { keepLabels: true });
   const bar = progressBar(name);
   const { pairs, cloudFailures } = await collectPairs(items, {
     inference: pool,
