@@ -183,13 +183,13 @@ export function createHybridClassifier(options: HybridOptions): HybridClassifier
         cloudAvailable: true,
       });
     });
-    const offloaded = decisions.flatMap((d, i) => (d.offload ? [i] : []));
-    const windows = offloaded.map((i) =>
+    // The cloud model's input for sequence i: the edge window, or the raw sequence resampled to its length.
+    const cloudInput = (i: number) =>
       sameWindow
         ? results[i].window
-        : resample(raw![i], { inFrames: items[i].length, outFrames: cloudWindow, pointSize })
-    );
-    const cloudReply = offloaded.length > 0 ? await offload(windows) : null;
+        : resample(raw![i], { inFrames: items[i].length, outFrames: cloudWindow, pointSize });
+    const offloaded = decisions.flatMap((d, i) => (d.offload ? [i] : []));
+    const cloudReply = offloaded.length > 0 ? await offload(offloaded.map(cloudInput)) : null;
     const totalMs = performance.now() - started;
     // Exploration draws for the automatic decisions kept on the edge (not for fallbacks: the cloud just failed).
     const shadowed = new Set<number>();
@@ -297,12 +297,7 @@ export function createHybridClassifier(options: HybridOptions): HybridClassifier
       return answer;
     });
     if (delayed.length > 0) {
-      const inputs = delayed.map(({ index }) =>
-        sameWindow
-          ? results[index].window
-          : resample(raw![index], { inFrames: items[index].length, outFrames: cloudWindow, pointSize })
-      );
-      const shadow: Promise<void> = offload(inputs).then((reply) => {
+      const shadow: Promise<void> = offload(delayed.map(({ index }) => cloudInput(index))).then((reply) => {
         delayed.forEach(({ record }, slot) => {
           record.shadow = true;
           record.cloudMs = reply.ms;

@@ -118,7 +118,7 @@ export async function scoreWithOnnx(bytes: Uint8Array, rows: Float32Array[], f: 
   }
 }
 
-function window(rows: DecisionRecord[]): DriftWindow {
+function driftWindow(rows: DecisionRecord[]): DriftWindow {
   const shadow = rows.filter((r) => r.shadow && r.cloudLabel !== null);
   return {
     scores: rows.map((r) => r.switcherScore),
@@ -163,7 +163,9 @@ export async function retrain(options: RetrainOptions): Promise<RetrainReport> {
   });
   const tw = trainedWindow(active);
   const reference = tw ? await listDecisions(db, { sinceMs: tw.fromMs, untilMs: tw.toMs + 1, limit: 50_000 }) : [];
-  const drift = reference.length > 0 && recent.length > 0 ? detectDrift(window(reference), window(recent)) : null;
+  const drift = reference.length > 0 && recent.length > 0
+    ? detectDrift(driftWindow(reference), driftWindow(recent))
+    : null;
   const readSeconds = (performance.now() - t0) / 1000;
 
   const newPairs = rows.filter((r) => r.createdAt >= activeSince).length;

@@ -15,6 +15,7 @@ import type { Db } from "../db/client.ts";
 import { activeSwitcherVersion, ensureSwitcherVersion, promoteSwitcherVersion } from "../db/queries.ts";
 import type { SwitcherVersion } from "../db/schema.ts";
 import type { SwitcherSpec } from "../wasm-models/manifest.ts";
+import { sha256Hex } from "../workers/artefacts.ts";
 import type { EdgeInference } from "../workers/pool.ts";
 
 /** What one check did. */
@@ -49,11 +50,6 @@ export interface SyncOptions {
   /** Period of the check; 0 disables it (checks on demand only). */
   intervalMs: number;
   log?: (line: Record<string, unknown>) => void;
-}
-
-async function sha256Hex(bytes: Uint8Array): Promise<string> {
-  const digest = await crypto.subtle.digest("SHA-256", bytes as Uint8Array<ArrayBuffer>);
-  return Array.from(new Uint8Array(digest), (b) => b.toString(16).padStart(2, "0")).join("");
 }
 
 /**
@@ -125,7 +121,6 @@ export function createSwitcherSync(options: SyncOptions): SwitcherSync {
   let current: SwitcherSpec | null = options.initial?.spec ?? null;
   let refused: { version: string; reason: string; sha256: string } | null = null;
   let lastCheckAt: number | null = null;
-  let running: Promise<SyncResult> | null = null;
 
   async function checkOnce(): Promise<SyncResult> {
     lastCheckAt = Date.now();
@@ -159,23 +154,24 @@ export function createSwitcherSync(options: SyncOptions): SwitcherSync {
     return { version: current?.version ?? null, changed: false, refused: { version: row.version, reason } };
   }
 
+  // Checks run one at a time, in order; the periodic one is skipped while another is pending.
+  let queue: Promise<unknown> = Promise.resolve();
+  let pending = 0;
+  const enqueue = (): Promise<SyncResult> => {
+    pending++;
+    const next = queue.then(checkOnce).finally(() => pending--);
+    queue = next.catch(() => {});
+    return next;
+  };
   const timer = options.intervalMs > 0
     ? setInterval(() => {
-      running ??= checkOnce().finally(() => (running = null));
+      if (pending === 0) void enqueue();
     }, options.intervalMs)
     : null;
 
   return {
     current: () => current,
-    check() {
-      // One check at a time: a reload call during a periodic check waits for it, then checks again.
-      const after = running ?? Promise.resolve(null);
-      const next = after.then(() => checkOnce());
-      running = next.finally(() => {
-        if (running === next) running = null;
-      }) as Promise<SyncResult>;
-      return next;
-    },
+    check: enqueue,
     status: () => ({
       version: current?.version ?? null,
       lastCheckAt,
