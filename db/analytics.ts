@@ -28,7 +28,7 @@ import { and, desc, eq, gte, isNotNull, lt, type SQL, sql } from "drizzle-orm";
 import { AppError } from "../errors.ts";
 import { type AnalyticsQuery, bucketStarts } from "./analytics_params.ts";
 import type { Db } from "./client.ts";
-import { isDataError } from "./queries.ts";
+import { run } from "./queries.ts";
 import { decisions as d, ROUTES } from "./schema.ts";
 
 export { type AnalyticsQuery, parseAnalyticsParams, type RawAnalyticsParams } from "./analytics_params.ts";
@@ -186,19 +186,6 @@ export interface StatsReport {
   switcherVersions: SwitcherVersionFigures[];
   edgeLocations: EdgeLocationFigures[];
   recent: RecentDecision[];
-}
-
-/** Run a query; map what the driver throws to an AppError naming the action. */
-async function run<T>(action: string, query: () => Promise<T>): Promise<T> {
-  try {
-    return await query();
-  } catch (err) {
-    if (err instanceof AppError) throw err;
-    if (isDataError(err)) {
-      throw new AppError("INVALID_INPUT", `Cannot ${action}: the query was refused`, { cause: err });
-    }
-    throw new AppError("DB_UNAVAILABLE", `Cannot ${action}: the database is unavailable`, { cause: err });
-  }
 }
 
 /** The window and filters as a WHERE condition. */

@@ -55,8 +55,15 @@ export function isDataError(err: unknown): boolean {
   return /^SQLITE_(CONSTRAINT|MISMATCH|TOOBIG|RANGE)/.test(sqliteCode(err) ?? "");
 }
 
-/** Run a query; map what the driver throws to an AppError naming the action. */
-async function run<T>(action: string, query: () => Promise<T>): Promise<T> {
+/**
+ * Run a query; map what the driver throws to an AppError naming the action: INVALID_INPUT when the database refused
+ * the data, DB_UNAVAILABLE otherwise.
+ *
+ * @param action what the query does, for the message ("Cannot <action>: ...")
+ * @param query the query
+ * @returns its result
+ */
+export async function run<T>(action: string, query: () => Promise<T>): Promise<T> {
   try {
     return await query();
   } catch (err) {
