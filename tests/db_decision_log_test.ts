@@ -13,30 +13,7 @@ import * as schema from "../db/schema.ts";
 import type { DecisionRecord } from "../db/schema.ts";
 import { AppError } from "../errors.ts";
 import { DB_TARGETS, decision, fallbackDecision } from "./fixtures/db_records.ts";
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-/** Wait until a condition holds, polling; fail after `timeoutMs`. */
-async function until(condition: () => boolean | Promise<boolean>, timeoutMs = 3000): Promise<void> {
-  const deadline = performance.now() + timeoutMs;
-  while (!(await condition())) {
-    if (performance.now() > deadline) throw new Error(`condition not met within ${timeoutMs} ms`);
-    await sleep(5);
-  }
-}
-
-/** Run with console.error captured (the log's error lines), and return them parsed. */
-async function capturingErrors(fn: () => Promise<void>): Promise<Record<string, unknown>[]> {
-  const lines: Record<string, unknown>[] = [];
-  const original = console.error;
-  console.error = (line: string) => lines.push(JSON.parse(line));
-  try {
-    await fn();
-  } finally {
-    console.error = original;
-  }
-  return lines;
-}
+import { capturingErrors, sleep, until } from "./fixtures/wait.ts";
 
 /** Ids in the order they were inserted (rowid order). */
 async function insertionOrder(database: Database): Promise<string[]> {

@@ -14,29 +14,7 @@ import * as schema from "../db/schema.ts";
 import type { DecisionRecord } from "../db/schema.ts";
 import { AppError } from "../errors.ts";
 import { decision } from "./fixtures/db_records.ts";
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-async function until(condition: () => boolean | Promise<boolean>, timeoutMs = 5000): Promise<void> {
-  const deadline = performance.now() + timeoutMs;
-  while (!(await condition())) {
-    if (performance.now() > deadline) throw new Error(`condition not met within ${timeoutMs} ms`);
-    await sleep(5);
-  }
-}
-
-/** Run with console.error captured; return the parsed lines. */
-async function quietly(fn: () => Promise<void>): Promise<Record<string, unknown>[]> {
-  const lines: Record<string, unknown>[] = [];
-  const original = console.error;
-  console.error = (line: string) => lines.push(JSON.parse(line));
-  try {
-    await fn();
-  } finally {
-    console.error = original;
-  }
-  return lines;
-}
+import { capturingErrors, until } from "./fixtures/wait.ts";
 
 /** A client whose writes fail with SQLITE_BUSY while `failing()` says so. */
 function flakyClient(client: Client, failing: () => boolean): Client {
@@ -116,7 +94,7 @@ Deno.test("outbox: a torn last line (a crash mid-append) is skipped; the complet
     await outbox.close();
     const [segment] = [...Deno.readDirSync(dir)].filter((e) => e.name.endsWith(".jsonl"));
     await Deno.writeTextFile(`${dir}/${segment.name}`, '{"id":"torn", "requestId":', { append: true });
-    const errors = await quietly(async () => {
+    const errors = await capturingErrors(async () => {
       const again = await openOutbox(dir);
       assert.equal(again.size(), 2);
       assert.deepEqual((await again.rows()).map((r) => r.id), rows.map((r) => r.id));
@@ -148,7 +126,7 @@ Deno.test("decision log + outbox: a failing database sends rows to the outbox; t
     const outbox = await openOutbox(`${dir}/ob`);
     const log = createDecisionLog(flaky, { batchSize: 3, flushIntervalMs: 5, maxBackoffMs: 30, outbox });
     const rows = Array.from({ length: 10 }, (_, i) => decision({ createdAt: i }));
-    const errors = await quietly(async () => {
+    const errors = await capturingErrors(async () => {
       rows.slice(0, 6).forEach((r) => log.append(r));
       await until(() => outbox.size() === 6);
       assert.equal(log.stats().backlog, 6);
@@ -187,7 +165,7 @@ Deno.test("decision log + outbox: close() with the database down keeps rows in t
     const down = drizzle(flakyClient(database.client, () => true), { schema });
     const outbox = await openOutbox(`${dir}/ob`);
     const log = createDecisionLog(down, { batchSize: 10, flushIntervalMs: 60_000, outbox });
-    await quietly(async () => {
+    await capturingErrors(async () => {
       rows.forEach((r) => log.append(r));
       const t0 = performance.now();
       await log.close({ timeoutMs: 300 });
@@ -222,7 +200,7 @@ Deno.test("decision log, durable mode: append resolves only once the row is comm
     assert.equal(await countDecisions(database.db), 1);
     down = true;
     const b = decision();
-    await quietly(async () => {
+    await capturingErrors(async () => {
       await log.append(b);
       assert.equal(outbox.size(), 1);
       assert.deepEqual((await outbox.rows()).map((r) => r.id), [b.id]);
@@ -240,7 +218,7 @@ Deno.test("decision log, durable mode without an outbox: a failed write rejects 
   const database = await openDatabase(":memory:");
   const down = drizzle(flakyClient(database.client, () => true), { schema });
   const log = createDecisionLog(down, { batchSize: 10, flushIntervalMs: 60_000, durable: true, maxBackoffMs: 20 });
-  await quietly(async () => {
+  await capturingErrors(async () => {
     await assert.rejects(
       Promise.resolve(log.append(decision())),
       (e: AppError) => e.code === "DB_UNAVAILABLE",

@@ -7,6 +7,7 @@ import assert from "node:assert/strict";
 import { AppError } from "../errors.ts";
 import { loadModelSet } from "../workers/artefacts.ts";
 import { createWorkerPool, type EdgeInference } from "../workers/pool.ts";
+import { until } from "./fixtures/wait.ts";
 
 const TINY = new URL("./fixtures/tiny_models", import.meta.url).pathname;
 const FAULT_WORKER = new URL("./fixtures/fault_worker.ts", import.meta.url);
@@ -23,14 +24,6 @@ function sequence(first = 0.5): { data: Float32Array; length: number } {
 async function pool(options: { size: number; taskTimeoutMs?: number }): Promise<EdgeInference> {
   const { init } = await loadModelSet(TINY, { warmupRuns: 0 });
   return createWorkerPool(init, { queueMax: 16, workerUrl: FAULT_WORKER, ...options });
-}
-
-async function until(condition: () => boolean, timeoutMs = 10_000): Promise<void> {
-  const deadline = performance.now() + timeoutMs;
-  while (!condition()) {
-    if (performance.now() > deadline) throw new Error(`condition not met within ${timeoutMs} ms`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
 }
 
 function isInferenceFailed(e: unknown): boolean {
