@@ -25,7 +25,6 @@
  * @module
  */
 import { and, desc, eq, gte, isNotNull, lt, type SQL, sql } from "drizzle-orm";
-import { AppError } from "../errors.ts";
 import { type AnalyticsQuery, bucketStarts } from "./analytics_params.ts";
 import type { Db } from "./client.ts";
 import { run } from "./queries.ts";
