@@ -149,12 +149,25 @@ async function shoot(page: Page, name: string): Promise<void> {
   console.log(`dashboard screenshot: ${path}`);
 }
 
-async function served(t: TestApp, fn: (url: string) => Promise<void>): Promise<void> {
+/** Serve the app on a loopback port, launch Chromium, run `fn`, and close both. */
+async function inBrowser(t: TestApp, fn: (browser: Browser, url: string) => Promise<void>): Promise<void> {
+  const { chromium } = await import("playwright-core");
+  const browser = await chromium.launch({ executablePath: (found as { path: string }).path, headless: true });
   const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen: () => {} }, t.app.fetch);
   try {
-    await fn(`http://127.0.0.1:${server.addr.port}`);
+    await fn(browser, `http://127.0.0.1:${server.addr.port}`);
   } finally {
     await server.shutdown();
+    await browser.close();
+  }
+}
+
+/** Open the dashboard and wait for `view` to show; the other views must be hidden (not just empty). */
+async function openDashboard(page: Page, url: string, view: "#login" | "#noToken"): Promise<void> {
+  await page.goto(`${url}/dashboard`);
+  await page.waitForSelector(view, { state: "visible" });
+  for (const other of ["#login", "#noToken", "#controls", "#main"].filter((id) => id !== view)) {
+    assert.equal(await page.isVisible(other), false, `${other} shows beside ${view}`);
   }
 }
 
@@ -208,22 +221,16 @@ Deno.test({
   sanitizeResources: false,
   sanitizeOps: false,
   async fn() {
-    const { chromium } = await import("playwright-core");
     const dir = await Deno.makeTempDir({ prefix: "dmd_edge_dashboard_" });
     const t = await testApp({ databaseUrl: `file:${dir}/decisions.db` });
-    const browser = await chromium.launch({ executablePath: (found as { path: string }).path, headless: true });
     try {
-      await served(t, async (url) => {
+      await inBrowser(t, async (browser, url) => {
         await burst(t, url, 60);
         for (const [name, viewport] of Object.entries(VIEWPORTS)) {
           const problems: string[] = [];
           const page = await openPage(browser, viewport, problems);
-          await page.goto(`${url}/dashboard`);
           // Before the token: the form, and no controls, charts or empty frames.
-          await page.waitForSelector("#login", { state: "visible" });
-          for (const hidden of ["#controls", "#main", "#noToken"]) {
-            assert.equal(await page.isVisible(hidden), false, `${name}: ${hidden} shows before the token`);
-          }
+          await openDashboard(page, url, "#login");
           await shoot(page, `dashboard-${name}-login`);
 
           // A wrong token is refused and the form says so.
@@ -308,7 +315,6 @@ Deno.test({
         assert.deepEqual(problems, []);
       });
     } finally {
-      await browser.close();
       t.close();
       await Deno.remove(dir, { recursive: true });
     }
@@ -321,19 +327,13 @@ Deno.test({
   sanitizeResources: false,
   sanitizeOps: false,
   async fn() {
-    const { chromium } = await import("playwright-core");
     const t = await testApp({ adminToken: null });
-    const browser = await chromium.launch({ executablePath: (found as { path: string }).path, headless: true });
     try {
-      await served(t, async (url) => {
+      await inBrowser(t, async (browser, url) => {
         for (const [name, viewport] of Object.entries(VIEWPORTS)) {
           const problems: string[] = [];
           const page = await openPage(browser, viewport, problems);
-          await page.goto(`${url}/dashboard`);
-          await page.waitForSelector("#noToken", { state: "visible" });
-          for (const hidden of ["#login", "#controls", "#main"]) {
-            assert.equal(await page.isVisible(hidden), false, `${name}: ${hidden} shows without a token`);
-          }
+          await openDashboard(page, url, "#noToken");
           assert.match(await page.textContent("#noToken") ?? "", /started without ADMIN_TOKEN/);
           assert.match(await page.textContent("#status") ?? "", /no ADMIN_TOKEN/);
           assert.equal((await layout(page)).pageWidth, viewport.width);
@@ -343,7 +343,6 @@ Deno.test({
         }
       });
     } finally {
-      await browser.close();
       t.close();
     }
   },
