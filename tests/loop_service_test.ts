@@ -9,8 +9,8 @@ import { copy } from "./fixtures/copy_dir.ts";
 import { loadConfig } from "../config.ts";
 import { openDatabase } from "../db/client.ts";
 import { insertSwitcherVersion, listDecisions, promoteSwitcherVersion } from "../db/queries.ts";
-import { acquireJobLock, LockBusyError } from "../hybrid/job_lock.ts";
-import { retrain } from "../hybrid/retrain.ts";
+import { acquireJobLock, LockBusyError } from "../loop/job_lock.ts";
+import { retrain } from "../loop/retrain.ts";
 import { startService } from "../main.ts";
 import { readManifest } from "../workers/artefacts.ts";
 
@@ -72,7 +72,12 @@ Deno.test({
         assert.equal(r.route, "edge");
         assert.equal(r.cloudProbs?.length, 3);
       }
-      assert.equal((await admin("/switcher", "GET")).body.serving.version, null);
+      // Nothing trained yet: the built-in rule serves, and it is the registry's first release.
+      const start = (await admin("/switcher", "GET")).body;
+      assert.equal(start.serving.version, "builtin-max-probability");
+      assert.deepEqual(start.versions.map((v: { version: string; status: string }) => [v.version, v.status]), [
+        ["builtin-max-probability", "active"],
+      ]);
 
       // Retrain: no active version yet, so the candidate passes the gate and becomes active.
       const manifest = await readManifest(models);
