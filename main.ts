@@ -14,7 +14,7 @@ import { OpenAPIHono } from "@hono/zod-openapi";
 import { bodyLimit } from "hono/body-limit";
 import { requestId } from "hono/request-id";
 import { secureHeaders } from "hono/secure-headers";
-import { circuitOpenError, createCircuitBreaker, withCircuitBreaker } from "./cloud/circuit_breaker.ts";
+import { cloudDownWhenOpen, createCircuitBreaker, withCircuitBreaker } from "./cloud/circuit_breaker.ts";
 import { createOipClient, type OipClient } from "./cloud/oip_client.ts";
 import { type Config, loadConfig } from "./config.ts";
 import { type Database, type Db, openDatabase } from "./db/client.ts";
@@ -276,7 +276,7 @@ function createClassifier(
     thresholdOverride: config.switcherThreshold,
     cloudTimeoutMs: config.cloudTimeoutMs,
     takeOffloadToken: () => budget.take(performance.now()),
-    cloudDown: () => (breaker.state() === "open" ? circuitOpenError(breaker) : null),
+    cloudDown: cloudDownWhenOpen(breaker),
     edgeLocation: config.edgeLocation,
     newId: uuidv7,
     exploration: {

@@ -247,6 +247,17 @@ export function circuitOpenError(breaker: CircuitBreaker): AppError {
 }
 
 /**
+ * The breaker's state as an input of the routing decision (serve/classifier.ts `cloudDown`): the open-circuit
+ * error while the circuit is open, else null (closed, or half-open: the next call is the probe).
+ *
+ * @param breaker the breaker
+ * @returns the check
+ */
+export function cloudDownWhenOpen(breaker: CircuitBreaker): () => AppError | null {
+  return () => (breaker.state() === "open" ? circuitOpenError(breaker) : null);
+}
+
+/**
  * Put a circuit breaker in front of a cloud client's `infer`. While the circuit is open, `infer` throws
  * `AppError` `CIRCUIT_OPEN` at once, without a network call; every other method is passed through.
  *

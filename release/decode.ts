@@ -76,6 +76,9 @@ function onnxSpec(row: ReleaseRow, spec: Obj): SwitcherSpec {
   const inputs = tensors(v, spec.inputs, "inputs");
   const outputs = tensors(v, spec.outputs, "outputs");
   if (!outputs.some((o) => o.name === "score")) fail(v, 'its spec has no output named "score"');
+  for (const field of ["calibration", "provenance", "metrics"]) {
+    if (spec[field] !== undefined && !isObject(spec[field])) fail(v, `its spec's ${field} is not an object`);
+  }
   return {
     ...spec,
     version: v,
@@ -86,9 +89,6 @@ function onnxSpec(row: ReleaseRow, spec: Obj): SwitcherSpec {
     outputs,
     features: spec.features as string[],
     threshold: spec.threshold,
-    calibration: isObject(spec.calibration) ? spec.calibration : undefined,
-    provenance: isObject(spec.provenance) ? spec.provenance : undefined,
-    metrics: isObject(spec.metrics) ? spec.metrics : undefined,
   } as SwitcherSpec;
 }
 

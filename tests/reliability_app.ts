@@ -5,7 +5,7 @@
  * @module
  */
 import type { CircuitBreaker } from "../cloud/circuit_breaker.ts";
-import { withCircuitBreaker } from "../cloud/circuit_breaker.ts";
+import { cloudDownWhenOpen, withCircuitBreaker } from "../cloud/circuit_breaker.ts";
 import type { DecisionRecord } from "../db/schema.ts";
 import type { AppError } from "../errors.ts";
 import { type CloudAdapter, createHybridClassifier } from "../serve/classifier.ts";
@@ -57,6 +57,7 @@ export function testApp(
   const classifier = createHybridClassifier({
     inference,
     cloud: options.breaker ? withCircuitBreaker(cloud, options.breaker) : cloud,
+    cloudDown: options.breaker ? cloudDownWhenOpen(options.breaker) : undefined,
     log: { append: (r) => void rows.push(r) },
     edgeSpec: SPEC,
     cloudSpec: manifest.cloud,
