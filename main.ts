@@ -38,6 +38,7 @@ import { rateLimit, type RateLimitOptions } from "./routes/rate_limit.ts";
 import { statsRoutes } from "./routes/stats.ts";
 import { startChildCloud } from "./serve/child_cloud.ts";
 import { createHybridClassifier, type HybridClassifier } from "./serve/classifier.ts";
+import { answerWhenLogged } from "./serve/durable.ts";
 import { createLifecycle, type Lifecycle } from "./serve/lifecycle.ts";
 import { createReleaseFollower, type ReleaseFollower } from "./serve/release_follower.ts";
 import { createOffloadBudget } from "./switcher/decide.ts";
@@ -336,7 +337,7 @@ export async function startService(config: Readonly<Config>): Promise<Service> {
     const app = createApp({
       config,
       manifest,
-      classifier: config.logDurable ? answeredWhenLogged(classifier, log) : classifier,
+      classifier: config.logDurable ? answerWhenLogged(classifier, log) : classifier,
       inference: pool,
       switcher: () => follower.current(),
       thresholdOverride: config.switcherThreshold,
@@ -356,22 +357,6 @@ export async function startService(config: Readonly<Config>): Promise<Service> {
     await life.close().catch(() => {});
     throw err;
   }
-}
-
-/**
- * Durable mode: a request is answered only once its decisions are committed or fsynced (db/decision_log.ts). A
- * decision that is also shadowed is logged when its background call ends, after the answer: the guarantee covers
- * it only from then on (README, "What logged means").
- */
-function answeredWhenLogged(classifier: HybridClassifier, log: DecisionLog): HybridClassifier {
-  return {
-    ...classifier,
-    async classify(items, options) {
-      const answers = await classifier.classify(items, options);
-      await log.whenLogged(answers.map((a) => a.decisionId));
-      return answers;
-    },
-  };
 }
 
 /** Readiness: models warm, database reachable, decision backlog; the cloud probed at most once a second. */

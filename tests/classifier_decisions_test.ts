@@ -4,9 +4,13 @@
  * scored it.
  */
 import assert from "node:assert/strict";
+import { openDatabase } from "../db/client.ts";
+import { createDecisionLog } from "../db/decision_log.ts";
+import { getDecision } from "../db/queries.ts";
 import type { DecisionRecord } from "../db/schema.ts";
 import { AppError } from "../errors.ts";
 import { createHybridClassifier, type HybridOptions, type SequenceItem } from "../serve/classifier.ts";
+import { answerWhenLogged } from "../serve/durable.ts";
 import { createOffloadBudget } from "../switcher/decide.ts";
 import { fakeCloud, fakeInference, MANIFEST, SPEC, SWITCHER } from "./fixtures/fake_models.ts";
 
@@ -142,4 +146,40 @@ Deno.test("a decision names the release and threshold that scored it; SWITCHER_T
     ["switcher-b", 0.5],
     ["switcher-b", 0.1],
   ]);
+});
+
+Deno.test("durable answers wait for their decisions except the shadowed ones, which are logged when the shadow call ends", async () => {
+  const database = await openDatabase(":memory:");
+  const log = createDecisionLog(database.db, { batchSize: 50, flushIntervalMs: 5, durable: true });
+  let release!: () => void;
+  const shadowCallMayEnd = new Promise<void>((r) => (release = r));
+  const fake = fakeCloud();
+  const draws = [0, 0.9];
+  let n = 0;
+  const classifier = createHybridClassifier({
+    inference: fakeInference({ score: () => 0.1 }),
+    cloud: { infer: async (frames, shape) => (await shadowCallMayEnd, await fake.infer(frames, shape)) },
+    log,
+    edgeSpec: SPEC,
+    cloudSpec: MANIFEST.cloud,
+    cloudTimeoutMs: 1000,
+    takeOffloadToken: () => true,
+    edgeLocation: "test",
+    newId: () => `d${++n}`,
+    exploration: { rate: 0.5, hasToken: () => true, takeToken: () => true, random: () => draws.shift()! },
+  });
+  try {
+    const answers = await answerWhenLogged(classifier, log).classify(items(2), { requestId: "r" });
+    assert.deepEqual(answers.map((a) => a.decisionId), ["d1", "d2"]);
+    // Answered: the kept decision is in the database; the shadowed one waits for its background call.
+    assert.equal((await getDecision(database.db, "d2"))?.shadow, false);
+    assert.equal(await getDecision(database.db, "d1"), null);
+    release();
+    await classifier.drain();
+    await log.flush();
+    assert.equal((await getDecision(database.db, "d1"))?.shadow, true);
+  } finally {
+    await log.close();
+    database.close();
+  }
 });
