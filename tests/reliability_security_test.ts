@@ -46,7 +46,7 @@ Deno.test("security: SQL is only in db/; raw SQL text there is built from consta
 });
 
 Deno.test("security: the cloud is reached only at the configured URL", () => {
-  for (const file of sources().filter((f) => /^(routes|hybrid|workers)\//.test(f))) {
+  for (const file of sources().filter((f) => /^(routes|serve|loop|release|sequence|workers)\//.test(f))) {
     const text = Deno.readTextFileSync(`${ROOT}${file}`);
     assert.ok(!/\bfetch\(/.test(text), `${file} makes HTTP calls`);
     assert.ok(!/createOipClient\(/.test(text), `${file} builds a cloud client`);
