@@ -5,35 +5,12 @@
  * the release it names, and its route follows from that score and threshold.
  */
 import assert from "node:assert/strict";
-import { loadConfig } from "../config.ts";
 import { openDatabase } from "../db/client.ts";
 import { listDecisions } from "../db/queries.ts";
-import { activateRelease, getRelease, onnxRelease, publishRelease } from "../loop/registry.ts";
+import { activateRelease, getRelease, publishRelease } from "../loop/registry.ts";
 import { ruleRelease, ruleScore, type SwitcherRelease } from "../release/release.ts";
-import { featureNames } from "../switcher/features.ts";
-import { trainMlp } from "../switcher/mlp.ts";
-import { exportSwitcherOnnx } from "../switcher/onnx_writer.ts";
 import { scoreWithOnnx } from "../workers/runtime.ts";
-import { startService } from "../main.ts";
-import { copy } from "./fixtures/copy_dir.ts";
-
-const TINY = new URL("./fixtures/tiny_models", import.meta.url).pathname;
-const TOKEN = "test-admin-token-0123456789";
-const FEATURES = featureNames(4);
-
-async function onnxSwitcher(version: string, threshold: number, seed: number): Promise<SwitcherRelease> {
-  const f = FEATURES.length;
-  const x = Float32Array.from({ length: 16 * f }, (_, i) => ((i * 7919 + seed * 104729) % 1000) / 1000);
-  const targets = Array.from({ length: 16 }, (_, i) => (i * seed) % 2);
-  const { model } = trainMlp({ x, n: 16, f, targets }, { epochs: 3, seed });
-  return await onnxRelease(exportSwitcherOnnx(model, { version, features: FEATURES }), {
-    version,
-    inputs: [{ name: "features", shape: [-1, f], dtype: "float32" }],
-    outputs: [{ name: "score", shape: [-1, 1], dtype: "float32" }],
-    features: FEATURES,
-    threshold,
-  });
-}
+import { startLoopService, tinySwitcher, TOKEN } from "./fixtures/loop_service.ts";
 
 async function scoreOf(release: SwitcherRelease, features: Float32Array): Promise<number> {
   const scorer = release.scorer;
@@ -46,29 +23,17 @@ Deno.test({
   sanitizeResources: false,
   sanitizeOps: false,
   async fn() {
-    const dir = await Deno.makeTempDir();
-    const models = `${dir}/models`;
-    await copy(TINY, models);
-    const dbUrl = `file:${dir}/decisions.db`;
-    const service = await startService(loadConfig({
-      PORT: "0",
-      MODELS_DIR: models,
-      DATABASE_URL: dbUrl,
-      WORKERS: "2",
-      WARMUP_RUNS: "1",
-      LOG_FLUSH_MS: "20",
+    const { service, models, dbUrl, stop } = await startLoopService({
       EXPLORATION_RATE: "0.2",
       SHADOW_BUDGET_PER_S: "0",
-      SWITCHER_POLL_MS: "0",
-      ADMIN_TOKEN: TOKEN,
       LOG_LEVEL: "error",
-    }));
+    });
     const database = await openDatabase(dbUrl, {});
     try {
       const candidates = [
-        await onnxSwitcher("switcher-onnx-a", 0.45, 1),
+        await tinySwitcher("switcher-onnx-a", 0.45, 1),
         ruleRelease({ version: "switcher-margin", rule: "margin", threshold: 0.62 }),
-        await onnxSwitcher("switcher-onnx-b", 0.55, 2),
+        await tinySwitcher("switcher-onnx-b", 0.55, 2),
         ruleRelease({ version: "switcher-entropy", rule: "entropy", threshold: 0.4 }),
       ];
       for (const c of candidates) await publishRelease(database.db, c, { modelsDir: models });
@@ -140,8 +105,7 @@ Deno.test({
       assert.ok(seen.size >= 3, `decisions were scored by ${[...seen].join(", ")}: the swaps happened under load`);
     } finally {
       database.close();
-      await service.shutdown();
-      await Deno.remove(dir, { recursive: true });
+      await stop();
     }
   },
 });

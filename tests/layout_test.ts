@@ -5,20 +5,10 @@
  * room allows; the README's layout names every top-level folder of code.
  */
 import assert from "node:assert/strict";
+import { ROOT, sources as allSources } from "./fixtures/sources.ts";
 
-const ROOT = new URL("..", import.meta.url).pathname;
 const SKIP = /^(node_modules|\.tools|build|dist|datasets|tests|\.git|dashboard|wasm-models\/samples)(\/|$)/;
-
-function sources(dir = ""): string[] {
-  const out: string[] = [];
-  for (const e of Deno.readDirSync(`${ROOT}${dir}`)) {
-    const rel = dir ? `${dir}/${e.name}` : e.name;
-    if (SKIP.test(rel)) continue;
-    if (e.isDirectory) out.push(...sources(rel));
-    else if (e.isFile && rel.endsWith(".ts")) out.push(rel);
-  }
-  return out;
-}
+const sources = () => allSources(SKIP);
 
 /** The modules a source file imports (static and dynamic), as written. */
 function imports(file: string): string[] {

@@ -5,17 +5,12 @@
  * version, a corrupt version is refused while the old one keeps serving, and a second retraining run is refused.
  */
 import assert from "node:assert/strict";
-import { copy } from "./fixtures/copy_dir.ts";
-import { loadConfig } from "../config.ts";
 import { openDatabase } from "../db/client.ts";
 import { insertSwitcherVersion, listDecisions, promoteSwitcherVersion } from "../db/queries.ts";
 import { acquireJobLock, LockBusyError } from "../loop/job_lock.ts";
 import { retrain } from "../loop/retrain.ts";
-import { startService } from "../main.ts";
 import { readManifest } from "../workers/artefacts.ts";
-
-const TINY = new URL("./fixtures/tiny_models", import.meta.url).pathname;
-const TOKEN = "test-admin-token-0123456789";
+import { startLoopService, TOKEN } from "./fixtures/loop_service.ts";
 
 function sequence(rng: () => number) {
   return Array.from({ length: 6 }, () => [[rng(), rng(), rng()], [rng(), rng(), rng()]]);
@@ -26,22 +21,10 @@ Deno.test({
   sanitizeResources: false,
   sanitizeOps: false,
   async fn() {
-    const dir = await Deno.makeTempDir();
-    const models = `${dir}/models`;
-    await copy(TINY, models);
-    const dbUrl = `file:${dir}/decisions.db`;
-    const service = await startService(loadConfig({
-      PORT: "0",
-      MODELS_DIR: models,
-      DATABASE_URL: dbUrl,
-      WORKERS: "2",
-      WARMUP_RUNS: "1",
-      LOG_FLUSH_MS: "20",
+    const { service, models, dbUrl, stop } = await startLoopService({
       EXPLORATION_RATE: "0.5",
       SHADOW_BUDGET_PER_S: "0",
-      SWITCHER_POLL_MS: "0",
-      ADMIN_TOKEN: TOKEN,
-    }));
+    });
     const database = await openDatabase(dbUrl, {});
     let seed = 1;
     const rng = () => ((seed = (seed * 16807) % 2147483647) / 2147483647);
@@ -189,8 +172,7 @@ Deno.test({
       assert.equal((await fetch(`${service.url}/admin/switcher/reload`, { method: "POST" })).status, 401);
     } finally {
       database.close();
-      await service.shutdown();
-      await Deno.remove(dir, { recursive: true });
+      await stop();
     }
   },
 });

@@ -12,45 +12,25 @@ import {
   activateRelease,
   activeRelease,
   listReleases,
-  onnxRelease,
   publishRelease,
   rejectRelease,
   rollbackRelease,
   seedFromManifest,
 } from "../loop/registry.ts";
 import { decodeSwitcherRow, encodeSwitcherRow } from "../release/decode.ts";
-import { BUILTIN_SWITCHER_VERSION, ruleRelease, ruleScore, type SwitcherRelease } from "../release/release.ts";
-import { featureNames } from "../switcher/features.ts";
+import { BUILTIN_SWITCHER_VERSION, ruleRelease, ruleScore } from "../release/release.ts";
 import { policies } from "../switcher/metrics.ts";
-import { trainMlp } from "../switcher/mlp.ts";
-import { exportSwitcherOnnx } from "../switcher/onnx_writer.ts";
 import { loadModelSet, readManifest } from "../workers/artefacts.ts";
 import { createInProcessInference } from "../workers/in_process.ts";
 import { copy } from "./fixtures/copy_dir.ts";
-
-const TINY = new URL("./fixtures/tiny_models", import.meta.url).pathname;
-const FEATURES = featureNames(4);
-
-/** A small ONNX switcher over the tiny edge model's features. */
-async function onnxSwitcher(version: string, threshold: number, seed = 1): Promise<SwitcherRelease> {
-  const f = FEATURES.length;
-  const x = Float32Array.from({ length: 8 * f }, (_, i) => ((i * 7919 + seed * 104729) % 1000) / 1000);
-  const { model } = trainMlp({ x, n: 8, f, targets: [0, 1, 0, 1, 1, 0, 1, 0] }, { epochs: 2, seed });
-  return await onnxRelease(exportSwitcherOnnx(model, { version, features: FEATURES }), {
-    version,
-    inputs: [{ name: "features", shape: [-1, f], dtype: "float32" }],
-    outputs: [{ name: "score", shape: [-1, 1], dtype: "float32" }],
-    features: FEATURES,
-    threshold,
-  });
-}
+import { TINY, tinySwitcher } from "./fixtures/loop_service.ts";
 
 /** A temporary copy of the tiny model set, shipped with an ONNX switcher in its manifest, and a fresh database. */
 async function fixture(): Promise<{ dir: string; db: Awaited<ReturnType<typeof openDatabase>>; shipped: string }> {
   const dir = await Deno.makeTempDir();
   await copy(TINY, dir);
   // Ship a switcher the way a model build does: its file beside the manifest, its entry in it (no database yet).
-  const shipped = await onnxSwitcher("switcher-shipped", 0.6);
+  const shipped = await tinySwitcher("switcher-shipped", 0.6);
   const spec = shipped.scorer.kind === "onnx" ? shipped.scorer.spec : null;
   await Deno.writeFile(`${dir}/${spec!.file}`, shipped.artefact!);
   const manifest = await readManifest(dir);
@@ -62,7 +42,7 @@ Deno.test("registry: a job's release on a fresh database rolls back to the switc
   const { dir, db, shipped } = await fixture();
   try {
     // As `deno task dmd` does on a database the service never opened.
-    const v2 = await publishRelease(db.db, await onnxSwitcher("switcher-v2", 0.4, 2), {
+    const v2 = await publishRelease(db.db, await tinySwitcher("switcher-v2", 0.4, 2), {
       modelsDir: dir,
       activate: true,
     });
@@ -96,7 +76,7 @@ Deno.test("registry: without a switcher in the manifest, the built-in rule is th
     await copy(TINY, dir);
     const seeded = await seedFromManifest(db.db, { modelsDir: dir });
     assert.deepEqual([seeded.version, seeded.status, seeded.threshold], [BUILTIN_SWITCHER_VERSION, "active", 0.5]);
-    await publishRelease(db.db, await onnxSwitcher("switcher-v1", 0.5), { modelsDir: dir, activate: true });
+    await publishRelease(db.db, await tinySwitcher("switcher-v1", 0.5), { modelsDir: dir, activate: true });
     const { to } = await rollbackRelease(db.db, { modelsDir: dir });
     assert.equal(to.version, BUILTIN_SWITCHER_VERSION);
     assert.equal((await readManifest(dir)).switcher?.rule, "max_prob");
@@ -145,7 +125,7 @@ Deno.test("registry: changes wait for nobody: a held job lock refuses them with 
   const { dir, db } = await fixture();
   const lock = await acquireJobLock(jobLockPath(dir));
   try {
-    const v2 = await onnxSwitcher("switcher-v2", 0.4);
+    const v2 = await tinySwitcher("switcher-v2", 0.4);
     await assert.rejects(() => publishRelease(db.db, v2, { modelsDir: dir, activate: true }), isAppError("CONFLICT"));
     await assert.rejects(() => rollbackRelease(db.db, { modelsDir: dir }), isAppError("CONFLICT"));
     // The holder passes its lock.
@@ -161,8 +141,8 @@ Deno.test("registry: changes wait for nobody: a held job lock refuses them with 
 Deno.test("registry: activate and reject; a rejected release is never activated, the active one cannot be rejected", async () => {
   const { dir, db, shipped } = await fixture();
   try {
-    await publishRelease(db.db, await onnxSwitcher("switcher-a", 0.4), { modelsDir: dir });
-    await publishRelease(db.db, await onnxSwitcher("switcher-b", 0.45), { modelsDir: dir });
+    await publishRelease(db.db, await tinySwitcher("switcher-a", 0.4), { modelsDir: dir });
+    await publishRelease(db.db, await tinySwitcher("switcher-b", 0.45), { modelsDir: dir });
     assert.equal((await activeRelease(db.db))!.version, shipped, "published, not activated");
     const { from, to } = await activateRelease(db.db, "switcher-a", { modelsDir: dir });
     assert.deepEqual([from, to.version], [shipped, "switcher-a"]);
@@ -183,7 +163,7 @@ Deno.test("registry: activate and reject; a rejected release is never activated,
 });
 
 Deno.test("decodeSwitcherRow() checks the stored spec and names the field; encode and decode round-trip", async () => {
-  const onnx = await onnxSwitcher("switcher-x", 0.5);
+  const onnx = await tinySwitcher("switcher-x", 0.5);
   const rule = ruleRelease({ version: "switcher-r", rule: "entropy", threshold: 0.7, hop: 1, nowMs: 5 });
   for (const release of [onnx, rule]) assert.deepEqual(decodeSwitcherRow(encodeSwitcherRow(release)), release);
   const row = encodeSwitcherRow(onnx);
