@@ -2,7 +2,9 @@
  * The release registry: the one owner of which release serves. Everything that changes it — DMD
  * (`deno task dmd`), the retraining job (loop/retrain.ts), the admin API (`POST /admin/switcher/rollback`) and
  * `deno task rollback` — calls the functions here, and each change runs under the models folder's job lock
- * (loop/job_lock.ts), so two writers never interleave.
+ * (loop/job_lock.ts), so two writers never interleave. Seeding ({@link seedRegistry}) is the one write without the
+ * lock: it only records a release that is missing and activates it when none is active, so edge apps may do it at
+ * start (several at once agree, and an edge app need not be able to write the models folder).
  *
  * The database is the truth (`switcher_versions`, one row per release). The manifest (`wasm-models/manifest.json`)
  * seeds it: before any change, the manifest's switcher (or, when it names none, the built-in `max_prob` rule) is

@@ -7,18 +7,18 @@
  *
  *   deno task rollback [--models DIR]
  *
- * Exit codes: 0 rolled back; 1 failed; 3 another retrain or rollback holds the lock; 5 no earlier version.
+ * Exit codes: 0 rolled back; 1 failed; 2 bad flags; 3 another job holds the lock; 5 no earlier release.
  *
  * @module
  */
-import { parseArgs } from "node:util";
 import { loadConfig } from "../config.ts";
 import { openDatabase } from "../db/client.ts";
 import { AppError } from "../errors.ts";
 import { acquireJobLockOrExit, jobLockPath } from "../loop/job_lock.ts";
 import { rollbackRelease } from "../loop/registry.ts";
+import { parseFlags } from "./cli.ts";
 
-const { values: args } = parseArgs({ args: Deno.args, options: { models: { type: "string" } } });
+const args = parseFlags({ models: { type: "string" } }, "usage: deno task rollback [--models DIR]");
 const config = loadConfig();
 const modelsDir = args.models ?? config.modelsDir;
 const lock = await acquireJobLockOrExit(jobLockPath(modelsDir));
