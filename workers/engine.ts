@@ -3,8 +3,9 @@
  * -> post-process kept apart. It runs inside an inference worker; scripts and tests may also run it in-process
  * (workers/in_process.ts), behind the same signature as the pool.
  *
- * The switcher is a release (release/release.ts): an ONNX model over the switcher features, or a confidence rule
- * scored here from the same features. Each batch is scored by one release, read once, and the batch's output
+ * The switcher is a release (release/release.ts): an ONNX model over the switcher features, scored in plain JS when
+ * it is the exporter's MLP (workers/switcher_mlp.ts; no second session, a few microseconds) and in onnxruntime-web
+ * otherwise, or a confidence rule scored here from the same features. Each batch is scored by one release, read once, and the batch's output
  * names it (`scoredBy`: version and threshold), so a swap between batches never mislabels a decision.
  *
  * Lifecycle: load (sessions from bytes) -> warm-up (dummy runs) -> ready -> release.
@@ -18,6 +19,7 @@ import { featureNames, qualityStats, softmax, switcherFeatures } from "../switch
 import type { ClassifierSpec, SwitcherSpec } from "../wasm-models/manifest.ts";
 import type { EdgeResult, EngineInit, EngineOutput, EngineVersions, SequenceInput } from "./protocol.ts";
 import { configureRuntime } from "./runtime.ts";
+import { switcherMlp, type SwitcherScoreFn } from "./switcher_mlp.ts";
 
 /** A loaded engine. */
 export interface Engine {
@@ -29,9 +31,13 @@ export interface Engine {
   release(): Promise<void>;
 }
 
-/** A switcher release ready to score: an ONNX session, or none for a rule. */
+/**
+ * A switcher release ready to score: a plain-JS network read from its ONNX model (workers/switcher_mlp.ts), an
+ * onnxruntime session for an ONNX graph of another form, or neither for a rule.
+ */
 interface LoadedSwitcher {
   release: SwitcherRelease;
+  mlp: SwitcherScoreFn | null;
   session: ort.InferenceSession | null;
   /** Batches scoring with it now; a replaced session is released when the last one ends. */
   inFlight: number;
@@ -45,7 +51,7 @@ function outputName(spec: ClassifierSpec | SwitcherSpec, wanted: string): string
 }
 
 async function loadSwitcher(release: SwitcherRelease, edge: ClassifierSpec): Promise<LoadedSwitcher> {
-  if (release.scorer.kind === "rule") return { release, session: null, inFlight: 0, replaced: false };
+  if (release.scorer.kind === "rule") return { release, mlp: null, session: null, inFlight: 0, replaced: false };
   const expected = featureNames(edge.embeddingSize ?? 0);
   const names = release.features;
   if (names.length !== expected.length || names.some((n, i) => n !== expected[i])) {
@@ -54,9 +60,27 @@ async function loadSwitcher(release: SwitcherRelease, edge: ClassifierSpec): Pro
     );
   }
   if (!release.artefact) throw new TypeError(`Cannot load switcher ${release.version}: it has no artefact`);
-  const session = await ort.InferenceSession.create(release.artefact, { executionProviders: ["wasm"] });
   outputName(release.scorer.spec, "score");
-  return { release, session, inFlight: 0, replaced: false };
+  const mlp = switcherMlp(release.artefact, names.length);
+  if (mlp) return { release, mlp, session: null, inFlight: 0, replaced: false };
+  const session = await ort.InferenceSession.create(release.artefact, { executionProviders: ["wasm"] });
+  return { release, mlp: null, session, inFlight: 0, replaced: false };
+}
+
+/** Score with a switcher's onnxruntime session; a replaced session is released when its last batch ends. */
+async function scoreInSession(current: LoadedSwitcher, x: Float32Array, dims: number[]): Promise<Float32Array> {
+  const spec = (current.release.scorer as { spec: SwitcherSpec }).spec;
+  current.inFlight++;
+  try {
+    const out = await current.session!.run({
+      [spec.inputs[0]?.name ?? "features"]: new ort.Tensor("float32", x, dims),
+    });
+    const scores = (out.score.data as Float32Array).slice();
+    out.score.dispose();
+    return scores;
+  } finally {
+    if (--current.inFlight === 0 && current.replaced) await current.session!.release();
+  }
 }
 
 /**
@@ -124,17 +148,8 @@ export async function createEngine(init: EngineInit): Promise<{ engine: Engine; 
       const f = current.release.features.length;
       const x = new Float32Array(n * f);
       results.forEach((r, i) => x.set(r.features, i * f));
-      current.inFlight++;
-      try {
-        const sOut = await current.session!.run({
-          [scorer.spec.inputs[0]?.name ?? "features"]: new ort.Tensor("float32", x, [n, f]),
-        });
-        const scores = sOut.score.data as Float32Array;
-        results.forEach((r, i) => (r.score = scores[i]));
-        sOut.score.dispose();
-      } finally {
-        if (--current.inFlight === 0 && current.replaced) await current.session!.release();
-      }
+      const scores = current.mlp ? current.mlp(x, n) : await scoreInSession(current, x, [n, f]);
+      results.forEach((r, i) => (r.score = scores[i]));
     }
     const t3 = performance.now();
     return {

@@ -7,7 +7,13 @@
 /// <reference lib="deno.worker" />
 import "./worker_env.ts";
 import { createEngine, type Engine } from "./engine.ts";
-import type { WorkerRequest, WorkerResponse } from "./protocol.ts";
+import {
+  type JobOutcome,
+  resultTransferables,
+  type SequenceInput,
+  type WorkerRequest,
+  type WorkerResponse,
+} from "./protocol.ts";
 
 let engine: Engine | null = null;
 
@@ -18,6 +24,38 @@ function reply(msg: WorkerResponse, transfer: ArrayBuffer[] = []): void {
 function fail(id: number, code: "MODEL_NOT_READY" | "INVALID_INPUT" | "INTERNAL", err: unknown): void {
   const message = err instanceof Error ? err.message : String(err);
   reply({ type: "error", id, code, message });
+}
+
+function errorCode(err: unknown): "INVALID_INPUT" | "INTERNAL" {
+  return err instanceof TypeError || err instanceof RangeError ? "INVALID_INPUT" : "INTERNAL";
+}
+
+async function classifyOne(engine: Engine, items: SequenceInput[]): Promise<JobOutcome> {
+  try {
+    return { ok: true, ...(await engine.classify(items)) };
+  } catch (err) {
+    return { ok: false, code: errorCode(err), message: err instanceof Error ? err.message : String(err) };
+  }
+}
+
+/**
+ * Classify a micro-batch: every job's sequences in one forward pass, the results split back per job. When the
+ * batch fails, each job runs alone, so that one bad input fails its own job only.
+ */
+async function classifyJobs(engine: Engine, jobs: SequenceInput[][]): Promise<JobOutcome[]> {
+  if (jobs.length === 1) return [await classifyOne(engine, jobs[0])];
+  const all = await classifyOne(engine, jobs.flat());
+  if (!all.ok) {
+    const outcomes: JobOutcome[] = [];
+    for (const items of jobs) outcomes.push(await classifyOne(engine, items));
+    return outcomes;
+  }
+  let at = 0;
+  return jobs.map((items) => {
+    const results = all.results.slice(at, at + items.length);
+    at += items.length;
+    return { ok: true, results, timings: all.timings, scoredBy: all.scoredBy };
+  });
 }
 
 self.onmessage = async (event: MessageEvent<WorkerRequest>) => {
@@ -35,17 +73,8 @@ self.onmessage = async (event: MessageEvent<WorkerRequest>) => {
     }
     case "classify": {
       if (!engine) return fail(msg.id, "MODEL_NOT_READY", "Cannot classify: the worker has no models loaded");
-      try {
-        const { results, timings, scoredBy } = await engine.classify(msg.items);
-        const transfer: ArrayBuffer[] = [];
-        for (const r of results) {
-          transfer.push(r.probs.buffer as ArrayBuffer, r.embedding.buffer as ArrayBuffer);
-          transfer.push(r.features.buffer as ArrayBuffer, r.window.buffer as ArrayBuffer);
-        }
-        reply({ type: "result", id: msg.id, results, timings, scoredBy }, transfer);
-      } catch (err) {
-        fail(msg.id, err instanceof TypeError || err instanceof RangeError ? "INVALID_INPUT" : "INTERNAL", err);
-      }
+      const outcomes = await classifyJobs(engine, msg.jobs);
+      reply({ type: "result", id: msg.id, outcomes }, resultTransferables(outcomes));
       break;
     }
     case "set_switcher": {

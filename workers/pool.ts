@@ -4,10 +4,21 @@
  *
  * Lifecycle: spawn -> load + warm-up in every worker -> ready -> close (terminate).
  *
+ * Micro-batching: a free worker takes every queued job at once, up to `batchMax` sequences (a job larger than that
+ * goes alone), and classifies them in one forward pass; with `batchWaitMs` > 0, a worker that finds fewer waits up
+ * to that long for more. When a reply comes, the worker's next batch is sent before the replied callers are
+ * resumed, so the worker never waits for the HTTP thread to finish answering. A batch that fails in the engine is
+ * retried job by job in the worker, so one bad input fails its own job only.
+ *
+ * Load shedding: a call is refused with 503 `OVERLOADED` when `queueMax` jobs wait, or when the expected wait of a
+ * new job (the sequences queued x the measured time per sequence / the workers alive) passes `maxQueueWaitMs`:
+ * past saturation the queue holds what the workers can serve in that time, whatever the request size, so accepted
+ * requests keep a bounded latency instead of all of them slowing down.
+ *
  * Faults: a worker that crashes (an uncaught error, an out-of-memory abort) or holds one task past
  * `taskTimeoutMs` (a hang) is terminated and replaced with the same models. The task it held fails with 503
- * `INFERENCE_FAILED` and `Retry-After`; it is not retried, because an input that crashes or hangs a worker would
- * take a second one down with it, and the caller can retry. Queued tasks wait for the replacement or another
+ * `INFERENCE_FAILED` and `Retry-After` (every job of the batch it held does); it is not retried, because an input
+ * that crashes or hangs a worker would take a second one down with it, and the caller can retry. Queued tasks wait for the replacement or another
  * worker. A replacement that fails to start is tried again with backoff (up to 30 s apart) until the pool closes,
  * so the pool never shrinks for good.
  *
@@ -15,14 +26,15 @@
  */
 import { AppError } from "../errors.ts";
 import type { ScoredBy, SwitcherRelease } from "../release/release.ts";
-import type {
-  EdgeResult,
-  EngineInit,
-  EngineTimings,
-  EngineVersions,
-  SequenceInput,
-  WorkerRequest,
-  WorkerResponse,
+import {
+  type EdgeResult,
+  type EngineInit,
+  type EngineTimings,
+  type EngineVersions,
+  type SequenceInput,
+  transferablesOf,
+  type WorkerRequest,
+  type WorkerResponse,
 } from "./protocol.ts";
 
 // onnxruntime-web replaces the global `Worker` once it initialises in a realm; keep the Web Worker constructor
@@ -48,6 +60,13 @@ export interface PoolStats {
   restarts: number;
   /** Tasks that failed because their worker crashed or passed its deadline. */
   crashed?: number;
+  /** Batches sent to workers, and the sequences in them (their ratio is the mean batch size). */
+  batches?: number;
+  batchedItems?: number;
+  /** Sequences waiting for a worker. */
+  queuedItems?: number;
+  /** What a new job would wait now, from the measured time per sequence, in milliseconds. */
+  expectedWaitMs?: number;
 }
 
 /** What one classify call returns: a result per sequence, timings, and the switcher release that scored them. */
@@ -80,8 +99,17 @@ export interface PoolOptions {
   queueMax: number;
   /** Module URL of the inference worker. @default workers/inference_worker.ts beside this module */
   workerUrl?: URL;
-  /** Deadline of one task in a worker, in milliseconds; past it the worker is replaced. @default 10000 */
+  /** Deadline of one batch in a worker, in milliseconds; past it the worker is replaced. @default 10000 */
   taskTimeoutMs?: number;
+  /** Most sequences in one batch (a single job larger than this goes alone). @default 32 */
+  batchMax?: number;
+  /** Longest a free worker waits for a batch to fill, in milliseconds (0: take what is queued). @default 0 */
+  batchWaitMs?: number;
+  /**
+   * Shed a call when the expected wait of a new job passes this, in milliseconds. @default Infinity (only
+   * `queueMax` bounds the queue, as scripts that queue a whole dataset want)
+   */
+  maxQueueWaitMs?: number;
 }
 
 interface Job {
@@ -93,7 +121,10 @@ interface Job {
 
 interface Slot {
   worker: Worker;
-  job: Job | null;
+  /** The jobs of the batch the worker holds, or null when it is free. */
+  batch: Job[] | null;
+  /** Sequences in that batch. */
+  batchItems: number;
   startedAt: number;
   /** Fires when the job passes its deadline. */
   deadline: ReturnType<typeof setTimeout> | undefined;
@@ -102,8 +133,11 @@ interface Slot {
   alive: boolean;
 }
 
-function errorFrom(msg: Extract<WorkerResponse, { type: "error" }>): AppError {
-  return new AppError(msg.code, msg.message);
+/** Weight of the newest batch in the moving average of the time per sequence. */
+const EWMA_WEIGHT = 0.2;
+
+function overloaded(why: string): AppError {
+  return new AppError("OVERLOADED", `Cannot classify: ${why}`, { headers: { "Retry-After": "1" } });
 }
 
 /**
@@ -123,7 +157,16 @@ export async function createWorkerPool(init: EngineInit, options: PoolOptions): 
   let versions: EngineVersions = { edge: init.edge.spec.version, switcher: init.switcher.version };
   let closed = false;
   const taskTimeoutMs = options.taskTimeoutMs ?? 10_000;
-  const counters = { completed: 0, failed: 0, restarts: 0, crashed: 0 };
+  const batchMax = Math.max(1, options.batchMax ?? 32);
+  const batchWaitMs = Math.max(0, options.batchWaitMs ?? 0);
+  const maxQueueWaitMs = options.maxQueueWaitMs ?? Infinity;
+  const counters = { completed: 0, failed: 0, restarts: 0, crashed: 0, batches: 0, batchedItems: 0 };
+  /** Sequences in the queue. */
+  let queuedItems = 0;
+  /** Moving average of a batch's time in a worker (post to reply) per sequence, in milliseconds; 0 until measured. */
+  let msPerItem = 0;
+  /** Fires when the oldest queued job has waited `batchWaitMs` (a worker is free but the batch is not full). */
+  let fillTimer: ReturnType<typeof setTimeout> | undefined;
   /** Pending restarts (a failed replacement waits before the next try). */
   const respawnTimers = new Set<ReturnType<typeof setTimeout>>();
 
@@ -134,22 +177,67 @@ export async function createWorkerPool(init: EngineInit, options: PoolOptions): 
     });
   }
 
+  function aliveCount(): number {
+    let n = 0;
+    for (const s of slots) if (s?.alive) n++;
+    return n;
+  }
+
+  function expectedWaitMs(): number {
+    return msPerItem * queuedItems / Math.max(1, aliveCount());
+  }
+
+  /** The jobs at the head of the queue that fit one batch (at least one). */
+  function takeBatch(): { jobs: Job[]; items: number } {
+    const jobs: Job[] = [queue.shift()!];
+    let items = jobs[0].items.length;
+    while (queue.length > 0 && items + queue[0].items.length <= batchMax) {
+      const job = queue.shift()!;
+      items += job.items.length;
+      jobs.push(job);
+    }
+    queuedItems -= items;
+    return { jobs, items };
+  }
+
+  /** Whether a free worker should wait for the batch to fill (only with `batchWaitMs` > 0). */
+  function shouldWait(): boolean {
+    if (batchWaitMs === 0 || queuedItems >= batchMax) return false;
+    const waited = performance.now() - queue[0].enqueuedAt;
+    if (waited >= batchWaitMs) return false;
+    if (fillTimer === undefined) {
+      fillTimer = setTimeout(() => {
+        fillTimer = undefined;
+        dispatch();
+      }, batchWaitMs - waited);
+    }
+    return true;
+  }
+
+  function send(slot: Slot): void {
+    const { jobs, items } = takeBatch();
+    slot.batch = jobs;
+    slot.batchItems = items;
+    slot.startedAt = performance.now();
+    counters.batches++;
+    counters.batchedItems += items;
+    slot.deadline = setTimeout(
+      () => onCrash(slots.indexOf(slot), slot, `task passed its ${taskTimeoutMs} ms deadline`),
+      taskTimeoutMs,
+    );
+    const batch = jobs.map((j) => j.items);
+    slot.worker.postMessage(
+      { type: "classify", id: nextId++, jobs: batch } satisfies WorkerRequest,
+      transferablesOf(batch),
+    );
+  }
+
   function dispatch(): void {
     for (const slot of slots) {
       if (queue.length === 0) return;
-      if (!slot.alive || slot.job) continue;
-      const job = queue.shift()!;
-      slot.job = job;
-      slot.startedAt = performance.now();
-      slot.deadline = setTimeout(
-        () => onCrash(slots.indexOf(slot), slot, `task passed its ${taskTimeoutMs} ms deadline`),
-        taskTimeoutMs,
-      );
-      const items = job.items;
-      slot.worker.postMessage(
-        { type: "classify", id: nextId++, items } satisfies WorkerRequest,
-        items.map((i) => i.data.buffer as ArrayBuffer),
-      );
+      if (!slot?.alive || slot.batch) continue;
+      if (shouldWait()) return;
+      send(slot);
     }
   }
 
@@ -160,24 +248,44 @@ export async function createWorkerPool(init: EngineInit, options: PoolOptions): 
       pending.resolve(msg);
       return;
     }
-    const job = slot.job;
-    if (!job) return;
-    slot.job = null;
+    const jobs = slot.batch;
+    if (!jobs) return;
+    const startedAt = slot.startedAt;
+    const sample = (performance.now() - startedAt) / Math.max(1, slot.batchItems);
+    msPerItem = msPerItem === 0 ? sample : msPerItem + EWMA_WEIGHT * (sample - msPerItem);
+    slot.batch = null;
     clearTimeout(slot.deadline);
-    const queueMs = slot.startedAt - job.enqueuedAt;
-    if (msg.type === "result") {
-      counters.completed++;
-      job.resolve({ results: msg.results, timings: { ...msg.timings, queueMs }, scoredBy: msg.scoredBy });
-    } else if (msg.type === "error") {
-      counters.failed++;
-      job.reject(errorFrom(msg));
-    }
+    // The worker's next batch goes out before the replied callers resume.
     dispatch();
+    jobs.forEach((job, i) => {
+      const queueMs = startedAt - job.enqueuedAt;
+      const outcome = msg.type === "result" ? msg.outcomes[i] : undefined;
+      if (outcome?.ok) {
+        counters.completed++;
+        job.resolve({ results: outcome.results, timings: { ...outcome.timings, queueMs }, scoredBy: outcome.scoredBy });
+      } else {
+        counters.failed++;
+        const error = outcome ?? (msg.type === "error" ? msg : undefined);
+        job.reject(
+          error
+            ? new AppError(error.code, error.message)
+            : new AppError("INTERNAL", `Cannot classify: the worker replied "${msg.type}" to a batch`),
+        );
+      }
+    });
   }
 
   async function spawn(index: number): Promise<void> {
     const worker = new WebWorker(workerUrl.href, { type: "module" });
-    const slot: Slot = { worker, job: null, startedAt: 0, deadline: undefined, control: new Map(), alive: false };
+    const slot: Slot = {
+      worker,
+      batch: null,
+      batchItems: 0,
+      startedAt: 0,
+      deadline: undefined,
+      control: new Map(),
+      alive: false,
+    };
     slots[index] = slot;
     worker.onmessage = (e: MessageEvent<WorkerResponse>) => onMessage(slot, e.data);
     worker.onerror = (e: ErrorEvent) => {
@@ -200,7 +308,7 @@ export async function createWorkerPool(init: EngineInit, options: PoolOptions): 
 
   function onCrash(index: number, slot: Slot, reason: string): void {
     if (slots[index] !== slot) return;
-    if (!slot.alive && slot.job === null && slot.control.size === 0) return;
+    if (!slot.alive && slot.batch === null && slot.control.size === 0) return;
     slot.alive = false;
     clearTimeout(slot.deadline);
     slot.worker.terminate();
@@ -208,12 +316,12 @@ export async function createWorkerPool(init: EngineInit, options: PoolOptions): 
       cause: reason,
       headers: { "Retry-After": "1" },
     });
-    if (slot.job) {
+    for (const job of slot.batch ?? []) {
       counters.failed++;
       counters.crashed++;
-      slot.job.reject(err);
-      slot.job = null;
+      job.reject(err);
     }
+    slot.batch = null;
     for (const p of slot.control.values()) p.reject(err);
     slot.control.clear();
     console.error(JSON.stringify({ level: "error", msg: "inference worker failed; replacing it", reason }));
@@ -251,16 +359,16 @@ export async function createWorkerPool(init: EngineInit, options: PoolOptions): 
   return {
     classify(items) {
       if (closed) return Promise.reject(new AppError("MODEL_NOT_READY", "Cannot classify: the pool is closed"));
-      const idle = slots.some((s) => s.alive && !s.job);
+      const idle = slots.some((s) => s.alive && !s.batch);
       if (!idle && queue.length >= options.queueMax) {
-        return Promise.reject(
-          new AppError("OVERLOADED", "Cannot classify: the inference queue is full", {
-            headers: { "Retry-After": "1" },
-          }),
-        );
+        return Promise.reject(overloaded("the inference queue is full"));
+      }
+      if (!idle && expectedWaitMs() > maxQueueWaitMs) {
+        return Promise.reject(overloaded(`the inference queue holds more than ${maxQueueWaitMs} ms of work`));
       }
       return new Promise((resolve, reject) => {
         queue.push({ items, enqueuedAt: performance.now(), resolve, reject });
+        queuedItems += items.length;
         dispatch();
       });
     },
@@ -289,23 +397,28 @@ export async function createWorkerPool(init: EngineInit, options: PoolOptions): 
     versions: () => versions,
     stats: () => ({
       size: options.size,
-      alive: slots.filter((s) => s?.alive).length,
-      busy: slots.filter((s) => s.job).length,
+      alive: aliveCount(),
+      busy: slots.filter((s) => s?.batch).length,
       queued: queue.length,
       queueMax: options.queueMax,
+      queuedItems,
+      expectedWaitMs: expectedWaitMs(),
       ...counters,
     }),
     async close() {
       closed = true;
       for (const t of respawnTimers) clearTimeout(t);
       respawnTimers.clear();
+      clearTimeout(fillTimer);
       const err = new AppError("MODEL_NOT_READY", "Cannot classify: the pool is closed");
       for (const job of queue.splice(0)) job.reject(err);
+      queuedItems = 0;
       for (const s of slots) {
         s.alive = false;
         clearTimeout(s.deadline);
         s.worker.terminate();
-        s.job?.reject(err);
+        for (const job of s.batch ?? []) job.reject(err);
+        s.batch = null;
       }
       await Promise.resolve();
     },

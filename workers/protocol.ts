@@ -66,20 +66,45 @@ export interface EngineVersions {
   switcher: string;
 }
 
+/**
+ * What one job of a batch got: its results (with the batch's timings and the release that scored it), or the error
+ * that failed it alone.
+ */
+export type JobOutcome =
+  | { ok: true; results: EdgeResult[]; timings: EngineTimings; scoredBy: ScoredBy }
+  | { ok: false; code: ErrorCode; message: string };
+
 /** Messages to a worker. */
 export type WorkerRequest =
   | { type: "init"; id: number; init: EngineInit }
-  | { type: "classify"; id: number; items: SequenceInput[] }
+  /**
+   * A micro-batch: the jobs (each one caller's sequences) the pool took from its queue at once, classified in one
+   * forward pass; the reply has one outcome per job, in order.
+   */
+  | { type: "classify"; id: number; jobs: SequenceInput[][] }
   | { type: "set_switcher"; id: number; switcher: SwitcherRelease };
 
 /** Messages from a worker. */
 export type WorkerResponse =
   | { type: "ready"; id: number; versions: EngineVersions; warmupMs: number }
-  | { type: "result"; id: number; results: EdgeResult[]; timings: EngineTimings; scoredBy: ScoredBy }
+  | { type: "result"; id: number; outcomes: JobOutcome[] }
   | { type: "switcher_set"; id: number; versions: EngineVersions }
   | { type: "error"; id: number; code: ErrorCode; message: string };
 
-/** The buffers of a classify message, for transfer. */
-export function transferablesOf(items: { data: Float32Array }[]): ArrayBuffer[] {
-  return items.map((i) => i.data.buffer as ArrayBuffer);
+/** The input buffers of a classify message, for transfer. */
+export function transferablesOf(jobs: { data: Float32Array }[][]): ArrayBuffer[] {
+  return jobs.flatMap((items) => items.map((i) => i.data.buffer as ArrayBuffer));
+}
+
+/** The output buffers of a classify reply, for transfer. */
+export function resultTransferables(outcomes: JobOutcome[]): ArrayBuffer[] {
+  const transfer: ArrayBuffer[] = [];
+  for (const o of outcomes) {
+    if (!o.ok) continue;
+    for (const r of o.results) {
+      transfer.push(r.probs.buffer as ArrayBuffer, r.embedding.buffer as ArrayBuffer);
+      transfer.push(r.features.buffer as ArrayBuffer, r.window.buffer as ArrayBuffer);
+    }
+  }
+  return transfer;
 }

@@ -7,6 +7,7 @@
  */
 import * as ort from "onnxruntime-web/wasm";
 import { readRuntimeBinary } from "./artefacts.ts";
+import { switcherMlp } from "./switcher_mlp.ts";
 
 /**
  * Configure the runtime of this realm: one WASM thread (the pool provides the parallelism, and WASM threads would
@@ -23,8 +24,10 @@ export function configureRuntime(wasmBinary: Uint8Array): void {
 }
 
 /**
- * Score feature rows with a switcher's ONNX model in this realm's runtime (the one the workers use), for offline
- * jobs that compare switchers on logged features (loop/retrain.ts's gate, scripts/simulate_loop.ts).
+ * Score feature rows with a switcher's ONNX model exactly as the workers do (workers/engine.ts): in plain JS when
+ * the graph is the exporter's MLP (workers/switcher_mlp.ts), else in this realm's onnxruntime-web. For offline jobs
+ * that compare switchers on logged features (loop/retrain.ts's gate, scripts/simulate_loop.ts), so that they see
+ * the scores the service logs.
  *
  * @param bytes the ONNX model
  * @param rows one full feature vector per row
@@ -32,6 +35,23 @@ export function configureRuntime(wasmBinary: Uint8Array): void {
  * @returns one score per row
  */
 export async function scoreWithOnnx(bytes: Uint8Array, rows: Float32Array[], f: number): Promise<Float32Array> {
+  const mlp = switcherMlp(bytes, f);
+  if (!mlp) return await scoreWithSession(bytes, rows, f);
+  const x = new Float32Array(rows.length * f);
+  rows.forEach((r, i) => x.set(r, i * f));
+  return mlp(x, rows.length);
+}
+
+/**
+ * Score feature rows with a switcher's ONNX model in an onnxruntime-web session of this realm (the runtime the
+ * workers use for a graph that is not the exporter's MLP, and the reference the plain-JS scorer is tested against).
+ *
+ * @param bytes the ONNX model
+ * @param rows one full feature vector per row
+ * @param f the feature count
+ * @returns one score per row
+ */
+export async function scoreWithSession(bytes: Uint8Array, rows: Float32Array[], f: number): Promise<Float32Array> {
   configureRuntime(await readRuntimeBinary());
   const session = await ort.InferenceSession.create(bytes);
   try {
