@@ -42,6 +42,15 @@ export interface Config {
   workers: number;
   /** Requests that may wait for a worker before new ones are shed with 503. @default 256 */
   queueMax: number;
+  /**
+   * Shed a new request with 503 `OVERLOADED` (before its body is read) when the inference queue holds more than this
+   * much work: the sequences queued x the measured time per sequence / the workers, in milliseconds. @default 50
+   */
+  queueMaxWaitMs: number;
+  /** Most sequences a free worker takes from the queue as one batch. @default 32 */
+  inferenceBatchMax: number;
+  /** Longest a free worker waits for its batch to fill, in milliseconds (0: take what is queued). @default 0 */
+  inferenceBatchWaitMs: number;
   /** Warm-up inferences per worker before it is ready. @default 2 */
   warmupRuns: number;
   /**
@@ -194,6 +203,9 @@ export function loadConfig(env: Env = Deno.env.toObject()): Readonly<Config> {
     ...breakerConfig(env),
     workers: int(env, "WORKERS", Math.max(1, Math.min(2, cores)), 1, 64),
     queueMax: int(env, "QUEUE_MAX", 256, 1, 1_000_000),
+    queueMaxWaitMs: num(env, "QUEUE_MAX_WAIT_MS", 50, 0.001, 600_000) ?? 50,
+    inferenceBatchMax: int(env, "INFERENCE_BATCH_MAX", 32, 1, 4096),
+    inferenceBatchWaitMs: num(env, "INFERENCE_BATCH_WAIT_MS", 0, 0, 10) ?? 0,
     warmupRuns: int(env, "WARMUP_RUNS", 2, 0, 100),
     workerTaskTimeoutMs: int(env, "WORKER_TASK_TIMEOUT_MS", 10_000, 10, 600_000),
     ...rateLimitConfig(env),

@@ -67,7 +67,7 @@ export interface AppDeps {
   config: Pick<Config, "maxBodyBytes" | "maxFrames" | "maxBatchItems">;
   manifest: Manifest;
   classifier: HybridClassifier;
-  inference: Pick<EdgeInference, "versions" | "stats">;
+  inference: Pick<EdgeInference, "versions" | "stats" | "overloaded">;
   /** The switcher release the workers serve now (its owner: the release follower). */
   switcher: () => SwitcherRelease;
   /** The operator's `SWITCHER_THRESHOLD`, which replaces every release's threshold when set. */
@@ -109,6 +109,12 @@ export function createApp(deps: AppDeps): OpenAPIHono {
   app.use(secureHeaders());
   // Before the body is read: a client over its rate costs no parsing.
   if (deps.rateLimit) app.use("/v1/*", rateLimit(deps.rateLimit));
+  // Past saturation a request is shed before its body is read, so shedding costs the HTTP thread next to nothing.
+  app.use("/v1/classify/*", async (c, next) => {
+    const refused = c.req.method === "POST" ? deps.inference.overloaded?.() : null;
+    if (refused) throw refused;
+    await next();
+  });
   app.use("/v1/*", async (c, next) => {
     if (c.req.method === "POST") {
       const type = c.req.header("content-type") ?? "";
@@ -309,6 +315,9 @@ export async function startService(config: Readonly<Config>): Promise<Service> {
     const pool = await createWorkerPool(init, {
       size: config.workers,
       queueMax: config.queueMax,
+      maxQueueWaitMs: config.queueMaxWaitMs,
+      batchMax: config.inferenceBatchMax,
+      batchWaitMs: config.inferenceBatchWaitMs,
       taskTimeoutMs: config.workerTaskTimeoutMs,
       workerUrl: new URL(`./workers/inference_worker.${MODULE_EXT}`, import.meta.url),
     });

@@ -27,7 +27,8 @@ export function fakeCloud(fail: () => AppError | null = () => null): CloudAdapte
 /**
  * Build the app.
  *
- * @param options switcher score (>= 0.5 offloads), cloud, breaker, rate limit
+ * @param options switcher score (>= 0.5 offloads), cloud, breaker, rate limit, what the inference says about being
+ *   overloaded (`overloaded`: the error a new request is shed with, or null)
  * @returns the app, the logged rows and the cloud
  */
 export function testApp(
@@ -36,6 +37,7 @@ export function testApp(
     cloud?: ReturnType<typeof fakeCloud>;
     breaker?: CircuitBreaker;
     rateLimit?: RateLimitOptions;
+    overloaded?: () => AppError | null;
   } = {},
 ) {
   const rows: DecisionRecord[] = [];
@@ -53,6 +55,7 @@ export function testApp(
       }
     },
   });
+  if (options.overloaded) inference.overloaded = options.overloaded;
   const manifest = MANIFEST;
   const classifier = createHybridClassifier({
     inference,

@@ -84,6 +84,11 @@ export interface InferenceOutput {
 export interface EdgeInference {
   /** Classify sequences in one batch. @throws AppError OVERLOADED when the queue is full */
   classify(items: SequenceInput[]): Promise<InferenceOutput>;
+  /**
+   * The error a new call would be shed with now (the queue full, or its expected wait past the bound), or null: for
+   * refusing a request before its body is read. Absent: never shed early.
+   */
+  overloaded?(): AppError | null;
   /** Load a new switcher release everywhere, or keep the old one everywhere if any load fails. */
   setSwitcher(switcher: SwitcherRelease): Promise<EngineVersions>;
   versions(): EngineVersions;
@@ -136,7 +141,7 @@ interface Slot {
 /** Weight of the newest batch in the moving average of the time per sequence. */
 const EWMA_WEIGHT = 0.2;
 
-function overloaded(why: string): AppError {
+function overloadedError(why: string): AppError {
   return new AppError("OVERLOADED", `Cannot classify: ${why}`, { headers: { "Retry-After": "1" } });
 }
 
@@ -185,6 +190,16 @@ export async function createWorkerPool(init: EngineInit, options: PoolOptions): 
 
   function expectedWaitMs(): number {
     return msPerItem * queuedItems / Math.max(1, aliveCount());
+  }
+
+  /** The error a new call gets now, or null when it may queue. */
+  function overloaded(): AppError | null {
+    if (slots.some((s) => s?.alive && !s.batch)) return null;
+    if (queue.length >= options.queueMax) return overloadedError("the inference queue is full");
+    if (expectedWaitMs() > maxQueueWaitMs) {
+      return overloadedError(`the inference queue holds more than ${maxQueueWaitMs} ms of work`);
+    }
+    return null;
   }
 
   /** The jobs at the head of the queue that fit one batch (at least one). */
@@ -359,19 +374,15 @@ export async function createWorkerPool(init: EngineInit, options: PoolOptions): 
   return {
     classify(items) {
       if (closed) return Promise.reject(new AppError("MODEL_NOT_READY", "Cannot classify: the pool is closed"));
-      const idle = slots.some((s) => s.alive && !s.batch);
-      if (!idle && queue.length >= options.queueMax) {
-        return Promise.reject(overloaded("the inference queue is full"));
-      }
-      if (!idle && expectedWaitMs() > maxQueueWaitMs) {
-        return Promise.reject(overloaded(`the inference queue holds more than ${maxQueueWaitMs} ms of work`));
-      }
+      const refused = overloaded();
+      if (refused) return Promise.reject(refused);
       return new Promise((resolve, reject) => {
         queue.push({ items, enqueuedAt: performance.now(), resolve, reject });
         queuedItems += items.length;
         dispatch();
       });
     },
+    overloaded,
     async setSwitcher(switcher) {
       const previous = current.switcher;
       const live = slots.filter((s) => s.alive);
