@@ -1,61 +1,177 @@
 /**
- * `deno task bench`: the serving benchmark. Prints, for a model set (default: `wasm-models/`):
- *  - the edge model's bare inference time in onnxruntime-web (WASM, 1 thread) and native onnxruntime, same input,
- *    interleaved, and their ratio; the cloud model's too;
- *  - full `POST /v1/classify` latency p50/p99 for edge-kept requests at concurrency 1 and at the pool size, the
- *    throughput, and the ratio of full request time to bare model time (the serving overhead);
- *  - offloaded requests (forced to the cloud) at concurrency 1, for the cost of an offload.
- * The service runs as its own process on 127.0.0.1, started and stopped here.
+ * `deno task bench`: the service against the bare model, measured side by side in one run, in paired repetitions
+ * (default 3), each ratio printed as its median and its range over the repetitions:
  *
- * Flags: --models DIR, --requests N (per run, default 400), --runs N (bare runs, default 300), --json
+ *  - service throughput at saturation (`POST /v1/classify`, edge-kept requests, c=16) / the bare pool's throughput
+ *    (as many workers as the service has, each running the bare edge model back to back, batch 1);
+ *  - c=1 overhead: `/v1/classify` p50 - (`/healthz` p50, the HTTP floor + the bare model p50 in one worker);
+ *  - switcher / edge model: the switcher's score (plain JS, as the workers run it) per request against the bare edge
+ *    model; also the switcher's ONNX model in an onnxruntime-web session, as it ran before, and the service's own
+ *    stage timings;
+ *  - onnxruntime-web / native onnxruntime, the same model and input, warmed, interleaved (WASM SIMD, 1 thread; native
+ *    1 intra-op thread);
+ *  - c=64 throughput / c=16 throughput, and p99 at c=64 / p99 at c=16 (past saturation the service sheds early);
+ *  - the service's peak RSS, and its start-up time to listening and to ready.
+ *
+ * Honest by construction: WASM is warmed for thousands of runs before anything is timed (the first ~1200 runs are
+ * about 3x slower while the engine tiers up), the service is warmed with thousands of requests, the load comes from
+ * a separate process (scripts/bench_load.ts) so it takes no time from the service, each phase runs for seconds
+ * (thousands of requests, enough for a p99), and every repetition measures the bare model and the service one after
+ * the other. The service is a fresh process per repetition on 127.0.0.1 (a temporary database, no cloud: every
+ * request is kept on the edge). On a shared machine, read the ratios, not the absolute times.
+ *
+ * Flags: --models DIR, --workers N (default: half the cores, at most 2, so that the HTTP thread and the load
+ * generator have cores of their own), --reps N (3), --quick (short phases, for a check in ~1 minute), --json
  *
  * @module
  */
-import { parseArgs } from "node:util";
+import { featureNames } from "../switcher/features.ts";
+import { flattenFrames, resample } from "../sequence/preprocess.ts";
 import { readArtefact, readManifest, readRuntimeBinary } from "../workers/artefacts.ts";
+import type { BareModelRequest, BareModelResponse } from "../workers/bare_model_worker.ts";
 import { timeBothRuntimes } from "../workers/runtime_bench.ts";
+import { switcherMlp } from "../workers/switcher_mlp.ts";
+import type { SwitcherSpec } from "../wasm-models/manifest.ts";
+import { parseFlags, usageError } from "./cli.ts";
 
-const { values: args } = parseArgs({
-  args: Deno.args,
-  options: {
-    models: { type: "string", default: "wasm-models" },
-    requests: { type: "string", default: "400" },
-    runs: { type: "string", default: "300" },
-    workers: { type: "string" },
-    json: { type: "boolean", default: false },
-  },
-});
-const modelsDir = args.models!;
-const requests = Number(args.requests);
-const runs = Number(args.runs);
+const USAGE = "usage: deno task bench [--models DIR] [--workers N] [--reps N] [--quick] [--json]";
+const flags = parseFlags({
+  models: { type: "string", default: "wasm-models" },
+  workers: { type: "string" },
+  reps: { type: "string", default: "3" },
+  quick: { type: "boolean", default: false },
+  json: { type: "boolean", default: false },
+}, USAGE);
+const modelsDir = flags.models!;
+const cores = navigator.hardwareConcurrency;
+const workers = Number(flags.workers ?? Math.max(1, Math.min(2, Math.floor(cores / 2))));
+const reps = Number(flags.reps);
+if (!(Number.isInteger(workers) && workers >= 1)) usageError("Cannot run: --workers must be >= 1", USAGE);
+if (!(Number.isInteger(reps) && reps >= 1)) usageError("Cannot run: --reps must be >= 1", USAGE);
+/** Durations and counts: the full run, or a quick check. */
+const plan = flags.quick
+  ? { wasmWarmupRuns: 1500, bareRuns: 300, barePoolMs: 1000, serviceWarmMs: 2000, phaseMs: 1000 }
+  : { wasmWarmupRuns: 3000, bareRuns: 2000, barePoolMs: 3000, serviceWarmMs: 5000, phaseMs: 5000 };
+const log = (line: string) => console.error(line);
 
-function percentile(sorted: number[], q: number): number {
-  return sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))];
+/** Median and range of paired repetitions. */
+interface Spread {
+  median: number;
+  min: number;
+  max: number;
+  values: number[];
 }
 
-async function sampleBody(): Promise<Record<string, unknown>> {
-  const manifest = await readManifest(modelsDir);
-  const samples = await Array.fromAsync(Deno.readDir(`${modelsDir}/samples`)).catch(() => [] as Deno.DirEntry[]);
-  const first = samples.map((s) => s.name).filter((n) => n.endsWith(".json")).sort()[0];
-  if (first) return JSON.parse(await Deno.readTextFile(`${modelsDir}/samples/${first}`));
-  const e = manifest.edge;
-  const frames = Array.from(
-    { length: e.windowFrames },
-    (_, t) =>
-      Array.from({ length: e.joints }, (_, j) => Array.from({ length: e.channels }, (_, c) => ((t + j + c) % 7) / 7)),
-  );
-  return { layout: e.layout, fps: e.fps, frames };
+function spread(values: number[]): Spread {
+  const sorted = [...values].sort((a, b) => a - b);
+  return { median: sorted[Math.floor(sorted.length / 2)], min: sorted[0], max: sorted.at(-1)!, values };
 }
 
-async function startServer(
-  env: Record<string, string>,
-): Promise<{ url: string; workers: number; stop(): Promise<void> }> {
+/** A sample request body from the model set (the first committed sample), forced to the edge. */
+async function sampleBody(): Promise<{ layout: string; fps: number; frames: number[][][] }> {
+  const names = [...Deno.readDirSync(`${modelsDir}/samples`)].map((e) => e.name).filter((n) => n.endsWith(".json"));
+  const first = names.sort()[0];
+  if (!first) throw new Error(`Cannot bench: ${modelsDir}/samples holds no sample request`);
+  return JSON.parse(await Deno.readTextFile(`${modelsDir}/samples/${first}`));
+}
+
+// ---- the bare model -------------------------------------------------------------------------------------------------
+
+const manifest = await readManifest(modelsDir);
+const e = manifest.edge;
+const wasmBinary = await readRuntimeBinary();
+const body = await sampleBody();
+const input = (() => {
+  const flat = flattenFrames(body.frames, { joints: e.joints, channels: e.channels, maxFrames: 100_000 });
+  return resample(flat.data, { inFrames: flat.length, outFrames: e.windowFrames, pointSize: e.joints * e.channels });
+})();
+const shape = [1, e.windowFrames, e.joints, e.channels];
+const edgeBytes = (await readArtefact(modelsDir, e)).bytes;
+const switcherSpec = manifest.switcher && !manifest.switcher.rule ? manifest.switcher : null;
+const switcherBytes = switcherSpec ? (await readArtefact<SwitcherSpec>(modelsDir, switcherSpec)).bytes : null;
+
+/** Start the bare-model workers, loaded and warmed. */
+async function startBarePool(n: number): Promise<Worker[]> {
+  const url = new URL("../workers/bare_model_worker.ts", import.meta.url);
+  const pool = Array.from({ length: n }, () => new Worker(url.href, { type: "module" }));
+  await Promise.all(pool.map((w) =>
+    ask(w, {
+      type: "load",
+      model: edgeBytes,
+      wasmBinary,
+      inputName: e.inputs[0].name,
+      input,
+      shape,
+      warmupRuns: plan.wasmWarmupRuns,
+    })
+  ));
+  return pool;
+}
+
+function ask(w: Worker, msg: BareModelRequest): Promise<BareModelResponse> {
+  return new Promise((resolve, reject) => {
+    w.onmessage = (ev: MessageEvent<BareModelResponse>) =>
+      ev.data.type === "error" ? reject(new Error(ev.data.message)) : resolve(ev.data);
+    w.postMessage(msg);
+  });
+}
+
+/** The bare pool's runs per second (all workers together), and one worker's p50 run time when it runs alone. */
+async function measureBare(pool: Worker[]): Promise<{ poolRps: number; aloneP50Ms: number }> {
+  const together = await Promise.all(pool.map((w) => ask(w, { type: "run", durationMs: plan.barePoolMs })));
+  const poolRps = together.reduce((sum, r) => sum + (r.type === "ran" ? (r.runs / r.wallMs) * 1000 : 0), 0);
+  const alone = await ask(pool[0], { type: "run", durationMs: Math.min(2000, plan.barePoolMs) });
+  return { poolRps, aloneP50Ms: alone.type === "ran" ? alone.p50Ms : NaN };
+}
+
+/** Per-call time of the switcher's plain-JS score on one feature row, in milliseconds (median of 30 blocks). */
+function timeSwitcherJs(): number | null {
+  if (!switcherBytes || !switcherSpec) return null;
+  const f = switcherSpec.features.length;
+  const score = switcherMlp(switcherBytes, f);
+  if (!score) return null;
+  const row = Float32Array.from({ length: f }, (_, i) => ((i * 37) % 11) / 11);
+  const perCall: number[] = [];
+  for (let block = -10; block < 30; block++) {
+    const t0 = performance.now();
+    for (let i = 0; i < 2000; i++) score(row, 1);
+    if (block >= 0) perCall.push((performance.now() - t0) / 2000);
+  }
+  return spread(perCall).median;
+}
+
+// ---- the service ----------------------------------------------------------------------------------------------------
+
+interface Service {
+  url: string;
+  pid: number;
+  listeningMs: number;
+  readyMs: number;
+  stop(): Promise<void>;
+}
+
+async function startService(dir: string): Promise<Service> {
+  const t0 = performance.now();
   const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", new URL("../main.ts", import.meta.url).href],
-    env,
+    args: ["run", "-A", new URL("../main.ts", import.meta.url).pathname],
+    env: {
+      PORT: "0",
+      MODELS_DIR: modelsDir,
+      DATABASE_URL: `file:${dir}/bench.db`,
+      WORKERS: String(workers),
+      // No cloud: every request is kept on the edge, and no reference server shares the cores.
+      CLOUD_URL: "http://127.0.0.1:9",
+      EXPLORATION_RATE: "0",
+      NO_COLOR: "1",
+    },
+    stdin: "null",
     stdout: "piped",
-    stderr: "inherit",
+    // The request log of shed requests (503) goes to stderr: drained, not shown.
+    stderr: "piped",
   }).spawn();
+  (async () => {
+    for await (const _ of child.stderr) { /* drain */ }
+  })();
   const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
   let text = "";
   for (;;) {
@@ -63,197 +179,218 @@ async function startServer(
     if (done) throw new Error("Cannot start the service: it exited before listening");
     text += value;
     const line = text.split("\n").find((l) => l.includes('"dmd-edge listening"'));
-    if (line) {
-      (async () => {
-        while (!(await reader.read()).done) { /* drain */ }
-      })();
-      const { url } = JSON.parse(line);
-      return {
-        url,
-        workers: Number(env.WORKERS),
-        async stop() {
-          child.kill("SIGTERM");
-          await child.status;
-        },
-      };
+    if (!line) continue;
+    const listeningMs = performance.now() - t0;
+    (async () => {
+      while (!(await reader.read()).done) { /* drain the request log */ }
+    })();
+    const { url } = JSON.parse(line);
+    while ((await fetch(`${url}/readyz`).then((r) => (r.body?.cancel(), r.status))) !== 200) {
+      await new Promise((r) => setTimeout(r, 5));
     }
+    return {
+      url,
+      pid: child.pid,
+      listeningMs,
+      readyMs: performance.now() - t0,
+      async stop() {
+        child.kill("SIGTERM");
+        await child.status;
+      },
+    };
   }
 }
 
-async function load(url: string, body: string, options: { concurrency: number; total: number }) {
-  const latencies: number[] = [];
-  const serverTotals: number[] = [];
-  let next = 0;
-  let failed = 0;
-  const t0 = performance.now();
-  async function client() {
-    while (next < options.total) {
-      next++;
-      const s = performance.now();
-      const res = await fetch(`${url}/v1/classify`, {
-        method: "POST",
-        headers: { "content-type": "application/json" },
-        body,
-      });
-      const json = await res.json();
-      latencies.push(performance.now() - s);
-      if (res.status !== 200) failed++;
-      else serverTotals.push(json.timings.totalMs);
-    }
+/** What the load generator reports for one phase. */
+interface LoadResult {
+  concurrency: number;
+  answered: number;
+  shed: number;
+  failed: number;
+  p50Ms: number;
+  p99Ms: number;
+  throughputRps: number;
+  serverP50: Record<string, number | null>;
+}
+
+async function load(url: string, options: { concurrency: number; durationMs: number; body?: string }) {
+  const args = ["run", "-A", new URL("./bench_load.ts", import.meta.url).pathname, "--url", url];
+  if (options.body) args.push("--body", options.body);
+  args.push("--concurrency", String(options.concurrency), "--duration-ms", String(options.durationMs));
+  const out = await new Deno.Command(Deno.execPath(), { args, stdout: "piped", stderr: "inherit" }).output();
+  if (!out.success) throw new Error(`the load generator failed at ${url}`);
+  return JSON.parse(new TextDecoder().decode(out.stdout)) as LoadResult;
+}
+
+/** Peak resident set of a process (VmHWM; the workers are threads of it), in MiB; null where /proc is missing. */
+function peakRssMiB(pid: number): number | null {
+  try {
+    const kib = /VmHWM:\s+(\d+)/.exec(Deno.readTextFileSync(`/proc/${pid}/status`))?.[1];
+    return kib ? Number(kib) / 1024 : null;
+  } catch {
+    return null;
   }
-  await Promise.all(Array.from({ length: options.concurrency }, client));
-  const wall = performance.now() - t0;
-  latencies.sort((a, b) => a - b);
-  serverTotals.sort((a, b) => a - b);
-  return {
-    concurrency: options.concurrency,
-    requests: options.total,
-    failed,
-    p50Ms: percentile(latencies, 0.5),
-    p99Ms: percentile(latencies, 0.99),
-    serverP50Ms: percentile(serverTotals, 0.5),
-    throughputRps: (options.total / wall) * 1000,
-  };
 }
 
-const manifest = await readManifest(modelsDir);
-const wasmBinary = await readRuntimeBinary();
-const body = await sampleBody();
-const e = manifest.edge;
-const input = new Float32Array(e.windowFrames * e.joints * e.channels);
-// The bare models see the same resampled window the service feeds them.
-{
-  const { flattenFrames, resample } = await import("../sequence/preprocess.ts");
-  const flat = flattenFrames(body.frames, { joints: e.joints, channels: e.channels, maxFrames: 100_000 });
-  input.set(
-    resample(flat.data, { inFrames: flat.length, outFrames: e.windowFrames, pointSize: e.joints * e.channels }),
-  );
-}
-const shape = [1, e.windowFrames, e.joints, e.channels];
-const edgeBytes = (await readArtefact(modelsDir, manifest.edge)).bytes;
-const cloudBytes = (await readArtefact(modelsDir, manifest.cloud)).bytes;
-console.error(`bare models: ${runs} runs each, batch 1 ...`);
-const edgeBare = await timeBothRuntimes(edgeBytes, {
-  inputName: e.inputs[0].name,
-  input,
-  shape,
-  outputName: "logits",
-  runs,
-  wasmBinary,
-  nativeThreads: 1,
-});
-const cloudBare = await timeBothRuntimes(cloudBytes, {
-  inputName: manifest.cloud.inputs[0].name,
-  input,
-  shape,
-  outputName: "logits",
-  runs: Math.max(20, Math.floor(runs / 3)),
-  wasmBinary,
-  nativeThreads: 1,
-});
-const maxDiff = edgeBare.native
-  ? Math.max(...Array.from(edgeBare.web.firstOutput, (v, i) => Math.abs(v - edgeBare.native!.firstOutput[i])))
-  : NaN;
+// ---- the run --------------------------------------------------------------------------------------------------------
 
-const workers = Number(args.workers ?? Math.max(1, Math.min(2, navigator.hardwareConcurrency)));
-const dir = await Deno.makeTempDir();
-const server = await startServer({
-  PORT: "0",
-  MODELS_DIR: modelsDir,
-  DATABASE_URL: `file:${dir}/bench.db`,
-  WORKERS: String(workers),
-  PATH: Deno.env.get("PATH") ?? "",
-  HOME: Deno.env.get("HOME") ?? "",
-});
-let service;
+const dir = await Deno.makeTempDir({ prefix: "dmd-bench-" });
+const bodyFile = `${dir}/body.json`;
+await Deno.writeTextFile(bodyFile, JSON.stringify({ ...body, route: "edge" }));
+log(`bench: ${workers} worker(s), ${cores} cores, ${reps} paired repetitions${flags.quick ? " (quick)" : ""}`);
+const barePool = await startBarePool(workers);
+const rows: Record<string, number | null>[] = [];
+let raw: Record<string, unknown>[] = [];
 try {
-  const edgeBody = JSON.stringify({ ...body, route: "edge" });
-  const cloudBody = JSON.stringify({ ...body, route: "cloud" });
-  console.error(`service: ${requests} edge-kept requests at concurrency 1 and ${workers} ...`);
-  await load(server.url, edgeBody, { concurrency: workers, total: 50 }); // warm the HTTP path
-  const c1 = await load(server.url, edgeBody, { concurrency: 1, total: requests });
-  const cN = await load(server.url, edgeBody, { concurrency: workers, total: requests });
-  const c4N = await load(server.url, edgeBody, { concurrency: workers * 4, total: requests });
-  const off = await load(server.url, cloudBody, { concurrency: 1, total: Math.max(50, Math.floor(requests / 4)) });
-  service = { c1, cN, c4N, offloaded: off };
+  for (let rep = 0; rep < reps; rep++) {
+    log(`rep ${rep + 1}/${reps}: bare model ...`);
+    const bare = await measureBare(barePool);
+    const edgeRt = await timeBothRuntimes(edgeBytes, {
+      inputName: e.inputs[0].name,
+      input,
+      shape,
+      outputName: "logits",
+      runs: plan.bareRuns,
+      warmupRuns: plan.wasmWarmupRuns,
+      wasmBinary,
+      nativeThreads: 1,
+    });
+    const features = switcherSpec ? Float32Array.from({ length: switcherSpec.features.length }, () => 0.5) : null;
+    const switcherRt = switcherBytes && features
+      ? await timeBothRuntimes(switcherBytes, {
+        inputName: switcherSpec!.inputs[0]?.name ?? "features",
+        input: features,
+        shape: [1, features.length],
+        outputName: "score",
+        runs: plan.bareRuns,
+        warmupRuns: plan.wasmWarmupRuns,
+        wasmBinary,
+        nativeThreads: 1,
+      })
+      : null;
+    const switcherJsMs = timeSwitcherJs();
+
+    log(`rep ${rep + 1}/${reps}: service ...`);
+    const service = await startService(dir);
+    let phases: Record<string, LoadResult>;
+    let peak: number | null;
+    try {
+      const classify = `${service.url}/v1/classify`;
+      await load(classify, { concurrency: 2 * workers, durationMs: plan.serviceWarmMs, body: bodyFile });
+      phases = {
+        healthzC1: await load(`${service.url}/healthz`, { concurrency: 1, durationMs: plan.phaseMs }),
+        c1: await load(classify, { concurrency: 1, durationMs: plan.phaseMs, body: bodyFile }),
+        c16: await load(classify, { concurrency: 16, durationMs: plan.phaseMs, body: bodyFile }),
+        c64: await load(classify, { concurrency: 64, durationMs: plan.phaseMs, body: bodyFile }),
+      };
+      peak = peakRssMiB(service.pid);
+    } finally {
+      await service.stop();
+      await Deno.remove(`${dir}/bench.db`).catch(() => {});
+      for (const f of ["bench.db-wal", "bench.db-shm"]) await Deno.remove(`${dir}/${f}`).catch(() => {});
+    }
+    const { healthzC1, c1, c16, c64 } = phases;
+    const edgeWebMs = edgeRt.web.p50Ms;
+    rows.push({
+      throughputOverBarePool: c16.throughputRps / bare.poolRps,
+      c1OverheadMs: c1.p50Ms - healthzC1.p50Ms - bare.aloneP50Ms,
+      switcherJsOverEdge: switcherJsMs === null ? null : switcherJsMs / edgeWebMs,
+      switcherSessionOverEdge: switcherRt ? switcherRt.web.p50Ms / edgeWebMs : null,
+      serviceSwitcherStageOverEdge: c16.serverP50.switcherMs !== null && c16.serverP50.edgeMs
+        ? c16.serverP50.switcherMs / c16.serverP50.edgeMs
+        : null,
+      webOverNative: edgeRt.native ? edgeWebMs / edgeRt.native.p50Ms : null,
+      c64OverC16Throughput: c64.throughputRps / c16.throughputRps,
+      c64OverC16P99: c64.p99Ms / c16.p99Ms,
+      peakRssMiB: peak,
+      listeningMs: service.listeningMs,
+      readyMs: service.readyMs,
+      barePoolRps: bare.poolRps,
+      bareAloneP50Ms: bare.aloneP50Ms,
+      edgeWebP50Ms: edgeWebMs,
+      edgeNativeP50Ms: edgeRt.native?.p50Ms ?? null,
+      switcherJsMs,
+      healthzC1P50Ms: healthzC1.p50Ms,
+      c1P50Ms: c1.p50Ms,
+      c1P99Ms: c1.p99Ms,
+      c16Rps: c16.throughputRps,
+      c16P99Ms: c16.p99Ms,
+      c64Rps: c64.throughputRps,
+      c64P99Ms: c64.p99Ms,
+      c64Shed: c64.shed,
+      failed: healthzC1.failed + c1.failed + c16.failed + c64.failed,
+    });
+    raw = [...raw, { rep: rep + 1, bare, phases, nativeError: edgeRt.nativeError ?? null }];
+  }
 } finally {
-  await server.stop();
-  await Deno.remove(dir, { recursive: true });
+  for (const w of barePool) w.terminate();
+  await Deno.remove(dir, { recursive: true }).catch(() => {});
 }
 
+const figures: Record<string, Spread | null> = {};
+for (const key of Object.keys(rows[0])) {
+  const values = rows.map((r) => r[key]).filter((v): v is number => v !== null && Number.isFinite(v));
+  figures[key] = values.length === rows.length ? spread(values) : null;
+}
 const report = {
-  machine: { cores: navigator.hardwareConcurrency, deno: Deno.version.deno },
-  models: {
-    edge: e.version,
-    cloud: manifest.cloud.version,
-    edgeFlops: e.flops ?? null,
-    cloudFlops: manifest.cloud.flops ?? null,
+  machine: { cores, loadAverage: Deno.loadavg(), deno: Deno.version.deno },
+  settings: {
+    workers,
+    reps,
+    quick: flags.quick,
+    ...plan,
+    onnxruntimeWeb: "WASM SIMD (ort-wasm-simd-threaded.wasm), 1 thread, no proxy",
+    onnxruntimeNative: "onnxruntime-node, 1 intra-op thread, 1 inter-op thread",
+    switcherFeatures: switcherSpec ? switcherSpec.features.length : featureNames(e.embeddingSize ?? 0).length,
   },
-  bare: {
-    edge: {
-      webP50Ms: edgeBare.web.p50Ms,
-      nativeP50Ms: edgeBare.native?.p50Ms ?? null,
-      webOverNative: edgeBare.native ? edgeBare.web.p50Ms / edgeBare.native.p50Ms : null,
-      maxAbsLogitDiff: maxDiff,
-    },
-    cloud: {
-      webP50Ms: cloudBare.web.p50Ms,
-      nativeP50Ms: cloudBare.native?.p50Ms ?? null,
-      webOverNative: cloudBare.native ? cloudBare.web.p50Ms / cloudBare.native.p50Ms : null,
-    },
-    cloudOverEdgeNative: cloudBare.native && edgeBare.native ? cloudBare.native.p50Ms / edgeBare.native.p50Ms : null,
-    nativeError: edgeBare.nativeError,
-  },
-  service: {
-    ...service,
-    overheadRatioC1: service.c1.p50Ms / edgeBare.web.p50Ms,
-  },
+  models: { edge: e.version, switcher: manifest.switcher?.version ?? null },
+  figures,
+  reps: raw,
 };
 
-if (args.json) {
+if (flags.json) {
   console.log(JSON.stringify(report, null, 2));
 } else {
-  const f = (
-    v: number | null | undefined,
-    d = 2,
-  ) => (v === null || v === undefined || Number.isNaN(v) ? "n/a" : v.toFixed(d));
-  console.log(`\ndmd-edge benchmark — models ${e.version} / ${manifest.cloud.version}, ${report.machine.cores} cores`);
-  console.log(`\nBare model, batch 1 (p50 ms; ${runs} interleaved runs)`);
-  console.log(`| model | onnxruntime-web (wasm, 1 thread) | native onnxruntime (1 thread) | web / native |`);
-  console.log(`|---|---|---|---|`);
+  const fmt = (v: number, d: number) => v.toFixed(d);
+  const show = (key: string, label: string, d: number, target = "") => {
+    const s = figures[key];
+    const value = s ? `${fmt(s.median, d)}  [${fmt(s.min, d)} - ${fmt(s.max, d)}]` : "n/a";
+    console.log(`| ${label} | ${value} | ${target} |`);
+  };
   console.log(
-    `| edge (${e.precision}) | ${f(edgeBare.web.p50Ms, 3)} | ${f(edgeBare.native?.p50Ms, 3)} | ${
-      f(report.bare.edge.webOverNative)
-    } |`,
+    `\ndmd-edge bench: edge ${e.version}, switcher ${
+      report.models.switcher ?? "rule"
+    }; ${workers} worker(s), ${cores} cores, ` +
+      `load average ${report.machine.loadAverage.map((l) => l.toFixed(2)).join(" ")}`,
   );
-  console.log(
-    `| cloud (${manifest.cloud.precision}) | ${f(cloudBare.web.p50Ms, 3)} | ${f(cloudBare.native?.p50Ms, 3)} | ${
-      f(report.bare.cloud.webOverNative)
-    } |`,
-  );
-  console.log(
-    `edge web vs native max |logit diff|: ${f(maxDiff, 6)}; cloud/edge native time: ${
-      f(report.bare.cloudOverEdgeNative, 1)
-    }x`,
-  );
-  console.log(`\nFull POST /v1/classify over loopback (${workers} workers)`);
-  console.log(`| requests | concurrency | p50 ms | p99 ms | server p50 ms | req/s | failed |`);
-  console.log(`|---|---|---|---|---|---|---|`);
-  for (
-    const [name, r] of [["edge-kept", service.c1], ["edge-kept", service.cN], ["edge-kept", service.c4N], [
-      "offloaded",
-      service.offloaded,
-    ]] as const
-  ) {
-    console.log(
-      `| ${name} | ${r.concurrency} | ${f(r.p50Ms)} | ${f(r.p99Ms)} | ${f(r.serverP50Ms)} | ${
-        f(r.throughputRps, 1)
-      } | ${r.failed} |`,
-    );
-  }
-  console.log(
-    `\nServing overhead (full request p50 at concurrency 1 / bare edge p50 in onnxruntime-web): ${
-      f(report.service.overheadRatioC1)
-    }x`,
-  );
+  console.log(`median [min - max] of ${reps} paired repetitions${flags.quick ? " (quick: short phases)" : ""}\n`);
+  console.log("| figure | value | target |");
+  console.log("|---|---|---|");
+  show("throughputOverBarePool", "service throughput c=16 / bare pool", 2, ">= 0.9");
+  show("c1OverheadMs", "c=1 p50 - (healthz p50 + bare p50), ms", 3, "<= 0.3");
+  show("switcherJsOverEdge", "switcher (JS) / edge model", 4, "<= 0.05");
+  show("switcherSessionOverEdge", "switcher (onnxruntime-web session) / edge model", 4, "(before)");
+  show("serviceSwitcherStageOverEdge", "service: switcher stage (features + score) / edge stage", 4);
+  show("webOverNative", "onnxruntime-web / native (warmed)", 2, "<= 2");
+  show("c64OverC16Throughput", "throughput c=64 / c=16", 2, ">= 0.9");
+  show("c64OverC16P99", "p99 c=64 / p99 c=16", 2, "<= 4");
+  show("peakRssMiB", "peak RSS of the service, MiB", 0);
+  show("listeningMs", "start-up to listening, ms", 0);
+  show("readyMs", "start-up to ready (/readyz 200), ms", 0);
+  console.log("\n| measured | value |");
+  console.log("|---|---|");
+  show("barePoolRps", `bare pool (${workers} worker(s), batch 1), runs/s`, 0);
+  show("c16Rps", "service c=16, req/s", 0);
+  show("c64Rps", "service c=64, req/s", 0);
+  show("c64Shed", "service c=64, shed (503 OVERLOADED)", 0);
+  show("bareAloneP50Ms", "bare edge model p50 in one worker, ms", 3);
+  show("edgeWebP50Ms", "edge model p50, onnxruntime-web, ms", 3);
+  show("edgeNativeP50Ms", "edge model p50, native, ms", 3);
+  show("switcherJsMs", "switcher score (JS), ms", 4);
+  show("healthzC1P50Ms", "/healthz c=1 p50, ms", 3);
+  show("c1P50Ms", "/v1/classify c=1 p50, ms", 3);
+  show("c1P99Ms", "/v1/classify c=1 p99, ms", 3);
+  show("c16P99Ms", "/v1/classify c=16 p99, ms", 2);
+  show("c64P99Ms", "/v1/classify c=64 p99, ms", 2);
+  show("failed", "failed requests (not 200, not shed)", 0);
 }

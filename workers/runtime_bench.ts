@@ -37,7 +37,7 @@ function summarise(runtime: RuntimeTiming["runtime"], times: number[], firstOutp
  * machine noise hits both alike.
  *
  * @param model the model bytes
- * @param options input name and tensor, output name, runs, the WASM binary, native intra-op threads
+ * @param options input name and tensor, output name, runs, warm-up runs, the WASM binary, native intra-op threads
  * @returns both timings
  */
 export async function timeBothRuntimes(
@@ -50,6 +50,8 @@ export async function timeBothRuntimes(
     runs: number;
     wasmBinary: Uint8Array;
     nativeThreads: number;
+    /** Untimed runs of each runtime first: WASM code is tiered up over the first thousand or so. @default 5 */
+    warmupRuns?: number;
   },
 ): Promise<{ web: RuntimeTiming; native: RuntimeTiming | null; nativeError?: string }> {
   configureRuntime(options.wasmBinary);
@@ -72,7 +74,7 @@ export async function timeBothRuntimes(
   const nativeTimes: number[] = [];
   let webFirst = new Float32Array(0);
   let nativeFirst = new Float32Array(0);
-  for (let i = -5; i < options.runs; i++) {
+  for (let i = -(options.warmupRuns ?? 5); i < options.runs; i++) {
     const t0 = performance.now();
     const w = await webSession.run({ [options.inputName]: new web.Tensor("float32", options.input, options.shape) });
     const t1 = performance.now();

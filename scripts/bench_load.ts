@@ -1,0 +1,84 @@
+/**
+ * The benchmark's load generator, run by `deno task bench` as its own process so that making requests never takes
+ * time from the process it measures: closed-loop clients over keep-alive connections, each sending the next request
+ * when the last one is answered, for a fixed duration. Prints one JSON line: answered (200), shed (503 OVERLOADED),
+ * failed (anything else), latency percentiles of the answered requests, their throughput, and the medians of the
+ * server's own stage timings (`timings` of the answers).
+ *
+ * Flags: --url URL (the full endpoint), --body FILE (a JSON body to POST; without it, GET), --concurrency N,
+ * --duration-ms N
+ *
+ * @module
+ */
+import { parseFlags, usageError } from "./cli.ts";
+
+const USAGE = "usage: deno run -A scripts/bench_load.ts --url URL [--body FILE] --concurrency N --duration-ms N";
+const flags = parseFlags({
+  url: { type: "string" },
+  body: { type: "string" },
+  concurrency: { type: "string", default: "1" },
+  "duration-ms": { type: "string", default: "3000" },
+}, USAGE);
+const concurrency = Number(flags.concurrency);
+const durationMs = Number(flags["duration-ms"]);
+if (!flags.url) usageError("Cannot run: --url is required", USAGE);
+if (!(Number.isInteger(concurrency) && concurrency >= 1)) usageError("Cannot run: --concurrency must be >= 1", USAGE);
+if (!(durationMs > 0)) usageError("Cannot run: --duration-ms must be > 0", USAGE);
+const url = flags.url;
+const body = flags.body ? await Deno.readTextFile(flags.body) : null;
+
+/** Percentile of sorted values (nearest rank). */
+function at(sorted: number[], q: number): number | null {
+  return sorted.length === 0 ? null : sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))];
+}
+
+const latencies: number[] = [];
+const stages: Record<string, number[]> = { queueMs: [], preprocessMs: [], edgeMs: [], switcherMs: [], totalMs: [] };
+let shed = 0;
+let failed = 0;
+const statuses: Record<string, number> = {};
+const t0 = performance.now();
+const end = t0 + durationMs;
+
+async function client(): Promise<void> {
+  while (performance.now() < end) {
+    const s = performance.now();
+    const res = await fetch(
+      url,
+      body === null ? {} : {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body,
+      },
+    );
+    const text = await res.text();
+    const ms = performance.now() - s;
+    statuses[res.status] = (statuses[res.status] ?? 0) + 1;
+    if (res.status === 200) {
+      latencies.push(ms);
+      if (body !== null) {
+        const timings = JSON.parse(text).timings ?? {};
+        for (const k of Object.keys(stages)) if (typeof timings[k] === "number") stages[k].push(timings[k]);
+      }
+    } else if (res.status === 503 && text.includes('"OVERLOADED"')) shed++;
+    else failed++;
+  }
+}
+
+await Promise.all(Array.from({ length: concurrency }, client));
+const wallMs = performance.now() - t0;
+latencies.sort((a, b) => a - b);
+const server: Record<string, number | null> = {};
+for (const [k, v] of Object.entries(stages)) server[k] = at(v.sort((a, b) => a - b), 0.5);
+console.log(JSON.stringify({
+  concurrency,
+  wallMs,
+  answered: latencies.length,
+  shed,
+  failed,
+  statuses,
+  p50Ms: at(latencies, 0.5),
+  p99Ms: at(latencies, 0.99),
+  throughputRps: latencies.length / wallMs * 1000,
+  serverP50: server,
+}));
