@@ -43,8 +43,9 @@ export interface Config {
   /** Requests that may wait for a worker before new ones are shed with 503. @default 256 */
   queueMax: number;
   /**
-   * Shed a new request with 503 `OVERLOADED` (before its body is read) when the inference queue holds more than this
-   * much work: the sequences queued x the measured time per sequence / the workers, in milliseconds. @default 50
+   * Shed a new request with 503 `OVERLOADED` (before its body is read) when at least a full batch waits and the
+   * inference queue holds more than this much work: the sequences queued x the measured time per sequence / the
+   * workers, in milliseconds. @default 50
    */
   queueMaxWaitMs: number;
   /** Most sequences a free worker takes from the queue as one batch. @default 32 */

@@ -101,11 +101,11 @@ Deno.test("pool: with batchWaitMs a free worker waits for the batch to fill", as
   }
 });
 
-Deno.test("pool: a call is shed with OVERLOADED when the expected wait passes maxQueueWaitMs", async () => {
-  const p = await pool({ maxQueueWaitMs: 1e-6 });
+Deno.test("pool: a call is shed with OVERLOADED when a full batch waits and the expected wait passes maxQueueWaitMs", async () => {
+  const p = await pool({ maxQueueWaitMs: 1e-6, batchMax: 1 });
   try {
     await p.classify([sequence(4, 0)]); // measures the time per sequence
-    // The first runs, the second waits (nothing queued ahead of it: expected wait 0), the third would wait for it.
+    // The first runs; the second waits (nothing queued ahead of it); the third finds a full batch (of 1) waiting.
     const settled = await Promise.allSettled([1, 2, 3].map((i) => p.classify([sequence(4, i)])));
     assert.deepEqual(settled.map((s) => s.status), ["fulfilled", "fulfilled", "rejected"]);
     const err = (settled[2] as PromiseRejectedResult).reason;
@@ -115,6 +115,21 @@ Deno.test("pool: a call is shed with OVERLOADED when the expected wait passes ma
     assert.equal(err.headers["Retry-After"], "1");
     assert.match(err.message, /more than 0.000001 ms of work/);
     assert.ok(p.stats().expectedWaitMs! >= 0);
+  } finally {
+    await p.close();
+  }
+});
+
+Deno.test("pool: less than a full batch waiting is never shed by expected wait", async () => {
+  const p = await pool({ maxQueueWaitMs: 1e-6, batchMax: 8 });
+  try {
+    await p.classify([sequence(4, 0)]);
+    const settled = await Promise.allSettled(Array.from({ length: 8 }, (_, i) => p.classify([sequence(4, i)])));
+    // One runs, seven wait: fewer than a batch of 8, so the next free worker takes them all.
+    assert.ok(settled.every((s) => s.status === "fulfilled"));
+    const shed = await Promise.allSettled(Array.from({ length: 10 }, (_, i) => p.classify([sequence(4, i)])));
+    // One runs, eight wait (a full batch), the tenth is shed.
+    assert.deepEqual(shed.map((s) => s.status), [...Array(9).fill("fulfilled"), "rejected"]);
   } finally {
     await p.close();
   }

@@ -10,8 +10,9 @@
  * resumed, so the worker never waits for the HTTP thread to finish answering. A batch that fails in the engine is
  * retried job by job in the worker, so one bad input fails its own job only.
  *
- * Load shedding: a call is refused with 503 `OVERLOADED` when `queueMax` jobs wait, or when the expected wait of a
- * new job (the sequences queued x the measured time per sequence / the workers alive) passes `maxQueueWaitMs`:
+ * Load shedding: a call is refused with 503 `OVERLOADED` when `queueMax` jobs wait, or when at least a full batch
+ * waits and the expected wait of a new job (the sequences queued x the measured time per sequence, post to reply,
+ * / the workers alive) passes `maxQueueWaitMs`:
  * past saturation the queue holds what the workers can serve in that time, whatever the request size, so accepted
  * requests keep a bounded latency instead of all of them slowing down.
  *
@@ -196,7 +197,8 @@ export async function createWorkerPool(init: EngineInit, options: PoolOptions): 
   function overloaded(): AppError | null {
     if (slots.some((s) => s?.alive && !s.batch)) return null;
     if (queue.length >= options.queueMax) return overloadedError("the inference queue is full");
-    if (expectedWaitMs() > maxQueueWaitMs) {
+    // Below a full batch, the next free worker takes the whole queue at once: the wait is about one batch time.
+    if (queuedItems >= batchMax && expectedWaitMs() > maxQueueWaitMs) {
       return overloadedError(`the inference queue holds more than ${maxQueueWaitMs} ms of work`);
     }
     return null;
