@@ -118,7 +118,9 @@ export function createApp(deps: AppDeps): OpenAPIHono {
   app.use("/v1/*", async (c, next) => {
     if (c.req.method === "POST") {
       const type = c.req.header("content-type") ?? "";
-      if (!/^application\/json\b/i.test(type)) {
+      // One exception: POST /v1/classify also takes the binary body (routes/binary_body.ts).
+      const binary = c.req.path === "/v1/classify" && /^application\/octet-stream\b/i.test(type);
+      if (!binary && !/^application\/json\b/i.test(type)) {
         throw new AppError("UNSUPPORTED_MEDIA_TYPE", `Cannot read request: expected application/json, got "${type}"`);
       }
     }

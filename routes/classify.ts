@@ -14,6 +14,7 @@ import {
   ClassifyRequestSchema,
   errorResponses,
 } from "./schemas.ts";
+import { BINARY_MEDIA_TYPE, readBinaryHeader, toBinarySequence } from "./binary_body.ts";
 import { toSequenceItem, validationHook } from "./validation.ts";
 
 /** What the classify routes need. */
@@ -35,7 +36,10 @@ const classifyRoute = createRoute({
   method: "post",
   path: "/",
   summary: "Classify one sequence",
-  description: "The edge model answers; the switcher decides whether to offload to the cloud model.",
+  description: "The edge model answers; the switcher decides whether to offload to the cloud model. The frames may " +
+    "also be sent as raw little-endian float32 values (`application/octet-stream`, T x J x C) with the shape and " +
+    "fields in the headers `x-frames`, `x-joints`, `x-channels`, `x-layout`, `x-fps` and optionally `x-route` and " +
+    "`x-sequence-id`; the answer is the same.",
   request: { body: { required: true, content: { "application/json": { schema: ClassifyRequestSchema } } } },
   responses: {
     200: { content: { "application/json": { schema: AnswerSchema } }, description: "The answer" },
@@ -64,6 +68,16 @@ const batchRoute = createRoute({
 export function classifyRoutes(deps: ClassifyDeps): OpenAPIHono {
   const app = new OpenAPIHono({ defaultHook: validationHook });
   const check = { spec: deps.edgeSpec, maxFrames: deps.maxFrames };
+
+  // The binary body (routes/binary_body.ts): every limit is checked from the headers before the body is read.
+  app.use("/", async (c, next) => {
+    const type = c.req.header("content-type") ?? "";
+    if (c.req.method !== "POST" || !type.toLowerCase().startsWith(BINARY_MEDIA_TYPE)) return await next();
+    const header = readBinaryHeader(c.req.raw.headers, check);
+    const item = toBinarySequence(header, await c.req.arrayBuffer());
+    const [answer] = await deps.classifier.classify([item], { forced: header.route, requestId: c.get("requestId") });
+    return c.json(present(answer), 200);
+  });
 
   app.openapi(classifyRoute, async (c) => {
     const body = c.req.valid("json");

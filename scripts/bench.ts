@@ -3,7 +3,8 @@
  * (default 3), each ratio printed as its median and its range over the repetitions:
  *
  *  - service throughput at saturation (`POST /v1/classify`, edge-kept requests, c=16) / the bare pool's throughput
- *    (as many workers as the service has, each running the bare edge model back to back, batch 1);
+ *    (as many workers as the service has, each running the bare edge model back to back, batch 1); and the project's
+ *    pool driven without HTTP (16 callers, one sequence each) / the bare pool;
  *  - c=1 overhead: `/v1/classify` p50 - (`/healthz` p50, the HTTP floor + the bare model p50 in one worker);
  *  - switcher / edge model: the switcher's score (plain JS, as the workers run it) per request against the bare edge
  *    model; also the switcher's ONNX model in an onnxruntime-web session, as it ran before, and the service's own
@@ -27,7 +28,8 @@
  */
 import { featureNames } from "../switcher/features.ts";
 import { flattenFrames, resample } from "../sequence/preprocess.ts";
-import { readArtefact, readManifest, readRuntimeBinary } from "../workers/artefacts.ts";
+import { loadModelSet, readArtefact, readManifest, readRuntimeBinary } from "../workers/artefacts.ts";
+import { createWorkerPool, type EdgeInference } from "../workers/pool.ts";
 import type { BareModelRequest, BareModelResponse } from "../workers/bare_model_worker.ts";
 import { timeBothRuntimes } from "../workers/runtime_bench.ts";
 import { switcherMlp } from "../workers/switcher_mlp.ts";
@@ -81,10 +83,12 @@ const manifest = await readManifest(modelsDir);
 const e = manifest.edge;
 const wasmBinary = await readRuntimeBinary();
 const body = await sampleBody();
-const input = (() => {
-  const flat = flattenFrames(body.frames, { joints: e.joints, channels: e.channels, maxFrames: 100_000 });
-  return resample(flat.data, { inFrames: flat.length, outFrames: e.windowFrames, pointSize: e.joints * e.channels });
-})();
+const flat = flattenFrames(body.frames, { joints: e.joints, channels: e.channels, maxFrames: 100_000 });
+const input = resample(flat.data, {
+  inFrames: flat.length,
+  outFrames: e.windowFrames,
+  pointSize: e.joints * e.channels,
+});
 const shape = [1, e.windowFrames, e.joints, e.channels];
 const edgeBytes = (await readArtefact(modelsDir, e)).bytes;
 const switcherSpec = manifest.switcher && !manifest.switcher.rule ? manifest.switcher : null;
@@ -122,6 +126,24 @@ async function measureBare(pool: Worker[]): Promise<{ poolRps: number; aloneP50M
   const poolRps = together.reduce((sum, r) => sum + (r.type === "ran" ? (r.runs / r.wallMs) * 1000 : 0), 0);
   const alone = await ask(pool[0], { type: "run", durationMs: Math.min(2000, plan.barePoolMs) });
   return { poolRps, aloneP50Ms: alone.type === "ran" ? alone.p50Ms : NaN };
+}
+
+/**
+ * The project's pool driven without HTTP: 16 callers sending one sequence each, closed loop, for as long as the bare
+ * pool runs: what micro-batching makes of the workers before any HTTP work.
+ */
+async function measurePool(pool: EdgeInference, sequence: Float32Array, frames: number): Promise<number> {
+  let done = 0;
+  const end = performance.now() + plan.barePoolMs;
+  const t0 = performance.now();
+  const caller = async () => {
+    while (performance.now() < end) {
+      await pool.classify([{ data: sequence.slice(), length: frames }]);
+      done++;
+    }
+  };
+  await Promise.all(Array.from({ length: 16 }, caller));
+  return (done / (performance.now() - t0)) * 1000;
 }
 
 /** Per-call time of the switcher's plain-JS score on one feature row, in milliseconds (median of 30 blocks). */
@@ -239,12 +261,17 @@ const bodyFile = `${dir}/body.json`;
 await Deno.writeTextFile(bodyFile, JSON.stringify({ ...body, route: "edge" }));
 log(`bench: ${workers} worker(s), ${cores} cores, ${reps} paired repetitions${flags.quick ? " (quick)" : ""}`);
 const barePool = await startBarePool(workers);
+const pool = await createWorkerPool((await loadModelSet(modelsDir, { warmupRuns: plan.wasmWarmupRuns })).init, {
+  size: workers,
+  queueMax: 1024,
+});
 const rows: Record<string, number | null>[] = [];
 let raw: Record<string, unknown>[] = [];
 try {
   for (let rep = 0; rep < reps; rep++) {
     log(`rep ${rep + 1}/${reps}: bare model ...`);
     const bare = await measureBare(barePool);
+    const poolRps = await measurePool(pool, flat.data, flat.length);
     const edgeRt = await timeBothRuntimes(edgeBytes, {
       inputName: e.inputs[0].name,
       input,
@@ -293,6 +320,7 @@ try {
     const edgeWebMs = edgeRt.web.p50Ms;
     rows.push({
       throughputOverBarePool: c16.throughputRps / bare.poolRps,
+      poolOverBarePool: poolRps / bare.poolRps,
       c1OverheadMs: c1.p50Ms - healthzC1.p50Ms - bare.aloneP50Ms,
       switcherJsOverEdge: switcherJsMs === null ? null : switcherJsMs / edgeWebMs,
       switcherSessionOverEdge: switcherRt ? switcherRt.web.p50Ms / edgeWebMs : null,
@@ -306,6 +334,7 @@ try {
       listeningMs: service.listeningMs,
       readyMs: service.readyMs,
       barePoolRps: bare.poolRps,
+      poolRps,
       bareAloneP50Ms: bare.aloneP50Ms,
       edgeWebP50Ms: edgeWebMs,
       edgeNativeP50Ms: edgeRt.native?.p50Ms ?? null,
@@ -324,6 +353,7 @@ try {
   }
 } finally {
   for (const w of barePool) w.terminate();
+  await pool.close();
   await Deno.remove(dir, { recursive: true }).catch(() => {});
 }
 
@@ -367,6 +397,7 @@ if (flags.json) {
   console.log("| figure | value | target |");
   console.log("|---|---|---|");
   show("throughputOverBarePool", "service throughput c=16 / bare pool", 2, ">= 0.9");
+  show("poolOverBarePool", "pool without HTTP (c=16, 1 sequence a call) / bare pool", 2);
   show("c1OverheadMs", "c=1 p50 - (healthz p50 + bare p50), ms", 3, "<= 0.3");
   show("switcherJsOverEdge", "switcher (JS) / edge model", 4, "<= 0.05");
   show("switcherSessionOverEdge", "switcher (onnxruntime-web session) / edge model", 4, "(before)");
@@ -380,6 +411,7 @@ if (flags.json) {
   console.log("\n| measured | value |");
   console.log("|---|---|");
   show("barePoolRps", `bare pool (${workers} worker(s), batch 1), runs/s`, 0);
+  show("poolRps", "pool without HTTP, c=16, calls/s", 0);
   show("c16Rps", "service c=16, req/s", 0);
   show("c64Rps", "service c=64, req/s", 0);
   show("c64Shed", "service c=64, shed (503 OVERLOADED)", 0);
