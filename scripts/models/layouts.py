@@ -215,7 +215,7 @@ class Options:
 
     def describe(self):
         return (f"layout {self.layout} ({'registered' if self.known else 'unknown: inferred from the data'}, "
-                f"{self.kind}, {self.dims}D); confidence channel {self.confidence}; centre {self.centre}"
+                f"{self.kind}{', ' + str(self.dims) + 'D' if self.kind == 'points' else ''}); confidence channel {self.confidence}; centre {self.centre}"
                 f"{' ' + str(self.root) if self.centre == 'root' else ''}; scale {self.scale}; "
                 f"canonical facing {'on' if self.facing else 'off'}; bones {len(self.bones)}; "
                 f"left/right pairs {len(self.pairs)}; augmentation {', '.join(self.augment) or 'none'}")
