@@ -189,6 +189,19 @@ def detect_confidence(x, dims_hint=None):
     return None
 
 
+def detect_vertical(x, cc):
+    """For 3D points of an unknown layout: the axis along which a body spreads most within a frame (its height),
+    median over frames; standing, walking and most actions put it first."""
+    keep = [i for i in range(x.shape[-1]) if i != cc]
+    p = x[..., keep][:, :: max(1, x.shape[1] // 8)]
+    visible = np.abs(p).sum(-1) > 0
+    spreads = []
+    for axis in range(3):
+        v = np.where(visible, p[..., axis], np.nan)
+        spreads.append(np.nanmedian(np.nanstd(v, axis=2)))
+    return int(np.nanargmax(spreads))
+
+
 def bone_pairs_for(joints, n_joints):
     """A chain over the joints when a layout has no bone graph (an unknown layout): every joint linked to the next,
     so the graph network still mixes neighbours and learns the rest through its adaptive adjacency."""
@@ -217,7 +230,8 @@ class Options:
         return (f"layout {self.layout} ({'registered' if self.known else 'unknown: inferred from the data'}, "
                 f"{self.kind}{', ' + str(self.dims) + 'D' if self.kind == 'points' else ''}); confidence channel {self.confidence}; centre {self.centre}"
                 f"{' ' + str(self.root) if self.centre == 'root' else ''}; scale {self.scale}; "
-                f"canonical facing {'on' if self.facing else 'off'}; bones {len(self.bones)}; "
+                f"canonical facing {'on' if self.facing else 'off'}"
+                f"{'; vertical axis ' + str(self.vertical) if self.dims == 3 and self.kind == 'points' else ''}; bones {len(self.bones)}; "
                 f"left/right pairs {len(self.pairs)}; augmentation {', '.join(self.augment) or 'none'}")
 
 
@@ -252,7 +266,7 @@ def resolve(layout_name, x, flags):
     bones = (lay.bones if known else bone_pairs_for(None, n_joints)) if points else []
     pairs = lay.pairs if known and points else []
     root = lay.root if known and points else []
-    vertical = lay.vertical if known else 1
+    vertical = lay.vertical if known else (detect_vertical(x, cc) if points and dims == 3 else 1)
     centre = flags.centre if flags.centre != "auto" else ("root" if root else "mean") if points else "none"
     if centre == "root" and not root:
         centre = "mean"
