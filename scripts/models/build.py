@@ -121,7 +121,7 @@ def augment_batch(x, opts, gen):
 
 def train(model, data, args, name, budget_s, lr, opts):
     """Train with AdamW, a warm-up then cosine learning rate planned over the epochs the time budget allows (the
-    plan shrinks as epoch times are measured), keep the best validation epoch, stop early after --patience epochs
+    plan follows the measured epoch times), keep the best validation epoch, stop early after --patience epochs
     without improvement."""
     (xtr, ytr), (xva, yva) = data
     torch.manual_seed(args.seed)
@@ -165,10 +165,10 @@ def train(model, data, args, name, budget_s, lr, opts):
             since_best += 1
         elapsed = time.time() - t0
         per = elapsed / epoch
-        affordable = max(epoch, int(budget_s / per))
-        if affordable < planned:
+        affordable = min(max_epochs, max(epoch, int(budget_s / per)))
+        if affordable != planned:  # epochs get slower or faster as the machine's load changes
             planned = affordable
-            stopped = "time budget"
+            stopped = "time budget" if planned < max_epochs else "epochs"
         eta = per * (planned - epoch)
         log(f"  {name} epoch {epoch:3d}/{planned}  loss {total / len(xtr):.4f}  val acc {acc:.4f}  "
             f"best {best[0]:.4f}@{best[2]}  {elapsed:.0f}s, ETA {eta:.0f}s")
