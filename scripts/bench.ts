@@ -6,6 +6,7 @@
  *    (as many workers as the service has, each running the bare edge model back to back, batch 1); and the project's
  *    pool driven without HTTP (16 callers, one sequence each) / the bare pool;
  *  - c=1 overhead: `/v1/classify` p50 - (`/healthz` p50, the HTTP floor + the bare model p50 in one worker);
+ *  - both again with the binary body (raw float32, routes/binary_body.ts) instead of JSON;
  *  - switcher / edge model: the switcher's score (plain JS, as the workers run it) per request against the bare edge
  *    model; also the switcher's ONNX model in an onnxruntime-web session, as it ran before, and the service's own
  *    stage timings;
@@ -235,9 +236,24 @@ interface LoadResult {
   serverP50: Record<string, number | null>;
 }
 
-async function load(url: string, options: { concurrency: number; durationMs: number; body?: string }) {
+async function load(
+  url: string,
+  options: { concurrency: number; durationMs: number; body?: string; binary?: boolean },
+): Promise<LoadResult> {
   const args = ["run", "-A", new URL("./bench_load.ts", import.meta.url).pathname, "--url", url];
   if (options.body) args.push("--body", options.body);
+  if (options.binary) {
+    args.push("--content-type", "application/octet-stream");
+    const fields = {
+      "x-frames": flat.length,
+      "x-joints": e.joints,
+      "x-channels": e.channels,
+      "x-layout": e.layout,
+      "x-fps": body.fps,
+      "x-route": "edge",
+    };
+    for (const [k, v] of Object.entries(fields)) args.push("--header", `${k}:${v}`);
+  }
   args.push("--concurrency", String(options.concurrency), "--duration-ms", String(options.durationMs));
   const out = await new Deno.Command(Deno.execPath(), { args, stdout: "piped", stderr: "inherit" }).output();
   if (!out.success) throw new Error(`the load generator failed at ${url}`);
@@ -259,6 +275,8 @@ function peakRssMiB(pid: number): number | null {
 const dir = await Deno.makeTempDir({ prefix: "dmd-bench-" });
 const bodyFile = `${dir}/body.json`;
 await Deno.writeTextFile(bodyFile, JSON.stringify({ ...body, route: "edge" }));
+const binaryFile = `${dir}/body.f32`;
+await Deno.writeFile(binaryFile, new Uint8Array(flat.data.buffer.slice(0)));
 log(`bench: ${workers} worker(s), ${cores} cores, ${reps} paired repetitions${flags.quick ? " (quick)" : ""}`);
 const barePool = await startBarePool(workers);
 const pool = await createWorkerPool((await loadModelSet(modelsDir, { warmupRuns: plan.wasmWarmupRuns })).init, {
@@ -309,6 +327,8 @@ try {
         c1: await load(classify, { concurrency: 1, durationMs: plan.phaseMs, body: bodyFile }),
         c16: await load(classify, { concurrency: 16, durationMs: plan.phaseMs, body: bodyFile }),
         c64: await load(classify, { concurrency: 64, durationMs: plan.phaseMs, body: bodyFile }),
+        binaryC1: await load(classify, { concurrency: 1, durationMs: plan.phaseMs, body: binaryFile, binary: true }),
+        binaryC16: await load(classify, { concurrency: 16, durationMs: plan.phaseMs, body: binaryFile, binary: true }),
       };
       peak = peakRssMiB(service.pid);
     } finally {
@@ -316,11 +336,13 @@ try {
       await Deno.remove(`${dir}/bench.db`).catch(() => {});
       for (const f of ["bench.db-wal", "bench.db-shm"]) await Deno.remove(`${dir}/${f}`).catch(() => {});
     }
-    const { healthzC1, c1, c16, c64 } = phases;
+    const { healthzC1, c1, c16, c64, binaryC1, binaryC16 } = phases;
     const edgeWebMs = edgeRt.web.p50Ms;
     rows.push({
       throughputOverBarePool: c16.throughputRps / bare.poolRps,
       poolOverBarePool: poolRps / bare.poolRps,
+      binaryThroughputOverBarePool: binaryC16.throughputRps / bare.poolRps,
+      binaryC1OverheadMs: binaryC1.p50Ms - healthzC1.p50Ms - bare.aloneP50Ms,
       c1OverheadMs: c1.p50Ms - healthzC1.p50Ms - bare.aloneP50Ms,
       switcherJsOverEdge: switcherJsMs === null ? null : switcherJsMs / edgeWebMs,
       switcherSessionOverEdge: switcherRt ? switcherRt.web.p50Ms / edgeWebMs : null,
@@ -347,7 +369,9 @@ try {
       c64Rps: c64.throughputRps,
       c64P99Ms: c64.p99Ms,
       c64Shed: c64.shed,
-      failed: healthzC1.failed + c1.failed + c16.failed + c64.failed,
+      binaryC16Rps: binaryC16.throughputRps,
+      binaryC1P50Ms: binaryC1.p50Ms,
+      failed: Object.values(phases).reduce((sum, p) => sum + p.failed, 0),
     });
     raw = [...raw, { rep: rep + 1, bare, phases, nativeError: edgeRt.nativeError ?? null }];
   }
@@ -398,7 +422,9 @@ if (flags.json) {
   console.log("|---|---|---|");
   show("throughputOverBarePool", "service throughput c=16 / bare pool", 2, ">= 0.9");
   show("poolOverBarePool", "pool without HTTP (c=16, 1 sequence a call) / bare pool", 2);
+  show("binaryThroughputOverBarePool", "service throughput c=16, binary body / bare pool", 2);
   show("c1OverheadMs", "c=1 p50 - (healthz p50 + bare p50), ms", 3, "<= 0.3");
+  show("binaryC1OverheadMs", "c=1 p50 - (healthz p50 + bare p50), binary body, ms", 3);
   show("switcherJsOverEdge", "switcher (JS) / edge model", 4, "<= 0.05");
   show("switcherSessionOverEdge", "switcher (onnxruntime-web session) / edge model", 4, "(before)");
   show("serviceSwitcherStageOverEdge", "service: switcher stage (features + score) / edge stage", 4);
@@ -414,6 +440,7 @@ if (flags.json) {
   show("poolRps", "pool without HTTP, c=16, calls/s", 0);
   show("c16Rps", "service c=16, req/s", 0);
   show("c64Rps", "service c=64, req/s", 0);
+  show("binaryC16Rps", "service c=16, binary body, req/s", 0);
   show("c64Shed", "service c=64, shed (503 OVERLOADED)", 0);
   show("bareAloneP50Ms", "bare edge model p50 in one worker, ms", 3);
   show("edgeWebP50Ms", "edge model p50, onnxruntime-web, ms", 3);
@@ -422,6 +449,7 @@ if (flags.json) {
   show("healthzC1P50Ms", "/healthz c=1 p50, ms", 3);
   show("c1P50Ms", "/v1/classify c=1 p50, ms", 3);
   show("c1P99Ms", "/v1/classify c=1 p99, ms", 3);
+  show("binaryC1P50Ms", "/v1/classify c=1 p50, binary body, ms", 3);
   show("c16P99Ms", "/v1/classify c=16 p99, ms", 2);
   show("c64P99Ms", "/v1/classify c=64 p99, ms", 2);
   show("failed", "failed requests (not 200, not shed)", 0);

@@ -5,17 +5,22 @@
  * failed (anything else), latency percentiles of the answered requests, their throughput, and the medians of the
  * server's own stage timings (`timings` of the answers).
  *
- * Flags: --url URL (the full endpoint), --body FILE (a JSON body to POST; without it, GET), --concurrency N,
+ * Flags: --url URL (the full endpoint), --body FILE (a body to POST; without it, GET), --content-type TYPE (of the
+ * body; default application/json, which is read as text), --header NAME:VALUE (repeatable), --concurrency N,
  * --duration-ms N
  *
  * @module
  */
 import { parseFlags, usageError } from "./cli.ts";
 
-const USAGE = "usage: deno run -A scripts/bench_load.ts --url URL [--body FILE] --concurrency N --duration-ms N";
+const USAGE =
+  "usage: deno run -A scripts/bench_load.ts --url URL [--body FILE] [--content-type TYPE] [--header NAME:VALUE ...] " +
+  "--concurrency N --duration-ms N";
 const flags = parseFlags({
   url: { type: "string" },
   body: { type: "string" },
+  "content-type": { type: "string", default: "application/json" },
+  header: { type: "string", multiple: true, default: [] },
   concurrency: { type: "string", default: "1" },
   "duration-ms": { type: "string", default: "3000" },
 }, USAGE);
@@ -25,7 +30,18 @@ if (!flags.url) usageError("Cannot run: --url is required", USAGE);
 if (!(Number.isInteger(concurrency) && concurrency >= 1)) usageError("Cannot run: --concurrency must be >= 1", USAGE);
 if (!(durationMs > 0)) usageError("Cannot run: --duration-ms must be > 0", USAGE);
 const url = flags.url;
-const body = flags.body ? await Deno.readTextFile(flags.body) : null;
+const contentType = flags["content-type"]!;
+const body = !flags.body
+  ? null
+  : contentType.startsWith("application/json")
+  ? await Deno.readTextFile(flags.body)
+  : await Deno.readFile(flags.body);
+const headers: Record<string, string> = { "content-type": contentType };
+for (const h of flags.header ?? []) {
+  const at = h.indexOf(":");
+  if (at < 1) usageError(`Cannot run: --header must be NAME:VALUE, got "${h}"`, USAGE);
+  headers[h.slice(0, at).trim().toLowerCase()] = h.slice(at + 1).trim();
+}
 
 /** Percentile of sorted values (nearest rank). */
 function at(sorted: number[], q: number): number | null {
@@ -43,14 +59,7 @@ const end = t0 + durationMs;
 async function client(): Promise<void> {
   while (performance.now() < end) {
     const s = performance.now();
-    const res = await fetch(
-      url,
-      body === null ? {} : {
-        method: "POST",
-        headers: { "content-type": "application/json" },
-        body,
-      },
-    );
+    const res = await fetch(url, body === null ? {} : { method: "POST", headers, body });
     const text = await res.text();
     const ms = performance.now() - s;
     statuses[res.status] = (statuses[res.status] ?? 0) + 1;

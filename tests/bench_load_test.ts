@@ -61,3 +61,27 @@ Deno.test("bench_load refuses a missing URL and a bad concurrency with exit 2", 
   assert.equal(bad.code, 2);
   assert.match(bad.stderr, /--concurrency must be >= 1/);
 });
+
+Deno.test("bench_load sends a binary body with its content type and headers", async () => {
+  const seen: string[] = [];
+  const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen: () => {} }, async (req) => {
+    const bytes = new Uint8Array(await req.arrayBuffer());
+    seen.push(`${req.headers.get("content-type")} ${req.headers.get("x-frames")} ${bytes.length} ${bytes[2]}`);
+    return Response.json({ timings: {} });
+  });
+  const dir = await Deno.makeTempDir();
+  try {
+    await Deno.writeFile(`${dir}/body.f32`, Uint8Array.from([0, 1, 2, 3, 4, 5, 6, 7]));
+    const { code, stdout } = await run([
+      ...["--url", `http://127.0.0.1:${server.addr.port}/`, "--body", `${dir}/body.f32`],
+      ...["--content-type", "application/octet-stream", "--header", "x-frames: 2", "--duration-ms", "100"],
+    ]);
+    assert.equal(code, 0);
+    assert.equal(JSON.parse(stdout).answered, seen.length);
+    assert.ok(seen.length >= 1);
+    assert.ok(seen.every((s) => s === "application/octet-stream 2 8 2"), seen[0]);
+  } finally {
+    await server.shutdown();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
