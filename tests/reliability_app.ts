@@ -36,6 +36,8 @@ export function testApp(
     cloud?: ReturnType<typeof fakeCloud>;
     breaker?: CircuitBreaker;
     rateLimit?: RateLimitOptions;
+    /** Replaces the fake edge model. */
+    inference?: ReturnType<typeof fakeInference>;
   } = {},
 ) {
   const rows: DecisionRecord[] = [];
@@ -43,7 +45,7 @@ export function testApp(
   const newId = () => `id-${++n}`;
   const cloud = options.cloud ?? fakeCloud();
   const score = options.score ?? 0.1;
-  const inference = fakeInference({
+  const inference = options.inference ?? fakeInference({
     score: () => score,
     check(items) {
       for (const item of items) {
