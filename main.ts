@@ -290,6 +290,7 @@ export async function startService(config: Readonly<Config>): Promise<Service> {
     baseUrl: cloudUrl,
     modelName: config.cloudModelName,
     timeoutMs: config.cloudTimeoutMs,
+    auth: config.cloudAuth,
   });
   // Offloads (and shadow calls) go through the circuit breaker; readiness probes use the bare client.
   const breaker = createCircuitBreaker({

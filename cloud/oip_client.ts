@@ -6,6 +6,7 @@
  *
  * @module
  */
+import { redactUrl } from "../config.ts";
 import { AppError } from "../errors.ts";
 import type { OipInferRequest, OipInferResponse, OipModelMetadata, OipTensor } from "./oip_types.ts";
 
@@ -23,6 +24,8 @@ export interface OipClientOptions {
   inputName?: string;
   /** Name of the output to read; the only output is read when none has this name. @default "logits" */
   outputName?: string;
+  /** A credential sent with every call (e.g. `authorization: Bearer ...`); never logged or put in a message. */
+  auth?: { header: string; value: string };
   /** The fetch to use. @default globalThis.fetch */
   fetch?: typeof fetch;
 }
@@ -108,7 +111,9 @@ export function createOipClient(options: OipClientOptions): OipClient {
   const doFetch = options.fetch ?? fetch;
   const base = options.baseUrl.replace(/\/+$/, "");
   if (!/^https?:\/\/[^/]/.test(base)) {
-    throw new TypeError(`Cannot create the cloud client: expected an http(s) base URL, got "${options.baseUrl}"`);
+    throw new TypeError(
+      `Cannot create the cloud client: expected an http(s) base URL, got "${redactUrl(options.baseUrl)}"`,
+    );
   }
   const modelPath = `/v2/models/${encodeURIComponent(options.modelName)}` +
     (options.modelVersion ? `/versions/${encodeURIComponent(options.modelVersion)}` : "");
@@ -142,8 +147,10 @@ export function createOipClient(options: OipClientOptions): OipClient {
     }
 
     let res: Response;
+    const headers = new Headers(rest.headers);
+    if (options.auth) headers.set(options.auth.header, options.auth.value);
     try {
-      res = await doFetch(`${base}${path}`, { ...rest, signal: combined });
+      res = await doFetch(`${base}${path}`, { ...rest, headers, signal: combined });
     } catch (err) {
       throw failure(err, "no reply");
     }

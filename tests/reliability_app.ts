@@ -36,6 +36,8 @@ export function testApp(
     cloud?: ReturnType<typeof fakeCloud>;
     breaker?: CircuitBreaker;
     rateLimit?: RateLimitOptions;
+    /** The cloud URL `GET /v1/models` shows. @default "http://127.0.0.1:1" */
+    cloudUrl?: string;
     /** Replaces the fake edge model. */
     inference?: ReturnType<typeof fakeInference>;
   } = {},
@@ -74,7 +76,7 @@ export function testApp(
     classifier,
     inference,
     threshold: () => 0.5,
-    cloudUrl: "http://127.0.0.1:1",
+    cloudUrl: options.cloudUrl ?? "http://127.0.0.1:1",
     decisions: { getDecision: (id) => Promise.resolve(rows.find((r) => r.id === id) ?? null) },
     health: {
       modelsReady: () => true,
