@@ -375,7 +375,7 @@ export async function startService(config: Readonly<Config>): Promise<Service> {
     inference: pool,
     threshold,
     cloudUrl,
-    decisions: { getDecision: (id) => log.get(id) },
+    decisions: { getDecision: (id) => log.get(id), adminToken: config.adminToken },
     health: {
       modelsReady: () => pool.stats().size > 0,
       database: () => database.ping(),
