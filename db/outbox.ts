@@ -32,6 +32,8 @@ export interface Outbox {
   readonly dir: string;
   /** @returns rows appended and not yet replayed */
   size(): number;
+  /** @returns the `createdAt` (Unix ms) of the oldest row waiting, or null when empty */
+  oldestCreatedAt(): number | null;
   /**
    * Append rows after every row appended before, and fsync. Concurrent calls share one fsync (group commit).
    *
@@ -74,6 +76,8 @@ interface Segment {
   rows: number;
   /** Rows of this segment already written by a replay that later failed (skipped by the next one). */
   done: number;
+  /** `createdAt` of the first row not yet written, or null. */
+  oldest: number | null;
   bytes: number;
 }
 
@@ -189,7 +193,14 @@ export async function openOutbox(dir: string, options: OutboxOptions = {}): Prom
       const text = await Deno.readTextFile(path);
       const parsed = parseSegment(text);
       corrupt += parsed.corrupt;
-      segments.push({ seq: Number(m[1]), path, rows: parsed.rows.length, done: 0, bytes: text.length });
+      segments.push({
+        seq: Number(m[1]),
+        path,
+        rows: parsed.rows.length,
+        done: 0,
+        oldest: parsed.rows[0]?.createdAt ?? null,
+        bytes: text.length,
+      });
     }
   } catch (err) {
     lock.close();
@@ -237,6 +248,7 @@ export async function openOutbox(dir: string, options: OutboxOptions = {}): Prom
             path: join(dir, `${String(nextSeq - 1).padStart(12, "0")}.jsonl`),
             rows: 0,
             done: 0,
+            oldest: null,
             bytes: 0,
           };
           const file = await Deno.open(segment.path, { write: true, create: true, append: true });
@@ -254,6 +266,7 @@ export async function openOutbox(dir: string, options: OutboxOptions = {}): Prom
           sealActive();
           throw err;
         }
+        if (segment.rows === 0) segment.oldest = rows[0]?.createdAt ?? null;
         segment.rows += rows.length;
         segment.bytes += bytes.length;
         size += rows.length;
@@ -294,6 +307,7 @@ export async function openOutbox(dir: string, options: OutboxOptions = {}): Prom
         const batch = rows.slice(i, i + batchSize);
         await write(batch);
         segment.done = i + batch.length;
+        segment.oldest = rows[segment.done]?.createdAt ?? null;
         size -= batch.length;
         written += batch.length;
         counters.replayed += batch.length;
@@ -308,6 +322,7 @@ export async function openOutbox(dir: string, options: OutboxOptions = {}): Prom
   return {
     dir,
     size: () => size,
+    oldestCreatedAt: () => segments.find((s) => s.rows > s.done)?.oldest ?? null,
     append(rows) {
       if (rows.length === 0) return Promise.resolve();
       if (closed) return Promise.reject(new AppError("DB_UNAVAILABLE", "Cannot append to the outbox: it is closed"));
