@@ -90,6 +90,12 @@ export interface Config {
    * @default false
    */
   logDurable: boolean;
+  /**
+   * Readiness threshold of the decision log: `/readyz` answers 503 once the oldest accepted decision not yet in the
+   * database (in memory or in the outbox) is older than this, or at once when the database file was deleted or
+   * replaced, in milliseconds. @default 30000
+   */
+  logReadyMaxLagMs: number;
   /** How long a database write waits for another writer's lock, in milliseconds (it blocks the thread). @default 200 */
   databaseBusyTimeoutMs: number;
   /** On SIGTERM: longest wait for requests in flight, then again for the log to flush, in milliseconds. @default 10000 */
@@ -268,6 +274,7 @@ export function loadConfig(env: Env = Deno.env.toObject()): Readonly<Config> {
     logFlushMs: int(env, "LOG_FLUSH_MS", 200, 1, 60_000),
     logOutboxDir: outboxDir(env),
     logDurable: bool(env, "LOG_DURABLE", false),
+    logReadyMaxLagMs: int(env, "LOG_READY_MAX_LAG_MS", 30_000, 100, 86_400_000),
     databaseBusyTimeoutMs: int(env, "DATABASE_BUSY_TIMEOUT_MS", 200, 0, 60_000),
     shutdownTimeoutMs: int(env, "SHUTDOWN_TIMEOUT_MS", 10_000, 0, 600_000),
     edgeLocation: str(env, "EDGE_LOCATION", "local"),

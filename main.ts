@@ -15,8 +15,9 @@ import { secureHeaders } from "hono/secure-headers";
 import { createCircuitBreaker, withCircuitBreaker } from "./cloud/circuit_breaker.ts";
 import { createOipClient } from "./cloud/oip_client.ts";
 import { type Config, loadConfig } from "./config.ts";
-import { openDatabase } from "./db/client.ts";
+import { connectForWrites, openDatabase } from "./db/client.ts";
 import { createDecisionLog } from "./db/decision_log.ts";
+import { createDecisionWriter } from "./db/decision_writer.ts";
 import { uuidv7 } from "./db/ids.ts";
 import { openOutbox, type Outbox } from "./db/outbox.ts";
 import { AppError, onError } from "./errors.ts";
@@ -261,11 +262,28 @@ export async function startService(config: Readonly<Config>): Promise<Service> {
     database.close();
     throw err;
   }
+  // Decisions are written on a connection of their own, replaced after any failure (db/decision_writer.ts).
+  const writer = /^(:memory:|file::memory:)/.test(config.databaseUrl) ? undefined : createDecisionWriter({
+    connect: () =>
+      connectForWrites(config.databaseUrl, {
+        authToken: config.databaseAuthToken,
+        busyTimeoutMs: config.databaseBusyTimeoutMs,
+      }),
+    onStateChange: (from, to, reason) =>
+      console.error(JSON.stringify({
+        level: to === "ready" ? "info" : to === "gone" ? "error" : "warn",
+        msg: "decision writer",
+        from,
+        to,
+        reason,
+      })),
+  });
   const log = createDecisionLog(database.db, {
     batchSize: config.logBatchSize,
     flushIntervalMs: config.logFlushMs,
     outbox,
     durable: config.logDurable,
+    writer,
   });
   let child: ChildCloud | null = null;
   let pool: EdgeInference;
@@ -281,6 +299,7 @@ export async function startService(config: Readonly<Config>): Promise<Service> {
     // Release what was opened before the failure, so a failed start leaves no process or handle behind.
     await child?.stop();
     await log.close().catch(() => {});
+    writer?.close();
     await outbox?.close();
     database.close();
     throw err;
@@ -387,6 +406,7 @@ export async function startService(config: Readonly<Config>): Promise<Service> {
         return cloudSeen.ok;
       },
       logBacklog: () => log.backlog(),
+      writeHealth: () => log.health(config.logReadyMaxLagMs),
     },
     newId: uuidv7,
     observability,
@@ -404,6 +424,7 @@ export async function startService(config: Readonly<Config>): Promise<Service> {
     await pool.close();
     await child?.stop();
     await log.close().catch(() => {});
+    writer?.close();
     await outbox?.close();
     database.close();
     throw new AppError("INTERNAL", `Cannot listen on ${config.host}:${config.port}: ${(err as Error).message}`, {
@@ -425,6 +446,7 @@ export async function startService(config: Readonly<Config>): Promise<Service> {
         // Everything to the database, or to the outbox (replayed at the next start), within the bound.
         let logError: unknown = null;
         await log.close({ timeoutMs: config.shutdownTimeoutMs }).catch((err) => (logError = err));
+        writer?.close();
         await outbox?.close();
         await pool.close();
         await child?.stop();
