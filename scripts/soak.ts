@@ -471,10 +471,13 @@ console.log(
     `service exit ${exit.code}, peak RSS ${summary.service.peakRssMiB} MiB (VmHWM); LOG_DURABLE=${args.durable}`,
 );
 if (args.json) Deno.writeTextFileSync(args.json, JSON.stringify(summary, null, 2));
-if (summary.decisions.lost === 0 && exit.code === 0) await Deno.remove(dir, { recursive: true });
+/** Passed: every answered decision is in the database, the outbox drained before exit, and the service exited 0. */
+const passed = summary.decisions.lost === 0 && outboxLeft === 0 && exit.code === 0;
+console.log(passed ? "soak: PASS" : "soak: FAIL");
+if (passed) await Deno.remove(dir, { recursive: true });
 else {
   // Keep the evidence: the database, the outbox and the service's output.
   Deno.writeTextFileSync(`${dir}/service.log`, service.output());
   console.log(`kept ${dir} (database, outbox, service.log) for inspection`);
 }
-Deno.exit(summary.decisions.lost === 0 && exit.code === 0 ? 0 : 1);
+Deno.exit(passed ? 0 : 1);
