@@ -210,7 +210,7 @@ Deno.test("POST /v1/classify names the problem in its message", async () => {
   const wrongLayout = await (await post(app, "/v1/classify", body({ layout: "coco17" }))).json();
   assert.equal(wrongLayout.message, 'Cannot classify: the loaded model was built for layout "tiny", got "coco17"');
   const tooLong = await (await post(app, "/v1/classify", body({ frames: frames(9) }))).json();
-  assert.equal(tooLong.message, "Cannot read frames: expected at most 8 frames, got 9");
+  assert.equal(tooLong.message, "Cannot read frames: expected at most 8 frames, got more");
 });
 
 Deno.test("POST /v1/classify/batch answers each item on its own", async () => {
@@ -236,7 +236,7 @@ Deno.test("POST /v1/classify/batch rejects too many or no items", async () => {
   const { app } = setup();
   const many = await post(app, "/v1/classify/batch", { items: [body(), body(), body(), body()] });
   assert.equal(many.status, 400);
-  assert.equal((await many.json()).message, "Cannot classify batch: expected at most 3 items, got 4");
+  assert.equal((await many.json()).message, "Cannot classify batch: expected at most 3 items, got more");
   const none = await post(app, "/v1/classify/batch", { items: [] });
   assert.equal(none.status, 400);
   assert.equal((await none.json()).code, "INVALID_INPUT");

@@ -36,6 +36,8 @@ export function testApp(
     cloud?: ReturnType<typeof fakeCloud>;
     breaker?: CircuitBreaker;
     rateLimit?: RateLimitOptions;
+    /** Body, frame and batch limits. @default {@link LIMITS} */
+    limits?: typeof LIMITS;
     /** The cloud URL `GET /v1/models` shows. @default "http://127.0.0.1:1" */
     cloudUrl?: string;
     /** Replaces the fake edge model. */
@@ -71,7 +73,7 @@ export function testApp(
     newId,
   });
   const app = createApp({
-    config: LIMITS,
+    config: options.limits ?? LIMITS,
     manifest,
     classifier,
     inference,
