@@ -310,6 +310,8 @@ export async function startService(config: Readonly<Config>): Promise<Service> {
     modelName: config.cloudModelName,
     timeoutMs: config.cloudTimeoutMs,
     auth: config.cloudAuth,
+    // The cloud model returns [N, classes]: a reply is never read past what that can take.
+    outputSize: manifest.cloud.labels.length,
   });
   // Offloads (and shadow calls) go through the circuit breaker; readiness probes use the bare client.
   const breaker = createCircuitBreaker({
