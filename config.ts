@@ -100,6 +100,12 @@ export interface Config {
   databaseBusyTimeoutMs: number;
   /** On SIGTERM: longest wait for requests in flight, then again for the log to flush, in milliseconds. @default 10000 */
   shutdownTimeoutMs: number;
+  /**
+   * On SIGTERM: how long new requests, kept-alive connections included, are answered 503 `SHUTTING_DOWN` (with
+   * `Connection: close`) before the server stops accepting, at least; longer while requests are in flight (within
+   * `shutdownTimeoutMs`), in milliseconds. @default 500
+   */
+  shutdownDrainMs: number;
   /** Name of this edge location, stored on every decision. @default "local" */
   edgeLocation: string;
   /**
@@ -277,6 +283,7 @@ export function loadConfig(env: Env = Deno.env.toObject()): Readonly<Config> {
     logReadyMaxLagMs: int(env, "LOG_READY_MAX_LAG_MS", 30_000, 100, 86_400_000),
     databaseBusyTimeoutMs: int(env, "DATABASE_BUSY_TIMEOUT_MS", 200, 0, 60_000),
     shutdownTimeoutMs: int(env, "SHUTDOWN_TIMEOUT_MS", 10_000, 0, 600_000),
+    shutdownDrainMs: int(env, "SHUTDOWN_DRAIN_MS", 500, 0, 600_000),
     edgeLocation: str(env, "EDGE_LOCATION", "local"),
     explorationRate: num(env, "EXPLORATION_RATE", 0.05, 0, 1) ?? 0.05,
     shadowBudgetPerS: num(env, "SHADOW_BUDGET_PER_S", 20, 0, 1e9) ?? 20,

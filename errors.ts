@@ -22,6 +22,7 @@ export type ErrorCode =
   | "OFFLOAD_TIMEOUT"
   | "OFFLOAD_FAILED"
   | "DB_UNAVAILABLE"
+  | "SHUTTING_DOWN"
   | "INTERNAL";
 
 const DEFAULT_STATUS: Record<ErrorCode, ContentfulStatusCode> = {
@@ -41,6 +42,8 @@ const DEFAULT_STATUS: Record<ErrorCode, ContentfulStatusCode> = {
   OFFLOAD_TIMEOUT: 504,
   OFFLOAD_FAILED: 502,
   DB_UNAVAILABLE: 503,
+  /** The service is draining after SIGTERM (routes/drain.ts), with `Connection: close` and `Retry-After`. */
+  SHUTTING_DOWN: 503,
   INTERNAL: 500,
 };
 

@@ -21,6 +21,8 @@ import { createDecisionWriter } from "./db/decision_writer.ts";
 import { uuidv7 } from "./db/ids.ts";
 import { openOutbox, type Outbox } from "./db/outbox.ts";
 import { AppError, onError } from "./errors.ts";
+import { sleep, within } from "./lib/deadline.ts";
+import { createDrain } from "./routes/drain.ts";
 import { createHybridClassifier, type HybridClassifier } from "./hybrid/classifier.ts";
 import { createSwitcherSync, registerSwitcher } from "./hybrid/switcher_sync.ts";
 import { type AdminDeps, adminRoutes } from "./routes/admin.ts";
@@ -171,19 +173,6 @@ export function createApp(deps: AppDeps): OpenAPIHono {
   app.notFound((c) => c.json({ code: "NOT_FOUND", message: `Cannot find ${c.req.method} ${c.req.path}` }, 404));
   app.onError(onError);
   return app;
-}
-
-/** Wait for `work` at most `ms` milliseconds; true when it finished in time. */
-async function within(work: Promise<unknown>, ms: number): Promise<boolean> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  try {
-    return await Promise.race([
-      work.then(() => true),
-      new Promise<false>((r) => timer = setTimeout(() => r(false), ms)),
-    ]);
-  } finally {
-    clearTimeout(timer);
-  }
 }
 
 /** A running reference cloud server, started as a child process on loopback. */
@@ -419,9 +408,13 @@ export async function startService(config: Readonly<Config>): Promise<Service> {
     switcher: () => sync.current(),
   });
 
+  const drain = createDrain();
   let server: Deno.HttpServer<Deno.NetAddr>;
   try {
-    server = Deno.serve({ hostname: config.host, port: config.port, onListen: () => {} }, app.fetch);
+    server = Deno.serve(
+      { hostname: config.host, port: config.port, onListen: () => {} },
+      drain.wrap((req: Request, info: Deno.ServeHandlerInfo<Deno.NetAddr>) => app.fetch(req, info)),
+    );
   } catch (err) {
     await pool.close();
     await child?.stop();
@@ -439,8 +432,14 @@ export async function startService(config: Readonly<Config>): Promise<Service> {
     url,
     shutdown() {
       stopping ??= (async () => {
-        // Stop accepting; requests in flight get up to shutdownTimeoutMs, and are cut at exit after that.
-        if (!(await within(server.shutdown(), config.shutdownTimeoutMs))) {
+        // New requests (kept-alive connections included) are answered 503 with `Connection: close` while those in
+        // flight finish, for at least shutdownDrainMs; then the server stops accepting. Requests in flight get up to
+        // shutdownTimeoutMs in all, and are cut at exit after that.
+        const drainStarted = performance.now();
+        drain.start();
+        await within(Promise.all([drain.idle(), sleep(config.shutdownDrainMs)]), config.shutdownTimeoutMs);
+        const left = config.shutdownTimeoutMs - (performance.now() - drainStarted);
+        if (!(await within(server.shutdown(), left))) {
           console.error(JSON.stringify({ level: "warn", msg: "requests still in flight at the shutdown deadline" }));
         }
         sync.stop();
