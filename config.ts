@@ -149,6 +149,11 @@ export interface CloudServerConfig {
   modelName: string;
   /** `native` (onnxruntime-node), `wasm` (onnxruntime-web) or `auto` (native, else wasm). @default "auto" */
   runtime: "auto" | "native" | "wasm";
+  /**
+   * Exit when stdin closes (`CLOUD_SERVER_EXIT_WITH_PARENT=true`): set by the edge app for the server it starts, so
+   * that the server never outlives it. @default false
+   */
+  exitWithParent?: boolean;
 }
 
 type Env = Record<string, string | undefined>;
@@ -383,5 +388,6 @@ export function loadCloudServerConfig(env: Env = Deno.env.toObject()): Readonly<
     modelsDir: str(env, "MODELS_DIR", "wasm-models"),
     modelName: str(env, "CLOUD_MODEL_NAME", "cloud"),
     runtime,
+    exitWithParent: bool(env, "CLOUD_SERVER_EXIT_WITH_PARENT", false),
   });
 }

@@ -185,7 +185,14 @@ async function startChildCloud(config: Config): Promise<ChildCloud> {
   const entry = new URL(`./cloud/reference_server.${MODULE_EXT}`, import.meta.url);
   const child = new Deno.Command(Deno.execPath(), {
     args: ["run", "--allow-read", "--allow-net=127.0.0.1", "--allow-env", "--allow-ffi", "--allow-sys", entry.href],
-    env: { CLOUD_SERVER_HOST: "127.0.0.1", CLOUD_SERVER_PORT: "0", MODELS_DIR: config.modelsDir },
+    // The open stdin pipe ties the server's life to this process's (it exits when the pipe closes).
+    env: {
+      CLOUD_SERVER_HOST: "127.0.0.1",
+      CLOUD_SERVER_PORT: "0",
+      MODELS_DIR: config.modelsDir,
+      CLOUD_SERVER_EXIT_WITH_PARENT: "true",
+    },
+    stdin: "piped",
     stdout: "piped",
     stderr: "inherit",
   }).spawn();
