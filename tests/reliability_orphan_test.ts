@@ -39,7 +39,8 @@ Deno.test({
       const cloud = children(svc.child.pid).find((c) => c.cmdline.includes("reference_server"));
       assert.ok(cloud, "the service started the reference server");
       svc.child.kill("SIGKILL");
-      await svc.status;
+      // The process itself, not its output: an orphan holding the inherited stderr would keep that open.
+      await svc.child.status;
       const deadline = performance.now() + 10_000;
       while (running(cloud.pid) && performance.now() < deadline) await new Promise((r) => setTimeout(r, 50));
       const alive = running(cloud.pid);
