@@ -38,17 +38,16 @@
  *
  * @module
  */
-import { getTableColumns } from "drizzle-orm";
-import type { SQLiteColumn } from "drizzle-orm/sqlite-core";
 import { AppError } from "../errors.ts";
 import { backoffMs, type BackoffOptions, sleep, withDeadline, within } from "../lib/deadline.ts";
 import type { Db } from "./client.ts";
+import { checkDecision } from "./decision_check.ts";
 import { createDecisionQueue } from "./decision_queue.ts";
 import type { DecisionWriter, WriterState } from "./decision_writer.ts";
 import type { Outbox } from "./outbox.ts";
 import { createOutboxReplay, type ReplayState } from "./outbox_replay.ts";
 import { getDecision, insertDecisions, isDataError } from "./queries.ts";
-import { type DecisionRecord, decisions } from "./schema.ts";
+import type { DecisionRecord } from "./schema.ts";
 
 /** Writer statistics, for health checks and metrics. */
 export interface DecisionLogStats {
@@ -173,47 +172,6 @@ export interface DecisionLogOptions {
 
 /** First retry delay, in milliseconds; it doubles per consecutive failure. */
 const BASE_BACKOFF_MS = 50;
-
-const COLUMNS = Object.entries(getTableColumns(decisions)) as [keyof DecisionRecord, SQLiteColumn][];
-
-/** What is wrong with one value for its column, or null. */
-function valueProblem(column: SQLiteColumn, value: unknown): string | null {
-  switch (column.dataType) {
-    case "string": {
-      if (typeof value !== "string") return "is not a string";
-      const allowed = (column as SQLiteColumn & { enumValues?: string[] }).enumValues;
-      return allowed && !allowed.includes(value) ? `is not one of ${allowed.join(", ")}` : null;
-    }
-    case "number":
-      if (typeof value !== "number" || !Number.isFinite(value)) return "is not a finite number";
-      return column.columnType === "SQLiteInteger" && !Number.isInteger(value) ? "is not an integer" : null;
-    case "boolean":
-      return typeof value === "boolean" ? null : "is not a boolean";
-    default:
-      if (column.getSQLType() === "blob") return value instanceof Float32Array ? null : "is not a Float32Array";
-      return Array.isArray(value) && value.every((v) => typeof v === "number" && Number.isFinite(v))
-        ? null
-        : "is not an array of finite numbers";
-  }
-}
-
-/** Refuse a record the database would refuse later, while the caller is still on the stack. */
-function checkDecision(record: DecisionRecord): void {
-  if (record === null || typeof record !== "object") {
-    throw new AppError("INTERNAL", "Cannot log decision: expected a record");
-  }
-  for (const [key, column] of COLUMNS) {
-    const value: unknown = record[key];
-    if (value === null || value === undefined) {
-      if (column.notNull && !column.hasDefault) {
-        throw new AppError("INTERNAL", `Cannot log decision ${record.id}: ${key} is missing`);
-      }
-      continue;
-    }
-    const problem = valueProblem(column, value);
-    if (problem) throw new AppError("INTERNAL", `Cannot log decision ${record.id}: ${key} ${problem}`);
-  }
-}
 
 /** A row as a JSON-safe object, for the log line of a refused row. */
 function printable(record: DecisionRecord): Record<string, unknown> {
