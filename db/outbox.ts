@@ -24,6 +24,7 @@
 import { Buffer } from "node:buffer";
 import { join } from "node:path";
 import { AppError } from "../errors.ts";
+import { within } from "../lib/deadline.ts";
 import type { DecisionRecord } from "./schema.ts";
 
 /** A durable queue of decisions on local disk. */
@@ -172,12 +173,8 @@ export async function openOutbox(dir: string, options: OutboxOptions = {}): Prom
   } catch (err) {
     throw fail(`open the decision outbox at ${dir}`, err);
   }
-  let lockTimer: ReturnType<typeof setTimeout> | undefined;
-  const locked = await Promise.race([
-    lock.lock(true).then(() => true, () => false),
-    new Promise<false>((r) => lockTimer = setTimeout(() => r(false), options.lockTimeoutMs ?? 2000)),
-  ]);
-  clearTimeout(lockTimer);
+  const locking = lock.lock(true).then(() => true, () => false);
+  const locked = (await within(locking, options.lockTimeoutMs ?? 2000)) && await locking;
   if (!locked) {
     lock.close();
     throw new AppError("DB_UNAVAILABLE", `Cannot open the decision outbox at ${dir}: another process is using it`);

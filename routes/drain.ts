@@ -12,12 +12,12 @@
 /** The drain state of one server. */
 export interface Drain {
   /**
-   * Wrap the app's fetch: count requests in flight, and answer new ones 503 once draining.
+   * Wrap the app's handler: count requests in flight, and answer new ones 503 once draining.
    *
-   * @param fetch the app's fetch
-   * @returns the fetch to serve
+   * @param handler the app's handler (`app.fetch`)
+   * @returns the handler to serve
    */
-  wrap<A extends unknown[]>(fetch: (req: Request, ...rest: A) => Response | Promise<Response>): (
+  wrap<A extends unknown[]>(handler: (req: Request, ...rest: A) => Response | Promise<Response>): (
     req: Request,
     ...rest: A
   ) => Promise<Response>;
@@ -49,12 +49,12 @@ export function createDrain(): Drain {
   }
 
   return {
-    wrap(fetch) {
+    wrap(handler) {
       return async (req, ...rest) => {
         if (draining && new URL(req.url).pathname !== "/healthz") return refuse();
         inFlight++;
         try {
-          return await fetch(req, ...rest);
+          return await handler(req, ...rest);
         } finally {
           inFlight--;
           if (inFlight === 0) {

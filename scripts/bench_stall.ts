@@ -126,15 +126,15 @@ try {
 }
 
 console.log(`service: ${SERVICE_ROOT}main.ts; /healthz probed every ${PROBE_MS} ms; ${REPEAT} of each body`);
-console.log("kind                         MB   status  request ms (each)        healthz p50  p99    max ms");
+console.log("kind                         MB   status  request ms (each)        healthz p50       p99       max ms");
 for (const r of results) {
   const reqs = (r.requests as { status: number; ms: number }[] | undefined) ?? [];
   const h = r.healthz as { p50: number; p99: number; max: number };
   console.log(
     String(r.kind).padEnd(28) + String(r.bodyMB ?? "-").padStart(4) +
       String([...new Set(reqs.map((q) => q.status))].join("/") || "-").padStart(9) + "  " +
-      reqs.map((q) => q.ms).join(", ").padEnd(24) + String(h.p50).padStart(10) + String(h.p99).padStart(7) +
-      String(Math.round(h.max)).padStart(7),
+      reqs.map((q) => q.ms).join(", ").padEnd(24) + String(h.p50).padStart(12) + String(h.p99).padStart(10) +
+      String(Math.round(h.max)).padStart(10),
   );
 }
 if (args.json) Deno.writeTextFileSync(args.json, JSON.stringify(results, null, 2));
