@@ -5,7 +5,8 @@
  */
 import { createRoute, OpenAPIHono, z } from "@hono/zod-openapi";
 import { redactUrl } from "../config.ts";
-import type { Manifest, SwitcherSpec } from "../wasm-models/manifest.ts";
+import type { SwitcherRelease } from "../release/release.ts";
+import type { Manifest } from "../wasm-models/manifest.ts";
 import type { EngineVersions } from "../workers/protocol.ts";
 
 /** What the models route needs. */
@@ -17,8 +18,8 @@ export interface ModelsDeps {
   threshold(): number;
   /** The cloud server's URL; shown without user, password or query. */
   cloudUrl: string;
-  /** The switcher serving now (default: the manifest's). */
-  switcher?: () => SwitcherSpec | null;
+  /** The switcher release the workers serve now. */
+  switcher: () => SwitcherRelease;
 }
 
 const ModelsSchema = z.object({
@@ -63,7 +64,7 @@ export function modelRoutes(deps: ModelsDeps): OpenAPIHono {
   const app = new OpenAPIHono();
   app.openapi(route, (c) => {
     const versions = deps.versions();
-    const s = deps.switcher ? deps.switcher() : deps.manifest.switcher;
+    const s = deps.switcher();
     return c.json({
       edge: { ...describe(deps.manifest.edge), serving: versions.edge, runtime: "onnxruntime-web (wasm)" },
       cloud: {
@@ -74,8 +75,10 @@ export function modelRoutes(deps: ModelsDeps): OpenAPIHono {
       switcher: {
         version: versions.switcher,
         threshold: deps.threshold(),
-        features: s?.version === versions.switcher ? s.features : null,
-        calibration: s?.version === versions.switcher ? s.calibration ?? null : null,
+        kind: s.scorer.kind,
+        rule: s.scorer.kind === "rule" ? s.scorer.rule : null,
+        features: s.scorer.kind === "onnx" ? s.features : null,
+        calibration: s.calibration,
       },
     }, 200);
   });

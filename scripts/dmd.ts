@@ -1,7 +1,8 @@
 /**
  * `deno task dmd`: Dual-Model Distillation. Runs both models over unlabeled sequences (a dataset file; labels, if
  * present, are never used), stores the pairs in libSQL, trains a switcher on DMD labels, calibrates its threshold on
- * held-out pairs, and installs it in the model set as a new switcher version (manifest + `switcher_versions`).
+ * held-out pairs, and publishes it as the active switcher release through the release registry (loop/registry.ts:
+ * `switcher_versions`, and the manifest's switcher), under the models folder's job lock.
  *
  *   deno task dmd --dataset datasets/mocap/dmd.jsonl.gz
  *
@@ -29,13 +30,14 @@ import { startReferenceServer } from "../cloud/reference_server.ts";
 import { createOipClient } from "../cloud/oip_client.ts";
 import { loadConfig } from "../config.ts";
 import { openDatabase } from "../db/client.ts";
-import { insertSwitcherVersion, listLoggedPairs, promoteSwitcherVersion, upsertPairs } from "../db/queries.ts";
-import { type CollectedPair, collectPairs } from "../hybrid/pairs.ts";
+import { listLoggedPairs, upsertPairs } from "../db/queries.ts";
+import { type CollectedPair, collectPairs } from "../loop/pairs.ts";
+import { onnxRelease, publishRelease } from "../loop/registry.ts";
 import { dmdLabel } from "../switcher/dmd_labels.ts";
 import { trainDmdSwitcherSelected } from "../switcher/dmd.ts";
 import { FEATURE_SETS, featureNames, type FeatureSet } from "../switcher/features.ts";
 import { exportSwitcherOnnx } from "../switcher/onnx_writer.ts";
-import { installSwitcher, loadModelSet } from "../workers/artefacts.ts";
+import { loadModelSet } from "../workers/artefacts.ts";
 import { createWorkerPool } from "../workers/pool.ts";
 import { readDataset } from "./dataset.ts";
 import { datasetItems } from "./dataset_pairs.ts";
@@ -205,39 +207,20 @@ try {
   };
   const metrics = { data: `held-out pairs of ${source}`, ...result.evaluation };
   if (!args["dry-run"]) {
-    const spec = await installSwitcher(modelsDir, {
-      bytes,
-      spec: {
-        version,
-        inputs: [{ name: "features", shape: [-1, features.length], dtype: "float32" }],
-        outputs: [{ name: "score", shape: [-1, 1], dtype: "float32" }],
-        features,
-        threshold: result.threshold,
-        calibration: result.calibration,
-        params: result.model.layers.reduce((a, l) => a + l.weight.length + l.bias.length, 0),
-        flops: result.model.layers.reduce((a, l) => a + 2 * l.weight.length, 0),
-        provenance,
-        metrics,
-      },
-    });
-    const now = Date.now();
-    await insertSwitcherVersion(database.db, {
+    const release = await onnxRelease(bytes, {
       version,
-      createdAt: now,
-      status: "candidate",
-      file: spec.file,
-      sha256: spec.sha256,
-      threshold: result.threshold,
+      inputs: [{ name: "features", shape: [-1, features.length], dtype: "float32" }],
+      outputs: [{ name: "score", shape: [-1, 1], dtype: "float32" }],
       features,
+      threshold: result.threshold,
+      calibration: result.calibration,
+      params: result.model.layers.reduce((a, l) => a + l.weight.length + l.bias.length, 0),
+      flops: result.model.layers.reduce((a, l) => a + 2 * l.weight.length, 0),
       provenance,
       metrics,
-      promotedAt: null,
-      parentVersion: manifest.switcher?.version ?? null,
-      artefact: bytes,
-      spec: spec as unknown as Record<string, unknown>,
     });
-    // The manifest now serves it: record it as the one active version (the previous one is retired).
-    await promoteSwitcherVersion(database.db, version, { nowMs: now });
+    // Recorded and made active (the previous one is retired and stays a rollback target), in the manifest too.
+    await publishRelease(database.db, release, { modelsDir, activate: true });
   }
   const report = {
     version,

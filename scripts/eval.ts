@@ -31,7 +31,7 @@ import * as vl from "vega-lite";
 import { createOipClient } from "../cloud/oip_client.ts";
 import { startReferenceServer } from "../cloud/reference_server.ts";
 import { loadConfig } from "../config.ts";
-import { type CollectedPair, collectPairs } from "../hybrid/pairs.ts";
+import { type CollectedPair, collectPairs } from "../loop/pairs.ts";
 import { trainDmdSwitcher } from "../switcher/dmd.ts";
 import { evaluatePolicies, type EvaluationReport, type Policy } from "../switcher/evaluation.ts";
 import { FEATURE_SETS, featureColumns, probabilityStats, selectColumns } from "../switcher/features.ts";

@@ -7,7 +7,7 @@
  *                     [--min-new-pairs 200] [--holdout 0.2] [--tolerance 0] [--seed 1] [--dry-run] [--json]
  *
  * Takes the pairs the service logged (offloaded and shadowed decisions) of the serving edge model, weights them by
- * inverse propensity, trains a candidate switcher (hybrid/retrain.ts), calibrates its threshold on recent traffic,
+ * inverse propensity, trains a candidate switcher (loop/retrain.ts), calibrates its threshold on recent traffic,
  * and promotes it only if it is at least as good as the active switcher on the same held-out recent pairs (the gate
  * metric: weighted ROC AUC for edge/cloud disagreement, switcher/gate.ts). Every candidate is stored with its
  * provenance, metrics and artefact (in the database and beside the manifest); a promoted one becomes the
@@ -21,8 +21,8 @@
  */
 import { loadConfig } from "../config.ts";
 import { openDatabase } from "../db/client.ts";
-import { acquireJobLockOrExit } from "../hybrid/job_lock.ts";
-import { retrain, type RetrainReport } from "../hybrid/retrain.ts";
+import { acquireJobLockOrExit, jobLockPath } from "../loop/job_lock.ts";
+import { retrain, type RetrainReport } from "../loop/retrain.ts";
 import { FEATURE_SETS, type FeatureSet } from "../switcher/features.ts";
 import { readManifest } from "../workers/artefacts.ts";
 import { parseFlags, usageError } from "./cli.ts";
@@ -72,7 +72,7 @@ const seed = num("seed", args.seed, 0, 2 ** 31)!;
 
 const config = loadConfig();
 const modelsDir = args.models ?? config.modelsDir;
-const lock = await acquireJobLockOrExit(`${modelsDir}/.retrain.lock`);
+const lock = await acquireJobLockOrExit(jobLockPath(modelsDir));
 
 let report: RetrainReport;
 const database = await openDatabase(config.databaseUrl, { authToken: config.databaseAuthToken });
@@ -94,6 +94,7 @@ try {
     gate: { tolerance },
     seed,
     dryRun: args["dry-run"],
+    lock,
     codeVersion: (await gitVersion()) ?? undefined,
     onStep: (s) => console.error(`[${++n}] ${s} ...`),
   });

@@ -13,16 +13,10 @@
  *
  * @module
  */
-import * as ort from "onnxruntime-web/wasm";
 import type { Db } from "../db/client.ts";
-import {
-  activeSwitcherVersion,
-  insertSwitcherVersion,
-  listDecisions,
-  listLoggedPairs,
-  promoteSwitcherVersion,
-} from "../db/queries.ts";
-import type { DecisionRecord, SwitcherVersion } from "../db/schema.ts";
+import { listDecisions, listLoggedPairs } from "../db/queries.ts";
+import type { DecisionRecord } from "../db/schema.ts";
+import { BUILTIN_SWITCHER_VERSION, ruleScore, type SwitcherRelease } from "../release/release.ts";
 import { thresholdForOffloadRate } from "../switcher/calibration.ts";
 import { dmdLabel } from "../switcher/dmd_labels.ts";
 import { trainDmdSwitcherSelected } from "../switcher/dmd.ts";
@@ -33,7 +27,9 @@ import { predictMlp } from "../switcher/mlp.ts";
 import { exportSwitcherOnnx } from "../switcher/onnx_writer.ts";
 import { DEFAULT_PROPENSITY_CLIP, ipwWeight } from "../switcher/propensity.ts";
 import type { Manifest, SwitcherSpec } from "../wasm-models/manifest.ts";
-import { activateSwitcher, readRuntimeBinary, storeSwitcherArtefact } from "../workers/artefacts.ts";
+import { scoreWithOnnx } from "../workers/runtime.ts";
+import type { JobLock } from "./job_lock.ts";
+import { activeRelease, onnxRelease, publishRelease } from "./registry.ts";
 
 /** Options of {@link retrain}. */
 export interface RetrainOptions {
@@ -67,6 +63,8 @@ export interface RetrainOptions {
   gate?: GateOptions;
   /** Train and report, store nothing. */
   dryRun?: boolean;
+  /** The models folder's job lock, when the caller holds it (loop/job_lock.ts). */
+  lock?: JobLock;
   version?: string;
   codeVersion?: string;
   onStep?: (step: string) => void;
@@ -90,32 +88,11 @@ export interface RetrainReport {
   candidate?: Uint8Array;
 }
 
-/**
- * Score features with a switcher's ONNX in onnxruntime-web (the runtime the workers use).
- *
- * @param bytes the ONNX model
- * @param rows one full feature vector per row
- * @param f the feature count
- * @returns one score per row
- */
-export async function scoreWithOnnx(bytes: Uint8Array, rows: Float32Array[], f: number): Promise<Float32Array> {
-  ort.env.wasm.numThreads = 1;
-  ort.env.wasm.wasmBinary ??= await readRuntimeBinary();
-  const session = await ort.InferenceSession.create(bytes);
-  try {
-    const out = new Float32Array(rows.length);
-    const chunk = 4096;
-    for (let s = 0; s < rows.length; s += chunk) {
-      const part = rows.slice(s, s + chunk);
-      const x = new Float32Array(part.length * f);
-      part.forEach((r, i) => x.set(r, i * f));
-      const result = await session.run({ [session.inputNames[0]]: new ort.Tensor("float32", x, [part.length, f]) });
-      out.set(result[session.outputNames[0]].data as Float32Array, s);
-    }
-    return out;
-  } finally {
-    await session.release();
-  }
+/** Scores of the active release on feature rows: its ONNX model in the workers' runtime, or its rule. */
+async function scoreRelease(release: SwitcherRelease, rows: Float32Array[]): Promise<Float32Array> {
+  const scorer = release.scorer;
+  if (scorer.kind === "rule") return Float32Array.from(rows, (r) => ruleScore(scorer.rule, r));
+  return await scoreWithOnnx(release.artefact!, rows, release.features.length);
 }
 
 function driftWindow(rows: DecisionRecord[]): DriftWindow {
@@ -127,13 +104,15 @@ function driftWindow(rows: DecisionRecord[]): DriftWindow {
   };
 }
 
-function trainedWindow(active: SwitcherVersion | null): { fromMs: number; toMs: number } | null {
+function trainedWindow(active: SwitcherRelease | null): { fromMs: number; toMs: number } | null {
   const w = (active?.provenance as { window?: { fromMs?: unknown; toMs?: unknown } } | undefined)?.window;
   return w && typeof w.fromMs === "number" && typeof w.toMs === "number" ? { fromMs: w.fromMs, toMs: w.toMs } : null;
 }
 
 /**
- * Run the job once. The caller holds the lock (scripts/retrain.ts).
+ * Run the job once. The candidate is published through the release registry (loop/registry.ts): under the
+ * caller's job lock when `lock` is given (scripts/retrain.ts holds it for the whole run), else under one taken for
+ * the publication.
  *
  * @param options database, models, window, training and gate settings
  * @returns the report
@@ -144,7 +123,9 @@ export async function retrain(options: RetrainOptions): Promise<RetrainReport> {
   const now = options.nowMs ?? Date.now();
   const { db, manifest } = options;
   const edge = manifest.edge;
-  const active = await activeSwitcherVersion(db);
+  // The built-in rule was never trained: the first trained switcher is gated on the absolute checks alone.
+  const serving = await activeRelease(db);
+  const active = serving?.version === BUILTIN_SWITCHER_VERSION ? null : serving;
   const windowMs = options.windowMs ?? 7 * 86_400_000;
   const activeSince = active?.createdAt ?? now - windowMs;
   const fromMs = options.sinceMs ?? Math.min(activeSince, now - windowMs);
@@ -232,7 +213,7 @@ export async function retrain(options: RetrainOptions): Promise<RetrainReport> {
     feats.forEach((f, i) => x.set(selectColumns(f, columns), i * columns.length));
     return predictMlp(model, x, feats.length);
   };
-  const activeCalibration = (active?.spec as { calibration?: { offloadRate?: unknown } } | null)?.calibration;
+  const activeCalibration = active?.calibration as { offloadRate?: unknown } | null | undefined;
   const offloadRate = options.offloadRate ??
     (typeof activeCalibration?.offloadRate === "number" ? activeCalibration.offloadRate : 0.2);
   const calibrationRows = recent.length > 0 ? recent : rows;
@@ -245,11 +226,7 @@ export async function retrain(options: RetrainOptions): Promise<RetrainReport> {
     weight: weightOf(r),
   }));
   const candidateScores = score(holdRows.map((r) => r.features));
-  let activeScores: Float32Array | null = null;
-  if (active?.artefact) {
-    const f = (active.features ?? []).length;
-    activeScores = await scoreWithOnnx(active.artefact, holdRows.map((r) => r.features), f);
-  }
+  const activeScores = active ? await scoreRelease(active, holdRows.map((r) => r.features)) : null;
   const verdict = gate(
     holdPairs,
     { scores: candidateScores, threshold },
@@ -308,27 +285,16 @@ export async function retrain(options: RetrainOptions): Promise<RetrainReport> {
     };
   }
 
-  step(`storing ${version}`);
-  const stored = await storeSwitcherArtefact(options.modelsDir, { bytes, spec });
-  await insertSwitcherVersion(db, {
-    version,
-    createdAt: now,
-    status: verdict.promote ? "candidate" : "rejected",
-    file: stored.file,
-    sha256: stored.sha256,
-    threshold,
-    features,
-    provenance,
-    metrics,
-    promotedAt: null,
-    parentVersion: active?.version ?? null,
-    artefact: bytes,
-    spec: stored as unknown as Record<string, unknown>,
+  step(`publishing ${version}`);
+  const release = await onnxRelease(bytes, spec, { nowMs: now, parentVersion: active?.version ?? null });
+  await publishRelease(db, { ...release, status: verdict.promote ? "candidate" : "rejected" }, {
+    modelsDir: options.modelsDir,
+    lock: options.lock,
+    nowMs: now,
+    activate: verdict.promote,
   });
   if (!verdict.promote) {
     return { ...result, outcome: "rejected", reason: verdict.reason, seconds: seconds() };
   }
-  await promoteSwitcherVersion(db, version, { nowMs: now });
-  await activateSwitcher(options.modelsDir, stored);
   return { ...result, outcome: "promoted", reason: verdict.reason, seconds: seconds() };
 }
