@@ -98,33 +98,19 @@ export function checkBodyShape(text: string, limits: BodyShapeLimits): void {
       if (stack.length >= MAX_DEPTH) {
         throw new AppError("INVALID_INPUT", `Cannot read request: JSON nested deeper than ${MAX_DEPTH} levels`);
       }
-      let level: Level;
       const parentFrames = top?.framesDepth ?? -1;
-      if (c === OPEN_OBJECT) {
-        level = { kind: c, members: 0, limit: MAX_MEMBERS, name: "an object", framesDepth: -1 };
-      } else if (top?.kind === OPEN_OBJECT && key === "items") {
-        level = { kind: c, members: 0, limit: limits.maxBatchItems, name: "items", framesDepth: -1 };
-      } else if (top?.kind === OPEN_OBJECT && key === "frames") {
-        level = { kind: c, members: 0, limit: limits.maxFrames, name: "frames", framesDepth: 0 };
-      } else if (parentFrames === 0) {
-        level = {
-          kind: c,
-          members: 0,
-          limit: Math.max(limits.joints, MAX_MEMBERS),
-          name: "a frame (points)",
-          framesDepth: 1,
-        };
-      } else if (parentFrames === 1) {
-        level = {
-          kind: c,
-          members: 0,
-          limit: Math.max(limits.channels, MAX_MEMBERS),
-          name: "a point (channels)",
-          framesDepth: 2,
-        };
-      } else {
-        level = { kind: c, members: 0, limit: MAX_MEMBERS, name: "an array", framesDepth: -1 };
-      }
+      const [limit, name, framesDepth]: [number, string, number] = c === OPEN_OBJECT
+        ? [MAX_MEMBERS, "an object", -1]
+        : top?.kind === OPEN_OBJECT && key === "items"
+        ? [limits.maxBatchItems, "items", -1]
+        : top?.kind === OPEN_OBJECT && key === "frames"
+        ? [limits.maxFrames, "frames", 0]
+        : parentFrames === 0
+        ? [Math.max(limits.joints, MAX_MEMBERS), "a frame (points)", 1]
+        : parentFrames === 1
+        ? [Math.max(limits.channels, MAX_MEMBERS), "a point (channels)", 2]
+        : [MAX_MEMBERS, "an array", -1];
+      const level: Level = { kind: c, members: 0, limit, name, framesDepth };
       // The first member counts at once (an empty container has none: corrected at the first non-space).
       stack.push(level);
       expectKey = c === OPEN_OBJECT;

@@ -11,15 +11,11 @@ import { createDecisionWriter } from "../db/decision_writer.ts";
 import { openOutbox } from "../db/outbox.ts";
 import { getDecision } from "../db/queries.ts";
 import { decision } from "./fixtures/db_records.ts";
-import { capturingErrors, until } from "./fixtures/wait.ts";
+import { capturingErrors, until, withTempDir } from "./fixtures/wait.ts";
 
-async function withDir(fn: (dir: string) => Promise<void>): Promise<void> {
-  const dir = await Deno.makeTempDir();
-  try {
-    await fn(dir);
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
+/** Delete a database file and its WAL and shared-memory files, as an operator's `rm` would. */
+async function removeDatabaseFiles(path: string): Promise<void> {
+  for (const suffix of ["", "-wal", "-shm"]) await Deno.remove(`${path}${suffix}`).catch(() => {});
 }
 
 /** A log writing through its own connection, with an outbox, as the service builds it. */
@@ -50,7 +46,7 @@ async function countIn(url: string, ids: string[]): Promise<number> {
 }
 
 Deno.test("decision writer: the log recovers within a second after another process's write lock ends", async () => {
-  await withDir(async (dir) => {
+  await withTempDir(async (dir) => {
     const url = `file:${dir}/d.db`;
     const s = await serviceLog(dir, url);
     const rows = Array.from({ length: 40 }, () => decision());
@@ -80,7 +76,7 @@ Deno.test("decision writer: the log recovers within a second after another proce
 });
 
 Deno.test("decision writer: a database file deleted under load is noticed; rows wait in the outbox; a new file takes them", async () => {
-  await withDir(async (dir) => {
+  await withTempDir(async (dir) => {
     const url = `file:${dir}/d.db`;
     const s = await serviceLog(dir, url);
     const before = Array.from({ length: 10 }, () => decision());
@@ -89,7 +85,7 @@ Deno.test("decision writer: a database file deleted under load is noticed; rows 
       before.forEach((r) => s.log.append(r));
       await until(() => s.log.backlog() === 0);
       assert.equal((await s.log.health(30_000)).healthy, true);
-      for (const suffix of ["", "-wal", "-shm"]) await Deno.remove(`${dir}/d.db${suffix}`).catch(() => {});
+      await removeDatabaseFiles(`${dir}/d.db`);
       // Noticed by readiness even before the next write.
       const health = await s.log.health(30_000);
       assert.equal(health.healthy, false);
@@ -113,14 +109,14 @@ Deno.test("decision writer: a database file deleted under load is noticed; rows 
 });
 
 Deno.test("decision writer: rows written while the file is replaced count as not written, and go to the new file", async () => {
-  await withDir(async (dir) => {
+  await withTempDir(async (dir) => {
     const url = `file:${dir}/d.db`;
     const s = await serviceLog(dir, url);
     const rows = Array.from({ length: 10 }, () => decision());
     await capturingErrors(async () => {
       s.log.append(decision());
       await until(() => s.log.backlog() === 0);
-      for (const suffix of ["", "-wal", "-shm"]) await Deno.remove(`${dir}/d.db${suffix}`).catch(() => {});
+      await removeDatabaseFiles(`${dir}/d.db`);
       (await openDatabase(url)).close();
       rows.forEach((r) => s.log.append(r));
       await until(() => s.log.backlog() === 0, 5000);
@@ -131,7 +127,7 @@ Deno.test("decision writer: rows written while the file is replaced count as not
 });
 
 Deno.test("decision log health: not healthy once the oldest unwritten decision is older than the threshold", async () => {
-  await withDir(async (dir) => {
+  await withTempDir(async (dir) => {
     const database = await openDatabase(`file:${dir}/d.db`);
     const outbox = await openOutbox(`${dir}/outbox`, { fsync: false });
     const log = createDecisionLog(database.db, {
@@ -158,7 +154,7 @@ Deno.test("decision log health: not healthy once the oldest unwritten decision i
 });
 
 Deno.test("decision writer: the first write after another process's write lock ends commits (a fresh connection)", async () => {
-  await withDir(async (dir) => {
+  await withTempDir(async (dir) => {
     const url = `file:${dir}/d.db`;
     (await openDatabase(url)).close();
     const changes: string[] = [];
