@@ -32,7 +32,8 @@ export interface Database {
   /** Drizzle over the client; the named queries in `db/queries.ts` take it. */
   db: Db;
   /**
-   * True when a trivial query succeeds.
+   * True when a trivial query succeeds and, for a local file, the file at the path is still the one opened (after
+   * it was deleted or replaced, this connection reads a file nobody else sees: restart to follow the new one).
    *
    * @returns whether the database answers
    */
@@ -199,13 +200,15 @@ export async function openDatabase(url: string, options: OpenDatabaseOptions = {
     const db = drizzle(client, { schema });
     await migrateWithRetry(db);
     const open = client;
+    const opened = path !== null && path !== ":memory:" ? await identity(path) : null;
     return {
       client: open,
       db,
       async ping() {
         try {
           await open.execute("SELECT 1");
-          return true;
+          // A file deleted or replaced under this connection: it answers, but from a file nobody else sees.
+          return opened === null || await identity(path!) === opened;
         } catch {
           return false;
         }
