@@ -15,6 +15,7 @@ import {
   errorResponses,
 } from "./schemas.ts";
 import { BINARY_MEDIA_TYPE, readBinaryHeader, toBinarySequence } from "./binary_body.ts";
+import { checkBodyShape } from "./body_shape.ts";
 import { toSequenceItem, validationHook } from "./validation.ts";
 
 /** What the classify routes need. */
@@ -68,6 +69,12 @@ const batchRoute = createRoute({
 export function classifyRoutes(deps: ClassifyDeps): OpenAPIHono {
   const app = new OpenAPIHono({ defaultHook: validationHook });
   const check = { spec: deps.edgeSpec, maxFrames: deps.maxFrames };
+  const shape = {
+    maxBatchItems: deps.maxBatchItems,
+    maxFrames: deps.maxFrames,
+    joints: deps.edgeSpec.joints,
+    channels: deps.edgeSpec.channels,
+  };
 
   // The binary body (routes/binary_body.ts): every limit is checked from the headers before the body is read.
   app.use("/", async (c, next) => {
@@ -77,6 +84,12 @@ export function classifyRoutes(deps: ClassifyDeps): OpenAPIHono {
     const item = toBinarySequence(header, await c.req.arrayBuffer());
     const [answer] = await deps.classifier.classify([item], { forced: header.route, requestId: c.get("requestId") });
     return c.json(present(answer), 200);
+  });
+
+  // Every limit before any per-element work: the raw text is checked before it is parsed and validated.
+  app.use("*", async (c, next) => {
+    if (c.req.method === "POST") checkBodyShape(await c.req.text(), shape);
+    await next();
   });
 
   app.openapi(classifyRoute, async (c) => {

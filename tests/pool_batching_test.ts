@@ -81,7 +81,7 @@ Deno.test("pool: one bad input in a batch fails its own job only", async () => {
     assert.deepEqual(settled.map((s) => s.status), ["fulfilled", "fulfilled", "rejected", "fulfilled"]);
     const err = (settled[2] as PromiseRejectedResult).reason;
     assert.ok(err instanceof AppError);
-    assert.equal(err.code, "INVALID_INPUT");
+    assert.equal(err.code, "INTERNAL");
     assert.equal(err.message, "Cannot resample: expected 24 values, got 5");
     assert.equal(p.stats().failed, 1);
   } finally {

@@ -23,18 +23,21 @@ function reply(msg: WorkerResponse, transfer: ArrayBuffer[] = []): void {
 
 function fail(id: number, code: "MODEL_NOT_READY" | "INVALID_INPUT" | "INTERNAL", err: unknown): void {
   const message = err instanceof Error ? err.message : String(err);
+  if (code === "INTERNAL") {
+    // A bug, not the client's fault: logged here with its stack, which never leaves the process.
+    console.error(
+      JSON.stringify({ level: "error", msg: "inference worker error", error: message, stack: (err as Error)?.stack }),
+    );
+  }
   reply({ type: "error", id, code, message });
-}
-
-function errorCode(err: unknown): "INVALID_INPUT" | "INTERNAL" {
-  return err instanceof TypeError || err instanceof RangeError ? "INVALID_INPUT" : "INTERNAL";
 }
 
 async function classifyOne(engine: Engine, items: SequenceInput[]): Promise<JobOutcome> {
   try {
     return { ok: true, ...(await engine.classify(items)) };
   } catch (err) {
-    return { ok: false, code: errorCode(err), message: err instanceof Error ? err.message : String(err) };
+    // Inputs were validated at the HTTP boundary: anything thrown here is a bug, not the client's fault.
+    return { ok: false, code: "INTERNAL", message: err instanceof Error ? err.message : String(err) };
   }
 }
 
