@@ -17,9 +17,9 @@ import { secureHeaders } from "hono/secure-headers";
 import { cloudDownWhenOpen, createCircuitBreaker, withCircuitBreaker } from "./cloud/circuit_breaker.ts";
 import { createOipClient, type OipClient } from "./cloud/oip_client.ts";
 import { type Config, loadConfig } from "./config.ts";
-import { connectForWrites, type Database, type Db, openDatabase } from "./db/client.ts";
+import { type Database, type Db, openDatabase } from "./db/client.ts";
 import { createDecisionLog, type DecisionLog } from "./db/decision_log.ts";
-import { createDecisionWriter } from "./db/decision_writer.ts";
+import { createThreadedDecisionWriter } from "./db/decision_writer_thread.ts";
 import { uuidv7 } from "./db/ids.ts";
 import { openOutbox } from "./db/outbox.ts";
 import { AppError, onError } from "./errors.ts";
@@ -211,13 +211,12 @@ async function openDecisionStore(
   life.defer("the database", () => database.close());
   const outbox = config.logOutboxDir ? await openOutbox(config.logOutboxDir) : undefined;
   if (outbox) life.defer("the outbox", () => outbox.close());
-  // Decisions are written on a connection of their own, replaced after any failure (db/decision_writer.ts).
-  const writer = /^(:memory:|file::memory:)/.test(config.databaseUrl) ? undefined : createDecisionWriter({
-    connect: () =>
-      connectForWrites(config.databaseUrl, {
-        authToken: config.databaseAuthToken,
-        busyTimeoutMs: config.databaseBusyTimeoutMs,
-      }),
+  // Decisions are written on a connection of their own, replaced after any failure (db/decision_writer.ts), on a
+  // thread of their own (db/decision_writer_thread.ts): the driver's synchronous calls never stall requests.
+  const writer = /^(:memory:|file::memory:)/.test(config.databaseUrl) ? undefined : createThreadedDecisionWriter({
+    url: config.databaseUrl,
+    authToken: config.databaseAuthToken,
+    busyTimeoutMs: config.databaseBusyTimeoutMs,
     onStateChange: (from, to, reason) =>
       console.error(JSON.stringify({
         level: to === "ready" ? "info" : to === "gone" ? "error" : "warn",
@@ -228,6 +227,8 @@ async function openDecisionStore(
       })),
   });
   if (writer) life.defer("the decision writer", () => writer.close());
+  // Start the writer thread now, not on the first request.
+  await writer?.check();
   const log = createDecisionLog(database.db, {
     batchSize: config.logBatchSize,
     flushIntervalMs: config.logFlushMs,
