@@ -36,6 +36,7 @@ import { timeBothRuntimes } from "../workers/runtime_bench.ts";
 import { switcherMlp } from "../workers/switcher_mlp.ts";
 import type { SwitcherSpec } from "../wasm-models/manifest.ts";
 import { parseFlags, usageError } from "./cli.ts";
+import { rssKiB, spawn } from "./procs.ts";
 
 const USAGE = "usage: deno task bench [--models DIR] [--workers N] [--reps N] [--quick] [--json]";
 const flags = parseFlags({
@@ -175,53 +176,29 @@ interface Service {
 
 async function startService(dir: string): Promise<Service> {
   const t0 = performance.now();
-  const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", new URL("../main.ts", import.meta.url).pathname],
-    env: {
-      PORT: "0",
-      MODELS_DIR: modelsDir,
-      DATABASE_URL: `file:${dir}/bench.db`,
-      WORKERS: String(workers),
-      // No cloud: every request is kept on the edge, and no reference server shares the cores.
-      CLOUD_URL: "http://127.0.0.1:9",
-      EXPLORATION_RATE: "0",
-      NO_COLOR: "1",
-    },
-    stdin: "null",
-    stdout: "piped",
-    // The request log of shed requests (503) goes to stderr: drained, not shown.
-    stderr: "piped",
-  }).spawn();
-  (async () => {
-    for await (const _ of child.stderr) { /* drain */ }
-  })();
-  const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
-  let text = "";
-  for (;;) {
-    const { value, done } = await reader.read();
-    if (done) throw new Error("Cannot start the service: it exited before listening");
-    text += value;
-    const line = text.split("\n").find((l) => l.includes('"dmd-edge listening"'));
-    if (!line) continue;
-    const listeningMs = performance.now() - t0;
-    (async () => {
-      while (!(await reader.read()).done) { /* drain the request log */ }
-    })();
-    const { url } = JSON.parse(line);
-    while ((await fetch(`${url}/readyz`).then((r) => (r.body?.cancel(), r.status))) !== 200) {
-      await new Promise((r) => setTimeout(r, 5));
-    }
-    return {
-      url,
-      pid: child.pid,
-      listeningMs,
-      readyMs: performance.now() - t0,
-      async stop() {
-        child.kill("SIGTERM");
-        await child.status;
-      },
-    };
+  const { child, url } = await spawn(["run", "-A", new URL("../main.ts", import.meta.url).pathname], {
+    PORT: "0",
+    MODELS_DIR: modelsDir,
+    DATABASE_URL: `file:${dir}/bench.db`,
+    WORKERS: String(workers),
+    // No cloud: every request is kept on the edge, and no reference server shares the cores.
+    CLOUD_URL: "http://127.0.0.1:9",
+    EXPLORATION_RATE: "0",
+  }, /"msg":"dmd-edge listening","url":"([^"]+)"/);
+  const listeningMs = performance.now() - t0;
+  while ((await fetch(`${url}/readyz`).then((r) => (r.body?.cancel(), r.status))) !== 200) {
+    await new Promise((r) => setTimeout(r, 5));
   }
+  return {
+    url,
+    pid: child.pid,
+    listeningMs,
+    readyMs: performance.now() - t0,
+    async stop() {
+      child.kill("SIGTERM");
+      await child.status;
+    },
+  };
 }
 
 /** What the load generator reports for one phase. */
@@ -258,16 +235,6 @@ async function load(
   const out = await new Deno.Command(Deno.execPath(), { args, stdout: "piped", stderr: "inherit" }).output();
   if (!out.success) throw new Error(`the load generator failed at ${url}`);
   return JSON.parse(new TextDecoder().decode(out.stdout)) as LoadResult;
-}
-
-/** Peak resident set of a process (VmHWM; the workers are threads of it), in MiB; null where /proc is missing. */
-function peakRssMiB(pid: number): number | null {
-  try {
-    const kib = /VmHWM:\s+(\d+)/.exec(Deno.readTextFileSync(`/proc/${pid}/status`))?.[1];
-    return kib ? Number(kib) / 1024 : null;
-  } catch {
-    return null;
-  }
 }
 
 // ---- the run --------------------------------------------------------------------------------------------------------
@@ -330,7 +297,7 @@ try {
         binaryC1: await load(classify, { concurrency: 1, durationMs: plan.phaseMs, body: binaryFile, binary: true }),
         binaryC16: await load(classify, { concurrency: 16, durationMs: plan.phaseMs, body: binaryFile, binary: true }),
       };
-      peak = peakRssMiB(service.pid);
+      peak = rssKiB(service.pid).hwm / 1024 || null;
     } finally {
       await service.stop();
       await Deno.remove(`${dir}/bench.db`).catch(() => {});
