@@ -132,7 +132,7 @@ interface Slot {
   /** Sequences in that batch. */
   batchItems: number;
   startedAt: number;
-  /** Fires when the job passes its deadline. */
+  /** Fires when the batch passes its deadline. */
   deadline: ReturnType<typeof setTimeout> | undefined;
   /** Resolvers of control messages (init, set_switcher) by id. */
   control: Map<number, { resolve: (m: WorkerResponse) => void; reject: (e: unknown) => void }>;
