@@ -17,6 +17,7 @@ import { type DmdEvaluation, type Pair, trainDmdSwitcher } from "./dmd.ts";
 import { dmdLabel } from "./dmd_labels.ts";
 import { featureColumns, type FeatureSet, selectColumns } from "./features.ts";
 import { type FoldOptions, type Folds, groupedFolds } from "./folds.ts";
+import { type FoldGateVerdict, gateOnFolds } from "./gate.ts";
 import { weightedAuc } from "./metrics.ts";
 import { type MlpModel, predictMlp, trainMlp } from "./mlp.ts";
 import { type ConfidenceRule, ruleAsMlp, ruleScores } from "./rules.ts";
@@ -347,4 +348,47 @@ export function selectSwitcher(
   const rules = trials.filter((t) => t.candidate.kind === "rule" && !Number.isNaN(t.mean));
   const bestRule = rules.reduce((b, t) => (t.mean > b.mean ? t : b), rules[0] ?? chosen);
   return { chosen, best, trials, bestRule, folds, pool, fitted: fitCandidate(chosen.candidate, pool.pairs, options) };
+}
+
+/**
+ * The gate on held-out grouped folds for a selection: the chosen candidate's out-of-fold AUC against the active
+ * release's and the best confidence rule's, fold by fold (switcher/gate.ts).
+ *
+ * @param selection what {@link selectSwitcher} returned
+ * @param active the active release's name and scores, one per input pair (null: no active release)
+ * @param options `tolerance` (default 0)
+ * @returns the verdict
+ */
+export function gateSelection(
+  selection: Selection,
+  active: { name: string; scores: ArrayLike<number> } | null,
+  options: { tolerance?: number } = {},
+): FoldGateVerdict {
+  const opponents = [{ name: `best rule (${selection.bestRule.candidate.name})`, foldAuc: selection.bestRule.foldAuc }];
+  if (active) {
+    const scores = selection.pool.index.map((i) => active.scores[i]);
+    opponents.push({ name: `active (${active.name})`, foldAuc: foldAucs(scores, selection.pool, selection.folds) });
+  }
+  return gateOnFolds(selection.chosen.foldAuc, opponents, options);
+}
+
+/**
+ * What a selection records in a release's provenance: the candidate, the folds and every candidate's figures.
+ *
+ * @param selection what {@link selectSwitcher} returned
+ * @returns a plain object for JSON
+ */
+export function selectionSummary(selection: Selection): Record<string, unknown> {
+  const r = (v: number) => Math.round(v * 1e6) / 1e6;
+  return {
+    candidate: selection.chosen.candidate.name,
+    rule: "one standard error: the simplest candidate within one SE of the best mean fold AUC",
+    folds: { basis: selection.folds.basis, k: selection.folds.k, groups: selection.folds.groups },
+    candidates: selection.trials.map((t) => ({
+      name: t.candidate.name,
+      meanAuc: r(t.mean),
+      standardError: r(t.standardError),
+      foldAuc: t.foldAuc.map(r),
+    })),
+  };
 }
