@@ -25,11 +25,11 @@ import {
 import type { DecisionRecord, SwitcherVersion } from "../db/schema.ts";
 import { thresholdForOffloadRate } from "../switcher/calibration.ts";
 import { dmdLabel } from "../switcher/dmd_labels.ts";
-import { trainDmdSwitcherSelected } from "../switcher/dmd.ts";
 import { detectDrift, type DriftReport, type DriftWindow } from "../switcher/drift.ts";
-import { FEATURE_SETS, featureNames, type FeatureSet, selectColumns } from "../switcher/features.ts";
+import { FEATURE_SETS, featureNames, type FeatureSet } from "../switcher/features.ts";
 import { gate, type GateOptions, type GateVerdict } from "../switcher/gate.ts";
-import { predictMlp } from "../switcher/mlp.ts";
+import { ruleScores } from "../switcher/rules.ts";
+import { candidatesFor, scoreFitted, selectionSummary, selectSwitcher } from "../switcher/selection.ts";
 import { exportSwitcherOnnx } from "../switcher/onnx_writer.ts";
 import { DEFAULT_PROPENSITY_CLIP, ipwWeight } from "../switcher/propensity.ts";
 import type { Manifest, SwitcherSpec } from "../wasm-models/manifest.ts";
@@ -63,10 +63,11 @@ export interface RetrainOptions {
   propensityClip?: number;
   seed?: number;
   epochs?: number;
-  hidden?: number[];
   gate?: GateOptions;
   /** Train and report, store nothing. */
   dryRun?: boolean;
+  /** Promote even when the gate refuses (recorded in the provenance as forced). */
+  force?: boolean;
   version?: string;
   codeVersion?: string;
   onStep?: (step: string) => void;
@@ -81,6 +82,8 @@ export interface RetrainReport {
   window: { fromMs: number; toMs: number };
   counts: { pairs: number; newPairs: number; train: number; holdout: number; shadow: number; offloaded: number };
   featureSet: FeatureSet | null;
+  /** The chosen candidate (`rule:<rule>` or `mlp:<feature set>`), null when skipped. */
+  candidateName: string | null;
   threshold: number | null;
   offloadRate: number | null;
   verdict: GateVerdict | null;
@@ -174,6 +177,7 @@ export async function retrain(options: RetrainOptions): Promise<RetrainReport> {
     active: active?.version ?? null,
     window: { fromMs, toMs: now },
     featureSet: null,
+    candidateName: null,
     threshold: null,
     offloadRate: null,
     verdict: null,
@@ -211,27 +215,28 @@ export async function retrain(options: RetrainOptions): Promise<RetrainReport> {
     `training on ${trainRows.length} pairs (${options.ipw === false ? "unweighted" : "inverse-propensity weighted"})`,
   );
   const t1 = performance.now();
-  const { chosen, trials } = trainDmdSwitcherSelected(
+  // Candidates (confidence rules, MLPs) chosen by cross-validation on folds grouped by client or edge location
+  // (blocks of time without them), one-standard-error rule (switcher/selection.ts).
+  const selection = selectSwitcher(
     trainRows.map((r) => ({
       features: r.features,
       edgeProbs: r.edgeProbs,
       cloudProbs: r.cloudProbs!,
       weight: weightOf(r),
     })),
-    options.featureSets ?? FEATURE_SETS,
+    trainRows.map((r) => r.clientId ?? r.edgeLocation),
     {
       target: options.target ?? "soft",
       seed: options.seed ?? 1,
-      train: { hidden: options.hidden ?? [32], epochs: options.epochs ?? 60 },
+      epochs: options.epochs ?? 60,
+      candidates: candidatesFor(options.featureSets ?? FEATURE_SETS),
     },
   );
-  const model = chosen.result.model;
-  const columns = chosen.result.columns;
-  const score = (feats: Float32Array[]) => {
-    const x = new Float32Array(feats.length * columns.length);
-    feats.forEach((f, i) => x.set(selectColumns(f, columns), i * columns.length));
-    return predictMlp(model, x, feats.length);
-  };
+  const fitted = selection.fitted;
+  const model = fitted.model;
+  const columns = fitted.columns;
+  const score = (feats: Float32Array[]) => scoreFitted(fitted, feats);
+  const bestRule = selection.bestRule.candidate;
   const activeCalibration = (active?.spec as { calibration?: { offloadRate?: unknown } } | null)?.calibration;
   const offloadRate = options.offloadRate ??
     (typeof activeCalibration?.offloadRate === "number" ? activeCalibration.offloadRate : 0.2);
@@ -254,8 +259,14 @@ export async function retrain(options: RetrainOptions): Promise<RetrainReport> {
     holdPairs,
     { scores: candidateScores, threshold },
     active && activeScores ? { scores: activeScores, threshold: active.threshold } : null,
-    options.gate,
+    {
+      ...options.gate,
+      rules: bestRule.kind === "rule" && bestRule !== fitted.candidate
+        ? [{ name: bestRule.name, scores: ruleScores(bestRule.rule, holdRows.map((r) => r.features)) }]
+        : [],
+    },
   );
+  const forced = !verdict.promote && options.force === true;
 
   const version = options.version ??
     `switcher-${new Date(now).toISOString().slice(0, 19).replace(/[-:]/g, "").replace("T", "-")}`;
@@ -267,15 +278,17 @@ export async function retrain(options: RetrainOptions): Promise<RetrainReport> {
     pairs: counts,
     weighting: options.ipw === false ? "none" : `inverse propensity, clipped at ${clip}`,
     target: options.target ?? "soft",
-    featureSet: chosen.set,
-    featureSetAuc: Object.fromEntries(trials.map((t) => [t.set, t.result.evaluation.switcherAuc])),
+    featureSet: fitted.candidate.kind === "mlp" ? fitted.candidate.set : null,
+    candidate: fitted.candidate.name,
+    selection: selectionSummary(selection),
+    forced,
     seed: options.seed ?? 1,
     edgeModel: edge.version,
     cloudModel: manifest.cloud.version,
     codeVersion: options.codeVersion ?? null,
-    bestEpoch: chosen.result.bestEpoch,
+    bestEpoch: fitted.bestEpoch,
   };
-  const metrics = { gate: verdict, trainHeldOut: chosen.result.evaluation, drift };
+  const metrics = { gate: verdict, trainHeldOut: fitted.heldOut, drift };
   const spec: Omit<SwitcherSpec, "file" | "sha256" | "bytes"> = {
     version,
     inputs: [{ name: "features", shape: [-1, features.length], dtype: "float32" }],
@@ -291,7 +304,8 @@ export async function retrain(options: RetrainOptions): Promise<RetrainReport> {
   const result = {
     ...base,
     version,
-    featureSet: chosen.set,
+    featureSet: fitted.candidate.kind === "mlp" ? fitted.candidate.set : null,
+    candidateName: fitted.candidate.name,
     threshold,
     offloadRate,
     verdict,
@@ -313,7 +327,7 @@ export async function retrain(options: RetrainOptions): Promise<RetrainReport> {
   await insertSwitcherVersion(db, {
     version,
     createdAt: now,
-    status: verdict.promote ? "candidate" : "rejected",
+    status: verdict.promote || forced ? "candidate" : "rejected",
     file: stored.file,
     sha256: stored.sha256,
     threshold,
@@ -325,10 +339,11 @@ export async function retrain(options: RetrainOptions): Promise<RetrainReport> {
     artefact: bytes,
     spec: stored as unknown as Record<string, unknown>,
   });
-  if (!verdict.promote) {
+  if (!verdict.promote && !forced) {
     return { ...result, outcome: "rejected", reason: verdict.reason, seconds: seconds() };
   }
   await promoteSwitcherVersion(db, version, { nowMs: now });
   await activateSwitcher(options.modelsDir, stored);
-  return { ...result, outcome: "promoted", reason: verdict.reason, seconds: seconds() };
+  const reason = forced ? `forced past the gate: ${verdict.reason}` : verdict.reason;
+  return { ...result, outcome: "promoted", reason, seconds: seconds() };
 }

@@ -30,6 +30,11 @@ export interface GateOptions {
   minPairs?: number;
   /** @default 10 */
   minDisagreements?: number;
+  /**
+   * Confidence rules the candidate must also match (their scores on the same pairs): a learned switcher that ranks
+   * worse than the best rule is refused even when it beats the active one.
+   */
+  rules?: { name: string; scores: ArrayLike<number> }[];
 }
 
 /** One switcher's held-out figures. */
@@ -109,10 +114,16 @@ export function gate(
       reason: `too few held-out disagreements to rank switchers: ${disagreements} of ${pairs.length}`,
     };
   }
+  const f = (v: number) => v.toFixed(4);
+  for (const rule of options.rules ?? []) {
+    const auc = weightedAuc(rule.scores, pairs.map((p) => p.disagree), pairs.map((p) => p.weight));
+    if (c.auc + tolerance < auc) {
+      return { ...base, promote: false, reason: `candidate AUC ${f(c.auc)} < ${rule.name} ${f(auc)} - ${tolerance}` };
+    }
+  }
   if (!a || Number.isNaN(a.auc)) {
     return { ...base, promote: true, reason: "no active switcher to compare with" };
   }
-  const f = (v: number) => v.toFixed(4);
   if (c.auc + tolerance >= a.auc) {
     return { ...base, promote: true, reason: `candidate AUC ${f(c.auc)} >= active ${f(a.auc)} - ${tolerance}` };
   }

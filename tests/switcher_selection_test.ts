@@ -5,7 +5,7 @@
 import assert from "node:assert/strict";
 import * as ortWeb from "onnxruntime-web/wasm";
 import { groupedFolds } from "../switcher/folds.ts";
-import { gateOnFolds } from "../switcher/gate.ts";
+import { gate, gateOnFolds } from "../switcher/gate.ts";
 import { predictMlp } from "../switcher/mlp.ts";
 import { exportSwitcherOnnx } from "../switcher/onnx_writer.ts";
 import { createPrng } from "../switcher/prng.ts";
@@ -220,4 +220,18 @@ Deno.test("gateOnFolds() refuses a candidate worse than the active release or th
   const none = gateOnFolds([NaN, NaN], [{ name: "active", foldAuc: [0.5, 0.5] }]);
   assert.equal(none.promote, false);
   assert.equal(none.reason, "no held-out fold ranks the candidate against active");
+});
+
+Deno.test("gate() refuses a candidate that beats the active switcher but ranks worse than a confidence rule", () => {
+  const pairs = Array.from({ length: 60 }, (_, i) => ({ disagree: i % 3 === 0 ? 1 : 0, weight: 1 }));
+  const perfect = pairs.map((p) => p.disagree);
+  const decent = pairs.map((p, i) => p.disagree * 0.2 + (i % 5) / 10);
+  const poor = pairs.map((_, i) => (i % 7) / 7);
+  const withRule = gate(pairs, { scores: decent, threshold: 0.5 }, { scores: poor, threshold: 0.5 }, {
+    rules: [{ name: "rule:margin", scores: perfect }],
+  });
+  assert.equal(withRule.promote, false);
+  assert.match(withRule.reason, /^candidate AUC 0\.\d{4} < rule:margin 1\.0000 - 0$/);
+  const without = gate(pairs, { scores: decent, threshold: 0.5 }, { scores: poor, threshold: 0.5 });
+  assert.equal(without.promote, true);
 });
