@@ -29,8 +29,7 @@ import { detectDrift, type DriftReport, type DriftWindow } from "../switcher/dri
 import { FEATURE_SETS, featureNames, type FeatureSet } from "../switcher/features.ts";
 import { gate, type GateOptions, type GateVerdict } from "../switcher/gate.ts";
 import { ruleScores } from "../switcher/rules.ts";
-import { candidatesFor, scoreFitted, selectionSummary, selectSwitcher } from "../switcher/selection.ts";
-import { exportSwitcherOnnx } from "../switcher/onnx_writer.ts";
+import { candidatesFor, exportFitted, scoreFitted, selectionSummary, selectSwitcher } from "../switcher/selection.ts";
 import { DEFAULT_PROPENSITY_CLIP, ipwWeight } from "../switcher/propensity.ts";
 import type { Manifest, SwitcherSpec } from "../wasm-models/manifest.ts";
 import { activateSwitcher, readRuntimeBinary, storeSwitcherArtefact } from "../workers/artefacts.ts";
@@ -234,7 +233,6 @@ export async function retrain(options: RetrainOptions): Promise<RetrainReport> {
   );
   const fitted = selection.fitted;
   const model = fitted.model;
-  const columns = fitted.columns;
   const score = (feats: Float32Array[]) => scoreFitted(fitted, feats);
   const bestRule = selection.bestRule.candidate;
   const activeCalibration = (active?.spec as { calibration?: { offloadRate?: unknown } } | null)?.calibration;
@@ -271,7 +269,7 @@ export async function retrain(options: RetrainOptions): Promise<RetrainReport> {
   const version = options.version ??
     `switcher-${new Date(now).toISOString().slice(0, 19).replace(/[-:]/g, "").replace("T", "-")}`;
   const features = featureNames(edge.embeddingSize ?? 0);
-  const bytes = exportSwitcherOnnx(model, { version, features, columns });
+  const bytes = exportFitted(fitted, { version, features });
   const provenance = {
     data: "decision log",
     window: { fromMs, toMs: now },

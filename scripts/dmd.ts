@@ -43,8 +43,7 @@ import { scoreWithOnnx } from "../hybrid/retrain.ts";
 import { dmdLabel } from "../switcher/dmd_labels.ts";
 import { FEATURE_SETS, featureNames, type FeatureSet } from "../switcher/features.ts";
 import { ruleScores } from "../switcher/rules.ts";
-import { candidatesFor, gateSelection, selectionSummary, selectSwitcher } from "../switcher/selection.ts";
-import { exportSwitcherOnnx } from "../switcher/onnx_writer.ts";
+import { candidatesFor, exportFitted, gateSelection, selectionSummary, selectSwitcher } from "../switcher/selection.ts";
 import { installSwitcher, loadModelSet } from "../workers/artefacts.ts";
 import { createWorkerPool } from "../workers/pool.ts";
 import { readDataset } from "./dataset.ts";
@@ -231,7 +230,7 @@ try {
     console.error(`--force: installing although the gate refused (${verdict.reason})`);
   }
   const trainSeconds = (performance.now() - t1) / 1000;
-  const bytes = exportSwitcherOnnx(fitted.model, { version, features, columns: fitted.columns });
+  const bytes = exportFitted(fitted, { version, features });
   const provenance = {
     data: source,
     pairs: { pairs: pairs.length, usable: selection.pool.pairs.length },

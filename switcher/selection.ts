@@ -15,11 +15,13 @@
 import { thresholdForAgreement, thresholdForOffloadRate } from "./calibration.ts";
 import { type DmdEvaluation, type Pair, trainDmdSwitcher } from "./dmd.ts";
 import { dmdLabel } from "./dmd_labels.ts";
-import { featureColumns, type FeatureSet, selectColumns } from "./features.ts";
+import { applyEmbeddingTransform, type EmbeddingTransform, fitEmbeddingTransform } from "./embedding_transform.ts";
+import { BASE_FEATURES, featureColumns, type FeatureSet, selectColumns } from "./features.ts";
 import { type FoldOptions, type Folds, groupedFolds } from "./folds.ts";
 import { type FoldGateVerdict, gateOnFolds } from "./gate.ts";
 import { weightedAuc } from "./metrics.ts";
 import { type MlpModel, predictMlp, trainMlp } from "./mlp.ts";
+import { exportSwitcherOnnx } from "./onnx_writer.ts";
 import { type ConfidenceRule, ruleAsMlp, ruleScores } from "./rules.ts";
 
 /** A confidence rule as a candidate. */
@@ -42,6 +44,8 @@ export interface MlpCandidate {
   hidden: number[];
   /** L2 penalty: stronger for wider inputs (the embedding). */
   l2: number;
+  /** Read the embedding through a transform fitted on the training rows: novelty and this many components. */
+  embedding?: { components: number };
 }
 
 /** A candidate switcher. */
@@ -54,7 +58,25 @@ export const DEFAULT_CANDIDATES: readonly Candidate[] = [
   { kind: "rule", name: "rule:entropy", rule: "entropy", complexity: 0 },
   { kind: "mlp", name: "mlp:confidence", set: "confidence", complexity: 1, hidden: [16], l2: 1e-4 },
   { kind: "mlp", name: "mlp:confidence+quality", set: "confidence+quality", complexity: 2, hidden: [16], l2: 1e-4 },
-  { kind: "mlp", name: "mlp:all", set: "all", complexity: 3, hidden: [32], l2: 1e-3 },
+  {
+    kind: "mlp",
+    name: "mlp:confidence+quality+novelty",
+    set: "confidence+quality+novelty",
+    complexity: 3,
+    hidden: [16],
+    l2: 1e-4,
+    embedding: { components: 0 },
+  },
+  {
+    kind: "mlp",
+    name: "mlp:confidence+quality+pca",
+    set: "confidence+quality+pca",
+    complexity: 4,
+    hidden: [16],
+    l2: 1e-3,
+    embedding: { components: 8 },
+  },
+  { kind: "mlp", name: "mlp:all", set: "all", complexity: 5, hidden: [32], l2: 1e-3 },
 ];
 
 /**
@@ -161,6 +183,26 @@ export function foldAucs(scores: ArrayLike<number>, pool: LabelledPool, folds: F
   });
 }
 
+/** Candidates that can read this feature vector: those reading the embedding need one. */
+function usableCandidates(candidates: readonly Candidate[], featureCount: number): Candidate[] {
+  return candidates.filter((c) => c.kind === "rule" || !c.embedding || featureCount > BASE_FEATURES.length);
+}
+
+function fitTransform(candidate: MlpCandidate, rows: Float32Array[], seed: number): EmbeddingTransform | null {
+  if (!candidate.embedding) return null;
+  const start = BASE_FEATURES.length;
+  const components = Math.min(candidate.embedding.components, (rows[0]?.length ?? 0) - start);
+  return fitEmbeddingTransform(rows, { start, components, seed });
+}
+
+function derivePairs(pairs: Pair[], transform: EmbeddingTransform): Pair[] {
+  return pairs.map((p) => ({ ...p, features: applyEmbeddingTransform(transform, p.features) }));
+}
+
+function allColumns(pairs: Pair[]): number[] {
+  return Array.from({ length: pairs[0]?.features.length ?? 0 }, (_, i) => i);
+}
+
 /**
  * Score every candidate by grouped cross-validation.
  *
@@ -174,24 +216,27 @@ export function crossValidate(pool: LabelledPool, folds: Folds, options: Selecti
   if (folds.fold.length !== n) throw new TypeError(`Cannot cross-validate: expected ${n} fold indices`);
   const featureCount = pool.pairs[0]?.features.length ?? 0;
   const targets = options.target === "hard" ? pool.disagree : pool.soft;
-  return (options.candidates ?? DEFAULT_CANDIDATES).map((candidate) => {
+  return usableCandidates(options.candidates ?? DEFAULT_CANDIDATES, featureCount).map((candidate) => {
     const oof = new Float64Array(n);
     if (candidate.kind === "rule") oof.set(ruleScores(candidate.rule, pool.pairs.map((p) => p.features)));
     else {
-      const columns = featureColumns(candidate.set, featureCount);
       for (let f = 0; f < folds.k; f++) {
         const train: number[] = [];
         const test: number[] = [];
         for (let i = 0; i < n; i++) (folds.fold[i] === f ? test : train).push(i);
         if (test.length === 0) continue;
+        // The transform, like the network, learns from the training folds only.
+        const transform = fitTransform(candidate, train.map((i) => pool.pairs[i].features), (options.seed ?? 1) + f);
+        const rows = transform ? derivePairs(pool.pairs, transform) : pool.pairs;
+        const columns = transform ? allColumns(rows) : featureColumns(candidate.set, featureCount);
         const { model } = trainMlp({
-          x: pack(pool.pairs, train, columns),
+          x: pack(rows, train, columns),
           n: train.length,
           f: columns.length,
           targets: train.map((i) => targets[i]),
           weights: train.map((i) => pool.weight[i]),
         }, { hidden: candidate.hidden, l2: candidate.l2, epochs: options.epochs ?? 60, seed: (options.seed ?? 1) + f });
-        const scores = predictMlp(model, pack(pool.pairs, test, columns), test.length);
+        const scores = predictMlp(model, pack(rows, test, columns), test.length);
         test.forEach((row, j) => (oof[row] = scores[j]));
       }
     }
@@ -230,7 +275,10 @@ export function oneStandardErrorChoice(trials: CandidateCv[]): { chosen: Candida
 export interface FittedSwitcher {
   candidate: Candidate;
   model: MlpModel;
+  /** Columns the network reads: of the full feature vector, or of the transform's output when there is one. */
   columns: number[];
+  /** The embedding transform in front of the network, if any. */
+  transform: EmbeddingTransform | null;
   threshold: number;
   calibration: Record<string, number>;
   /** The MLP's held-out figures from its own fit (absent for a rule, which is not trained). */
@@ -250,8 +298,25 @@ export type Calibrate = { offloadRate: number } | { agreement: number };
  */
 export function scoreFitted(fitted: FittedSwitcher, rows: ArrayLike<number>[]): Float32Array {
   const x = new Float32Array(rows.length * fitted.columns.length);
-  rows.forEach((r, i) => x.set(selectColumns(r, fitted.columns), i * fitted.columns.length));
+  rows.forEach((r, i) => {
+    const v = fitted.transform ? applyEmbeddingTransform(fitted.transform, r) : r;
+    x.set(selectColumns(v, fitted.columns), i * fitted.columns.length);
+  });
   return predictMlp(fitted.model, x, rows.length);
+}
+
+/**
+ * Export a fitted switcher as ONNX (its transform, if any, in the graph).
+ *
+ * @param fitted the switcher
+ * @param options `version` and `features` (names of the full feature vector)
+ * @returns the ONNX bytes
+ */
+export function exportFitted(fitted: FittedSwitcher, options: { version: string; features: string[] }): Uint8Array {
+  return exportSwitcherOnnx(fitted.model, {
+    ...options,
+    ...(fitted.transform ? { transform: fitted.transform } : { columns: fitted.columns }),
+  });
 }
 
 /**
@@ -271,17 +336,20 @@ export function fitCandidate(
   const calibrate = options.calibrate ?? { offloadRate: 0.2 };
   if (candidate.kind === "mlp") {
     const featureCount = pairs[0]?.features.length ?? 0;
-    const result = trainDmdSwitcher(pairs, {
+    const transform = fitTransform(candidate, pairs.map((p) => p.features), options.seed ?? 1);
+    const rows = transform ? derivePairs(pairs, transform) : pairs;
+    const result = trainDmdSwitcher(rows, {
       target: options.target,
       seed: options.seed,
       calibrate,
-      columns: featureColumns(candidate.set, featureCount),
+      columns: transform ? allColumns(rows) : featureColumns(candidate.set, featureCount),
       train: { hidden: candidate.hidden, l2: candidate.l2, epochs: options.epochs ?? 60 },
     });
     return {
       candidate,
       model: result.model,
       columns: result.columns,
+      transform,
       threshold: result.threshold,
       calibration: result.calibration,
       heldOut: result.evaluation,
@@ -294,6 +362,7 @@ export function fitCandidate(
     candidate,
     model,
     columns,
+    transform: null,
     threshold: 0,
     calibration: {},
     heldOut: null,

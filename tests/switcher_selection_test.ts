@@ -4,6 +4,7 @@
  */
 import assert from "node:assert/strict";
 import * as ortWeb from "onnxruntime-web/wasm";
+import { applyEmbeddingTransform, fitEmbeddingTransform } from "../switcher/embedding_transform.ts";
 import { groupedFolds } from "../switcher/folds.ts";
 import { gate, gateOnFolds } from "../switcher/gate.ts";
 import { predictMlp } from "../switcher/mlp.ts";
@@ -14,6 +15,8 @@ import {
   type CandidateCv,
   candidatesFor,
   DEFAULT_CANDIDATES,
+  exportFitted,
+  fitCandidate,
   oneStandardErrorChoice,
   scoreFitted,
   selectSwitcher,
@@ -234,4 +237,67 @@ Deno.test("gate() refuses a candidate that beats the active switcher but ranks w
   assert.match(withRule.reason, /^candidate AUC 0\.\d{4} < rule:margin 1\.0000 - 0$/);
   const without = gate(pairs, { scores: decent, threshold: 0.5 }, { scores: poor, threshold: 0.5 });
   assert.equal(without.promote, true);
+});
+
+Deno.test("fitEmbeddingTransform() finds the embedding's main directions and scores novelty", () => {
+  // A 5-value embedding that varies along two directions only, behind 6 base features.
+  const rng = createPrng(12);
+  const u = [1, 1, 1, 0, 0];
+  const v = [0, 0, 0, 1, -1];
+  const rows = Array.from({ length: 3000 }, () => {
+    const a = rng.normal();
+    const b = 0.5 * rng.normal();
+    return Float32Array.from([
+      0.9,
+      0.5,
+      0.2,
+      1,
+      0,
+      0.1,
+      ...u.map((x, k) => 3 + a * x + b * v[k] * 2 + 0.01 * rng.normal()),
+    ]);
+  });
+  const t = fitEmbeddingTransform(rows, { start: 6, components: 2, seed: 1 });
+  const first = Array.from(t.components.subarray(0, 5));
+  // Standardised, u spans three columns and v two: the first direction is (1, 1, 1, 0, 0) / sqrt(3) up to noise.
+  const third = Math.sqrt(1 / 3);
+  assert.ok(first.every((c, k) => Math.abs(c - (k < 3 ? third : 0)) < 0.08), `${first}`);
+  const typical = applyEmbeddingTransform(t, rows[0]);
+  assert.equal(typical.length, 6 + 2 + 1);
+  assert.deepEqual(Array.from(typical.subarray(0, 6)), Array.from(rows[0].subarray(0, 6)));
+  const far = applyEmbeddingTransform(t, Float32Array.from([0.9, 0.5, 0.2, 1, 0, 0.1, 30, -30, 30, 30, 3]));
+  assert.ok(far[8] > 100 * typical[8], `novelty ${far[8]} vs ${typical[8]}`);
+  assert.throws(
+    () => fitEmbeddingTransform(rows, { start: 6, components: 6 }),
+    (e: Error) =>
+      e instanceof RangeError &&
+      e.message === "Cannot fit embedding features: components must be an integer in [0, 5], got 6",
+  );
+  assert.throws(
+    () => applyEmbeddingTransform(t, [1, 2, 3]),
+    (e: Error) => e instanceof TypeError && e.message === "Cannot derive embedding features: expected 11 values, got 3",
+  );
+});
+
+Deno.test("an MLP on novelty and principal components exports to ONNX that scores like scoreFitted()", async () => {
+  const { pairs } = subjectPool(300, 5);
+  ortWeb.env.wasm.numThreads = 1;
+  ortWeb.env.wasm.wasmBinary ??= await readRuntimeBinary();
+  const f = pairs[0].features.length;
+  const names = Array.from({ length: f }, (_, i) => `f${i}`);
+  const x = new Float32Array(pairs.length * f);
+  pairs.forEach((p, i) => x.set(p.features, i * f));
+  for (const name of ["mlp:confidence+quality+novelty", "mlp:confidence+quality+pca"]) {
+    const candidate = DEFAULT_CANDIDATES.find((c) => c.name === name)!;
+    const fitted = fitCandidate(candidate, pairs, { seed: 1, epochs: 10 });
+    assert.ok(fitted.transform);
+    const expected = scoreFitted(fitted, pairs.map((p) => p.features));
+    const session = await ortWeb.InferenceSession.create(exportFitted(fitted, { version: "t", features: names }));
+    const out = (await session.run({ features: new ortWeb.Tensor("float32", x, [pairs.length, f]) })).score
+      .data as Float32Array;
+    for (let i = 0; i < pairs.length; i++) {
+      assert.ok(Math.abs(out[i] - expected[i]) < 1e-5, `${name} row ${i}: ${out[i]} vs ${expected[i]}`);
+    }
+    await session.release();
+  }
 });
