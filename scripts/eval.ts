@@ -4,7 +4,7 @@
  *
  *   deno task eval [--dataset FILE] [--models DIR] [--out DIR] [--protocol deploy|pool] [--dmd-dataset FILE]
  *                  [--seeds 1,2,3] [--offload-rate 0.2] [--target soft|hard] [--features auto|SET] [--folds 5]
- *                  [--epochs 60] [--resamples 500]
+ *                  [--epochs 60] [--resamples 500] [--consistency]
  *
  * Protocols (where the unlabeled DMD traffic comes from matters):
  *  - deploy (default): per seed, the dataset is split in two halves by subject (at random when the rows carry fewer
@@ -25,6 +25,11 @@
  * evaluation half (offload rate and accuracy there). Nothing is chosen on the evaluation half. Every figure is
  * reported per seed and as mean and spread over seeds.
  *
+ * --consistency also measures the edge model's self-consistency (its answer on a copy of each input shifted by 1/8 of
+ * its length, switcher/consistency.ts), which the served feature vector does not carry yet: `measured: consistency`
+ * (the distance between the two answers as a rule) and `measured: mlp:confidence+quality+consistency`, fitted on the
+ * pool like the candidates; both are reported, neither can be installed.
+ *
  * Outputs in --out (default build/eval): eval.json, eval.md, curves.svg (the first seed, vega-lite).
  *
  * @module
@@ -37,12 +42,20 @@ import { startReferenceServer } from "../cloud/reference_server.ts";
 import { loadConfig } from "../config.ts";
 import { type CollectedPair, collectPairs } from "../hybrid/pairs.ts";
 import { type ComparedPolicy, comparePolicies, type PolicyComparison } from "../switcher/comparison.ts";
+import { consistencyStats, timeShifted } from "../switcher/consistency.ts";
 import { type Pair } from "../switcher/dmd.ts";
 import { evaluatePolicies } from "../switcher/evaluation.ts";
 import { FEATURE_SETS, type FeatureSet, probabilityStats } from "../switcher/features.ts";
 import { policies as baselines } from "../switcher/metrics.ts";
 import { createPrng } from "../switcher/prng.ts";
-import { candidatesFor, fitCandidate, scoreFitted, selectSwitcher } from "../switcher/selection.ts";
+import {
+  type Candidate,
+  candidatesFor,
+  DEFAULT_CANDIDATES,
+  fitCandidate,
+  scoreFitted,
+  selectSwitcher,
+} from "../switcher/selection.ts";
 import { loadModelSet } from "../workers/artefacts.ts";
 import { createWorkerPool } from "../workers/pool.ts";
 import { type DatasetRow, readDataset } from "./dataset.ts";
@@ -64,6 +77,7 @@ const { values: args } = parseArgs({
     folds: { type: "string", default: "5" },
     epochs: { type: "string", default: "60" },
     resamples: { type: "string", default: "500" },
+    consistency: { type: "boolean", default: false },
   },
 });
 function fail(message: string): never {
@@ -108,10 +122,18 @@ const cloud = createOipClient({
 const pool = await createWorkerPool(init, { size: config.workers, queueMax: 1024 });
 const BATCH = 64;
 
-/** Both models over a dataset; each pair with its row's subject. */
-async function outputsOf(path: string, name: string): Promise<{ pairs: CollectedPair[]; subjects: (string | null)[] }> {
+/** Self-consistency of each pair (distance, flipped), by source row id. */
+type Consistency = Map<string, { distance: number; flipped: number }>;
+
+/** Both models over a dataset; each pair with its row's subject (and its self-consistency with --consistency). */
+async function outputsOf(
+  path: string,
+  name: string,
+): Promise<{ pairs: CollectedPair[]; subjects: (string | null)[]; consistency: Consistency | null }> {
   const { items, rows } = datasetItems(await readDataset(path), edgeSpec, { keepLabels: true });
   const subjectOf = new Map(rows.map((r: DatasetRow) => [String(r.id), r.subject == null ? null : String(r.subject)]));
+  // Shifted copies first: the pool takes ownership of (transfers) each input's buffer.
+  const shifted = args.consistency ? items.map((b) => timeShifted(b.item.data, b.item.length)) : [];
   const bar = progressBar(name);
   const { pairs, cloudFailures } = await collectPairs(items, {
     inference: pool,
@@ -124,7 +146,20 @@ async function outputsOf(path: string, name: string): Promise<{ pairs: Collected
   });
   bar.end();
   if (cloudFailures > 0) throw new Error(`Cannot evaluate: ${cloudFailures} cloud calls failed on ${path}`);
-  return { pairs, subjects: pairs.map((p) => subjectOf.get(p.sourceRef) ?? null) };
+  let consistency: Consistency | null = null;
+  if (args.consistency) {
+    consistency = new Map();
+    const probsOf = new Map(pairs.map((p) => [p.sourceRef, p.record.edgeProbs]));
+    for (let s = 0; s < items.length; s += BATCH) {
+      const batch = items.map((b, i) => ({ ...b, data: shifted[i] })).slice(s, s + BATCH)
+        .filter((b) => probsOf.has(b.sourceRef));
+      const { results } = await pool.classify(batch.map((b) => ({ ...b.item, data: b.data })));
+      results.forEach((r, i) => {
+        consistency!.set(batch[i].sourceRef, consistencyStats(probsOf.get(batch[i].sourceRef)!, r.probs));
+      });
+    }
+  }
+  return { pairs, subjects: pairs.map((p) => subjectOf.get(p.sourceRef) ?? null), consistency };
 }
 
 const asPair = (p: CollectedPair): Pair => ({
@@ -148,12 +183,31 @@ interface SeedRun {
   cloudAccuracy: number;
 }
 
+/** The measured-only candidate: an MLP on confidence, input quality and self-consistency (distance, flipped). */
+const CONSISTENCY_CANDIDATE: Candidate = {
+  kind: "mlp",
+  name: "measured: mlp:confidence+quality+consistency",
+  set: "all",
+  complexity: 9,
+  hidden: [16],
+  l2: 1e-4,
+};
+
+/** Pairs whose features are the base features followed by the self-consistency distance and flip. */
+function withConsistency(pairs: CollectedPair[], consistency: Consistency): Pair[] {
+  return pairs.map((p) => {
+    const c = consistency.get(p.sourceRef)!;
+    return { ...asPair(p), features: Float32Array.from([...p.record.features.subarray(0, 6), c.distance, c.flipped]) };
+  });
+}
+
 function runSeed(
   seed: number,
   poolPairs: CollectedPair[],
   poolGroups: (string | null)[],
   evalPairs: CollectedPair[],
   split: string,
+  consistency: Consistency | null,
 ): { run: SeedRun; policies: ComparedPolicy[]; truth: number[] } {
   const options = {
     target: args.target as "soft" | "hard",
@@ -185,6 +239,28 @@ function runSeed(
     scores: evalPairs.map((p) => p.record.switcherScore),
     threshold: manifest.switcher?.threshold,
   });
+  const measured: SeedRun["selection"] = [];
+  if (consistency) {
+    const poolC = withConsistency(poolPairs, consistency);
+    const evalC = withConsistency(evalPairs, consistency);
+    // Cross-validated on the same kind of folds as the candidates, beside the base features' MLP.
+    const cv = selectSwitcher(poolC, poolGroups, {
+      ...options,
+      candidates: [DEFAULT_CANDIDATES.find((c) => c.name === "mlp:confidence+quality")!, CONSISTENCY_CANDIDATE],
+    });
+    const trial = cv.trials[1];
+    measured.push({ name: trial.candidate.name, meanAuc: trial.mean, standardError: trial.standardError });
+    const fitted = fitCandidate(CONSISTENCY_CANDIDATE, cv.pool.pairs, options);
+    policies.push({
+      name: "measured: consistency",
+      scores: evalPairs.map((p) => consistency.get(p.sourceRef)!.distance + 1e-9 * p.record.features[2]),
+    });
+    policies.push({
+      name: CONSISTENCY_CANDIDATE.name,
+      scores: scoreFitted(fitted, evalC.map((p) => p.features)),
+      threshold: fitted.threshold,
+    });
+  }
   const inputs = { truth, edgePred, cloudPred };
   const rulesOnEval = policies.filter((p) => p.name.startsWith("rule:"));
   const firstPass = comparePolicies(inputs, rulesOnEval, rulesOnEval[0].name, { resamples: 2, rates: RATES });
@@ -203,11 +279,14 @@ function runSeed(
         selection.folds.groups > 1 ? ` (${selection.folds.groups} groups)` : ""
       }`,
       bestRule,
-      selection: selection.trials.map((t) => ({
-        name: t.candidate.name,
-        meanAuc: t.mean,
-        standardError: t.standardError,
-      })),
+      selection: [
+        ...selection.trials.map((t) => ({
+          name: t.candidate.name,
+          meanAuc: t.mean,
+          standardError: t.standardError,
+        })),
+        ...measured,
+      ],
       comparisons,
       edgeAccuracy: acc(edgePred),
       cloudAccuracy: acc(cloudPred),
@@ -385,7 +464,10 @@ try {
       evalPairs = pairs.filter((_, i) => !inPool(i));
     }
     console.error(`seed ${seed}: choosing on ${poolPairs.length} pool pairs, evaluating on ${evalPairs.length}`);
-    const { run, policies, truth } = runSeed(seed, poolPairs, poolGroups, evalPairs, split);
+    const consistency = test.consistency && dmdPool?.consistency
+      ? new Map([...test.consistency, ...dmdPool.consistency])
+      : test.consistency;
+    const { run, policies, truth } = runSeed(seed, poolPairs, poolGroups, evalPairs, split, consistency);
     runs.push(run);
     firstPlot ??= await plot(policies, truth, evalPairs, `${args.dataset} — ${args.protocol}, seed ${seed}`);
   }

@@ -4,6 +4,7 @@
  */
 import assert from "node:assert/strict";
 import * as ortWeb from "onnxruntime-web/wasm";
+import { consistencyStats, timeShifted } from "../switcher/consistency.ts";
 import { applyEmbeddingTransform, fitEmbeddingTransform } from "../switcher/embedding_transform.ts";
 import { groupedFolds } from "../switcher/folds.ts";
 import { gate, gateOnFolds } from "../switcher/gate.ts";
@@ -300,4 +301,22 @@ Deno.test("an MLP on novelty and principal components exports to ONNX that score
     }
     await session.release();
   }
+});
+
+Deno.test("timeShifted() drops the first frames and repeats the last; consistencyStats() measures the move", () => {
+  // 8 frames of 1 point x 2 channels: frame f is [f, 10 f].
+  const data = Float32Array.from({ length: 16 }, (_, i) => (i % 2 === 0 ? i / 2 : 5 * i - 5));
+  const out = timeShifted(data, 8);
+  assert.deepEqual(Array.from(out), [1, 10, 2, 20, 3, 30, 4, 40, 5, 50, 6, 60, 7, 70, 7, 70]);
+  assert.deepEqual(Array.from(timeShifted(data, 8, 0.5)).slice(0, 4), [4, 40, 5, 50]);
+  assert.throws(
+    () => timeShifted(data, 5),
+    (e: Error) =>
+      e instanceof RangeError && e.message === "Cannot shift sequence: 16 values do not make 5 frames of 2 or more",
+  );
+  assert.deepEqual(consistencyStats([0.7, 0.2, 0.1], [0.7, 0.2, 0.1]), { distance: 0, flipped: 0 });
+  const moved = consistencyStats([0.6, 0.4], [0.3, 0.7]);
+  assert.ok(Math.abs(moved.distance - 0.3) < 1e-12);
+  assert.equal(moved.flipped, 1);
+  assert.throws(() => consistencyStats([1, 0], [1, 0, 0]), TypeError);
 });
