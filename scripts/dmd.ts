@@ -224,6 +224,9 @@ try {
       ),
     }
     : { name: "built-in max probability", scores: ruleScores("max_prob", rows) };
+  if ((manifest.switcher?.provenance as { data?: unknown } | undefined)?.data === source) {
+    console.error(`note: the active switcher was trained on ${source}; its fold AUCs are in-sample and flatter it`);
+  }
   const verdict = gateSelection(selection, active, { tolerance });
   const install = !args["dry-run"] && (verdict.promote || args.force);
   if (!verdict.promote && args.force && !args["dry-run"]) {
