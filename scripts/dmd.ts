@@ -236,7 +236,7 @@ try {
   const bytes = exportFitted(fitted, { version, features });
   const provenance = {
     data: source,
-    pairs: { pairs: pairs.length, usable: selection.pool.pairs.length },
+    pairs: { pairs: pairs.length, crossValidated: selection.pool.pairs.length },
     cloudFailures,
     target: args.target,
     kind: fitted.candidate.kind,
@@ -316,7 +316,7 @@ try {
       : "NOT installed: the gate refused";
     console.log(`\nDMD switcher ${version}: ${fitted.candidate.name} (${args.target} labels) ${where}`);
     console.log(
-      `${selection.pool.pairs.length} usable pairs; ${selection.folds.k} folds by ${selection.folds.basis}` +
+      `${pairs.length} pairs, ${selection.pool.pairs.length} cross-validated in ${selection.folds.k} folds by ${selection.folds.basis}` +
         `${selection.folds.groups ? ` (${selection.folds.groups} groups)` : ""}; collected in ${
           collectSeconds.toFixed(1)
         } s, chosen in ${trainSeconds.toFixed(1)} s`,

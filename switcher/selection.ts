@@ -22,6 +22,7 @@ import { type FoldGateVerdict, gateOnFolds } from "./gate.ts";
 import { weightedAuc } from "./metrics.ts";
 import { type MlpModel, predictMlp, trainMlp } from "./mlp.ts";
 import { exportSwitcherOnnx } from "./onnx_writer.ts";
+import { createPrng } from "./prng.ts";
 import { type ConfidenceRule, ruleAsMlp, ruleScores } from "./rules.ts";
 
 /** A confidence rule as a candidate. */
@@ -110,6 +111,8 @@ export interface SelectionOptions {
   epochs?: number;
   /** The candidates. @default DEFAULT_CANDIDATES */
   candidates?: readonly Candidate[];
+  /** Cross-validate on a seeded sample of at most this many pairs (the fit reads them all). @default 20000 */
+  maxCrossValidationRows?: number;
 }
 
 /** DMD pool rows with their labels, as selection uses them. */
@@ -388,6 +391,7 @@ export interface Selection {
   /** The best confidence rule by cross-validated AUC (the bar the gate holds the chosen one to). */
   bestRule: CandidateCv;
   folds: Folds;
+  /** The pairs cross-validated (all usable pairs, or a sample of a large pool). */
   pool: LabelledPool;
   fitted: FittedSwitcher;
 }
@@ -407,16 +411,30 @@ export function selectSwitcher(
   options: SelectionOptions & { calibrate?: Calibrate; folds?: Omit<FoldOptions, "seed"> } = {},
 ): Selection {
   if (groups.length !== pairs.length) throw new TypeError(`Cannot select a switcher: expected ${pairs.length} groups`);
-  const pool = labelPool(pairs);
-  if (pool.pairs.length < 20) {
-    throw new RangeError(`Cannot select a switcher: expected at least 20 usable pairs, got ${pool.pairs.length}`);
+  const all = labelPool(pairs);
+  if (all.pairs.length < 20) {
+    throw new RangeError(`Cannot select a switcher: expected at least 20 usable pairs, got ${all.pairs.length}`);
+  }
+  // A large pool is cross-validated on a seeded sample (order kept, for time blocks); the fit uses every pair.
+  const maxRows = options.maxCrossValidationRows ?? 20_000;
+  let pool = all;
+  if (all.pairs.length > maxRows) {
+    const keep = createPrng(options.seed ?? 1).shuffle(Array.from({ length: all.pairs.length }, (_, i) => i))
+      .slice(0, maxRows).sort((a, b) => a - b);
+    pool = {
+      pairs: keep.map((j) => all.pairs[j]),
+      index: keep.map((j) => all.index[j]),
+      disagree: Float64Array.from(keep, (j) => all.disagree[j]),
+      soft: Float64Array.from(keep, (j) => all.soft[j]),
+      weight: Float64Array.from(keep, (j) => all.weight[j]),
+    };
   }
   const folds = groupedFolds(pool.index.map((i) => groups[i]), { ...options.folds, seed: options.seed });
   const trials = crossValidate(pool, folds, options);
   const { chosen, best } = oneStandardErrorChoice(trials);
   const rules = trials.filter((t) => t.candidate.kind === "rule" && !Number.isNaN(t.mean));
   const bestRule = rules.reduce((b, t) => (t.mean > b.mean ? t : b), rules[0] ?? chosen);
-  return { chosen, best, trials, bestRule, folds, pool, fitted: fitCandidate(chosen.candidate, pool.pairs, options) };
+  return { chosen, best, trials, bestRule, folds, pool, fitted: fitCandidate(chosen.candidate, all.pairs, options) };
 }
 
 /**

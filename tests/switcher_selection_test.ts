@@ -199,6 +199,17 @@ Deno.test("selectSwitcher() fits a chosen rule on the whole pool, threshold at t
   assert.equal(s.fitted.heldOut, null);
   const scores = scoreFitted(s.fitted, pairs.map((p) => p.features));
   assert.equal(scores.filter((v) => v >= s.fitted.threshold).length, 150);
+  // A large pool is cross-validated on a sample; the fit and its threshold still read every pair.
+  const sampled = selectSwitcher(pairs, groups, {
+    seed: 1,
+    candidates: DEFAULT_CANDIDATES.filter((c) => c.kind === "rule"),
+    calibrate: { offloadRate: 0.25 },
+    maxCrossValidationRows: 200,
+  });
+  assert.equal(sampled.pool.pairs.length, 200);
+  assert.ok(sampled.pool.index.every((v, i) => i === 0 || v > sampled.pool.index[i - 1]));
+  const all = scoreFitted(sampled.fitted, pairs.map((p) => p.features));
+  assert.equal(all.filter((v) => v >= sampled.fitted.threshold).length, 150);
   assert.throws(
     () => selectSwitcher(pairs.slice(0, 10), groups.slice(0, 10)),
     (e: Error) =>
