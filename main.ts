@@ -156,7 +156,7 @@ export function createApp(deps: AppDeps): OpenAPIHono {
     );
   }
   app.route("/metrics", metricsRoutes({ metrics: obs.metrics, adminToken: obs.adminToken }));
-  app.route("/dashboard", dashboardRoutes());
+  app.route("/", dashboardRoutes({ adminTokenSet: obs.adminToken !== undefined }));
   if (deps.admin) app.route("/admin", adminRoutes(deps.admin));
   app.doc31("/openapi.json", {
     openapi: "3.1.0",

@@ -5,6 +5,18 @@
 
 (() => {
   const TOKEN_KEY = "dmd-edge-admin-token";
+  /** The windows offered, shortest first, with the bucket each asks for (60 to 120 buckets per window). */
+  const WINDOWS = [
+    { value: "15m", ms: 15 * 60_000, bucket: "10s" },
+    { value: "1h", ms: 3600_000, bucket: "1m" },
+    { value: "6h", ms: 6 * 3600_000, bucket: "5m" },
+    { value: "24h", ms: 24 * 3600_000, bucket: "15m" },
+    { value: "7d", ms: 7 * 86_400_000, bucket: "2h" },
+    { value: "30d", ms: 30 * 86_400_000, bucket: "6h" },
+  ];
+  /** A series with at most this many values is drawn as points joined by lines; denser ones as lines only. */
+  const POINTS_UP_TO = 40;
+  const CHART_HEIGHT = 240;
   const $ = (id) => document.getElementById(id);
   const state = { report: null, charts: {}, refreshes: 0, errors: 0, timer: null, lastError: null };
   globalThis.dmdDashboard = state;
@@ -13,7 +25,16 @@
   const num = (x, digits = 0) =>
     x === null || x === undefined ? "–" : Number(x).toLocaleString("en-US", { maximumFractionDigits: digits });
   const ms = (x) => (x === null || x === undefined ? "–" : `${num(x, x < 10 ? 2 : 1)}`);
+  const seconds = (t) => (t < 1000 ? `${ms(t)} ms` : `${num(t / 1000, 1)} s`);
   const time = (t) => new Date(t).toISOString().replace("T", " ").slice(0, 19);
+  const duration = (t) =>
+    t >= 86_400_000
+      ? `${num(t / 86_400_000, 1)} d`
+      : t >= 3600_000
+      ? `${num(t / 3600_000, 1)} h`
+      : t >= 60_000
+      ? `${num(t / 60_000, 1)} min`
+      : `${num(t / 1000, 1)} s`;
   const esc = (s) =>
     String(s ?? "–").replace(
       /[&<>"']/g,
@@ -26,18 +47,16 @@
     el.className = `status ${kind ?? ""}`;
   }
 
-  function showLogin(message) {
-    $("login").hidden = false;
-    $("main").hidden = true;
-    $("controls").hidden = true;
-    $("loginError").textContent = message ?? "";
-    stopTimer();
-  }
-
-  function showMain() {
-    $("login").hidden = true;
-    $("main").hidden = false;
-    $("controls").hidden = false;
+  /** One of the three views: "noToken" (the service has no ADMIN_TOKEN), "login", or "main" (the data). */
+  function show(view, message) {
+    $("noToken").hidden = view !== "noToken";
+    $("login").hidden = view !== "login";
+    $("main").hidden = view !== "main";
+    $("controls").hidden = view !== "main";
+    if (view !== "main") stopTimer();
+    if (view === "login") $("loginError").textContent = message ?? "";
+    if (view === "noToken") setStatus("closed: no ADMIN_TOKEN on this service", "bad");
+    if (view === "login") setStatus("not connected");
   }
 
   function stopTimer() {
@@ -48,18 +67,23 @@
   function startTimer() {
     stopTimer();
     const s = Number($("refresh").value);
-    if (s > 0) state.timer = setInterval(refresh, s * 1000);
+    if (s > 0 && !$("main").hidden) state.timer = setInterval(refresh, s * 1000);
+  }
+
+  function windowOf(value) {
+    return WINDOWS.find((w) => w.value === value) ?? WINDOWS[3];
   }
 
   function params() {
-    const p = new URLSearchParams({ from: $("window").value, recent: "25" });
+    const w = windowOf($("window").value);
+    const p = new URLSearchParams({ from: w.value, bucket: w.bucket, recent: "25" });
     for (const k of ["edgeLocation", "switcherVersion"]) if ($(k).value) p.set(k, $(k).value);
     return p;
   }
 
   async function refresh() {
     const token = sessionStorage.getItem(TOKEN_KEY);
-    if (!token) return showLogin();
+    if (!token) return show("login");
     let res;
     try {
       res = await fetch(`/v1/stats?${params()}`, { headers: { authorization: `Bearer ${token}` } });
@@ -68,11 +92,13 @@
       state.lastError = String(err);
       return setStatus(`cannot reach the service (${err})`, "bad");
     }
+    const body = await res.json().catch(() => null);
     if (res.status === 401) {
       sessionStorage.removeItem(TOKEN_KEY);
-      return showLogin("The service refused this token.");
+      // The service may have been restarted without a token since the page was served.
+      if (/no ADMIN_TOKEN/.test(body?.message ?? "")) return show("noToken");
+      return show("login", "The service refused this token: it is not the ADMIN_TOKEN the service was started with.");
     }
-    const body = await res.json().catch(() => null);
     if (!res.ok || !body) {
       state.errors++;
       state.lastError = body?.message ?? `HTTP ${res.status}`;
@@ -80,9 +106,9 @@
     }
     state.report = body;
     state.refreshes++;
-    showMain();
+    show("main");
     render(body);
-    setStatus(`updated ${new Date().toLocaleTimeString()} · queries ${num(body.queryMs, 1)} ms`, "ok");
+    setStatus(`updated ${time(body.generatedAt).slice(11)} UTC · queries ${num(body.queryMs, 1)} ms`, "ok");
   }
 
   function fillSelect(id, values) {
@@ -94,15 +120,42 @@
     sel.replaceChildren(...options.map((v) => new Option(v === "" ? "all" : v, v, false, v === current)));
   }
 
+  /**
+   * What the charts cannot say on their own: an empty window, or decisions crowded into a few buckets (a first
+   * burst of requests in a 24 h view), with the shorter window that shows them spread out.
+   */
+  function renderNote(r) {
+    const el = $("note");
+    const occupied = r.series.filter((b) => b.decisions > 0);
+    const buckets = `${r.series.length} buckets of ${duration(r.query.bucketMs)}`;
+    if (r.summary.decisions === 0) {
+      el.innerHTML = `No decisions in this window (${buckets}) yet. Each answer of <code>POST /v1/classify</code> ` +
+        "is logged and shows here within one refresh.";
+      el.hidden = false;
+      return;
+    }
+    const current = windowOf($("window").value);
+    const oldestMs = occupied[0].startMs;
+    const shorter = WINDOWS.find((w) => w.ms < current.ms && r.query.toMs - w.ms <= oldestMs);
+    if (occupied.length > 3 || !shorter) {
+      el.hidden = true;
+      return;
+    }
+    el.innerHTML = `All ${num(r.summary.decisions)} decisions of this window fall in ${occupied.length} of its ` +
+      `${buckets}, so the charts show them as ${occupied.length === 1 ? "a single point" : "a few points"}.` +
+      `<button type="button" data-window="${shorter.value}">show the last ${
+        esc($("window").querySelector(`option[value="${shorter.value}"]`).textContent)
+      }</button>`;
+    el.hidden = false;
+  }
+
   function render(r) {
     const a = r.active;
-    $("active").innerHTML = `serving: edge <b>${esc(a.edge)}</b> · switcher <b>${esc(a.switcher)}</b> ` +
-      `(threshold <b>${num(a.threshold, 3)}</b>) · cloud <b>${esc(a.cloud)}</b> · location <b>${
-        esc(a.edgeLocation)
-      }</b>` +
-      ` · window ${time(r.query.fromMs)} → ${time(r.query.toMs)} UTC, buckets of ${
-        num(r.query.bucketMs / 60000, 1)
-      } min`;
+    $("active").innerHTML = `Serving edge model <b>${esc(a.edge)}</b>, switcher <b>${esc(a.switcher)}</b> ` +
+      `(threshold <b>${num(a.threshold, 3)}</b>), cloud model <b>${esc(a.cloud)}</b>, at edge location ` +
+      `<b>${esc(a.edgeLocation)}</b>. Window ${time(r.query.fromMs)} → ${time(r.query.toMs)} UTC, ` +
+      `${r.series.length} buckets of ${duration(r.query.bucketMs)}.`;
+    renderNote(r);
     fillSelect("edgeLocation", r.edgeLocations.map((l) => l.edgeLocation));
     fillSelect("switcherVersion", r.switcherVersions.map((v) => v.switcherVersion));
 
@@ -115,13 +168,12 @@
       ["shadow rate", pct(s.shadowRate)],
       ["fallback rate", pct(s.fallbackRate)],
       ["cloud calls saved", num(s.savedCloudCalls)],
-      ["cloud time saved", s.savedCloudMs === null ? "–" : `${num(s.savedCloudMs / 1000, 1)} s`],
+      ["cloud time saved", s.savedCloudMs === null ? "–" : seconds(s.savedCloudMs)],
       ["p95 latency", total ? `${ms(total.p95)} ms` : "–"],
     ];
     $("cards").innerHTML = cards.map(([k, v]) =>
       `<div class="card"><div class="v">${v}</div><div class="k">${k}</div></div>`
-    )
-      .join("");
+    ).join("");
 
     const x = r.series.map((b) => b.startMs / 1000);
     const rate = (key) => r.series.map((b) => (b[key] === null ? null : b[key] * 100));
@@ -129,30 +181,29 @@
       { label: "offload %", stroke: "#2563eb", width: 2 },
       { label: "shadow %", stroke: "#9333ea" },
       { label: "fallback %", stroke: "#dc2626" },
-    ]);
-    drawChart("agreement", [x, rate("agreementRate")], [{ label: "agreement %", stroke: "#15803d", width: 2 }]);
+    ], { y: { range: (_u, _min, max) => [0, niceMax(max, 5)] } });
+    drawChart("agreement", [x, rate("agreementRate")], [{ label: "agreement %", stroke: "#15803d", width: 2 }], {
+      y: { range: [0, 100] },
+    });
     drawChart("latency", [x, r.series.map((b) => b.meanTotalMs)], [{
       label: "mean total ms",
       stroke: "#ea580c",
       width: 2,
-    }]);
+    }], { y: { range: (_u, _min, max) => [0, niceMax(max, 1)] } });
+    // Counts are zero, not missing, in an empty bucket: bars show where the traffic was.
     drawChart(
       "savings",
+      [x, r.series.map((b) => b.decisions), r.series.map((b) => Math.max(0, b.savedCloudCalls))],
       [
-        x,
-        r.series.map((b) => (b.decisions ? b.savedCloudCalls : null)),
-        r.series.map((b) => (b.savedCloudMs === null || !b.decisions ? null : b.savedCloudMs / 1000)),
+        { label: "decisions", stroke: "#94a3b8", fill: "#cbd5e1", bars: true },
+        { label: "no cloud call", stroke: "#0891b2", fill: "#67c5d9", bars: true },
       ],
-      [
-        { label: "cloud calls saved", stroke: "#0891b2", width: 2, scale: "calls" },
-        { label: "cloud s saved", stroke: "#64748b", scale: "s" },
-      ],
-      { calls: {}, s: {} },
+      { y: { range: (_u, _min, max) => [0, niceMax(max, 1)] } },
     );
 
     table(
       "latency",
-      ["route", "stage", "n", "mean", "p50", "p90", "p95", "p99", "max"],
+      ["route", "stage", "n", "mean", "p50", "p90?", "p95", "p99?", "max"],
       r.latency.map((l) => [
         l.route,
         l.stage,
@@ -167,7 +218,7 @@
     );
     table(
       "fallbacks",
-      ["kind", "route", "reason", "cloud error", "count", "rate"],
+      ["kind", "route?", "reason", "cloud error", "count", "rate?"],
       r.fallbacks.map((f) => [
         f.kind,
         f.route,
@@ -176,10 +227,11 @@
         num(f.count),
         pct(f.rate),
       ]),
+      "no fallbacks in this window",
     );
     table(
       "versions",
-      ["switcher", "decisions", "offload", "agreement", "fallback", "calls saved", "threshold"],
+      ["switcher", "decisions?", "offload", "agreement?", "fallback?", "calls saved?", "threshold"],
       r.switcherVersions.map((v) => [
         v.switcherVersion,
         num(v.decisions),
@@ -194,7 +246,7 @@
     );
     table(
       "locations",
-      ["location", "decisions", "offload", "agreement", "fallback", "mean cloud ms", "mean total ms"],
+      ["location", "decisions", "offload", "agreement?", "fallback?", "mean cloud ms?", "mean total ms"],
       r.edgeLocations.map((l) => [
         l.edgeLocation,
         num(l.decisions),
@@ -213,9 +265,10 @@
     table("labels", ["label", "answers", "share"], labelRows);
     table(
       "recent",
-      ["time (UTC)", "route", "reason", "label", "edge", "cloud", "score", "total ms", "location", "request id"],
+      ["time (UTC)", "route", "reason?", "label", "edge?", "cloud?", "score", "total ms", "location?", "request id?"],
       r.recent.map((d) => [
-        time(d.createdAt),
+        // Month, day and time: the window line above gives the year.
+        { text: time(d.createdAt).slice(5), title: time(d.createdAt) },
         d.route + (d.shadow ? " +shadow" : ""),
         d.routeReason,
         d.label,
@@ -224,48 +277,95 @@
         num(d.switcherScore, 3),
         ms(d.totalMs),
         d.edgeLocation,
-        d.requestId,
+        // Request ids are often UUIDs: the start tells them apart, the whole id is in the tooltip.
+        { text: d.requestId.length > 13 ? `${d.requestId.slice(0, 12)}…` : d.requestId, title: d.requestId },
       ]),
     );
   }
 
-  function table(id, head, rows) {
+  /** A round upper bound for a y axis starting at 0 (at least `floor`, so that a flat zero line sits low). */
+  function niceMax(max, floor) {
+    if (!(max > 0)) return floor;
+    const step = 10 ** Math.floor(Math.log10(max));
+    const nice = [1, 2, 2.5, 5, 10].map((m) => m * step).find((v) => v >= max * 1.05) ?? 10 * step;
+    return Math.max(floor, nice);
+  }
+
+  function cell(c, attrs) {
+    if (c !== null && typeof c === "object") return `<td${attrs} title="${esc(c.title)}">${esc(c.text)}</td>`;
+    return `<td${attrs}>${esc(c)}</td>`;
+  }
+
+  /**
+   * Fill a table. A heading ending in "?" marks a column that narrow screens leave out (class `opt`).
+   */
+  function table(id, head, rows, empty = "no decisions in this window") {
     const el = $(id);
     el.dataset.rows = String(rows.length);
-    const th = `<thead><tr>${head.map((h) => `<th>${esc(h)}</th>`).join("")}</tr></thead>`;
+    const optional = head.map((h) => h.endsWith("?"));
+    const cls = (i) => (optional[i] ? ' class="opt"' : "");
+    const th = `<thead><tr>${
+      head.map((h, i) => `<th${cls(i)}>${esc(h.replace(/\?$/, ""))}</th>`).join("")
+    }</tr></thead>`;
     const body = rows.length
-      ? rows.map((row) => `<tr>${row.map((c) => `<td>${esc(c)}</td>`).join("")}</tr>`).join("")
-      : `<tr><td class="empty" colspan="${head.length}">no decisions in this window</td></tr>`;
+      ? rows.map((row) => `<tr>${row.map((c, i) => cell(c, cls(i))).join("")}</tr>`).join("")
+      : `<tr><td class="empty" colspan="${head.length}">${esc(empty)}</td></tr>`;
     el.innerHTML = `${th}<tbody>${body}</tbody>`;
+  }
+
+  /**
+   * The indices of a series' values to mark with a point: all of them when there are few, otherwise those with no
+   * neighbour to draw a line to (a bucket with decisions between empty ones would be invisible as a line alone).
+   */
+  function pointsToMark(u, seriesIdx) {
+    const ys = u.data[seriesIdx];
+    const present = (i) => ys[i] !== null && ys[i] !== undefined;
+    let n = 0;
+    for (let i = 0; i < ys.length; i++) if (present(i)) n++;
+    const marks = [];
+    for (let i = 0; i < ys.length; i++) {
+      if (present(i) && (n <= POINTS_UP_TO || (!present(i - 1) && !present(i + 1)))) marks.push(i);
+    }
+    return marks;
+  }
+
+  function seriesOptions(s) {
+    const { bars, ...rest } = s;
+    if (bars) return { ...rest, paths: uPlot.paths.bars({ size: [0.8, 60], align: 1 }), points: { show: false } };
+    return { spanGaps: false, points: { show: false, size: 7, fill: s.stroke, filter: pointsToMark }, ...rest };
   }
 
   function drawChart(name, data, series, scales) {
     const el = $(`chart-${name}`);
     const points = data.slice(1).reduce((n, ys) => n + ys.filter((y) => y !== null && y !== undefined).length, 0);
     el.dataset.points = String(points);
-    const width = Math.max(300, el.clientWidth || 480);
+    const width = Math.max(200, el.clientWidth || 480);
     const existing = state.charts[name];
     if (existing && existing.series.length === series.length + 1) {
       existing.setData(data);
-      if (Math.abs(existing.width - width) > 2) existing.setSize({ width, height: 240 });
+      if (Math.abs(existing.width - width) > 2) existing.setSize({ width, height: CHART_HEIGHT });
       return;
     }
     existing?.destroy();
     const opts = {
       width,
-      height: 240,
-      series: [{}, ...series.map((s) => ({ spanGaps: false, points: { show: data[0].length < 60 }, ...s }))],
-      axes: [
-        {},
-        { scale: series[0].scale ?? "y" },
-        ...(series[1]?.scale && series[1].scale !== series[0].scale
-          ? [{ side: 1, scale: series[1].scale, grid: { show: false } }]
-          : []),
-      ],
-      scales: { x: { time: true }, ...(scales ?? {}) },
+      height: CHART_HEIGHT,
+      // Bucket starts are UTC like every time on the page.
+      tzDate: (ts) => uPlot.tzDate(new Date(ts * 1000), "Etc/UTC"),
+      series: [{ label: "bucket (UTC)" }, ...series.map(seriesOptions)],
+      axes: [{}, { size: 48 }],
+      scales: { x: { time: true, range: windowRange }, ...scales },
       legend: { live: true },
+      cursor: { points: { show: true } },
     };
     state.charts[name] = new uPlot(opts, data, el);
+  }
+
+  /** The x axis spans the whole window, its first bucket's start to its last bucket's end, whatever holds data. */
+  function windowRange() {
+    const series = state.report.series;
+    const bucketS = state.report.query.bucketMs / 1000;
+    return [series[0].startMs / 1000, series[series.length - 1].startMs / 1000 + bucketS];
   }
 
   $("login").addEventListener("submit", (e) => {
@@ -276,12 +376,19 @@
   });
   $("signout").addEventListener("click", () => {
     sessionStorage.removeItem(TOKEN_KEY);
-    showLogin();
+    show("login");
+  });
+  $("note").addEventListener("click", (e) => {
+    const value = e.target?.dataset?.window;
+    if (!value) return;
+    $("window").value = value;
+    refresh();
   });
   for (const id of ["window", "edgeLocation", "switcherVersion"]) $(id).addEventListener("change", refresh);
   $("refresh").addEventListener("change", startTimer);
-  addEventListener("resize", () => state.report && render(state.report));
+  addEventListener("resize", () => state.report && !$("main").hidden && render(state.report));
 
-  if (sessionStorage.getItem(TOKEN_KEY)) refresh().then(startTimer);
-  else showLogin();
+  if (document.body.dataset.adminToken === "none") show("noToken");
+  else if (sessionStorage.getItem(TOKEN_KEY)) refresh().then(startTimer);
+  else show("login");
 })();

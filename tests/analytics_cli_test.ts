@@ -1,12 +1,12 @@
 /**
  * `deno task analytics` (scripts/analytics.ts) as a subprocess on a file database holding the hand-built log:
- * JSON equal to the library's report, CSV and tables, exit code 2 on bad flags; and the seeding generator's
- * determinism.
+ * JSON equal to the library's report, CSV and tables (rounded, empty buckets folded, 120 columns at most), exit
+ * code 2 with one line for bad flags and for a database that does not exist (which it never creates); and the
+ * seeding generator's determinism.
  */
 import assert from "node:assert/strict";
 import { openDatabase } from "../db/client.ts";
 import { insertDecisions } from "../db/queries.ts";
-import { formatCsv, formatTable } from "../scripts/analytics.ts";
 import { syntheticDecisions } from "../scripts/seed_decisions.ts";
 import { H, handBuiltLog, T0 } from "./analytics_fixture.ts";
 
@@ -91,13 +91,64 @@ Deno.test("deno task analytics exits 2 with a clear message on bad flags", async
   }
 });
 
-Deno.test("formatTable() aligns columns; formatCsv() quotes per RFC 4180", () => {
-  const t = { columns: ["name", "n"], rows: [["a,b", 1], ['say "hi"', 22], [null, 3]] };
-  assert.equal(
-    formatTable(t),
-    ["name      n", "--------  --", "a,b        1", 'say "hi"  22', "-          3"].join("\n"),
-  );
-  assert.equal(formatCsv(t), ["name,n", '"a,b",1', '"say ""hi""",22', ",3"].join("\n"));
+Deno.test("deno task analytics tables: numbers rounded, empty buckets folded, no line over 120 columns", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "dmd_edge_cli_" });
+  const url = `file:${dir}/decisions.db`;
+  try {
+    const database = await openDatabase(url);
+    // Six hours of traffic at the end of a 24 h window: 72 of the 96 buckets of 15 min are empty.
+    const endMs = Date.UTC(2026, 10, 30, 12);
+    await insertDecisions(database.db, [...syntheticDecisions({ rows: 2000, endMs, spanMs: 6 * H, seed: 5 })]);
+    database.close();
+    const r = await cli(["--db", url, "--from", new Date(endMs - 24 * H).toISOString(), "--to", String(endMs)]);
+    assert.equal(r.code, 0, r.stderr);
+    const lines = r.stdout.split("\n");
+    const long = lines.filter((l) => l.length > 120);
+    assert.deepEqual(long, [], "lines over 120 columns");
+    // No unrounded number: at most 3 decimals anywhere (ms under 10 get 2, scores 3, rates are percentages).
+    assert.deepEqual(r.stdout.match(/\d\.\d{4,}/g), null);
+    assert.match(r.stdout, /^offloadRate\s+\d+\.\d%$/m);
+    assert.match(r.stdout, /^bucket\s+15 min$/m);
+    // The empty morning is one line; the busy hours are one row per bucket.
+    const series = r.stdout.split("== series ==\n")[1].split("\n\n")[0].split("\n");
+    assert.equal(series[2], "2026-11-29 12:00:00 to 2026-11-30 05:45:00: 72 buckets with no decisions");
+    assert.equal(series.length, 2 + 1 + 24);
+    assert.match(series[3], /^2026-11-30 06:00:00 +\d+ +\d+\.\d% /);
+    // Latency in milliseconds with the same rounding in every column.
+    assert.match(r.stdout, /^all +total +2000 +\d+\.\d +\d+\.\d+ /m);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("deno task analytics reads existing databases only: a missing file, folder or non-database is one line, exit 2", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "dmd_edge_cli_" });
+  try {
+    await Deno.writeTextFile(`${dir}/notes.txt`, "not a database\n");
+    const cases: [string[], Record<string, string>, RegExp][] = [
+      [["--db", `file:${dir}/typo.db`], {}, /typo\.db does not exist/],
+      [["--db", `file:${dir}/no/such/folder/decisions.db`], {}, /folder\/decisions\.db does not exist/],
+      [[], { DATABASE_URL: `file:${dir}/from-env.db` }, /from-env\.db does not exist/],
+      [["--db", `file:${dir}`], {}, /is a folder, not a database file/],
+      [["--db", `file:${dir}/notes.txt`], {}, /notes\.txt is not a SQLite database/],
+      [["--db", ":memory:"], {}, /:memory: is a new, empty database/],
+    ];
+    for (const [args, env, message] of cases) {
+      const r = await cli(args, env);
+      assert.equal(r.code, 2, args.join(" "));
+      assert.equal(r.stdout, "");
+      const lines = r.stderr.trimEnd().split("\n");
+      assert.equal(lines.length, 1, r.stderr);
+      assert.match(lines[0], /^Cannot read the decision database: /);
+      assert.match(lines[0], message);
+    }
+    // Nothing was created: no database, no folder.
+    const left = [];
+    for await (const entry of Deno.readDir(dir)) left.push(entry.name);
+    assert.deepEqual(left, ["notes.txt"]);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 });
 
 Deno.test("syntheticDecisions() is deterministic for a seed and realistic in its rates", () => {

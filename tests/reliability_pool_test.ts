@@ -2,12 +2,28 @@
  * Worker faults, injected through a test-only worker module (tests/fixtures/fault_worker.ts): a worker that
  * crashes or hangs is replaced, the task it held fails with 503 INFERENCE_FAILED, other tasks are served, and the
  * pool never shrinks for good, even when a replacement fails to start.
+ *
+ * The crashes are real uncaught errors in a worker, and Deno prints every uncaught worker error with its stack on
+ * stderr, whatever the parent does with it. So that a test run prints errors only for real problems, these tests
+ * run in a child `deno test` of this file whose output is captured: the parent test checks that they all passed
+ * and that the only errors the child printed are the injected crashes, and shows the child's whole output when
+ * anything else happened.
  */
 import assert from "node:assert/strict";
 import { AppError } from "../errors.ts";
 import { loadModelSet } from "../workers/artefacts.ts";
 import { createWorkerPool, type EdgeInference } from "../workers/pool.ts";
 import { until } from "./fixtures/wait.ts";
+
+/** Set in the child test run, which runs the fault tests themselves. */
+const CHILD_ENV = "DMD_EDGE_POOL_FAULTS_CHILD";
+const inChild = Deno.env.get(CHILD_ENV) === "1";
+/** The fault tests: registered in the child run only. */
+const faultTest = inChild ? Deno.test : ((() => {}) as unknown as typeof Deno.test);
+/** What Deno prints for each injected crash (the first line of its report; the stack follows). */
+const CRASH_REPORT = 'error: Uncaught (in worker "") Error: injected crash';
+/** Injected crashes in the fault tests: one, then three in a row, then one whose replacement fails to start. */
+const CRASHES = 5;
 
 const TINY = new URL("./fixtures/tiny_models", import.meta.url).pathname;
 const FAULT_WORKER = new URL("./fixtures/fault_worker.ts", import.meta.url);
@@ -45,7 +61,7 @@ async function quietly<T>(fn: () => Promise<T>): Promise<T> {
   }
 }
 
-Deno.test("pool: a crashed worker's task fails with INFERENCE_FAILED; the worker is replaced and serves", async () => {
+faultTest("pool: a crashed worker's task fails with INFERENCE_FAILED; the worker is replaced and serves", async () => {
   const p = await pool({ size: 2 });
   try {
     await quietly(async () => {
@@ -64,7 +80,7 @@ Deno.test("pool: a crashed worker's task fails with INFERENCE_FAILED; the worker
   }
 });
 
-Deno.test("pool: a hung worker is replaced at its task deadline; queued tasks are served", async () => {
+faultTest("pool: a hung worker is replaced at its task deadline; queued tasks are served", async () => {
   const p = await pool({ size: 1, taskTimeoutMs: 300 });
   try {
     await quietly(async () => {
@@ -85,7 +101,7 @@ Deno.test("pool: a hung worker is replaced at its task deadline; queued tasks ar
   }
 });
 
-Deno.test("pool: repeated crashes never shrink the pool", async () => {
+faultTest("pool: repeated crashes never shrink the pool", async () => {
   const p = await pool({ size: 2 });
   try {
     await quietly(async () => {
@@ -101,7 +117,7 @@ Deno.test("pool: repeated crashes never shrink the pool", async () => {
   }
 });
 
-Deno.test("pool: a replacement that fails to start is tried again until it starts", async () => {
+faultTest("pool: a replacement that fails to start is tried again until it starts", async () => {
   const dir = await Deno.makeTempDir();
   const file = `${dir}/fail_inits`;
   await Deno.writeTextFile(file, "0");
@@ -127,3 +143,21 @@ Deno.test("pool: a replacement that fails to start is tried again until it start
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+if (!inChild) {
+  Deno.test("pool faults (crash, hang, repeated crashes, failing replacement) pass in a child run; only the injected crashes print errors", async () => {
+    const out = await new Deno.Command(Deno.execPath(), {
+      args: ["test", "--allow-all", "--no-check", new URL(import.meta.url).pathname],
+      env: { [CHILD_ENV]: "1", NO_COLOR: "1" },
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    const stdout = new TextDecoder().decode(out.stdout);
+    const stderr = new TextDecoder().decode(out.stderr);
+    const context = `child test run, exit ${out.code}:\n--- stdout ---\n${stdout}\n--- stderr ---\n${stderr}`;
+    assert.equal(out.code, 0, context);
+    assert.match(stdout, /^ok \| 4 passed \| 0 failed/m, context);
+    const errors = stderr.split("\n").filter((line) => /^error\b/i.test(line));
+    assert.deepEqual(errors, Array(CRASHES).fill(CRASH_REPORT), context);
+  });
+}
