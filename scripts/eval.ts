@@ -34,7 +34,6 @@
  *
  * @module
  */
-import { parseArgs } from "node:util";
 import * as vega from "vega";
 import * as vl from "vega-lite";
 import { createOipClient } from "../cloud/oip_client.ts";
@@ -59,30 +58,30 @@ import {
 import { loadModelSet } from "../workers/artefacts.ts";
 import { createWorkerPool } from "../workers/pool.ts";
 import { type DatasetRow, readDataset } from "./dataset.ts";
+import { parseFlags, usageError } from "./cli.ts";
 import { datasetItems } from "./dataset_pairs.ts";
 import { progressBar } from "./progress.ts";
 
-const { values: args } = parseArgs({
-  args: Deno.args,
-  options: {
-    dataset: { type: "string", default: "datasets/mocap/test.jsonl.gz" },
-    models: { type: "string" },
-    out: { type: "string", default: "build/eval" },
-    "dmd-dataset": { type: "string" },
-    protocol: { type: "string", default: "deploy" },
-    seeds: { type: "string", default: "1,2,3" },
-    "offload-rate": { type: "string", default: "0.2" },
-    target: { type: "string", default: "soft" },
-    features: { type: "string", default: "auto" },
-    folds: { type: "string", default: "5" },
-    epochs: { type: "string", default: "60" },
-    resamples: { type: "string", default: "500" },
-    consistency: { type: "boolean", default: false },
-  },
-});
+const USAGE = `usage: deno task eval [--dataset FILE] [--models DIR] [--out DIR] [--protocol deploy|pool]
+  [--dmd-dataset FILE] [--seeds 1,2,3] [--offload-rate 0.2] [--target soft|hard] [--features auto|SET] [--folds 5]
+  [--epochs 60] [--resamples 500] [--consistency]`;
+const args = parseFlags({
+  dataset: { type: "string", default: "datasets/mocap/test.jsonl.gz" },
+  models: { type: "string" },
+  out: { type: "string", default: "build/eval" },
+  "dmd-dataset": { type: "string" },
+  protocol: { type: "string", default: "deploy" },
+  seeds: { type: "string", default: "1,2,3" },
+  "offload-rate": { type: "string", default: "0.2" },
+  target: { type: "string", default: "soft" },
+  features: { type: "string", default: "auto" },
+  folds: { type: "string", default: "5" },
+  epochs: { type: "string", default: "60" },
+  resamples: { type: "string", default: "500" },
+  consistency: { type: "boolean", default: false },
+}, USAGE);
 function fail(message: string): never {
-  console.error(`Cannot evaluate: ${message}`);
-  Deno.exit(2);
+  usageError(`Cannot evaluate: ${message}`, USAGE);
 }
 const seeds = args.seeds!.split(",").map(Number);
 const offloadRate = Number(args["offload-rate"]);
