@@ -13,6 +13,7 @@ export type ErrorCode =
   | "PAYLOAD_TOO_LARGE"
   | "UNSUPPORTED_MEDIA_TYPE"
   | "NOT_FOUND"
+  | "CONFLICT"
   | "UNAUTHORIZED"
   | "OVERLOADED"
   | "RATE_LIMITED"
@@ -29,6 +30,8 @@ const DEFAULT_STATUS: Record<ErrorCode, ContentfulStatusCode> = {
   PAYLOAD_TOO_LARGE: 413,
   UNSUPPORTED_MEDIA_TYPE: 415,
   NOT_FOUND: 404,
+  /** Another job holds the models folder's lock (loop/job_lock.ts); try again when it is done. */
+  CONFLICT: 409,
   UNAUTHORIZED: 401,
   OVERLOADED: 503,
   /** Per-client rate limit (routes/rate_limit.ts), with Retry-After. */

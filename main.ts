@@ -2,9 +2,11 @@
  * dmd-edge: the edge app. Wires config -> models -> database -> cloud client -> worker pool -> classifier ->
  * routes, and exports {@link createApp} for tests and {@link startService} for `deno task start`.
  *
- * Lifecycle: load models and warm the workers -> open the database (migrations) -> reach the cloud (or start the
- * reference server on loopback) -> listen -> on SIGINT/SIGTERM: stop accepting, drain requests in flight, flush
- * the decision log, stop the workers and the reference server, exit 0.
+ * Lifecycle (one teardown, serve/lifecycle.ts): load models -> open the database (migrations) and the decision log
+ * -> reach the cloud (or start the reference server on loopback) -> start and warm the workers -> follow the release
+ * registry -> listen -> on SIGINT/SIGTERM, or when a step of the start fails: stop accepting and drain requests in
+ * flight, settle shadow calls, stop following, stop the workers and the reference server, flush the decision log
+ * (to the database, else the outbox), close the database; exit 0.
  *
  * @module
  */
@@ -12,34 +14,39 @@ import { OpenAPIHono } from "@hono/zod-openapi";
 import { bodyLimit } from "hono/body-limit";
 import { requestId } from "hono/request-id";
 import { secureHeaders } from "hono/secure-headers";
-import { createCircuitBreaker, withCircuitBreaker } from "./cloud/circuit_breaker.ts";
-import { createOipClient } from "./cloud/oip_client.ts";
+import { cloudDownWhenOpen, createCircuitBreaker, withCircuitBreaker } from "./cloud/circuit_breaker.ts";
+import { createOipClient, type OipClient } from "./cloud/oip_client.ts";
 import { type Config, loadConfig } from "./config.ts";
-import { openDatabase } from "./db/client.ts";
-import { createDecisionLog } from "./db/decision_log.ts";
+import { type Database, type Db, openDatabase } from "./db/client.ts";
+import { createDecisionLog, type DecisionLog } from "./db/decision_log.ts";
 import { uuidv7 } from "./db/ids.ts";
-import { openOutbox, type Outbox } from "./db/outbox.ts";
+import { openOutbox } from "./db/outbox.ts";
 import { AppError, onError } from "./errors.ts";
-import { createHybridClassifier, type HybridClassifier } from "./hybrid/classifier.ts";
-import { createSwitcherSync, registerSwitcher } from "./hybrid/switcher_sync.ts";
-import { type AdminDeps, adminRoutes } from "./routes/admin.ts";
-import { classifyRoutes } from "./routes/classify.ts";
-import { decisionRoutes, type DecisionsDeps } from "./routes/decisions.ts";
-import { type HealthDeps, healthRoutes } from "./routes/health.ts";
-import { modelRoutes } from "./routes/models.ts";
-import type { Db } from "./db/client.ts";
+import { seedRegistry } from "./loop/registry.ts";
 import { observeRequests } from "./observability/http.ts";
 import { createLogger, type Logger } from "./observability/logger.ts";
 import { createServiceMetrics, observeSink, type ServiceMetrics } from "./observability/metrics.ts";
+import type { SwitcherRelease } from "./release/release.ts";
+import { type AdminDeps, adminRoutes } from "./routes/admin.ts";
+import { classifyRoutes } from "./routes/classify.ts";
 import { dashboardRoutes } from "./routes/dashboard.ts";
+import { decisionRoutes, type DecisionsDeps } from "./routes/decisions.ts";
+import { type HealthDeps, healthRoutes } from "./routes/health.ts";
 import { metricsRoutes } from "./routes/metrics.ts";
-import { statsRoutes } from "./routes/stats.ts";
+import { modelRoutes } from "./routes/models.ts";
 import { rateLimit, type RateLimitOptions } from "./routes/rate_limit.ts";
+import { statsRoutes } from "./routes/stats.ts";
+import { startChildCloud } from "./serve/child_cloud.ts";
+import { createHybridClassifier, type HybridClassifier } from "./serve/classifier.ts";
+import { answerWhenLogged } from "./serve/durable.ts";
+import { createLifecycle, type Lifecycle } from "./serve/lifecycle.ts";
+import { createReleaseFollower, type ReleaseFollower } from "./serve/release_follower.ts";
 import { createOffloadBudget } from "./switcher/decide.ts";
 import { featureNames } from "./switcher/features.ts";
-import type { Manifest, SwitcherSpec } from "./wasm-models/manifest.ts";
+import type { Manifest } from "./wasm-models/manifest.ts";
 import { loadModelSet } from "./workers/artefacts.ts";
 import { createWorkerPool, type EdgeInference } from "./workers/pool.ts";
+import type { EngineInit } from "./workers/protocol.ts";
 
 /** Sibling modules are `.ts` in the source tree and `.js` in the `dist/` bundle (`deno task build`). */
 const MODULE_EXT = import.meta.url.endsWith(".js") ? "js" : "ts";
@@ -61,7 +68,10 @@ export interface AppDeps {
   manifest: Manifest;
   classifier: HybridClassifier;
   inference: Pick<EdgeInference, "versions" | "stats">;
-  threshold: () => number;
+  /** The switcher release the workers serve now (its owner: the release follower). */
+  switcher: () => SwitcherRelease;
+  /** The operator's `SWITCHER_THRESHOLD`, which replaces every release's threshold when set. */
+  thresholdOverride?: number;
   cloudUrl: string;
   decisions: DecisionsDeps;
   health: HealthDeps;
@@ -72,8 +82,6 @@ export interface AppDeps {
   rateLimit?: RateLimitOptions;
   /** The learning loop's admin endpoints under `/admin` (token-guarded); absent in tests that do not need them. */
   admin?: AdminDeps;
-  /** The switcher serving now, when it may change at run time. */
-  switcher?: () => SwitcherSpec | null;
 }
 
 /**
@@ -84,12 +92,13 @@ export interface AppDeps {
  */
 export function createApp(deps: AppDeps): OpenAPIHono {
   const app = new OpenAPIHono();
+  const threshold = () => deps.thresholdOverride ?? deps.switcher().threshold;
   app.use(requestId({ headerName: "X-Request-Id" }));
   const obs: ObservabilityDeps = deps.observability ?? {
     metrics: createServiceMetrics({
       pool: () => deps.inference.stats(),
       versions: () => ({ ...deps.inference.versions(), cloud: deps.manifest.cloud.version }),
-      threshold: deps.threshold,
+      threshold,
       edgeLocation: "local",
     }),
     logger: createLogger({ level: "silent" }),
@@ -137,7 +146,7 @@ export function createApp(deps: AppDeps): OpenAPIHono {
     modelRoutes({
       manifest: deps.manifest,
       versions: () => deps.inference.versions(),
-      threshold: deps.threshold,
+      threshold,
       cloudUrl: deps.cloudUrl,
       switcher: deps.switcher,
     }),
@@ -150,7 +159,7 @@ export function createApp(deps: AppDeps): OpenAPIHono {
         db: obs.db,
         adminToken: obs.adminToken,
         versions: () => ({ ...deps.inference.versions(), cloud: deps.manifest.cloud.version }),
-        threshold: deps.threshold,
+        threshold,
         edgeLocation: obs.edgeLocation,
       }),
     );
@@ -185,113 +194,69 @@ async function within(work: Promise<unknown>, ms: number): Promise<boolean> {
   }
 }
 
-/** A running reference cloud server, started as a child process on loopback. */
-interface ChildCloud {
-  url: string;
-  stop(): Promise<void>;
-}
-
-async function startChildCloud(config: Config): Promise<ChildCloud> {
-  const entry = new URL(`./cloud/reference_server.${MODULE_EXT}`, import.meta.url);
-  const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "--allow-read", "--allow-net=127.0.0.1", "--allow-env", "--allow-ffi", "--allow-sys", entry.href],
-    env: { CLOUD_SERVER_HOST: "127.0.0.1", CLOUD_SERVER_PORT: "0", MODELS_DIR: config.modelsDir },
-    stdout: "piped",
-    stderr: "inherit",
-  }).spawn();
-  const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
-  let buffered = "";
-  const deadline = Date.now() + 60_000;
-  while (Date.now() < deadline) {
-    const { value, done } = await reader.read();
-    if (done) break;
-    buffered += value;
-    const line = buffered.split("\n").find((l) => l.includes('"url"'));
-    if (line) {
-      const { url } = JSON.parse(line) as { url: string };
-      // Keep forwarding the server's log lines.
-      (async () => {
-        for (;;) {
-          const next = await reader.read().catch(() => ({ done: true, value: "" }));
-          if (next.done) return;
-          Deno.stdout.writeSync(new TextEncoder().encode(next.value));
-        }
-      })();
-      return {
-        url,
-        async stop() {
-          try {
-            child.kill("SIGTERM");
-          } catch {
-            // already gone
-          }
-          await child.status;
-        },
-      };
-    }
-  }
-  child.kill("SIGKILL");
-  throw new AppError("INTERNAL", "Cannot start the reference cloud server: it printed no URL");
-}
-
 /** A running service. */
 export interface Service {
   url: string;
-  /** Stop accepting, drain, flush the log, stop workers and the reference server. */
+  /** Stop accepting, drain, flush the log, stop workers and the reference server (the one teardown). */
   shutdown(): Promise<void>;
 }
 
-/**
- * Start the whole edge service from a configuration.
- *
- * @param config the resolved configuration
- * @returns the running service
- */
-export async function startService(config: Readonly<Config>): Promise<Service> {
-  const { manifest, init } = await loadModelSet(config.modelsDir, { warmupRuns: config.warmupRuns });
+/** The database and the decision log (with its outbox, which replays what an earlier process left there). */
+async function openDecisionStore(
+  config: Readonly<Config>,
+  life: Lifecycle,
+): Promise<{ database: Database; log: DecisionLog }> {
   const database = await openDatabase(config.databaseUrl, {
     authToken: config.databaseAuthToken,
     busyTimeoutMs: config.databaseBusyTimeoutMs,
   });
-  // Decisions the database cannot take go to the outbox, and rows an earlier process left there are replayed.
-  let outbox: Outbox | undefined;
-  try {
-    outbox = config.logOutboxDir ? await openOutbox(config.logOutboxDir) : undefined;
-  } catch (err) {
-    database.close();
-    throw err;
-  }
+  life.defer("the database", () => database.close());
+  const outbox = config.logOutboxDir ? await openOutbox(config.logOutboxDir) : undefined;
+  if (outbox) life.defer("the outbox", () => outbox.close());
   const log = createDecisionLog(database.db, {
     batchSize: config.logBatchSize,
     flushIntervalMs: config.logFlushMs,
     outbox,
     durable: config.logDurable,
   });
-  let child: ChildCloud | null = null;
-  let pool: EdgeInference;
-  try {
-    child = config.cloudUrl ? null : await startChildCloud(config);
-    pool = await createWorkerPool(init, {
-      size: config.workers,
-      queueMax: config.queueMax,
-      taskTimeoutMs: config.workerTaskTimeoutMs,
-      workerUrl: new URL(`./workers/inference_worker.${MODULE_EXT}`, import.meta.url),
-    });
-  } catch (err) {
-    // Release what was opened before the failure, so a failed start leaves no process or handle behind.
-    await child?.stop();
-    await log.close().catch(() => {});
-    await outbox?.close();
-    database.close();
-    throw err;
-  }
-  const cloudUrl = config.cloudUrl ?? child!.url;
-  const cloud = createOipClient({
-    baseUrl: cloudUrl,
-    modelName: config.cloudModelName,
-    timeoutMs: config.cloudTimeoutMs,
+  // Everything to the database, or to the outbox (replayed at the next start), within the bound.
+  life.defer("the decision log", () => log.close({ timeoutMs: config.shutdownTimeoutMs }));
+  return { database, log };
+}
+
+/**
+ * Follow the release registry: the release the workers started with (the manifest's) seeds it on a fresh database,
+ * and a release activated later (by a job or a rollback) is loaded into every worker without a restart.
+ */
+async function followReleases(
+  config: Readonly<Config>,
+  parts: { db: Db; pool: EdgeInference; init: EngineInit; manifest: Manifest },
+  life: Lifecycle,
+): Promise<ReleaseFollower> {
+  await seedRegistry(parts.db, parts.init.switcher).catch((err) =>
+    console.error(JSON.stringify({ level: "warn", msg: "cannot seed the release registry", error: err.message }))
+  );
+  const follower = createReleaseFollower({
+    db: parts.db,
+    inference: parts.pool,
+    initial: parts.init.switcher,
+    edge: { version: parts.manifest.edge.version, features: featureNames(parts.manifest.edge.embeddingSize ?? 0) },
+    intervalMs: config.switcherPollMs,
   });
-  // Offloads (and shadow calls) go through the circuit breaker; readiness probes use the bare client.
+  life.defer("the release follower", () => follower.stop());
+  await follower.check();
+  return follower;
+}
+
+/**
+ * The classifier: offloads (and shadow calls) through the circuit breaker, whose open state is an input of each
+ * decision; the offload and shadow budgets.
+ */
+function createClassifier(
+  config: Readonly<Config>,
+  parts: { pool: EdgeInference; cloud: OipClient; log: DecisionLog; manifest: Manifest; metrics: ServiceMetrics },
+  life: Lifecycle,
+): HybridClassifier {
   const breaker = createCircuitBreaker({
     failureThreshold: config.cloudBreakerFailures,
     failureRatio: config.cloudBreakerFailureRatio,
@@ -302,137 +267,138 @@ export async function startService(config: Readonly<Config>): Promise<Service> {
       console.log(JSON.stringify({ level: to === "open" ? "warn" : "info", msg: "cloud circuit", from, to })),
   });
   const budget = createOffloadBudget({ ratePerS: config.offloadBudgetPerS });
-  // Follow the active switcher in the database: the manifest's starts the version history on a fresh database, and
-  // a version promoted by the retraining job (or a rollback) is loaded into every worker without a restart.
-  const edgeFeatures = featureNames(manifest.edge.embeddingSize ?? 0);
-  if (init.switcher) {
-    await registerSwitcher(database.db, init.switcher).catch((err) =>
-      console.error(JSON.stringify({ level: "warn", msg: "cannot record the manifest's switcher", error: err.message }))
-    );
-  }
-  const sync = createSwitcherSync({
-    db: database.db,
-    inference: pool,
-    initial: init.switcher,
-    edge: { version: manifest.edge.version, features: edgeFeatures },
-    intervalMs: config.switcherPollMs,
-  });
-  await sync.check();
-  const threshold = () => config.switcherThreshold ?? sync.current()?.threshold ?? 0.5;
   const shadowBudget = createOffloadBudget({ ratePerS: config.shadowBudgetPerS });
-
-  const observability: ObservabilityDeps = {
-    metrics: createServiceMetrics({
-      pool: () => pool.stats(),
-      log: () => log.stats(),
-      versions: () => ({ ...pool.versions(), cloud: manifest.cloud.version }),
-      threshold: () => threshold(),
-      edgeLocation: config.edgeLocation,
-    }),
-    logger: createLogger({ level: config.logLevel }),
-    adminToken: config.adminToken,
-    db: database.db,
-    edgeLocation: config.edgeLocation,
-  };
-
   const classifier = createHybridClassifier({
-    inference: pool,
-    cloud: withCircuitBreaker(cloud, breaker),
-    log: observeSink(log, observability.metrics),
-    edgeSpec: manifest.edge,
-    cloudSpec: manifest.cloud,
-    threshold,
+    inference: parts.pool,
+    cloud: withCircuitBreaker(parts.cloud, breaker),
+    log: observeSink(parts.log, parts.metrics),
+    edgeSpec: parts.manifest.edge,
+    cloudSpec: parts.manifest.cloud,
+    thresholdOverride: config.switcherThreshold,
     cloudTimeoutMs: config.cloudTimeoutMs,
     takeOffloadToken: () => budget.take(performance.now()),
+    cloudDown: cloudDownWhenOpen(breaker),
     edgeLocation: config.edgeLocation,
     newId: uuidv7,
-    exploration: { rate: config.explorationRate, takeToken: () => shadowBudget.take(performance.now()) },
+    exploration: {
+      rate: config.explorationRate,
+      hasToken: () => shadowBudget.available(performance.now()),
+      takeToken: () => shadowBudget.take(performance.now()),
+    },
   });
+  life.defer("shadow calls", () => classifier.drain());
+  return classifier;
+}
 
-  // Durable mode: a request is answered only once its decisions are committed or fsynced (db/decision_log.ts).
-  const answering: HybridClassifier = config.logDurable
-    ? {
-      ...classifier,
-      async classify(items, options) {
-        const answers = await classifier.classify(items, options);
-        await log.whenLogged(answers.map((a) => a.decisionId));
-        return answers;
-      },
-    }
-    : classifier;
+/**
+ * Start the whole edge service from a configuration. Every part registers its teardown as it starts, so a failed
+ * start and a shutdown run the same steps.
+ *
+ * @param config the resolved configuration
+ * @returns the running service
+ */
+export async function startService(config: Readonly<Config>): Promise<Service> {
+  const life = createLifecycle();
+  try {
+    const { manifest, init } = await loadModelSet(config.modelsDir, { warmupRuns: config.warmupRuns });
+    const { database, log } = await openDecisionStore(config, life);
+    const child = config.cloudUrl
+      ? null
+      : await startChildCloud(config, new URL(`./cloud/reference_server.${MODULE_EXT}`, import.meta.url));
+    if (child) life.defer("the reference cloud server", () => child.stop());
+    const pool = await createWorkerPool(init, {
+      size: config.workers,
+      queueMax: config.queueMax,
+      taskTimeoutMs: config.workerTaskTimeoutMs,
+      workerUrl: new URL(`./workers/inference_worker.${MODULE_EXT}`, import.meta.url),
+    });
+    life.defer("the workers", () => pool.close());
+    const follower = await followReleases(config, { db: database.db, pool, init, manifest }, life);
+    const cloudUrl = config.cloudUrl ?? child!.url;
+    const cloud = createOipClient({
+      baseUrl: cloudUrl,
+      modelName: config.cloudModelName,
+      timeoutMs: config.cloudTimeoutMs,
+    });
+    const observability: ObservabilityDeps = {
+      metrics: createServiceMetrics({
+        pool: () => pool.stats(),
+        log: () => log.stats(),
+        versions: () => ({ ...pool.versions(), cloud: manifest.cloud.version }),
+        threshold: () => config.switcherThreshold ?? follower.current().threshold,
+        edgeLocation: config.edgeLocation,
+      }),
+      logger: createLogger({ level: config.logLevel }),
+      adminToken: config.adminToken,
+      db: database.db,
+      edgeLocation: config.edgeLocation,
+    };
+    const classifier = createClassifier(config, { pool, cloud, log, manifest, metrics: observability.metrics }, life);
+    const app = createApp({
+      config,
+      manifest,
+      classifier: config.logDurable ? answerWhenLogged(classifier, log) : classifier,
+      inference: pool,
+      switcher: () => follower.current(),
+      thresholdOverride: config.switcherThreshold,
+      cloudUrl,
+      decisions: { getDecision: (id) => log.get(id) },
+      health: await healthChecks({ database, log, pool, cloud, coldCloud: child !== null }),
+      newId: uuidv7,
+      observability,
+      rateLimit: config.rateLimitPerS > 0
+        ? { ratePerS: config.rateLimitPerS, burst: config.rateLimitBurst, key: config.rateLimitKey }
+        : undefined,
+      admin: { adminToken: config.adminToken, db: database.db, follower, modelsDir: config.modelsDir },
+    });
+    const url = listen(config, app, life);
+    return { url, shutdown: () => life.close() };
+  } catch (err) {
+    await life.close().catch(() => {});
+    throw err;
+  }
+}
 
+/** Readiness: models warm, database reachable, decision backlog; the cloud probed at most once a second. */
+async function healthChecks(
+  parts: { database: Database; log: DecisionLog; pool: EdgeInference; cloud: OipClient; coldCloud: boolean },
+): Promise<HealthDeps> {
   // The first probe waits longer: a reference server just started answers its first request slowly, and readiness
   // should report what the service can do, not how cold the connection was.
   let cloudSeen = {
     at: performance.now(),
-    ok: await cloud.ready({ timeoutMs: child ? 10_000 : 1000 }).catch(() => false),
+    ok: await parts.cloud.ready({ timeoutMs: parts.coldCloud ? 10_000 : 1000 }).catch(() => false),
   };
-  const app = createApp({
-    config,
-    manifest,
-    classifier: answering,
-    inference: pool,
-    threshold,
-    cloudUrl,
-    decisions: { getDecision: (id) => log.get(id) },
-    health: {
-      modelsReady: () => pool.stats().size > 0,
-      database: () => database.ping(),
-      async cloud() {
-        // Probed at most once a second, so readiness checks never load the cloud.
-        if (performance.now() - cloudSeen.at > 1000) {
-          cloudSeen = { at: performance.now(), ok: await cloud.ready({ timeoutMs: 500 }).catch(() => false) };
-        }
-        return cloudSeen.ok;
-      },
-      logBacklog: () => log.backlog(),
+  return {
+    modelsReady: () => parts.pool.stats().size > 0,
+    database: () => parts.database.ping(),
+    async cloud() {
+      if (performance.now() - cloudSeen.at > 1000) {
+        cloudSeen = { at: performance.now(), ok: await parts.cloud.ready({ timeoutMs: 500 }).catch(() => false) };
+      }
+      return cloudSeen.ok;
     },
-    newId: uuidv7,
-    observability,
-    rateLimit: config.rateLimitPerS > 0
-      ? { ratePerS: config.rateLimitPerS, burst: config.rateLimitBurst, key: config.rateLimitKey }
-      : undefined,
-    admin: { adminToken: config.adminToken, db: database.db, sync },
-    switcher: () => sync.current(),
-  });
+    logBacklog: () => parts.log.backlog(),
+  };
+}
 
+/** Listen; at shutdown, stop accepting and give requests in flight up to `shutdownTimeoutMs`. */
+function listen(config: Readonly<Config>, app: OpenAPIHono, life: Lifecycle): string {
   let server: Deno.HttpServer<Deno.NetAddr>;
   try {
     server = Deno.serve({ hostname: config.host, port: config.port, onListen: () => {} }, app.fetch);
   } catch (err) {
-    await pool.close();
-    await child?.stop();
-    await log.close().catch(() => {});
-    await outbox?.close();
-    database.close();
     throw new AppError("INTERNAL", `Cannot listen on ${config.host}:${config.port}: ${(err as Error).message}`, {
       cause: err,
     });
   }
-  const url = `http://${config.host}:${server.addr.port}`;
-  let stopping: Promise<void> | null = null;
-  return {
-    url,
-    shutdown() {
-      stopping ??= (async () => {
-        // Stop accepting; requests in flight get up to shutdownTimeoutMs, and are cut at exit after that.
-        if (!(await within(server.shutdown(), config.shutdownTimeoutMs))) {
-          console.error(JSON.stringify({ level: "warn", msg: "requests still in flight at the shutdown deadline" }));
-        }
-        sync.stop();
-        await classifier.drain();
-        // Everything to the database, or to the outbox (replayed at the next start), within the bound.
-        let logError: unknown = null;
-        await log.close({ timeoutMs: config.shutdownTimeoutMs }).catch((err) => (logError = err));
-        await outbox?.close();
-        await pool.close();
-        await child?.stop();
-        database.close();
-        if (logError) throw logError;
-      })();
-      return stopping;
-    },
-  };
+  life.defer("the HTTP server", async () => {
+    // Requests still in flight past the deadline are cut at exit.
+    if (!(await within(server.shutdown(), config.shutdownTimeoutMs))) {
+      console.error(JSON.stringify({ level: "warn", msg: "requests still in flight at the shutdown deadline" }));
+    }
+  });
+  return `http://${config.host}:${server.addr.port}`;
 }
 
 if (import.meta.main) {

@@ -233,6 +233,31 @@ function isCloudFailure(err: unknown, signal: AbortSignal | undefined): boolean 
 }
 
 /**
+ * The error a call gets while the circuit is open: `CIRCUIT_OPEN`, saying when calls resume.
+ *
+ * @param breaker the breaker
+ * @returns the error
+ */
+export function circuitOpenError(breaker: CircuitBreaker): AppError {
+  const inMs = Math.ceil(breaker.retryInMs());
+  return new AppError(
+    "CIRCUIT_OPEN",
+    `Cannot offload: the cloud failed repeatedly; calls are paused${inMs > 0 ? ` for ${inMs} ms` : ""}`,
+  );
+}
+
+/**
+ * The breaker's state as an input of the routing decision (serve/classifier.ts `cloudDown`): the open-circuit
+ * error while the circuit is open, else null (closed, or half-open: the next call is the probe).
+ *
+ * @param breaker the breaker
+ * @returns the check
+ */
+export function cloudDownWhenOpen(breaker: CircuitBreaker): () => AppError | null {
+  return () => (breaker.state() === "open" ? circuitOpenError(breaker) : null);
+}
+
+/**
  * Put a circuit breaker in front of a cloud client's `infer`. While the circuit is open, `infer` throws
  * `AppError` `CIRCUIT_OPEN` at once, without a network call; every other method is passed through.
  *
@@ -243,13 +268,7 @@ function isCloudFailure(err: unknown, signal: AbortSignal | undefined): boolean 
 export function withCircuitBreaker<C extends Infers>(client: C, breaker: CircuitBreaker): C {
   const infer = async (...args: Parameters<C["infer"]>) => {
     const permit = breaker.acquire();
-    if (!permit) {
-      const inMs = Math.ceil(breaker.retryInMs());
-      throw new AppError(
-        "CIRCUIT_OPEN",
-        `Cannot offload: the cloud failed repeatedly; calls are paused${inMs > 0 ? ` for ${inMs} ms` : ""}`,
-      );
-    }
+    if (!permit) throw circuitOpenError(breaker);
     const signal = (args[2] as { signal?: AbortSignal } | undefined)?.signal;
     try {
       const reply = await client.infer(...args);

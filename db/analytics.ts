@@ -493,8 +493,9 @@ export async function latencyPercentiles(db: Db, q: AnalyticsQuery): Promise<Lat
 }
 
 function fallbackKind(route: string, reason: string): FallbackKind {
-  if (route === "edge_fallback") return "cloud_failed";
+  // An open circuit answers from the edge flagged as a fallback, with reason cloud_unavailable: the reason says more.
   if (reason === "budget_exhausted" || reason === "cloud_unavailable") return reason;
+  if (route === "edge_fallback") return "cloud_failed";
   return "shadow_failed";
 }
 

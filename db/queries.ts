@@ -7,9 +7,10 @@
  *
  * @module
  */
-import { and, asc, desc, eq, getTableColumns, gte, isNotNull, lt, ne, sql } from "drizzle-orm";
+import { and, asc, desc, eq, getTableColumns, gte, isNotNull, lt, ne, or, sql } from "drizzle-orm";
 import type { SQLiteColumn } from "drizzle-orm/sqlite-core";
 import { AppError } from "../errors.ts";
+import type { ReleaseRole } from "../release/roles.ts";
 import type { Db } from "./client.ts";
 import {
   type DecisionRecord,
@@ -25,6 +26,19 @@ import {
   type SwitcherVersion,
   switcherVersions,
 } from "./schema.ts";
+
+/** Which releases share one active version: a role and, for switchers, the hop it decides. */
+export interface ReleaseScope {
+  role: ReleaseRole;
+  hop: number;
+}
+
+/** The scope of the hop-0 switcher, the default of every release query. */
+export const SWITCHER_SCOPE: ReleaseScope = { role: "switcher", hop: 0 };
+
+function inScope(scope: ReleaseScope) {
+  return and(eq(switcherVersions.role, scope.role), eq(switcherVersions.hop, scope.hop));
+}
 
 /** Rows per INSERT statement: SQLite binds at most 32766 parameters, a decision row binds 36. */
 const ROWS_PER_INSERT = 500;
@@ -277,37 +291,44 @@ export async function getSwitcherVersion(db: Db, version: string): Promise<Switc
 }
 
 /**
- * The active switcher version, if any.
+ * The active release of a scope (default: the hop-0 switcher), if any.
  *
  * @param db the database
+ * @param scope role and hop
  * @returns the active version or null
  */
-export async function activeSwitcherVersion(db: Db): Promise<SwitcherVersion | null> {
+export async function activeSwitcherVersion(
+  db: Db,
+  scope: ReleaseScope = SWITCHER_SCOPE,
+): Promise<SwitcherVersion | null> {
   const rows = await run(
-    "read the active switcher",
+    `read the active ${scope.role} of hop ${scope.hop}`,
     () =>
-      db.select().from(switcherVersions).where(eq(switcherVersions.status, "active"))
+      db.select().from(switcherVersions).where(and(eq(switcherVersions.status, "active"), inScope(scope)))
         .orderBy(desc(switcherVersions.promotedAt)).limit(1),
   );
   return rows[0] ?? null;
 }
 
 /**
- * Switcher versions, newest first.
+ * Releases, newest first.
  *
  * @param db the database
- * @param options `status` to keep one status only
+ * @param options `status` to keep one status only; `scope` to keep one role and hop
  * @returns the versions
  */
 export async function listSwitcherVersions(
   db: Db,
-  options: { status?: SwitcherStatus } = {},
+  options: { status?: SwitcherStatus; scope?: ReleaseScope } = {},
 ): Promise<SwitcherVersion[]> {
   return await run(
     "list switcher versions",
     () =>
       db.select().from(switcherVersions)
-        .where(options.status !== undefined ? eq(switcherVersions.status, options.status) : undefined)
+        .where(and(
+          options.status !== undefined ? eq(switcherVersions.status, options.status) : undefined,
+          options.scope !== undefined ? inScope(options.scope) : undefined,
+        ))
         .orderBy(desc(switcherVersions.createdAt), desc(switcherVersions.version)),
   );
 }
@@ -339,8 +360,7 @@ export async function setSwitcherStatus(
 }
 
 /**
- * Make a switcher version the active one, retiring the one active before, in one atomic batch. Rolling back is
- * promoting the previous version again.
+ * Make a release the active one of its role and hop, retiring the one active before, in one atomic batch.
  *
  * @param db the database
  * @param version the version to activate
@@ -358,11 +378,12 @@ export async function promoteSwitcherVersion(
   if (row.status === "rejected") {
     throw new AppError("INVALID_INPUT", `Cannot promote switcher ${version}: it was rejected`);
   }
-  const previous = await activeSwitcherVersion(db);
+  const scope = { role: row.role, hop: row.hop };
+  const previous = await activeSwitcherVersion(db, scope);
   await run(`promote switcher ${version}`, () =>
     db.batch([
       db.update(switcherVersions).set({ status: "retired" })
-        .where(and(eq(switcherVersions.status, "active"), ne(switcherVersions.version, version))),
+        .where(and(eq(switcherVersions.status, "active"), inScope(scope), ne(switcherVersions.version, version))),
       db.update(switcherVersions).set({ status: "active", promotedAt: options.nowMs ?? Date.now() })
         .where(eq(switcherVersions.version, version)),
     ]));
@@ -388,43 +409,50 @@ export async function ensureSwitcherVersion(db: Db, row: NewSwitcherVersion): Pr
 }
 
 /**
- * The version to roll back to: the most recently promoted version other than the active one that is not rejected
- * and still has its artefact.
+ * The release to roll back to: the most recently promoted release of the scope other than the active one that is
+ * not rejected and can serve (it has its artefact, or needs none: a confidence rule has no file).
  *
  * @param db the database
+ * @param scope role and hop (default: the hop-0 switcher)
  * @returns the version, or null when there is none
  */
-export async function previousSwitcherVersion(db: Db): Promise<SwitcherVersion | null> {
+export async function previousSwitcherVersion(
+  db: Db,
+  scope: ReleaseScope = SWITCHER_SCOPE,
+): Promise<SwitcherVersion | null> {
   const rows = await run(
     "find the previous switcher",
     () =>
       db.select().from(switcherVersions).where(and(
         eq(switcherVersions.status, "retired"),
+        inScope(scope),
         isNotNull(switcherVersions.promotedAt),
-        isNotNull(switcherVersions.artefact),
+        or(isNotNull(switcherVersions.artefact), eq(switcherVersions.file, "")),
       )).orderBy(desc(switcherVersions.promotedAt)).limit(1),
   );
   return rows[0] ?? null;
 }
 
 /**
- * Roll back: the active version is marked rejected (it is never chosen again by a rollback) and the previous one
- * (see {@link previousSwitcherVersion}) becomes active, in one atomic batch.
+ * Roll back: the active release of the scope is marked rejected (it is never chosen again by a rollback) and the
+ * previous one (see {@link previousSwitcherVersion}) becomes active, in one atomic batch.
  *
  * @param db the database
- * @param options `nowMs`, the promotion time (default: now)
+ * @param options `nowMs`, the promotion time (default: now); `scope` (default: the hop-0 switcher)
  * @returns the version rolled back from (or null when none was active) and the one now active
  * @throws AppError NOT_FOUND when there is no previous version to restore
  */
 export async function rollbackSwitcherVersion(
   db: Db,
-  options: { nowMs?: number } = {},
+  options: { nowMs?: number; scope?: ReleaseScope } = {},
 ): Promise<{ from: string | null; to: string }> {
-  const [active, previous] = await Promise.all([activeSwitcherVersion(db), previousSwitcherVersion(db)]);
+  const scope = options.scope ?? SWITCHER_SCOPE;
+  const [active, previous] = await Promise.all([activeSwitcherVersion(db, scope), previousSwitcherVersion(db, scope)]);
   if (!previous) throw new AppError("NOT_FOUND", "Cannot roll back: no earlier switcher version with its artefact");
   await run(`roll back to switcher ${previous.version}`, () =>
     db.batch([
-      db.update(switcherVersions).set({ status: "rejected" }).where(eq(switcherVersions.status, "active")),
+      db.update(switcherVersions).set({ status: "rejected" })
+        .where(and(eq(switcherVersions.status, "active"), inScope(scope))),
       db.update(switcherVersions).set({ status: "active", promotedAt: options.nowMs ?? Date.now() })
         .where(eq(switcherVersions.version, previous.version)),
     ]));

@@ -10,6 +10,7 @@
  * @module
  */
 import { customType, index, integer, real, sqliteTable, text, uniqueIndex } from "drizzle-orm/sqlite-core";
+import { RELEASE_ROLES, RELEASE_STATUSES, type ReleaseStatus } from "../release/roles.ts";
 
 /** Where an answer came from: the edge model, the cloud model, or the edge model because the cloud failed. */
 export const ROUTES = ["edge", "cloud", "edge_fallback"] as const;
@@ -33,10 +34,10 @@ export const PAIR_SOURCES = ["log", "corpus"] as const;
 /** A DMD pair's source. */
 export type PairSource = (typeof PAIR_SOURCES)[number];
 
-/** A switcher version's lifecycle: candidate -> active -> retired, or candidate -> rejected. */
-export const SWITCHER_STATUSES = ["active", "candidate", "rejected", "retired"] as const;
-/** A switcher version's status. */
-export type SwitcherStatus = (typeof SWITCHER_STATUSES)[number];
+/** A release's lifecycle: candidate -> active -> retired, or candidate -> rejected (release/release.ts). */
+export const SWITCHER_STATUSES = RELEASE_STATUSES;
+/** A release's status. */
+export type SwitcherStatus = ReleaseStatus;
 
 /**
  * A Float32Array stored as a little-endian BLOB, whatever the host's byte order, so that the bytes mean the same
@@ -189,9 +190,16 @@ export const dmdPairs = sqliteTable("dmd_pairs", {
   index("dmd_pairs_created_at").on(t.createdAt),
 ]);
 
-/** Every switcher version: file, threshold, provenance, metrics, status. */
+/**
+ * Every release of the registry (loop/registry.ts): switchers today, named for them; a row is one model artefact
+ * with its role, spec, metrics, provenance and status. One release is active per role and hop.
+ */
 export const switcherVersions = sqliteTable("switcher_versions", {
   version: text("version").primaryKey(),
+  /** `switcher`, `edge` or `cloud` (release/release.ts). */
+  role: text("role", { enum: RELEASE_ROLES }).notNull().default("switcher"),
+  /** For a switcher: the hop it decides, 0 for edge -> first cloud tier. */
+  hop: integer("hop").notNull().default(0),
   /** Unix milliseconds. */
   createdAt: integer("created_at").notNull(),
   status: text("status", { enum: SWITCHER_STATUSES }).notNull(),
@@ -212,7 +220,10 @@ export const switcherVersions = sqliteTable("switcher_versions", {
    * `sha256`); null for versions recorded without them.
    */
   artefact: bytesBlob("artefact"),
-  /** The full manifest entry (`SwitcherSpec`), so a version can be served again without its training run. */
+  /**
+   * The full spec, so a release can be served again without its training run: a manifest entry (`SwitcherSpec`),
+   * or `{ kind: "rule", ... }` for a confidence rule. Decoded and checked by release/decode.ts, never cast.
+   */
   spec: text("spec", { mode: "json" }).$type<Record<string, unknown>>(),
 });
 

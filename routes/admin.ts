@@ -5,27 +5,31 @@
  *   in the database with its status, threshold, provenance and metrics (not its bytes);
  * - `POST /admin/switcher/reload`: check the database's active version now and load it if it changed (200 with
  *   `{ version, changed, refused? }`; a refused version leaves the old one serving and says why);
- * - `POST /admin/switcher/rollback`: make the previous version active (the current one is marked rejected), then
- *   load it here (404 `NOT_FOUND` when there is no earlier version).
+ * - `POST /admin/switcher/rollback`: roll back through the release registry (loop/registry.ts), as
+ *   `deno task rollback` does — under the models folder's job lock (409 `CONFLICT` while a job holds it), the
+ *   previous release made active in the database and in the manifest (the current one is marked rejected) — then
+ *   load it here (404 `NOT_FOUND` when there is no earlier release).
  *
  * @module
  */
 import { createRoute, OpenAPIHono, z } from "@hono/zod-openapi";
 import type { Db } from "../db/client.ts";
-import { listSwitcherVersions, rollbackSwitcherVersion } from "../db/queries.ts";
-import type { SwitcherSync } from "../hybrid/switcher_sync.ts";
+import { listReleases, rollbackRelease } from "../loop/registry.ts";
+import type { ReleaseFollower } from "../serve/release_follower.ts";
 import { requireAdmin } from "./admin_auth.ts";
 
 /** What the admin routes need. */
 export interface AdminDeps {
   adminToken: string | undefined;
   db: Db;
-  sync: SwitcherSync;
+  follower: ReleaseFollower;
+  /** The models folder whose manifest the registry keeps in step (and whose job lock it takes). */
+  modelsDir: string;
 }
 
 const Refused = z.object({ version: z.string(), reason: z.string() });
 const SyncSchema = z.object({
-  version: z.string().nullable(),
+  version: z.string(),
   changed: z.boolean(),
   refused: Refused.optional(),
 }).openapi("SwitcherSync");
@@ -44,7 +48,7 @@ const statusRoute = createRoute({
         "application/json": {
           schema: z.object({
             serving: z.object({
-              version: z.string().nullable(),
+              version: z.string(),
               lastCheckAt: z.number().nullable(),
               refused: Refused.nullable(),
             }),
@@ -82,6 +86,7 @@ const rollbackRoute = createRoute({
       description: "Rolled back",
     },
     404: { content: { "application/json": { schema: Error } }, description: "No earlier version" },
+    409: { content: { "application/json": { schema: Error } }, description: "Another job holds the lock" },
     ...unauthorised,
   },
 });
@@ -89,23 +94,19 @@ const rollbackRoute = createRoute({
 /**
  * The admin sub-app, mounted at `/admin`.
  *
- * @param deps token, database, switcher follower
+ * @param deps token, database, release follower, models folder
  * @returns the sub-app
  */
 export function adminRoutes(deps: AdminDeps): OpenAPIHono {
   const app = new OpenAPIHono();
   app.use("*", requireAdmin(deps.adminToken));
   app.openapi(statusRoute, async (c) => {
-    const versions = await listSwitcherVersions(deps.db);
-    return c.json({
-      serving: deps.sync.status(),
-      versions: versions.map(({ artefact: _bytes, spec: _spec, ...row }) => row),
-    }, 200);
+    return c.json({ serving: deps.follower.status(), versions: await listReleases(deps.db) }, 200);
   });
-  app.openapi(reloadRoute, async (c) => c.json(await deps.sync.check(), 200));
+  app.openapi(reloadRoute, async (c) => c.json(await deps.follower.check(), 200));
   app.openapi(rollbackRoute, async (c) => {
-    const { from, to } = await rollbackSwitcherVersion(deps.db);
-    return c.json({ from, to, serving: await deps.sync.check() }, 200);
+    const { from, to } = await rollbackRelease(deps.db, { modelsDir: deps.modelsDir });
+    return c.json({ from, to: to.version, serving: await deps.follower.check() }, 200);
   });
   return app;
 }

@@ -5,7 +5,7 @@
  */
 import { createRoute, OpenAPIHono } from "@hono/zod-openapi";
 import { AppError, toAppError } from "../errors.ts";
-import type { Answer, HybridClassifier, SequenceItem } from "../hybrid/classifier.ts";
+import type { Answer, HybridClassifier, SequenceItem } from "../serve/classifier.ts";
 import type { ClassifierSpec } from "../wasm-models/manifest.ts";
 import {
   AnswerSchema,

@@ -4,7 +4,8 @@
  * @module
  */
 import { createRoute, OpenAPIHono, z } from "@hono/zod-openapi";
-import type { Manifest, SwitcherSpec } from "../wasm-models/manifest.ts";
+import type { SwitcherRelease } from "../release/release.ts";
+import type { Manifest } from "../wasm-models/manifest.ts";
 import type { EngineVersions } from "../workers/protocol.ts";
 
 /** What the models route needs. */
@@ -15,8 +16,8 @@ export interface ModelsDeps {
   /** The threshold in force. */
   threshold(): number;
   cloudUrl: string;
-  /** The switcher serving now (default: the manifest's). */
-  switcher?: () => SwitcherSpec | null;
+  /** The switcher release the workers serve now. */
+  switcher: () => SwitcherRelease;
 }
 
 const ModelsSchema = z.object({
@@ -61,15 +62,17 @@ export function modelRoutes(deps: ModelsDeps): OpenAPIHono {
   const app = new OpenAPIHono();
   app.openapi(route, (c) => {
     const versions = deps.versions();
-    const s = deps.switcher ? deps.switcher() : deps.manifest.switcher;
+    const s = deps.switcher();
     return c.json({
       edge: { ...describe(deps.manifest.edge), serving: versions.edge, runtime: "onnxruntime-web (wasm)" },
       cloud: { ...describe(deps.manifest.cloud), url: deps.cloudUrl, protocol: "open-inference-protocol-v2" },
       switcher: {
         version: versions.switcher,
         threshold: deps.threshold(),
-        features: s?.version === versions.switcher ? s.features : null,
-        calibration: s?.version === versions.switcher ? s.calibration ?? null : null,
+        kind: s.scorer.kind,
+        rule: s.scorer.kind === "rule" ? s.scorer.rule : null,
+        features: s.scorer.kind === "onnx" ? s.features : null,
+        calibration: s.calibration,
       },
     }, 200);
   });

@@ -7,9 +7,9 @@
 import type { Hook } from "@hono/zod-openapi";
 import type { Env } from "hono";
 import { AppError } from "../errors.ts";
-import type { SequenceItem } from "../hybrid/classifier.ts";
+import type { SequenceItem } from "../serve/classifier.ts";
 import type { ClassifierSpec } from "../wasm-models/manifest.ts";
-import { flattenFrames } from "../workers/preprocess.ts";
+import { flattenFrames } from "../sequence/preprocess.ts";
 
 /** The `defaultHook` of every sub-app: a failed schema check throws `INVALID_INPUT` naming the first problem. */
 // deno-lint-ignore no-explicit-any

@@ -123,7 +123,7 @@ const e = manifest.edge;
 const input = new Float32Array(e.windowFrames * e.joints * e.channels);
 // The bare models see the same resampled window the service feeds them.
 {
-  const { flattenFrames, resample } = await import("../workers/preprocess.ts");
+  const { flattenFrames, resample } = await import("../sequence/preprocess.ts");
   const flat = flattenFrames(body.frames, { joints: e.joints, channels: e.channels, maxFrames: 100_000 });
   input.set(
     resample(flat.data, { inFrames: flat.length, outFrames: e.windowFrames, pointSize: e.joints * e.channels }),

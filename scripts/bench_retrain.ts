@@ -13,7 +13,7 @@ import { openDatabase } from "../db/client.ts";
 import { uuidv7 } from "../db/ids.ts";
 import { insertDecisions } from "../db/queries.ts";
 import type { NewDecision } from "../db/schema.ts";
-import { retrain } from "../hybrid/retrain.ts";
+import { retrain } from "../loop/retrain.ts";
 import { loadModelSet } from "../workers/artefacts.ts";
 import { copyModelSet, datasetPairs } from "./dataset_pairs.ts";
 

@@ -6,11 +6,11 @@
  */
 import { createOipClient } from "../cloud/oip_client.ts";
 import { startReferenceServer } from "../cloud/reference_server.ts";
-import { type CollectedPair, collectPairs } from "../hybrid/pairs.ts";
+import { type CollectedPair, collectPairs } from "../loop/pairs.ts";
 import type { ClassifierSpec, Manifest } from "../wasm-models/manifest.ts";
 import type { EngineInit } from "../workers/protocol.ts";
 import { createWorkerPool } from "../workers/pool.ts";
-import { flattenFrames } from "../workers/preprocess.ts";
+import { flattenFrames } from "../sequence/preprocess.ts";
 import { type DatasetRow, readDataset } from "./dataset.ts";
 
 /**

@@ -3,9 +3,10 @@
  * present, are never used), stores the pairs in libSQL, chooses a switcher among the confidence rules and MLPs on
  * DMD labels by cross-validated disagreement AUC on folds grouped by subject (dataset rows) or by client / edge
  * location (logged pairs; time blocks without them), with the one-standard-error rule toward the simpler candidate
- * (switcher/selection.ts), calibrates its threshold, and installs it in the model set as a new switcher version
- * (manifest + `switcher_versions`) only if it is not worse than the active switcher and the best confidence rule on
- * the held-out folds (`--force` installs anyway, and says so in the release's provenance).
+ * (switcher/selection.ts), calibrates its threshold, and publishes it as the active switcher release through the
+ * release registry (loop/registry.ts: `switcher_versions` and the manifest's switcher; a rule is a rule release, no
+ * model file) only if it is not worse than the active release and the best confidence rule on the held-out folds
+ * (`--force` installs anyway, and says so in the release's provenance; a refused one is recorded as rejected).
  *
  *   deno task dmd --dataset datasets/mocap/dmd.jsonl.gz
  *
@@ -37,14 +38,15 @@ import { startReferenceServer } from "../cloud/reference_server.ts";
 import { createOipClient } from "../cloud/oip_client.ts";
 import { loadConfig } from "../config.ts";
 import { openDatabase } from "../db/client.ts";
-import { insertSwitcherVersion, listLoggedPairs, promoteSwitcherVersion, upsertPairs } from "../db/queries.ts";
-import { type CollectedPair, collectPairs } from "../hybrid/pairs.ts";
-import { scoreWithOnnx } from "../hybrid/retrain.ts";
+import { listLoggedPairs, upsertPairs } from "../db/queries.ts";
+import { type CollectedPair, collectPairs } from "../loop/pairs.ts";
+import { onnxRelease, publishRelease, seedFromManifest } from "../loop/registry.ts";
+import { scoreRelease } from "../loop/retrain.ts";
+import { ruleRelease } from "../release/release.ts";
 import { dmdLabel } from "../switcher/dmd_labels.ts";
 import { FEATURE_SETS, featureNames, type FeatureSet } from "../switcher/features.ts";
-import { ruleScores } from "../switcher/rules.ts";
 import { candidatesFor, exportFitted, gateSelection, selectionSummary, selectSwitcher } from "../switcher/selection.ts";
-import { installSwitcher, loadModelSet } from "../workers/artefacts.ts";
+import { loadModelSet } from "../workers/artefacts.ts";
 import { createWorkerPool } from "../workers/pool.ts";
 import { readDataset } from "./dataset.ts";
 import { datasetItems } from "./dataset_pairs.ts";
@@ -211,20 +213,14 @@ try {
     },
   );
   const fitted = selection.fitted;
-  // The active release, scored on the same pairs: its ONNX, or the built-in max-probability rule without one.
+  // The active release (the registry's; seeded from the manifest on first use), scored on the same pairs.
   const features = featureNames(edgeSpec.embeddingSize ?? 0);
-  const rows = pairs.map((p) => p.record.features);
-  const active = manifest.switcher
-    ? {
-      name: manifest.switcher.version,
-      scores: await scoreWithOnnx(
-        await Deno.readFile(`${modelsDir}/${manifest.switcher.file}`),
-        rows,
-        manifest.switcher.features.length,
-      ),
-    }
-    : { name: "built-in max probability", scores: ruleScores("max_prob", rows) };
-  if ((manifest.switcher?.provenance as { data?: unknown } | undefined)?.data === source) {
+  const activeRelease = await seedFromManifest(database.db, { modelsDir });
+  const active = {
+    name: activeRelease.version,
+    scores: await scoreRelease(activeRelease, pairs.map((p) => p.record.features)),
+  };
+  if (activeRelease.provenance.data === source) {
     console.error(`note: the active switcher was trained on ${source}; its fold AUCs are in-sample and flatter it`);
   }
   const verdict = gateSelection(selection, active, { tolerance });
@@ -233,7 +229,6 @@ try {
     console.error(`--force: installing although the gate refused (${verdict.reason})`);
   }
   const trainSeconds = (performance.now() - t1) / 1000;
-  const bytes = exportFitted(fitted, { version, features });
   const provenance = {
     data: source,
     pairs: { pairs: pairs.length, crossValidated: selection.pool.pairs.length },
@@ -257,40 +252,34 @@ try {
     gate: verdict.comparisons,
     ...(fitted.heldOut ? { heldOut: fitted.heldOut } : {}),
   };
-  if (install) {
-    const spec = await installSwitcher(modelsDir, {
-      bytes,
-      spec: {
+  if (!args["dry-run"]) {
+    const release = fitted.candidate.kind === "rule"
+      ? ruleRelease({
+        version,
+        rule: fitted.candidate.rule,
+        threshold: fitted.threshold,
+        calibration: fitted.calibration,
+        provenance,
+        metrics,
+      })
+      : await onnxRelease(exportFitted(fitted, { version, features }), {
         version,
         inputs: [{ name: "features", shape: [-1, features.length], dtype: "float32" }],
         outputs: [{ name: "score", shape: [-1, 1], dtype: "float32" }],
         features,
         threshold: fitted.threshold,
         calibration: fitted.calibration,
-        params: fitted.model.layers.reduce((a, l) => a + l.weight.length + l.bias.length, 0),
-        flops: fitted.model.layers.reduce((a, l) => a + 2 * l.weight.length, 0),
+        params: fitted.model!.layers.reduce((a, l) => a + l.weight.length + l.bias.length, 0),
+        flops: fitted.model!.layers.reduce((a, l) => a + 2 * l.weight.length, 0),
         provenance,
         metrics,
-      },
+      });
+    // Recorded either way; made active (the previous one retired, a rollback target), in the manifest too, only
+    // when the gate passed or --force.
+    await publishRelease(database.db, { ...release, status: install ? "candidate" : "rejected" }, {
+      modelsDir,
+      activate: install,
     });
-    const now = Date.now();
-    await insertSwitcherVersion(database.db, {
-      version,
-      createdAt: now,
-      status: "candidate",
-      file: spec.file,
-      sha256: spec.sha256,
-      threshold: fitted.threshold,
-      features,
-      provenance,
-      metrics,
-      promotedAt: null,
-      parentVersion: manifest.switcher?.version ?? null,
-      artefact: bytes,
-      spec: spec as unknown as Record<string, unknown>,
-    });
-    // The manifest now serves it: record it as the one active version (the previous one is retired).
-    await promoteSwitcherVersion(database.db, version, { nowMs: now });
   }
   const report = {
     version,

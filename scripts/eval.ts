@@ -39,7 +39,7 @@ import * as vl from "vega-lite";
 import { createOipClient } from "../cloud/oip_client.ts";
 import { startReferenceServer } from "../cloud/reference_server.ts";
 import { loadConfig } from "../config.ts";
-import { type CollectedPair, collectPairs } from "../hybrid/pairs.ts";
+import { type CollectedPair, collectPairs } from "../loop/pairs.ts";
 import { type ComparedPolicy, comparePolicies, type PolicyComparison } from "../switcher/comparison.ts";
 import { consistencyStats, timeShifted } from "../switcher/consistency.ts";
 import { type Pair } from "../switcher/dmd.ts";

@@ -8,7 +8,7 @@
  *
  * Takes the pairs the service logged (offloaded and shadowed decisions) of the serving edge model, weights them by
  * inverse propensity, chooses a candidate switcher among the confidence rules and MLPs by cross-validation on folds
- * grouped by client or edge location (switcher/selection.ts), calibrates its threshold on recent traffic, and
+ * grouped by client or edge location (loop/retrain.ts, switcher/selection.ts), calibrates its threshold on recent traffic, and
  * promotes it only if it is at least as good as the active switcher and the best confidence rule on the same
  * held-out recent pairs (the gate metric: weighted ROC AUC for edge/cloud disagreement, switcher/gate.ts); `--force`
  * promotes a refused candidate and records that it was forced. Every candidate is stored with its
@@ -23,8 +23,8 @@
  */
 import { loadConfig } from "../config.ts";
 import { openDatabase } from "../db/client.ts";
-import { acquireJobLockOrExit } from "../hybrid/job_lock.ts";
-import { retrain, type RetrainReport } from "../hybrid/retrain.ts";
+import { acquireJobLockOrExit, jobLockPath } from "../loop/job_lock.ts";
+import { retrain, type RetrainReport } from "../loop/retrain.ts";
 import { FEATURE_SETS, type FeatureSet } from "../switcher/features.ts";
 import { readManifest } from "../workers/artefacts.ts";
 import { parseFlags, usageError } from "./cli.ts";
@@ -75,7 +75,7 @@ const seed = num("seed", args.seed, 0, 2 ** 31)!;
 
 const config = loadConfig();
 const modelsDir = args.models ?? config.modelsDir;
-const lock = await acquireJobLockOrExit(`${modelsDir}/.retrain.lock`);
+const lock = await acquireJobLockOrExit(jobLockPath(modelsDir));
 
 let report: RetrainReport;
 const database = await openDatabase(config.databaseUrl, { authToken: config.databaseAuthToken });
@@ -98,6 +98,7 @@ try {
     seed,
     dryRun: args["dry-run"],
     force: args.force,
+    lock,
     codeVersion: (await gitVersion()) ?? undefined,
     onStep: (s) => console.error(`[${++n}] ${s} ...`),
   });

@@ -9,7 +9,7 @@
  * 1. The service starts as `deno task start` would (copied default models, a fresh libSQL file, the reference cloud
  *    server on loopback, EXPLORATION_RATE), and every sequence of --traffic (default: the deploy pool) is sent to
  *    `POST /v1/classify` over HTTP. The served switcher routes; kept requests are shadowed at the exploration rate.
- * 2. From that log, the retraining job (hybrid/retrain.ts, dry run) trains a candidate per seed, three ways:
+ * 2. From that log, the retraining job (loop/retrain.ts, dry run) trains a candidate per seed, three ways:
  *    `ipw` (offloaded + shadow pairs, inverse-propensity weighted, the product's default), `unweighted` (the same
  *    pairs, every weight 1) and `offloads-only` (offloaded pairs only: a loop without exploration).
  * 3. Both models run over --eval (default: the labelled test split); each candidate, the served switcher and the
@@ -22,12 +22,13 @@ import { parseArgs } from "node:util";
 import { loadConfig } from "../config.ts";
 import { openDatabase } from "../db/client.ts";
 import { listDecisions } from "../db/queries.ts";
-import { retrain, scoreWithOnnx } from "../hybrid/retrain.ts";
+import { retrain } from "../loop/retrain.ts";
 import { startService } from "../main.ts";
 import { evaluatePolicies, type Policy } from "../switcher/evaluation.ts";
 import { probabilityStats } from "../switcher/features.ts";
 import { rocAuc } from "../switcher/metrics.ts";
 import { loadModelSet, readManifest } from "../workers/artefacts.ts";
+import { scoreWithOnnx } from "../workers/runtime.ts";
 import { readDataset } from "./dataset.ts";
 import { copyModelSet, datasetPairs } from "./dataset_pairs.ts";
 import { progressBar } from "./progress.ts";
@@ -150,10 +151,10 @@ const inputs = {
 const policies: Policy[] = [
   { name: "max-probability", scores: labelled.map((p) => 1 - probabilityStats(p.record.edgeProbs).pMax) },
 ];
-if (init.switcher) {
+if (init.switcher.artefact) {
   policies.push({
     name: `served (${manifest.switcher!.version})`,
-    scores: await scoreWithOnnx(init.switcher.bytes, features, f),
+    scores: await scoreWithOnnx(init.switcher.artefact, features, f),
   });
 }
 for (const c of candidates) {

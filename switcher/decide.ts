@@ -52,6 +52,8 @@ export function decide(input: DecideInput): { offload: boolean; reason: RouteRea
 export interface OffloadBudget {
   /** Take one token at `nowMs`; false when none is left. */
   take(nowMs: number): boolean;
+  /** Whether a token is left at `nowMs`, without taking it. */
+  available(nowMs: number): boolean;
 }
 
 /**
@@ -66,17 +68,24 @@ export function createOffloadBudget(options: { ratePerS: number; burst?: number 
   if (!Number.isFinite(ratePerS) || ratePerS < 0) {
     throw new RangeError(`Cannot create offload budget: rate must be a finite number >= 0, got ${ratePerS}`);
   }
-  if (ratePerS === 0) return { take: () => true };
+  if (ratePerS === 0) return { take: () => true, available: () => true };
   const burst = options.burst ?? Math.max(1, ratePerS);
   let tokens = burst;
   let last: number | null = null;
+  const refill = (nowMs: number) => {
+    if (last !== null) tokens = Math.min(burst, tokens + ((nowMs - last) / 1000) * ratePerS);
+    last = nowMs;
+  };
   return {
     take(nowMs) {
-      if (last !== null) tokens = Math.min(burst, tokens + ((nowMs - last) / 1000) * ratePerS);
-      last = nowMs;
+      refill(nowMs);
       if (tokens < 1) return false;
       tokens -= 1;
       return true;
+    },
+    available(nowMs) {
+      refill(nowMs);
+      return tokens >= 1;
     },
   };
 }

@@ -1,16 +1,12 @@
 /**
  * Confidence rules: the obvious switchers a learned one has to beat. Each scores a request from the edge model's own
  * confidence (the first three switcher features: max probability, margin, entropy), higher meaning "more likely to
- * disagree with the cloud". Pure: numbers in, numbers out.
- *
- * A rule is a release like a learned switcher: {@link ruleAsMlp} writes it as a network with no hidden layer that
- * reads one feature column (`Gather -> Sub -> Div -> Gemm -> Sigmoid`, through the same ONNX export), so the workers
- * serve it with no new code path. Its scores rank requests exactly as the rule does (the sigmoid is monotone), and
- * its threshold is calibrated on those scores like any switcher's.
+ * disagree with the cloud", exactly as the evaluation's baselines do (switcher/metrics.ts `policies`). A rule is a
+ * switcher release of its own (release/release.ts `ruleRelease`): no model file, its threshold on this scale.
+ * Pure: numbers in, numbers out.
  *
  * @module
  */
-import type { MlpModel } from "./mlp.ts";
 
 /** The confidence rules, by name. */
 export const CONFIDENCE_RULES = ["max_prob", "margin", "entropy"] as const;
@@ -18,15 +14,22 @@ export const CONFIDENCE_RULES = ["max_prob", "margin", "entropy"] as const;
 /** One confidence rule. */
 export type ConfidenceRule = typeof CONFIDENCE_RULES[number];
 
-/** Feature column each rule reads (see `BASE_FEATURES` in features.ts) and the sign that makes "unsure" high. */
-const RULE_COLUMN: Record<ConfidenceRule, { column: number; sign: number }> = {
-  max_prob: { column: 0, sign: -1 },
-  margin: { column: 1, sign: -1 },
-  entropy: { column: 2, sign: 1 },
+/** Feature column each rule reads (see `BASE_FEATURES` in features.ts) and whether low values mean "unsure". */
+const RULE_COLUMN: Record<ConfidenceRule, { column: number; lowIsUnsure: boolean }> = {
+  max_prob: { column: 0, lowIsUnsure: true },
+  margin: { column: 1, lowIsUnsure: true },
+  entropy: { column: 2, lowIsUnsure: false },
 };
 
-/** Slope of the exported rule's sigmoid: spreads scores of confidences in [0, 1] over most of (0, 1). */
-const RULE_SLOPE = 8;
+/**
+ * The feature column a rule reads.
+ *
+ * @param rule the rule
+ * @returns its column in the switcher feature vector
+ */
+export function ruleColumn(rule: ConfidenceRule): number {
+  return RULE_COLUMN[rule].column;
+}
 
 /**
  * The rule's score of one feature vector: 1 - max probability, 1 - margin, or the normalised entropy.
@@ -36,9 +39,8 @@ const RULE_SLOPE = 8;
  * @returns the score, higher offloads first
  */
 export function ruleScore(rule: ConfidenceRule, features: ArrayLike<number>): number {
-  const { column, sign } = RULE_COLUMN[rule];
-  const v = features[column];
-  return sign < 0 ? 1 - v : v;
+  const { column, lowIsUnsure } = RULE_COLUMN[rule];
+  return lowIsUnsure ? 1 - features[column] : features[column];
 }
 
 /**
@@ -50,26 +52,4 @@ export function ruleScore(rule: ConfidenceRule, features: ArrayLike<number>): nu
  */
 export function ruleScores(rule: ConfidenceRule, rows: ArrayLike<number>[]): Float64Array {
   return Float64Array.from(rows, (r) => ruleScore(rule, r));
-}
-
-/**
- * The rule as a network with no hidden layer, for export and serving: `sigmoid(slope * (score - 0.5))` where score
- * is {@link ruleScore}, reading only the rule's column.
- *
- * @param rule the rule
- * @returns the network and the one column it reads
- */
-export function ruleAsMlp(rule: ConfidenceRule): { model: MlpModel; columns: number[] } {
-  const { column, sign } = RULE_COLUMN[rule];
-  // sign < 0: slope * ((1 - v) - 0.5) = -slope * v + slope / 2; sign > 0: slope * v - slope / 2.
-  const weight = Float32Array.of(sign * RULE_SLOPE);
-  const bias = Float32Array.of(-sign * RULE_SLOPE / 2);
-  return {
-    model: {
-      mean: Float32Array.of(0),
-      std: Float32Array.of(1),
-      layers: [{ inSize: 1, outSize: 1, weight, bias }],
-    },
-    columns: [column],
-  };
 }

@@ -23,7 +23,7 @@ import { weightedAuc } from "./metrics.ts";
 import { type MlpModel, predictMlp, trainMlp } from "./mlp.ts";
 import { exportSwitcherOnnx } from "./onnx_writer.ts";
 import { createPrng } from "./prng.ts";
-import { type ConfidenceRule, ruleAsMlp, ruleScores } from "./rules.ts";
+import { type ConfidenceRule, ruleColumn, ruleScores } from "./rules.ts";
 
 /** A confidence rule as a candidate. */
 export interface RuleCandidate {
@@ -277,7 +277,8 @@ export function oneStandardErrorChoice(trials: CandidateCv[]): { chosen: Candida
 /** A candidate fitted on the whole pool, ready to export: a network reading some columns, and its threshold. */
 export interface FittedSwitcher {
   candidate: Candidate;
-  model: MlpModel;
+  /** The network (null for a rule: it is published as a rule release, no model file). */
+  model: MlpModel | null;
   /** Columns the network reads: of the full feature vector, or of the transform's output when there is one. */
   columns: number[];
   /** The embedding transform in front of the network, if any. */
@@ -300,6 +301,10 @@ export type Calibrate = { offloadRate: number } | { agreement: number };
  * @returns one score per row, as the exported ONNX computes it
  */
 export function scoreFitted(fitted: FittedSwitcher, rows: ArrayLike<number>[]): Float32Array {
+  if (fitted.candidate.kind === "rule" || !fitted.model) {
+    if (fitted.candidate.kind !== "rule") throw new TypeError(`Cannot score ${fitted.candidate.name}: no network`);
+    return Float32Array.from(ruleScores(fitted.candidate.rule, rows));
+  }
   const x = new Float32Array(rows.length * fitted.columns.length);
   rows.forEach((r, i) => {
     const v = fitted.transform ? applyEmbeddingTransform(fitted.transform, r) : r;
@@ -316,6 +321,7 @@ export function scoreFitted(fitted: FittedSwitcher, rows: ArrayLike<number>[]): 
  * @returns the ONNX bytes
  */
 export function exportFitted(fitted: FittedSwitcher, options: { version: string; features: string[] }): Uint8Array {
+  if (!fitted.model) throw new TypeError(`Cannot export ${fitted.candidate.name}: a rule has no network`);
   return exportSwitcherOnnx(fitted.model, {
     ...options,
     ...(fitted.transform ? { transform: fitted.transform } : { columns: fitted.columns }),
@@ -359,12 +365,11 @@ export function fitCandidate(
       bestEpoch: result.bestEpoch,
     };
   }
-  const { model, columns } = ruleAsMlp(candidate.rule);
   const pool = labelPool(pairs);
   const fitted: FittedSwitcher = {
     candidate,
-    model,
-    columns,
+    model: null,
+    columns: [ruleColumn(candidate.rule)],
     transform: null,
     threshold: 0,
     calibration: {},

@@ -8,11 +8,11 @@
 import { type Database, openDatabase } from "../db/client.ts";
 import { insertDecisions } from "../db/queries.ts";
 import type { DecisionRecord } from "../db/schema.ts";
-import { createHybridClassifier } from "../hybrid/classifier.ts";
+import { createHybridClassifier } from "../serve/classifier.ts";
 import { createApp, type ObservabilityDeps } from "../main.ts";
 import { createLogger } from "../observability/logger.ts";
 import { createServiceMetrics, observeSink } from "../observability/metrics.ts";
-import { fakeCloud, fakeInference, MANIFEST, SPEC } from "./fixtures/fake_models.ts";
+import { fakeCloud, fakeInference, MANIFEST, SPEC, SWITCHER } from "./fixtures/fake_models.ts";
 
 /** The admin token of the test app. */
 export const TOKEN = "test-admin-token-0123456789";
@@ -66,7 +66,7 @@ export async function testApp(options: TestAppOptions = {}): Promise<TestApp> {
     stats: () => ({ size: 2, busy: 1, queued: options.queued ?? 3, completed: 5, failed: 1 }),
   });
   const cloud = fakeCloud({ fail: () => options.cloudError ?? null });
-  const threshold = () => 0.5;
+  const threshold = () => SWITCHER.threshold;
   const adminToken = options.adminToken === null ? undefined : options.adminToken ?? TOKEN;
   const observability: ObservabilityDeps = {
     metrics: createServiceMetrics({
@@ -93,7 +93,6 @@ export async function testApp(options: TestAppOptions = {}): Promise<TestApp> {
     log: observeSink(sink, observability.metrics),
     edgeSpec: SPEC,
     cloudSpec: MANIFEST.cloud,
-    threshold,
     cloudTimeoutMs: 100,
     takeOffloadToken: () => true,
     edgeLocation: "test-location",
@@ -104,7 +103,7 @@ export async function testApp(options: TestAppOptions = {}): Promise<TestApp> {
     manifest: MANIFEST,
     classifier,
     inference,
-    threshold,
+    switcher: () => SWITCHER,
     cloudUrl: "http://127.0.0.1:1",
     decisions: { getDecision: (id) => Promise.resolve(rows.find((r) => r.id === id) ?? null) },
     health: {

@@ -5,9 +5,9 @@
 import assert from "node:assert/strict";
 import type { DecisionRecord } from "../db/schema.ts";
 import { AppError } from "../errors.ts";
-import { createHybridClassifier } from "../hybrid/classifier.ts";
+import { createHybridClassifier } from "../serve/classifier.ts";
 import { createApp } from "../main.ts";
-import { fakeCloud as fakeModelsCloud, fakeInference, MANIFEST, SPEC } from "./fixtures/fake_models.ts";
+import { fakeCloud as fakeModelsCloud, fakeInference, MANIFEST, SPEC, SWITCHER } from "./fixtures/fake_models.ts";
 
 /** The fake cloud, checking that every call's frames fill its shape. */
 function fakeCloud(behaviour: { fail?: AppError } = {}) {
@@ -24,15 +24,15 @@ function setup(
   let n = 0;
   const newId = () => `id-${++n}`;
   const cloud = options.cloud ?? fakeCloud();
-  const inference = fakeInference({ score: () => options.score ?? 0.1 });
-  const threshold = () => options.threshold ?? 0.5;
+  // The release that scores every batch names the threshold in force.
+  const release = { ...SWITCHER, threshold: options.threshold ?? 0.5 };
+  const inference = fakeInference({ score: () => options.score ?? 0.1, release: () => release });
   const classifier = createHybridClassifier({
     inference,
     cloud,
     log: { append: (r) => rows.push(r) },
     edgeSpec: SPEC,
     cloudSpec: MANIFEST.cloud,
-    threshold,
     cloudTimeoutMs: 100,
     takeOffloadToken: options.budget ?? (() => true),
     edgeLocation: "test",
@@ -43,7 +43,7 @@ function setup(
     manifest: MANIFEST,
     classifier,
     inference,
-    threshold,
+    switcher: () => release,
     cloudUrl: "http://127.0.0.1:1",
     decisions: { getDecision: (id) => Promise.resolve(rows.find((r) => r.id === id) ?? null) },
     health: {

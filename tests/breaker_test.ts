@@ -275,7 +275,10 @@ Deno.test("classifier behind the breaker: once open, offloads answer the edge la
     assert.equal(a.cloudError.code, "CIRCUIT_OPEN");
   }
   assert.equal(cloud.calls, 2, "no call while open");
-  assert.deepEqual(rows.slice(2).map((r) => [r.route, r.cloudError]), Array(5).fill(["edge_fallback", "CIRCUIT_OPEN"]));
+  assert.deepEqual(
+    rows.slice(2).map((r) => [r.route, r.routeReason, r.cloudError]),
+    Array(5).fill(["edge_fallback", "cloud_unavailable", "CIRCUIT_OPEN"]),
+  );
   down = false;
   clock.advance(1000);
   const probe = await post();

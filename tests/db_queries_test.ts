@@ -202,6 +202,26 @@ for (const target of DB_TARGETS) {
     assert.equal((await getSwitcherVersion(db, "b"))!.status, "rejected");
   });
 
+  test("releases: one active per role and hop; promote and roll back stay in their scope", async ({ db }) => {
+    const hop1 = { role: "switcher" as const, hop: 1 };
+    await insertSwitcherVersion(db, switcherVersion({ version: "h0-a", createdAt: 1 }));
+    await insertSwitcherVersion(db, switcherVersion({ version: "h1-a", createdAt: 2, hop: 1 }));
+    await insertSwitcherVersion(db, switcherVersion({ version: "h1-b", createdAt: 3, hop: 1 }));
+    // A confidence rule has no file and no artefact, and is still a rollback target.
+    await insertSwitcherVersion(db, switcherVersion({ version: "h0-rule", createdAt: 4, file: "", artefact: null }));
+    await promoteSwitcherVersion(db, "h0-rule", { nowMs: 5 });
+    await promoteSwitcherVersion(db, "h0-a", { nowMs: 10 });
+    await promoteSwitcherVersion(db, "h1-a", { nowMs: 11 });
+    await promoteSwitcherVersion(db, "h1-b", { nowMs: 12 });
+    assert.equal((await activeSwitcherVersion(db))!.version, "h0-a");
+    assert.equal((await activeSwitcherVersion(db, hop1))!.version, "h1-b");
+    assert.deepEqual((await listSwitcherVersions(db, { scope: hop1 })).map((v) => v.version), ["h1-b", "h1-a"]);
+    assert.deepEqual(await rollbackSwitcherVersion(db, { nowMs: 20, scope: hop1 }), { from: "h1-b", to: "h1-a" });
+    assert.equal((await activeSwitcherVersion(db))!.version, "h0-a", "hop 0 is untouched");
+    assert.deepEqual(await rollbackSwitcherVersion(db, { nowMs: 30 }), { from: "h0-a", to: "h0-rule" });
+    assert.equal((await activeSwitcherVersion(db, hop1))!.version, "h1-a", "hop 1 is untouched");
+  });
+
   test("queries on a closed database fail with DB_UNAVAILABLE", async ({ db, client }) => {
     client.close();
     await assert.rejects(

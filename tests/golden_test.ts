@@ -7,7 +7,7 @@ import assert from "node:assert/strict";
 import { softmax } from "../switcher/features.ts";
 import { loadModelSet } from "../workers/artefacts.ts";
 import { createWorkerPool } from "../workers/pool.ts";
-import { flattenFrames } from "../workers/preprocess.ts";
+import { flattenFrames } from "../sequence/preprocess.ts";
 
 const DIR = new URL("../wasm-models", import.meta.url).pathname;
 

@@ -5,17 +5,12 @@
  * version, a corrupt version is refused while the old one keeps serving, and a second retraining run is refused.
  */
 import assert from "node:assert/strict";
-import { copy } from "./fixtures/copy_dir.ts";
-import { loadConfig } from "../config.ts";
 import { openDatabase } from "../db/client.ts";
 import { insertSwitcherVersion, listDecisions, promoteSwitcherVersion } from "../db/queries.ts";
-import { acquireJobLock, LockBusyError } from "../hybrid/job_lock.ts";
-import { retrain } from "../hybrid/retrain.ts";
-import { startService } from "../main.ts";
+import { acquireJobLock, LockBusyError } from "../loop/job_lock.ts";
+import { retrain } from "../loop/retrain.ts";
 import { readManifest } from "../workers/artefacts.ts";
-
-const TINY = new URL("./fixtures/tiny_models", import.meta.url).pathname;
-const TOKEN = "test-admin-token-0123456789";
+import { startLoopService, TOKEN } from "./fixtures/loop_service.ts";
 
 function sequence(rng: () => number) {
   return Array.from({ length: 6 }, () => [[rng(), rng(), rng()], [rng(), rng(), rng()]]);
@@ -26,22 +21,10 @@ Deno.test({
   sanitizeResources: false,
   sanitizeOps: false,
   async fn() {
-    const dir = await Deno.makeTempDir();
-    const models = `${dir}/models`;
-    await copy(TINY, models);
-    const dbUrl = `file:${dir}/decisions.db`;
-    const service = await startService(loadConfig({
-      PORT: "0",
-      MODELS_DIR: models,
-      DATABASE_URL: dbUrl,
-      WORKERS: "2",
-      WARMUP_RUNS: "1",
-      LOG_FLUSH_MS: "20",
+    const { service, models, dbUrl, stop } = await startLoopService({
       EXPLORATION_RATE: "0.5",
       SHADOW_BUDGET_PER_S: "0",
-      SWITCHER_POLL_MS: "0",
-      ADMIN_TOKEN: TOKEN,
-    }));
+    });
     const database = await openDatabase(dbUrl, {});
     let seed = 1;
     const rng = () => ((seed = (seed * 16807) % 2147483647) / 2147483647);
@@ -72,7 +55,12 @@ Deno.test({
         assert.equal(r.route, "edge");
         assert.equal(r.cloudProbs?.length, 3);
       }
-      assert.equal((await admin("/switcher", "GET")).body.serving.version, null);
+      // Nothing trained yet: the built-in rule serves, and it is the registry's first release.
+      const start = (await admin("/switcher", "GET")).body;
+      assert.equal(start.serving.version, "builtin-max-probability");
+      assert.deepEqual(start.versions.map((v: { version: string; status: string }) => [v.version, v.status]), [
+        ["builtin-max-probability", "active"],
+      ]);
 
       // Retrain: no active version yet, so the candidate passes the gate and becomes active.
       const manifest = await readManifest(models);
@@ -184,8 +172,7 @@ Deno.test({
       assert.equal((await fetch(`${service.url}/admin/switcher/reload`, { method: "POST" })).status, 401);
     } finally {
       database.close();
-      await service.shutdown();
-      await Deno.remove(dir, { recursive: true });
+      await stop();
     }
   },
 });

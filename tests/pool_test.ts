@@ -5,7 +5,9 @@
 import assert from "node:assert/strict";
 import { AppError } from "../errors.ts";
 import { loadModelSet } from "../workers/artefacts.ts";
-import { createInProcessInference, createWorkerPool, type EdgeInference } from "../workers/pool.ts";
+import { builtinSwitcherRelease, switcherReleaseFromSpec } from "../release/release.ts";
+import { createInProcessInference } from "../workers/in_process.ts";
+import { createWorkerPool, type EdgeInference } from "../workers/pool.ts";
 
 const TINY = new URL("./fixtures/tiny_models", import.meta.url).pathname;
 
@@ -100,7 +102,8 @@ Deno.test("a trained switcher installed in the model set scores in the worker as
   const { featureNames } = await import("../switcher/features.ts");
   const { predictMlp, trainMlp } = await import("../switcher/mlp.ts");
   const { exportSwitcherOnnx } = await import("../switcher/onnx_writer.ts");
-  const { installSwitcher } = await import("../workers/artefacts.ts");
+  const { onnxRelease, publishRelease } = await import("../loop/registry.ts");
+  const { openDatabase } = await import("../db/client.ts");
   const dir = await Deno.makeTempDir();
   try {
     for (const f of ["edge.onnx", "cloud.onnx", "manifest.json"]) await Deno.copyFile(`${TINY}/${f}`, `${dir}/${f}`);
@@ -113,16 +116,19 @@ Deno.test("a trained switcher installed in the model set scores in the worker as
     results.forEach((r, i) => x.set(r.features, i * f));
     const { model } = trainMlp({ x, n: results.length, f, targets: results.map((_, i) => i % 2) }, { epochs: 5 });
     const names = featureNames(4);
-    await installSwitcher(dir, {
-      bytes: exportSwitcherOnnx(model, { version: "switcher-t1", features: names }),
-      spec: {
+    const database = await openDatabase(":memory:");
+    try {
+      const release = await onnxRelease(exportSwitcherOnnx(model, { version: "switcher-t1", features: names }), {
         version: "switcher-t1",
         inputs: [{ name: "features", shape: [-1, f], dtype: "float32" }],
         outputs: [{ name: "score", shape: [-1, 1], dtype: "float32" }],
         features: names,
         threshold: 0.5,
-      },
-    });
+      });
+      await publishRelease(database.db, release, { modelsDir: dir, activate: true });
+    } finally {
+      database.close();
+    }
     const pool = await createWorkerPool((await loadModelSet(dir, { warmupRuns: 1 })).init, { size: 1, queueMax: 8 });
     try {
       assert.equal(pool.versions().switcher, "switcher-t1");
@@ -134,7 +140,7 @@ Deno.test("a trained switcher installed in the model set scores in the worker as
       );
       out.results.forEach((r, i) => assert.ok(Math.abs(r.score - expected[i]) < 1e-5, `${r.score} vs ${expected[i]}`));
       // Hot swap back to the built-in score, and forward again.
-      assert.equal((await pool.setSwitcher(null)).switcher, "builtin-max-probability");
+      assert.equal((await pool.setSwitcher(builtinSwitcherRelease())).switcher, "builtin-max-probability");
     } finally {
       await pool.close();
     }
@@ -152,19 +158,16 @@ Deno.test("a switcher whose features do not match the edge model is refused and 
     const bytes = exportSwitcherOnnx(model, { version: "bad", features: ["a", "b"] });
     await assert.rejects(
       () =>
-        pool.setSwitcher({
-          bytes,
-          spec: {
-            file: "x",
-            sha256: "",
-            bytes: 0,
-            version: "bad",
-            inputs: [],
-            outputs: [{ name: "score", shape: [-1, 1], dtype: "float32" }],
-            features: ["a", "b"],
-            threshold: 0.5,
-          },
-        }),
+        pool.setSwitcher(switcherReleaseFromSpec({
+          file: "x",
+          sha256: "",
+          bytes: 0,
+          version: "bad",
+          inputs: [],
+          outputs: [{ name: "score", shape: [-1, 1], dtype: "float32" }],
+          features: ["a", "b"],
+          threshold: 0.5,
+        }, bytes)),
       (e: AppError) => e.code === "MODEL_NOT_READY" && e.message.includes("do not match"),
     );
     assert.equal(pool.versions().switcher, "builtin-max-probability");

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { flattenFrames, resample } from "../workers/preprocess.ts";
+import { flattenFrames, resample } from "../sequence/preprocess.ts";
 
 const limits = { joints: 2, channels: 3, maxFrames: 4 };
 const frame = (v: number) => [[v, v, 1], [v, v, 1]];

@@ -5,13 +5,13 @@
  * @module
  */
 import type { CircuitBreaker } from "../cloud/circuit_breaker.ts";
-import { withCircuitBreaker } from "../cloud/circuit_breaker.ts";
+import { cloudDownWhenOpen, withCircuitBreaker } from "../cloud/circuit_breaker.ts";
 import type { DecisionRecord } from "../db/schema.ts";
 import type { AppError } from "../errors.ts";
-import { type CloudAdapter, createHybridClassifier } from "../hybrid/classifier.ts";
+import { type CloudAdapter, createHybridClassifier } from "../serve/classifier.ts";
 import { createApp } from "../main.ts";
 import type { RateLimitOptions } from "../routes/rate_limit.ts";
-import { fakeCloud as fakeModelsCloud, fakeInference, MANIFEST, SPEC } from "./fixtures/fake_models.ts";
+import { fakeCloud as fakeModelsCloud, fakeInference, MANIFEST, SPEC, SWITCHER } from "./fixtures/fake_models.ts";
 
 /** The edge model the fake serves: layout "tiny", 2 joints, 3 channels. */
 export { SPEC };
@@ -57,10 +57,10 @@ export function testApp(
   const classifier = createHybridClassifier({
     inference,
     cloud: options.breaker ? withCircuitBreaker(cloud, options.breaker) : cloud,
+    cloudDown: options.breaker ? cloudDownWhenOpen(options.breaker) : undefined,
     log: { append: (r) => void rows.push(r) },
     edgeSpec: SPEC,
     cloudSpec: manifest.cloud,
-    threshold: () => 0.5,
     cloudTimeoutMs: 100,
     takeOffloadToken: () => true,
     edgeLocation: "test",
@@ -71,7 +71,7 @@ export function testApp(
     manifest,
     classifier,
     inference,
-    threshold: () => 0.5,
+    switcher: () => SWITCHER,
     cloudUrl: "http://127.0.0.1:1",
     decisions: { getDecision: (id) => Promise.resolve(rows.find((r) => r.id === id) ?? null) },
     health: {

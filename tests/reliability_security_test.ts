@@ -5,21 +5,11 @@
  */
 import assert from "node:assert/strict";
 import { loadConfig } from "../config.ts";
+import { ROOT, sources as allSources } from "./fixtures/sources.ts";
 import { testApp } from "./reliability_app.ts";
 
-const ROOT = new URL("..", import.meta.url).pathname;
 const SKIP = /^(node_modules|\.tools|build|dist|datasets|tests|\.git|dashboard\/vendor)(\/|$)/;
-
-function sources(dir = ""): string[] {
-  const out: string[] = [];
-  for (const e of Deno.readDirSync(`${ROOT}${dir}`)) {
-    const rel = dir ? `${dir}/${e.name}` : e.name;
-    if (SKIP.test(rel)) continue;
-    if (e.isDirectory) out.push(...sources(rel));
-    else if (e.isFile && rel.endsWith(".ts")) out.push(rel);
-  }
-  return out;
-}
+const sources = () => allSources(SKIP);
 
 Deno.test("security: SQL is only in db/; raw SQL text there is built from constants, never from values", () => {
   const files = sources();
@@ -46,7 +36,7 @@ Deno.test("security: SQL is only in db/; raw SQL text there is built from consta
 });
 
 Deno.test("security: the cloud is reached only at the configured URL", () => {
-  for (const file of sources().filter((f) => /^(routes|hybrid|workers)\//.test(f))) {
+  for (const file of sources().filter((f) => /^(routes|serve|loop|release|sequence|workers)\//.test(f))) {
     const text = Deno.readTextFileSync(`${ROOT}${file}`);
     assert.ok(!/\bfetch\(/.test(text), `${file} makes HTTP calls`);
     assert.ok(!/createOipClient\(/.test(text), `${file} builds a cloud client`);

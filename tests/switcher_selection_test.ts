@@ -8,10 +8,9 @@ import { consistencyStats, timeShifted } from "../switcher/consistency.ts";
 import { applyEmbeddingTransform, fitEmbeddingTransform } from "../switcher/embedding_transform.ts";
 import { groupedFolds } from "../switcher/folds.ts";
 import { gate, gateOnFolds } from "../switcher/gate.ts";
-import { predictMlp } from "../switcher/mlp.ts";
-import { exportSwitcherOnnx } from "../switcher/onnx_writer.ts";
 import { createPrng } from "../switcher/prng.ts";
-import { ruleAsMlp, ruleScore } from "../switcher/rules.ts";
+import { ruleScore } from "../switcher/rules.ts";
+import { ruleScore as releaseRuleScore } from "../release/release.ts";
 import {
   type CandidateCv,
   candidatesFor,
@@ -64,33 +63,24 @@ Deno.test("groupedFolds() falls back to time blocks, or a seeded random split, w
   assert.throws(() => groupedFolds(none, { k: 1 }), RangeError);
 });
 
-Deno.test("ruleAsMlp() ranks like its rule, and its ONNX scores like predictMlp() in onnxruntime-web", async () => {
+Deno.test("a fitted rule scores as the served rule release does, its threshold on the rule's own scale", () => {
   const rng = createPrng(4);
-  const rows = Array.from({ length: 200 }, () => {
+  const pairs = Array.from({ length: 200 }, () => {
     const pMax = 0.3 + 0.7 * rng.next();
-    return Float32Array.from([pMax, pMax * rng.next(), rng.next(), 0.9, 0, 0.1]);
+    const features = Float32Array.from([pMax, pMax * rng.next(), rng.next(), 0.9, 0, 0.1]);
+    return { features, edgeProbs: [pMax, 1 - pMax], cloudProbs: rng.next() < 0.3 ? [0.1, 0.9] : [0.9, 0.1] };
   });
-  ortWeb.env.wasm.numThreads = 1;
-  ortWeb.env.wasm.wasmBinary ??= await readRuntimeBinary();
-  const names = ["p_max", "margin", "entropy", "conf_mean", "missing_frac", "motion_energy"];
-  const x = new Float32Array(rows.length * 6);
-  rows.forEach((r, i) => x.set(r, i * 6));
   for (const rule of ["max_prob", "margin", "entropy"] as const) {
-    const { model, columns } = ruleAsMlp(rule);
-    const selected = Float32Array.from(rows, (r) => r[columns[0]]);
-    const scores = predictMlp(model, selected, rows.length);
-    for (let i = 1; i < rows.length; i++) {
-      const a = ruleScore(rule, rows[i - 1]);
-      const b = ruleScore(rule, rows[i]);
-      if (a !== b) assert.equal(Math.sign(scores[i - 1] - scores[i]), Math.sign(a - b), `${rule} row ${i}`);
-    }
-    const session = await ortWeb.InferenceSession.create(
-      exportSwitcherOnnx(model, { version: `rule-${rule}`, features: names, columns }),
+    const candidate = DEFAULT_CANDIDATES.find((c) => c.name === `rule:${rule}`)!;
+    const fitted = fitCandidate(candidate, pairs, { calibrate: { offloadRate: 0.25 } });
+    assert.equal(fitted.model, null);
+    const scores = scoreFitted(fitted, pairs.map((p) => p.features));
+    pairs.forEach((p, i) => assert.equal(scores[i], Math.fround(releaseRuleScore(rule, p.features))));
+    assert.equal(scores.filter((v) => v >= fitted.threshold).length, 50);
+    assert.throws(
+      () => exportFitted(fitted, { version: "x", features: [] }),
+      (e: Error) => e instanceof TypeError && e.message === `Cannot export rule:${rule}: a rule has no network`,
     );
-    const out = (await session.run({ features: new ortWeb.Tensor("float32", x, [rows.length, 6]) })).score
-      .data as Float32Array;
-    for (let i = 0; i < rows.length; i++) assert.ok(Math.abs(out[i] - scores[i]) < 1e-6, `${rule} row ${i}`);
-    await session.release();
   }
   assert.equal(ruleScore("max_prob", [0.8, 0.5, 0.3]), 1 - 0.8);
   assert.equal(ruleScore("margin", [0.8, 0.5, 0.3]), 0.5);

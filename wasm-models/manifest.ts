@@ -66,6 +66,13 @@ export interface SwitcherSpec extends ArtefactSpec {
   threshold: number;
   /** What the threshold was calibrated for, e.g. `{ offloadRate: 0.2 }`. */
   calibration?: Record<string, unknown>;
+  /**
+   * Set when the switcher is a confidence rule rather than a model (release/release.ts): no file is read, and
+   * `file`, `sha256` are empty. @default undefined (an ONNX switcher)
+   */
+  rule?: "max_prob" | "margin" | "entropy";
+  /** The hop it decides (0: edge -> first cloud tier). @default 0 */
+  hop?: number;
 }
 
 /** The whole manifest. */

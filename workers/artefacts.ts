@@ -1,10 +1,12 @@
 /**
  * Reading a model set from disk: `manifest.json`, the model files (checked against their sha256) and the
- * onnxruntime-web binary, in the form the inference workers load.
+ * onnxruntime-web binary, in the form the inference workers load. Read-only: the release registry
+ * (loop/registry.ts) is the one writer of a model set.
  *
  * @module
  */
 import { AppError } from "../errors.ts";
+import { builtinSwitcherRelease, type SwitcherRelease, switcherReleaseFromSpec } from "../release/release.ts";
 import type { ClassifierSpec, Manifest, SwitcherSpec } from "../wasm-models/manifest.ts";
 import type { EngineInit, ModelArtefact } from "./protocol.ts";
 
@@ -114,79 +116,28 @@ export interface ModelSet {
 }
 
 /**
- * Read a whole model set: manifest, edge model, switcher (when the manifest names one or `switcher` is given) and
- * the runtime binary.
+ * Read a whole model set: manifest, edge model, the switcher release (the manifest's, `switcher` when given, or the
+ * built-in `max_prob` rule when neither names one) and the runtime binary. This is the model set as shipped; the
+ * release in service is the registry's (loop/registry.ts), which the edge app follows after start.
  *
  * @param dir the models folder
- * @param options `warmupRuns`; `switcher` to load another switcher artefact than the manifest's
+ * @param options `warmupRuns`; `switcher` to load another switcher release than the manifest's (null: the built-in)
  * @returns the manifest and the workers' init message
  */
 export async function loadModelSet(
   dir: string,
-  options: { warmupRuns: number; switcher?: ModelArtefact<SwitcherSpec> | null },
+  options: { warmupRuns: number; switcher?: SwitcherRelease | null },
 ): Promise<ModelSet> {
   const manifest = await readManifest(dir);
   const [edge, wasmBinary] = await Promise.all([
     readArtefact<ClassifierSpec>(dir, manifest.edge),
     readRuntimeBinary(),
   ]);
+  const spec = manifest.switcher;
   const switcher = options.switcher !== undefined
-    ? options.switcher
-    : manifest.switcher
-    ? await readArtefact<SwitcherSpec>(dir, manifest.switcher)
-    : null;
+    ? options.switcher ?? builtinSwitcherRelease()
+    : !spec
+    ? builtinSwitcherRelease()
+    : switcherReleaseFromSpec(spec, spec.rule ? null : (await readArtefact<SwitcherSpec>(dir, spec)).bytes);
   return { manifest, init: { edge, switcher, wasmBinary, warmupRuns: options.warmupRuns } };
-}
-
-/**
- * Write a switcher's ONNX file beside the manifest, without serving it.
- *
- * @param dir the models folder
- * @param switcher the ONNX bytes and its manifest entry (its `file`, `sha256` and `bytes` are set here)
- * @returns the entry as stored
- * @throws AppError INVALID_INPUT when the version is not a safe file name
- */
-export async function storeSwitcherArtefact(
-  dir: string,
-  switcher: { bytes: Uint8Array; spec: Omit<SwitcherSpec, "file" | "sha256" | "bytes"> },
-): Promise<SwitcherSpec> {
-  const version = switcher.spec.version;
-  if (!/^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/.test(version)) {
-    throw new AppError("INVALID_INPUT", `Cannot install switcher "${version}": a version is letters, digits, . _ -`);
-  }
-  const file = version.startsWith("switcher") ? `${version}.onnx` : `switcher-${version}.onnx`;
-  const tmp = `${dir}/${file}.${crypto.randomUUID()}.tmp`;
-  await Deno.writeFile(tmp, switcher.bytes);
-  await Deno.rename(tmp, `${dir}/${file}`);
-  return { ...switcher.spec, file, sha256: await sha256Hex(switcher.bytes), bytes: switcher.bytes.length };
-}
-
-/**
- * Make a stored switcher the manifest's. The manifest is replaced atomically (written to a temporary file, then
- * renamed), so a reader never sees half of it.
- *
- * @param dir the models folder
- * @param spec the entry returned by {@link storeSwitcherArtefact}
- */
-export async function activateSwitcher(dir: string, spec: SwitcherSpec): Promise<void> {
-  const manifest = await readManifest(dir);
-  const tmp = `${dir}/manifest.json.${crypto.randomUUID()}.tmp`;
-  await Deno.writeTextFile(tmp, JSON.stringify({ ...manifest, switcher: spec }, null, 2) + "\n");
-  await Deno.rename(tmp, `${dir}/manifest.json`);
-}
-
-/**
- * Install a switcher into a model set: {@link storeSwitcherArtefact} then {@link activateSwitcher}.
- *
- * @param dir the models folder
- * @param switcher the ONNX bytes and its manifest entry (its `file`, `sha256` and `bytes` are set here)
- * @returns the entry as written
- */
-export async function installSwitcher(
-  dir: string,
-  switcher: { bytes: Uint8Array; spec: Omit<SwitcherSpec, "file" | "sha256" | "bytes"> },
-): Promise<SwitcherSpec> {
-  const spec = await storeSwitcherArtefact(dir, switcher);
-  await activateSwitcher(dir, spec);
-  return spec;
 }

@@ -1,50 +1,41 @@
 /**
- * The inference engine: the edge model and the switcher in onnxruntime-web (WASM), pre-process -> forward ->
- * post-process kept apart. It runs inside an inference worker; tests also run it in-process, behind the same
- * signature as the pool.
+ * The inference engine: the edge model and the switcher release in onnxruntime-web (WASM), pre-process -> forward
+ * -> post-process kept apart. It runs inside an inference worker; scripts and tests may also run it in-process
+ * (workers/in_process.ts), behind the same signature as the pool.
+ *
+ * The switcher is a release (release/release.ts): an ONNX model over the switcher features, or a confidence rule
+ * scored here from the same features. Each batch is scored by one release, read once, and the batch's output
+ * names it (`scoredBy`: version and threshold), so a swap between batches never mislabels a decision.
  *
  * Lifecycle: load (sessions from bytes) -> warm-up (dummy runs) -> ready -> release.
  *
  * @module
  */
 import * as ort from "onnxruntime-web/wasm";
+import { ruleScore, type SwitcherRelease } from "../release/release.ts";
+import { resample } from "../sequence/preprocess.ts";
 import { featureNames, qualityStats, softmax, switcherFeatures } from "../switcher/features.ts";
 import type { ClassifierSpec, SwitcherSpec } from "../wasm-models/manifest.ts";
-import { resample } from "./preprocess.ts";
-import type {
-  EdgeResult,
-  EngineInit,
-  EngineTimings,
-  EngineVersions,
-  ModelArtefact,
-  SequenceInput,
-} from "./protocol.ts";
-
-/** Version reported when no switcher model is loaded and the score is `1 - max probability`. */
-export const BUILTIN_SWITCHER_VERSION = "builtin-max-probability";
+import type { EdgeResult, EngineInit, EngineOutput, EngineVersions, SequenceInput } from "./protocol.ts";
+import { configureRuntime } from "./runtime.ts";
 
 /** A loaded engine. */
 export interface Engine {
   /** Classify a batch of sequences in one forward pass of each model. */
-  classify(items: SequenceInput[]): Promise<{ results: EdgeResult[]; timings: EngineTimings }>;
-  /** Replace the switcher (null: the built-in max-probability score); the old one keeps serving on failure. */
-  setSwitcher(switcher: ModelArtefact<SwitcherSpec> | null): Promise<EngineVersions>;
+  classify(items: SequenceInput[]): Promise<EngineOutput>;
+  /** Replace the switcher release; the old one keeps serving on failure. */
+  setSwitcher(switcher: SwitcherRelease): Promise<EngineVersions>;
   versions(): EngineVersions;
   release(): Promise<void>;
 }
 
+/** A switcher release ready to score: an ONNX session, or none for a rule. */
 interface LoadedSwitcher {
+  release: SwitcherRelease;
   session: ort.InferenceSession | null;
-  spec: SwitcherSpec | null;
-}
-
-function configureRuntime(wasmBinary: Uint8Array): void {
-  // One thread per worker: the pool provides the parallelism, and WASM threads would need SharedArrayBuffer
-  // workers of their own.
-  ort.env.wasm.numThreads = 1;
-  ort.env.wasm.proxy = false;
-  if (!ort.env.wasm.wasmBinary) ort.env.wasm.wasmBinary = wasmBinary;
-  ort.env.logLevel = "error";
+  /** Batches scoring with it now; a replaced session is released when the last one ends. */
+  inFlight: number;
+  replaced: boolean;
 }
 
 function outputName(spec: ClassifierSpec | SwitcherSpec, wanted: string): string {
@@ -53,21 +44,19 @@ function outputName(spec: ClassifierSpec | SwitcherSpec, wanted: string): string
   return found.name;
 }
 
-async function loadSwitcher(
-  artefact: ModelArtefact<SwitcherSpec> | null,
-  edge: ClassifierSpec,
-): Promise<LoadedSwitcher> {
-  if (artefact === null) return { session: null, spec: null };
+async function loadSwitcher(release: SwitcherRelease, edge: ClassifierSpec): Promise<LoadedSwitcher> {
+  if (release.scorer.kind === "rule") return { release, session: null, inFlight: 0, replaced: false };
   const expected = featureNames(edge.embeddingSize ?? 0);
-  const names = artefact.spec.features;
+  const names = release.features;
   if (names.length !== expected.length || names.some((n, i) => n !== expected[i])) {
     throw new TypeError(
-      `Cannot load switcher ${artefact.spec.version}: its ${names.length} features do not match the edge model's ${expected.length}`,
+      `Cannot load switcher ${release.version}: its ${names.length} features do not match the edge model's ${expected.length}`,
     );
   }
-  const session = await ort.InferenceSession.create(artefact.bytes, { executionProviders: ["wasm"] });
-  outputName(artefact.spec, "score");
-  return { session, spec: artefact.spec };
+  if (!release.artefact) throw new TypeError(`Cannot load switcher ${release.version}: it has no artefact`);
+  const session = await ort.InferenceSession.create(release.artefact, { executionProviders: ["wasm"] });
+  outputName(release.scorer.spec, "score");
+  return { release, session, inFlight: 0, replaced: false };
 }
 
 /**
@@ -93,13 +82,13 @@ export async function createEngine(init: EngineInit): Promise<{ engine: Engine; 
     confidenceChannel: spec.confidenceChannel,
   };
 
-  const versions = (): EngineVersions => ({
-    edge: spec.version,
-    switcher: switcher.spec?.version ?? BUILTIN_SWITCHER_VERSION,
-  });
+  const versions = (): EngineVersions => ({ edge: spec.version, switcher: switcher.release.version });
 
-  async function classify(items: SequenceInput[]): Promise<{ results: EdgeResult[]; timings: EngineTimings }> {
-    if (items.length === 0) return { results: [], timings: { preprocessMs: 0, edgeMs: 0, switcherMs: 0 } };
+  async function classify(items: SequenceInput[]): Promise<EngineOutput> {
+    if (items.length === 0) {
+      const { version, threshold } = switcher.release;
+      return { results: [], timings: { preprocessMs: 0, edgeMs: 0, switcherMs: 0 }, scoredBy: { version, threshold } };
+    }
     const t0 = performance.now();
     const n = items.length;
     const batch = new Float32Array(n * windowSize);
@@ -124,29 +113,43 @@ export async function createEngine(init: EngineInit): Promise<{ engine: Engine; 
       const embedding = emb.slice(i * e, (i + 1) * e);
       const quality = qualityStats(windows[i], shape);
       const features = switcherFeatures(probs, embedding, quality);
-      results.push({ probs, embedding, features, score: 1 - features[0], window: windows[i] });
+      results.push({ probs, embedding, features, score: 0, window: windows[i] });
     }
+    // One release scores the whole batch, and the batch names it: read it once, here.
     const current = switcher;
-    if (current.session && current.spec) {
-      const f = current.spec.features.length;
+    const scorer = current.release.scorer;
+    if (scorer.kind === "rule") {
+      for (const r of results) r.score = ruleScore(scorer.rule, r.features);
+    } else {
+      const f = current.release.features.length;
       const x = new Float32Array(n * f);
       results.forEach((r, i) => x.set(r.features, i * f));
-      const sOut = await current.session.run({
-        [current.spec.inputs[0]?.name ?? "features"]: new ort.Tensor("float32", x, [n, f]),
-      });
-      const scores = sOut.score.data as Float32Array;
-      results.forEach((r, i) => (r.score = scores[i]));
-      sOut.score.dispose();
+      current.inFlight++;
+      try {
+        const sOut = await current.session!.run({
+          [scorer.spec.inputs[0]?.name ?? "features"]: new ort.Tensor("float32", x, [n, f]),
+        });
+        const scores = sOut.score.data as Float32Array;
+        results.forEach((r, i) => (r.score = scores[i]));
+        sOut.score.dispose();
+      } finally {
+        if (--current.inFlight === 0 && current.replaced) await current.session!.release();
+      }
     }
     const t3 = performance.now();
-    return { results, timings: { preprocessMs: t1 - t0, edgeMs: t2 - t1, switcherMs: t3 - t2 } };
+    return {
+      results,
+      timings: { preprocessMs: t1 - t0, edgeMs: t2 - t1, switcherMs: t3 - t2 },
+      scoredBy: { version: current.release.version, threshold: current.release.threshold },
+    };
   }
 
-  async function setSwitcher(next: ModelArtefact<SwitcherSpec> | null): Promise<EngineVersions> {
+  async function setSwitcher(next: SwitcherRelease): Promise<EngineVersions> {
     const loaded = await loadSwitcher(next, spec);
     const old = switcher;
     switcher = loaded;
-    await old.session?.release();
+    old.replaced = true;
+    if (old.inFlight === 0) await old.session?.release();
     return versions();
   }
 

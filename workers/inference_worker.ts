@@ -36,13 +36,13 @@ self.onmessage = async (event: MessageEvent<WorkerRequest>) => {
     case "classify": {
       if (!engine) return fail(msg.id, "MODEL_NOT_READY", "Cannot classify: the worker has no models loaded");
       try {
-        const { results, timings } = await engine.classify(msg.items);
+        const { results, timings, scoredBy } = await engine.classify(msg.items);
         const transfer: ArrayBuffer[] = [];
         for (const r of results) {
           transfer.push(r.probs.buffer as ArrayBuffer, r.embedding.buffer as ArrayBuffer);
           transfer.push(r.features.buffer as ArrayBuffer, r.window.buffer as ArrayBuffer);
         }
-        reply({ type: "result", id: msg.id, results, timings }, transfer);
+        reply({ type: "result", id: msg.id, results, timings, scoredBy }, transfer);
       } catch (err) {
         fail(msg.id, err instanceof TypeError || err instanceof RangeError ? "INVALID_INPUT" : "INTERNAL", err);
       }

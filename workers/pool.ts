@@ -14,14 +14,12 @@
  * @module
  */
 import { AppError } from "../errors.ts";
-import type { SwitcherSpec } from "../wasm-models/manifest.ts";
-import { createEngine } from "./engine.ts";
+import type { ScoredBy, SwitcherRelease } from "../release/release.ts";
 import type {
   EdgeResult,
   EngineInit,
   EngineTimings,
   EngineVersions,
-  ModelArtefact,
   SequenceInput,
   WorkerRequest,
   WorkerResponse,
@@ -52,12 +50,23 @@ export interface PoolStats {
   crashed?: number;
 }
 
-/** Edge inference, in a worker pool or in-process. */
+/** What one classify call returns: a result per sequence, timings, and the switcher release that scored them. */
+export interface InferenceOutput {
+  results: EdgeResult[];
+  timings: InferenceTimings;
+  /** The switcher release and threshold that scored every result of the call. */
+  scoredBy: ScoredBy;
+}
+
+/**
+ * Edge inference, in a worker pool or in-process (workers/in_process.ts, which this module does not import: the
+ * pool never loads the engine on the calling thread).
+ */
 export interface EdgeInference {
   /** Classify sequences in one batch. @throws AppError OVERLOADED when the queue is full */
-  classify(items: SequenceInput[]): Promise<{ results: EdgeResult[]; timings: InferenceTimings }>;
-  /** Load a new switcher everywhere, or keep the old one everywhere if any load fails. */
-  setSwitcher(switcher: ModelArtefact<SwitcherSpec> | null): Promise<EngineVersions>;
+  classify(items: SequenceInput[]): Promise<InferenceOutput>;
+  /** Load a new switcher release everywhere, or keep the old one everywhere if any load fails. */
+  setSwitcher(switcher: SwitcherRelease): Promise<EngineVersions>;
   versions(): EngineVersions;
   stats(): PoolStats;
   close(): Promise<void>;
@@ -78,7 +87,7 @@ export interface PoolOptions {
 interface Job {
   items: SequenceInput[];
   enqueuedAt: number;
-  resolve: (v: { results: EdgeResult[]; timings: InferenceTimings }) => void;
+  resolve: (v: InferenceOutput) => void;
   reject: (e: unknown) => void;
 }
 
@@ -111,7 +120,7 @@ export async function createWorkerPool(init: EngineInit, options: PoolOptions): 
   const slots: Slot[] = [];
   let nextId = 1;
   let current: EngineInit = init;
-  let versions: EngineVersions = { edge: init.edge.spec.version, switcher: "" };
+  let versions: EngineVersions = { edge: init.edge.spec.version, switcher: init.switcher.version };
   let closed = false;
   const taskTimeoutMs = options.taskTimeoutMs ?? 10_000;
   const counters = { completed: 0, failed: 0, restarts: 0, crashed: 0 };
@@ -158,7 +167,7 @@ export async function createWorkerPool(init: EngineInit, options: PoolOptions): 
     const queueMs = slot.startedAt - job.enqueuedAt;
     if (msg.type === "result") {
       counters.completed++;
-      job.resolve({ results: msg.results, timings: { ...msg.timings, queueMs } });
+      job.resolve({ results: msg.results, timings: { ...msg.timings, queueMs }, scoredBy: msg.scoredBy });
     } else if (msg.type === "error") {
       counters.failed++;
       job.reject(errorFrom(msg));
@@ -300,44 +309,5 @@ export async function createWorkerPool(init: EngineInit, options: PoolOptions): 
       }
       await Promise.resolve();
     },
-  };
-}
-
-/**
- * Edge inference on the calling thread, with the same signature as the pool. For scripts and tests that want no
- * workers; the HTTP app always uses the pool.
- *
- * @param init models and runtime
- * @returns the ready engine behind the {@link EdgeInference} signature
- */
-export async function createInProcessInference(init: EngineInit): Promise<EdgeInference> {
-  const { engine } = await createEngine(init);
-  let completed = 0;
-  let chain: Promise<unknown> = Promise.resolve();
-  return {
-    classify(items) {
-      // One run at a time, as in a worker: WASM inference is synchronous underneath.
-      const run = chain.then(async () => {
-        const { results, timings } = await engine.classify(items);
-        completed++;
-        return { results, timings: { ...timings, queueMs: 0 } };
-      });
-      chain = run.catch(() => undefined);
-      return run;
-    },
-    setSwitcher: (s) => engine.setSwitcher(s),
-    versions: () => engine.versions(),
-    stats: () => ({
-      size: 1,
-      alive: 1,
-      busy: 0,
-      queued: 0,
-      queueMax: Infinity,
-      completed,
-      failed: 0,
-      restarts: 0,
-      crashed: 0,
-    }),
-    close: () => engine.release(),
   };
 }

@@ -5,7 +5,8 @@
  * @module
  */
 import type { ErrorCode } from "../errors.ts";
-import type { ClassifierSpec, SwitcherSpec } from "../wasm-models/manifest.ts";
+import type { ScoredBy, SwitcherRelease } from "../release/release.ts";
+import type { ClassifierSpec } from "../wasm-models/manifest.ts";
 
 /** A model file and its manifest entry. */
 export interface ModelArtefact<S> {
@@ -13,10 +14,13 @@ export interface ModelArtefact<S> {
   spec: S;
 }
 
-/** What a worker loads: the edge model, the switcher (or none: score with 1 - max probability) and the runtime. */
+/**
+ * What a worker loads: the edge model, the switcher release (an ONNX model or a confidence rule; the built-in
+ * `max_prob` rule when none was released, release/release.ts) and the runtime.
+ */
 export interface EngineInit {
   edge: ModelArtefact<ClassifierSpec>;
-  switcher: ModelArtefact<SwitcherSpec> | null;
+  switcher: SwitcherRelease;
   /** The onnxruntime-web `.wasm` binary, so the runtime needs no file paths. */
   wasmBinary: Uint8Array;
   /** Inferences run on dummy input before the worker reports ready. */
@@ -42,6 +46,13 @@ export interface EdgeResult {
   window: Float32Array;
 }
 
+/** What one worker call returns: a result per sequence, and the switcher release and threshold that scored them. */
+export interface EngineOutput {
+  results: EdgeResult[];
+  timings: EngineTimings;
+  scoredBy: ScoredBy;
+}
+
 /** Timings of one worker call, in milliseconds, shared by every sequence in it. */
 export interface EngineTimings {
   preprocessMs: number;
@@ -59,12 +70,12 @@ export interface EngineVersions {
 export type WorkerRequest =
   | { type: "init"; id: number; init: EngineInit }
   | { type: "classify"; id: number; items: SequenceInput[] }
-  | { type: "set_switcher"; id: number; switcher: ModelArtefact<SwitcherSpec> | null };
+  | { type: "set_switcher"; id: number; switcher: SwitcherRelease };
 
 /** Messages from a worker. */
 export type WorkerResponse =
   | { type: "ready"; id: number; versions: EngineVersions; warmupMs: number }
-  | { type: "result"; id: number; results: EdgeResult[]; timings: EngineTimings }
+  | { type: "result"; id: number; results: EdgeResult[]; timings: EngineTimings; scoredBy: ScoredBy }
   | { type: "switcher_set"; id: number; versions: EngineVersions }
   | { type: "error"; id: number; code: ErrorCode; message: string };
 

@@ -6,6 +6,7 @@
  */
 import "./worker_env.ts";
 import * as web from "onnxruntime-web/wasm";
+import { configureRuntime } from "./runtime.ts";
 
 /** Timing of one runtime: per-run milliseconds, sorted. */
 export interface RuntimeTiming {
@@ -51,8 +52,7 @@ export async function timeBothRuntimes(
     nativeThreads: number;
   },
 ): Promise<{ web: RuntimeTiming; native: RuntimeTiming | null; nativeError?: string }> {
-  web.env.wasm.numThreads = 1;
-  web.env.wasm.wasmBinary ??= options.wasmBinary;
+  configureRuntime(options.wasmBinary);
   const webSession = await web.InferenceSession.create(model, { executionProviders: ["wasm"] });
   // deno-lint-ignore no-explicit-any
   let native: any = null;

@@ -1,30 +1,31 @@
 /**
- * The hybrid classifier: edge inference in the worker pool, the switcher's decision, the offload to the cloud
- * model for the sequences it picks, the answer, and one decision record per sequence for the log.
+ * The hybrid classifier, the request path's core: edge inference in the worker pool (which scores with the switcher
+ * release in service and names it), the decision (switcher/decide.ts: score, threshold, offload budget, whether the
+ * cloud is up), the offload to the cloud model for the sequences it picks (serve/offload.ts), the answer, and one
+ * decision record per sequence for the log.
+ *
+ * A decision row names exactly what decided it: the switcher release and threshold that scored the batch travel
+ * with the edge result (`scoredBy`), never looked up again, so a hot swap cannot mislabel a row. Its
+ * `offload_probability` is the probability with which the request reached the cloud, as it was in force: 1 when
+ * offloaded; for a kept request, the exploration rate when a shadow call could have been made (the cloud up and
+ * the shadow budget holding a token), else 0; forced routes 1 or 0.
  *
  * Adapters (inference, cloud, log, clock, ids) are passed in as plain objects, so tests can fake any of them.
  *
  * @module
  */
 import type { DecisionRecord } from "../db/schema.ts";
-import { AppError, type ErrorCode } from "../errors.ts";
+import type { AppError, ErrorCode } from "../errors.ts";
 import { decide, type RouteReason } from "../switcher/decide.ts";
-import { probabilityStats, softmax } from "../switcher/features.ts";
+import { probabilityStats } from "../switcher/features.ts";
 import type { ClassifierSpec } from "../wasm-models/manifest.ts";
 import type { EdgeInference } from "../workers/pool.ts";
-import { resample } from "../workers/preprocess.ts";
+import { type CloudAdapter, createOffloader } from "./offload.ts";
+
+export type { CloudAdapter } from "./offload.ts";
 
 /** Where an answer came from: the edge model, the cloud model, or the edge model because the cloud failed. */
 export type Route = "edge" | "cloud" | "edge_fallback";
-
-/** The cloud model as the classifier needs it: an Open Inference Protocol client satisfies it. */
-export interface CloudAdapter {
-  infer(
-    frames: Float32Array,
-    shape: number[],
-    options?: { timeoutMs?: number; signal?: AbortSignal },
-  ): Promise<{ logits: Float32Array; modelVersion: string | null; ms: number }>;
-}
 
 /** Where decisions go: the batched decision log satisfies it. */
 export interface DecisionSink {
@@ -74,21 +75,31 @@ export interface HybridOptions {
   log: DecisionSink;
   edgeSpec: ClassifierSpec;
   cloudSpec: ClassifierSpec;
-  /** The switcher's threshold; a function so a newly loaded switcher's threshold applies at once. */
-  threshold: () => number;
+  /**
+   * A threshold that replaces the scoring release's own for every decision (the operator's `SWITCHER_THRESHOLD`);
+   * unset: each decision uses the threshold of the release that scored it.
+   */
+  thresholdOverride?: number;
   /** Deadline of one offload call, in milliseconds. */
   cloudTimeoutMs: number;
   /** Takes one offload token; false when the offload budget is spent. */
   takeOffloadToken: () => boolean;
+  /**
+   * Why the cloud is known to be down now (an open circuit: `CIRCUIT_OPEN`), or null. While it is, requests the
+   * switcher would offload stay on the edge with reason `cloud_unavailable` and spend no offload token, and no
+   * shadow call is drawn. @default never down
+   */
+  cloudDown?: () => AppError | null;
   edgeLocation: string;
   newId: () => string;
   now?: () => number;
   /**
    * Exploration: each request the switcher keeps on the edge is also sent to the cloud in the background with
-   * probability `rate` (a shadow call, off the answer's path, when `takeToken` grants one from its own budget), so
-   * the log holds unbiased pairs. Every automatic decision logs the probability with which it reached the cloud.
+   * probability `rate` (a shadow call, off the answer's path) while the shadow budget has a token (`hasToken`;
+   * `takeToken` spends it), so the log holds unbiased pairs. Every automatic decision logs the probability with
+   * which it reached the cloud, as it was in force (0 while the budget is empty).
    */
-  exploration?: { rate: number; takeToken: () => boolean; random?: () => number };
+  exploration?: { rate: number; hasToken: () => boolean; takeToken: () => boolean; random?: () => number };
 }
 
 /** Per-call options of {@link HybridClassifier.classify}. */
@@ -123,55 +134,33 @@ function labelled(labels: string[], probs: ArrayLike<number>): Record<string, nu
  * @returns the classifier
  */
 export function createHybridClassifier(options: HybridOptions): HybridClassifier {
-  const { inference, cloud, log, edgeSpec, cloudSpec } = options;
+  const { inference, log, edgeSpec } = options;
   const now = options.now ?? Date.now;
   const labels = edgeSpec.labels;
-  const cloudWindow = cloudSpec.windowFrames;
-  const pointSize = edgeSpec.joints * edgeSpec.channels;
-  const sameWindow = cloudWindow === edgeSpec.windowFrames;
   const explorationRate = options.exploration?.rate ?? 0;
   if (!(explorationRate >= 0 && explorationRate <= 1)) {
     throw new RangeError(`Cannot explore: rate must be in [0, 1], got ${explorationRate}`);
   }
   const random = options.exploration?.random ?? Math.random;
+  const cloudDown = options.cloudDown ?? (() => null);
+  const offloader = createOffloader(options.cloud, {
+    edgeSpec,
+    cloudSpec: options.cloudSpec,
+    timeoutMs: options.cloudTimeoutMs,
+  });
   const shadows = new Set<Promise<void>>();
-
-  async function offload(
-    windows: Float32Array[],
-  ): Promise<{ probs: Float64Array[]; version: string; ms: number } | { error: AppError; ms: number }> {
-    const t0 = performance.now();
-    const size = cloudWindow * pointSize;
-    const batch = new Float32Array(windows.length * size);
-    windows.forEach((w, i) => batch.set(w, i * size));
-    try {
-      const reply = await cloud.infer(batch, [windows.length, cloudWindow, edgeSpec.joints, edgeSpec.channels], {
-        timeoutMs: options.cloudTimeoutMs,
-      });
-      const k = labels.length;
-      if (reply.logits.length !== windows.length * k) {
-        throw new AppError(
-          "OFFLOAD_FAILED",
-          `Cannot offload: expected ${windows.length * k} logits, got ${reply.logits.length}`,
-        );
-      }
-      const probs = windows.map((_, i) => softmax(reply.logits.subarray(i * k, (i + 1) * k)));
-      return { probs, version: reply.modelVersion ?? cloudSpec.version, ms: performance.now() - t0 };
-    } catch (err) {
-      const error = err instanceof AppError
-        ? err
-        : new AppError("OFFLOAD_FAILED", "Cannot offload: the cloud call failed", { cause: err });
-      return { error, ms: performance.now() - t0 };
-    }
-  }
 
   async function classify(items: SequenceItem[], opts: ClassifyOptions): Promise<Answer[]> {
     const started = performance.now();
     const createdAt = now();
     // The pool takes the buffers; keep the input only when the cloud model needs another window length.
-    const raw = sameWindow ? null : items.map((i) => i.data.slice());
-    const { results, timings } = await inference.classify(items.map((i) => ({ data: i.data, length: i.length })));
-    const versions = inference.versions();
-    const threshold = options.threshold();
+    const raw = offloader.needsRaw ? items.map((i) => ({ data: i.data.slice(), length: i.length })) : null;
+    const { results, timings, scoredBy } = await inference.classify(
+      items.map((i) => ({ data: i.data, length: i.length })),
+    );
+    const edgeVersion = inference.versions().edge;
+    const threshold = options.thresholdOverride ?? scoredBy.threshold;
+    const down = opts.forced === undefined ? cloudDown() : null;
 
     const decisions = results.map((r) => {
       const wouldOffload = opts.forced === "cloud" || (opts.forced === undefined && r.score >= threshold);
@@ -179,23 +168,24 @@ export function createHybridClassifier(options: HybridOptions): HybridClassifier
         score: r.score,
         threshold,
         forced: opts.forced,
-        budgetAvailable: wouldOffload && opts.forced === undefined ? options.takeOffloadToken() : true,
-        cloudAvailable: true,
+        // A token is spent only on a request that would go to a cloud that is up.
+        budgetAvailable: wouldOffload && opts.forced === undefined && !down ? options.takeOffloadToken() : true,
+        cloudAvailable: down === null,
       });
     });
-    // The cloud model's input for sequence i: the edge window, or the raw sequence resampled to its length.
-    const cloudInput = (i: number) =>
-      sameWindow
-        ? results[i].window
-        : resample(raw![i], { inFrames: items[i].length, outFrames: cloudWindow, pointSize });
+    const cloudInput = (i: number) => offloader.input(results[i].window, raw?.[i] ?? null);
     const offloaded = decisions.flatMap((d, i) => (d.offload ? [i] : []));
-    const cloudReply = offloaded.length > 0 ? await offload(offloaded.map(cloudInput)) : null;
+    const cloudReply = offloaded.length > 0 ? await offloader.call(offloaded.map(cloudInput)) : null;
     const totalMs = performance.now() - started;
-    // Exploration draws for the automatic decisions kept on the edge (not for fallbacks: the cloud just failed).
+    // Exploration, for the automatic decisions kept on the edge: the probability in force is the rate while a
+    // shadow call can be made (the cloud up, a token in the shadow budget), else 0; fallbacks are not explored.
+    const propensity: number[] = decisions.map((d) => (d.offload ? 1 : 0));
     const shadowed = new Set<number>();
-    if (explorationRate > 0 && opts.forced === undefined) {
+    if (explorationRate > 0 && opts.forced === undefined && down === null) {
       decisions.forEach((d, i) => {
-        if (!d.offload && random() < explorationRate && options.exploration!.takeToken()) shadowed.add(i);
+        if (d.offload || !options.exploration!.hasToken()) return;
+        propensity[i] = explorationRate;
+        if (random() < explorationRate && options.exploration!.takeToken()) shadowed.add(i);
       });
     }
     const delayed: { index: number; record: DecisionRecord }[] = [];
@@ -213,7 +203,10 @@ export function createHybridClassifier(options: HybridOptions): HybridClassifier
       let cloudVersion: string | null = null;
       let cloudMs: number | null = null;
       let finalProbs: ArrayLike<number> = r.probs;
-      if (slot >= 0 && cloudReply) {
+      if (d.reason === "cloud_unavailable") {
+        route = "edge_fallback";
+        cloudError = { code: down!.code, message: down!.message };
+      } else if (slot >= 0 && cloudReply) {
         cloudMs = cloudReply.ms;
         if ("error" in cloudReply) {
           route = "edge_fallback";
@@ -242,8 +235,8 @@ export function createHybridClassifier(options: HybridOptions): HybridClassifier
         edge,
         cloud: cloudAnswer,
         cloudError,
-        switcher: { score: r.score, threshold, version: versions.switcher },
-        models: { edge: versions.edge, cloud: cloudVersion, switcher: versions.switcher },
+        switcher: { score: r.score, threshold, version: scoredBy.version },
+        models: { edge: edgeVersion, cloud: cloudVersion, switcher: scoredBy.version },
         timings: {
           queueMs: timings.queueMs,
           preprocessMs: timings.preprocessMs,
@@ -267,16 +260,15 @@ export function createHybridClassifier(options: HybridOptions): HybridClassifier
         route,
         routeReason: d.reason,
         forced: opts.forced !== undefined,
-        // Forced routes are certain; automatic ones reach the cloud when offloaded (1) or explored (the rate).
-        offloadProbability: opts.forced !== undefined ? (d.offload ? 1 : 0) : d.offload ? 1 : explorationRate,
+        offloadProbability: propensity[i],
         shadow: false,
-        edgeModelVersion: versions.edge,
+        edgeModelVersion: edgeVersion,
         edgeLabel: edge.label,
         edgeProb: edge.probability,
         edgeProbs: Array.from(r.probs),
         embedding: r.embedding,
         features: r.features,
-        switcherVersion: versions.switcher,
+        switcherVersion: scoredBy.version,
         switcherScore: r.score,
         switcherThreshold: threshold,
         cloudModelVersion: cloudVersion,
@@ -297,7 +289,7 @@ export function createHybridClassifier(options: HybridOptions): HybridClassifier
       return answer;
     });
     if (delayed.length > 0) {
-      const shadow: Promise<void> = offload(delayed.map(({ index }) => cloudInput(index))).then((reply) => {
+      const shadow: Promise<void> = offloader.call(delayed.map(({ index }) => cloudInput(index))).then((reply) => {
         delayed.forEach(({ record }, slot) => {
           record.shadow = true;
           record.cloudMs = reply.ms;

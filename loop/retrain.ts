@@ -13,16 +13,10 @@
  *
  * @module
  */
-import * as ort from "onnxruntime-web/wasm";
 import type { Db } from "../db/client.ts";
-import {
-  activeSwitcherVersion,
-  insertSwitcherVersion,
-  listDecisions,
-  listLoggedPairs,
-  promoteSwitcherVersion,
-} from "../db/queries.ts";
-import type { DecisionRecord, SwitcherVersion } from "../db/schema.ts";
+import { listDecisions, listLoggedPairs } from "../db/queries.ts";
+import type { DecisionRecord } from "../db/schema.ts";
+import { BUILTIN_SWITCHER_VERSION, ruleRelease, ruleScore, type SwitcherRelease } from "../release/release.ts";
 import { thresholdForOffloadRate } from "../switcher/calibration.ts";
 import { dmdLabel } from "../switcher/dmd_labels.ts";
 import { detectDrift, type DriftReport, type DriftWindow } from "../switcher/drift.ts";
@@ -32,7 +26,9 @@ import { ruleScores } from "../switcher/rules.ts";
 import { candidatesFor, exportFitted, scoreFitted, selectionSummary, selectSwitcher } from "../switcher/selection.ts";
 import { DEFAULT_PROPENSITY_CLIP, ipwWeight } from "../switcher/propensity.ts";
 import type { Manifest, SwitcherSpec } from "../wasm-models/manifest.ts";
-import { activateSwitcher, readRuntimeBinary, storeSwitcherArtefact } from "../workers/artefacts.ts";
+import { scoreWithOnnx } from "../workers/runtime.ts";
+import type { JobLock } from "./job_lock.ts";
+import { activeRelease, onnxRelease, publishRelease } from "./registry.ts";
 
 /** Options of {@link retrain}. */
 export interface RetrainOptions {
@@ -67,6 +63,8 @@ export interface RetrainOptions {
   dryRun?: boolean;
   /** Promote even when the gate refuses (recorded in the provenance as forced). */
   force?: boolean;
+  /** The models folder's job lock, when the caller holds it (loop/job_lock.ts). */
+  lock?: JobLock;
   version?: string;
   codeVersion?: string;
   onStep?: (step: string) => void;
@@ -92,32 +90,11 @@ export interface RetrainReport {
   candidate?: Uint8Array;
 }
 
-/**
- * Score features with a switcher's ONNX in onnxruntime-web (the runtime the workers use).
- *
- * @param bytes the ONNX model
- * @param rows one full feature vector per row
- * @param f the feature count
- * @returns one score per row
- */
-export async function scoreWithOnnx(bytes: Uint8Array, rows: Float32Array[], f: number): Promise<Float32Array> {
-  ort.env.wasm.numThreads = 1;
-  ort.env.wasm.wasmBinary ??= await readRuntimeBinary();
-  const session = await ort.InferenceSession.create(bytes);
-  try {
-    const out = new Float32Array(rows.length);
-    const chunk = 4096;
-    for (let s = 0; s < rows.length; s += chunk) {
-      const part = rows.slice(s, s + chunk);
-      const x = new Float32Array(part.length * f);
-      part.forEach((r, i) => x.set(r, i * f));
-      const result = await session.run({ [session.inputNames[0]]: new ort.Tensor("float32", x, [part.length, f]) });
-      out.set(result[session.outputNames[0]].data as Float32Array, s);
-    }
-    return out;
-  } finally {
-    await session.release();
-  }
+/** Scores of the active release on feature rows: its ONNX model in the workers' runtime, or its rule. */
+export async function scoreRelease(release: SwitcherRelease, rows: Float32Array[]): Promise<Float32Array> {
+  const scorer = release.scorer;
+  if (scorer.kind === "rule") return Float32Array.from(rows, (r) => ruleScore(scorer.rule, r));
+  return await scoreWithOnnx(release.artefact!, rows, release.features.length);
 }
 
 function driftWindow(rows: DecisionRecord[]): DriftWindow {
@@ -129,13 +106,15 @@ function driftWindow(rows: DecisionRecord[]): DriftWindow {
   };
 }
 
-function trainedWindow(active: SwitcherVersion | null): { fromMs: number; toMs: number } | null {
+function trainedWindow(active: SwitcherRelease | null): { fromMs: number; toMs: number } | null {
   const w = (active?.provenance as { window?: { fromMs?: unknown; toMs?: unknown } } | undefined)?.window;
   return w && typeof w.fromMs === "number" && typeof w.toMs === "number" ? { fromMs: w.fromMs, toMs: w.toMs } : null;
 }
 
 /**
- * Run the job once. The caller holds the lock (scripts/retrain.ts).
+ * Run the job once. The candidate is published through the release registry (loop/registry.ts): under the
+ * caller's job lock when `lock` is given (scripts/retrain.ts holds it for the whole run), else under one taken for
+ * the publication.
  *
  * @param options database, models, window, training and gate settings
  * @returns the report
@@ -146,7 +125,9 @@ export async function retrain(options: RetrainOptions): Promise<RetrainReport> {
   const now = options.nowMs ?? Date.now();
   const { db, manifest } = options;
   const edge = manifest.edge;
-  const active = await activeSwitcherVersion(db);
+  // The built-in rule was never trained: the first trained switcher is gated on the absolute checks alone.
+  const serving = await activeRelease(db);
+  const active = serving?.version === BUILTIN_SWITCHER_VERSION ? null : serving;
   const windowMs = options.windowMs ?? 7 * 86_400_000;
   const activeSince = active?.createdAt ?? now - windowMs;
   const fromMs = options.sinceMs ?? Math.min(activeSince, now - windowMs);
@@ -232,10 +213,9 @@ export async function retrain(options: RetrainOptions): Promise<RetrainReport> {
     },
   );
   const fitted = selection.fitted;
-  const model = fitted.model;
   const score = (feats: Float32Array[]) => scoreFitted(fitted, feats);
   const bestRule = selection.bestRule.candidate;
-  const activeCalibration = (active?.spec as { calibration?: { offloadRate?: unknown } } | null)?.calibration;
+  const activeCalibration = active?.calibration as { offloadRate?: unknown } | null | undefined;
   const offloadRate = options.offloadRate ??
     (typeof activeCalibration?.offloadRate === "number" ? activeCalibration.offloadRate : 0.2);
   const calibrationRows = recent.length > 0 ? recent : rows;
@@ -248,11 +228,7 @@ export async function retrain(options: RetrainOptions): Promise<RetrainReport> {
     weight: weightOf(r),
   }));
   const candidateScores = score(holdRows.map((r) => r.features));
-  let activeScores: Float32Array | null = null;
-  if (active?.artefact) {
-    const f = (active.features ?? []).length;
-    activeScores = await scoreWithOnnx(active.artefact, holdRows.map((r) => r.features), f);
-  }
+  const activeScores = active ? await scoreRelease(active, holdRows.map((r) => r.features)) : null;
   const verdict = gate(
     holdPairs,
     { scores: candidateScores, threshold },
@@ -269,7 +245,7 @@ export async function retrain(options: RetrainOptions): Promise<RetrainReport> {
   const version = options.version ??
     `switcher-${new Date(now).toISOString().slice(0, 19).replace(/[-:]/g, "").replace("T", "-")}`;
   const features = featureNames(edge.embeddingSize ?? 0);
-  const bytes = exportFitted(fitted, { version, features });
+  const bytes = fitted.model ? exportFitted(fitted, { version, features }) : null;
   const provenance = {
     data: "decision log",
     window: { fromMs, toMs: now },
@@ -294,8 +270,8 @@ export async function retrain(options: RetrainOptions): Promise<RetrainReport> {
     features,
     threshold,
     calibration: { offloadRate, calibratedOn: `${calibrationRows.length} recent decisions` },
-    params: model.layers.reduce((a, l) => a + l.weight.length + l.bias.length, 0),
-    flops: model.layers.reduce((a, l) => a + 2 * l.weight.length, 0),
+    params: fitted.model?.layers.reduce((a, l) => a + l.weight.length + l.bias.length, 0) ?? 0,
+    flops: fitted.model?.layers.reduce((a, l) => a + 2 * l.weight.length, 0) ?? 0,
     provenance,
     metrics,
   };
@@ -308,7 +284,7 @@ export async function retrain(options: RetrainOptions): Promise<RetrainReport> {
     offloadRate,
     verdict,
     counts,
-    candidate: bytes,
+    ...(bytes ? { candidate: bytes } : {}),
   };
   const seconds = () => ({ read: readSeconds, train: trainSeconds, total: (performance.now() - t0) / 1000 });
   if (options.dryRun) {
@@ -320,28 +296,28 @@ export async function retrain(options: RetrainOptions): Promise<RetrainReport> {
     };
   }
 
-  step(`storing ${version}`);
-  const stored = await storeSwitcherArtefact(options.modelsDir, { bytes, spec });
-  await insertSwitcherVersion(db, {
-    version,
-    createdAt: now,
-    status: verdict.promote || forced ? "candidate" : "rejected",
-    file: stored.file,
-    sha256: stored.sha256,
-    threshold,
-    features,
-    provenance,
-    metrics,
-    promotedAt: null,
-    parentVersion: active?.version ?? null,
-    artefact: bytes,
-    spec: stored as unknown as Record<string, unknown>,
+  step(`publishing ${version}`);
+  const release = fitted.candidate.kind === "rule"
+    ? ruleRelease({
+      version,
+      rule: fitted.candidate.rule,
+      threshold,
+      calibration: spec.calibration as Record<string, unknown>,
+      provenance,
+      metrics,
+      parentVersion: active?.version ?? null,
+      nowMs: now,
+    })
+    : await onnxRelease(bytes!, spec, { nowMs: now, parentVersion: active?.version ?? null });
+  await publishRelease(db, { ...release, status: verdict.promote || forced ? "candidate" : "rejected" }, {
+    modelsDir: options.modelsDir,
+    lock: options.lock,
+    nowMs: now,
+    activate: verdict.promote || forced,
   });
   if (!verdict.promote && !forced) {
     return { ...result, outcome: "rejected", reason: verdict.reason, seconds: seconds() };
   }
-  await promoteSwitcherVersion(db, version, { nowMs: now });
-  await activateSwitcher(options.modelsDir, stored);
   const reason = forced ? `forced past the gate: ${verdict.reason}` : verdict.reason;
   return { ...result, outcome: "promoted", reason, seconds: seconds() };
 }

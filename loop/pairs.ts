@@ -8,7 +8,7 @@
 import type { DecisionRecord } from "../db/schema.ts";
 import type { ClassifierSpec } from "../wasm-models/manifest.ts";
 import type { EdgeInference } from "../workers/pool.ts";
-import { type CloudAdapter, createHybridClassifier, type SequenceItem } from "./classifier.ts";
+import { type CloudAdapter, createHybridClassifier, type SequenceItem } from "../serve/classifier.ts";
 
 /** A collected pair, with the sequence it came from. */
 export interface CollectedPair {
@@ -44,7 +44,7 @@ export async function collectPairs(
     log: { append: (r) => records.push(r) },
     edgeSpec: options.edgeSpec,
     cloudSpec: options.cloudSpec,
-    threshold: () => 0,
+    thresholdOverride: 0,
     cloudTimeoutMs: options.cloudTimeoutMs,
     takeOffloadToken: () => true,
     edgeLocation: "dmd",

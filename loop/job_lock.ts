@@ -1,11 +1,22 @@
 /**
- * A lock file so that one retraining run works at a time on a models folder (safe to start from cron at any time).
+ * A lock file so that one job (retraining, DMD, a registry change) works at a time on a models folder (safe to start
+ * from cron at any time).
  *
  * The lock is a file created exclusively (`createNew`), holding the owner's pid, host and start time. A second run
  * finds it and is refused. A lock older than `staleMs` (a run that was killed) is taken over.
  *
  * @module
  */
+
+/**
+ * The lock file of a models folder: retraining, DMD and every change of the release registry take it.
+ *
+ * @param modelsDir the models folder
+ * @returns the lock file's path
+ */
+export function jobLockPath(modelsDir: string): string {
+  return `${modelsDir}/.retrain.lock`;
+}
 
 /** A held lock. */
 export interface JobLock {
