@@ -23,7 +23,14 @@ import { detectDrift, type DriftReport, type DriftWindow } from "../switcher/dri
 import { FEATURE_SETS, featureNames, type FeatureSet } from "../switcher/features.ts";
 import { gate, type GateOptions, type GateVerdict } from "../switcher/gate.ts";
 import { ruleScores } from "../switcher/rules.ts";
-import { candidatesFor, exportFitted, scoreFitted, selectionSummary, selectSwitcher } from "../switcher/selection.ts";
+import {
+  type Candidate,
+  candidatesFor,
+  exportFitted,
+  scoreFitted,
+  selectionSummary,
+  selectSwitcher,
+} from "../switcher/selection.ts";
 import { DEFAULT_PROPENSITY_CLIP, ipwWeight } from "../switcher/propensity.ts";
 import type { Manifest, SwitcherSpec } from "../wasm-models/manifest.ts";
 import { scoreWithOnnx } from "../workers/runtime.ts";
@@ -51,6 +58,8 @@ export interface RetrainOptions {
   offloadRate?: number;
   target?: "hard" | "soft";
   featureSets?: readonly FeatureSet[];
+  /** The candidates to choose from. @default the rules and the MLPs on `featureSets` */
+  candidates?: readonly Candidate[];
   /** Weight pairs by inverse propensity (false: every pair weighs 1, as if offloads were a random sample). */
   ipw?: boolean;
   /** Learn from shadow pairs too (false: offloaded pairs only, as a loop without exploration would). @default true */
@@ -209,7 +218,7 @@ export async function retrain(options: RetrainOptions): Promise<RetrainReport> {
       target: options.target ?? "soft",
       seed: options.seed ?? 1,
       epochs: options.epochs ?? 60,
-      candidates: candidatesFor(options.featureSets ?? FEATURE_SETS),
+      candidates: options.candidates ?? candidatesFor(options.featureSets ?? FEATURE_SETS),
     },
   );
   const fitted = selection.fitted;
