@@ -4,12 +4,12 @@
  * switcher is promoted and served without a restart while requests keep succeeding, rollback restores the previous
  * version, a corrupt version is refused while the old one keeps serving, and a second retraining run is refused.
  */
-import { DEFAULT_CANDIDATES } from "../switcher/selection.ts";
 import assert from "node:assert/strict";
 import { openDatabase } from "../db/client.ts";
 import { insertSwitcherVersion, listDecisions, promoteSwitcherVersion } from "../db/queries.ts";
 import { acquireJobLock, LockBusyError } from "../loop/job_lock.ts";
 import { retrain } from "../loop/retrain.ts";
+import { DEFAULT_CANDIDATES } from "../switcher/selection.ts";
 import { readManifest } from "../workers/artefacts.ts";
 import { startLoopService, TOKEN } from "./fixtures/loop_service.ts";
 
