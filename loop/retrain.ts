@@ -23,14 +23,9 @@ import { detectDrift, type DriftReport, type DriftWindow } from "../switcher/dri
 import { FEATURE_SETS, featureNames, type FeatureSet } from "../switcher/features.ts";
 import { gate, type GateOptions, type GateVerdict } from "../switcher/gate.ts";
 import { ruleScores } from "../switcher/rules.ts";
-import {
-  type Candidate,
-  candidatesFor,
-  exportFitted,
-  scoreFitted,
-  selectionSummary,
-  selectSwitcher,
-} from "../switcher/selection.ts";
+import { type Candidate, candidatesFor } from "../switcher/candidates.ts";
+import { exportFitted, scoreFitted } from "../switcher/fit.ts";
+import { selectionSummary, selectSwitcher } from "../switcher/selection.ts";
 import { DEFAULT_PROPENSITY_CLIP, ipwWeight } from "../switcher/propensity.ts";
 import type { Manifest, SwitcherSpec } from "../wasm-models/manifest.ts";
 import { scoreWithOnnx } from "../workers/runtime.ts";

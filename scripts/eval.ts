@@ -47,14 +47,9 @@ import { evaluatePolicies } from "../switcher/evaluation.ts";
 import { FEATURE_SETS, type FeatureSet, probabilityStats } from "../switcher/features.ts";
 import { policies as baselines } from "../switcher/metrics.ts";
 import { createPrng } from "../switcher/prng.ts";
-import {
-  type Candidate,
-  candidatesFor,
-  DEFAULT_CANDIDATES,
-  fitCandidate,
-  scoreFitted,
-  selectSwitcher,
-} from "../switcher/selection.ts";
+import { type Candidate, candidatesFor, DEFAULT_CANDIDATES } from "../switcher/candidates.ts";
+import { fitCandidate, scoreFitted } from "../switcher/fit.ts";
+import { selectSwitcher } from "../switcher/selection.ts";
 import { loadModelSet } from "../workers/artefacts.ts";
 import { createWorkerPool } from "../workers/pool.ts";
 import { type DatasetRow, readDataset } from "./dataset.ts";

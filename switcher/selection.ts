@@ -12,83 +12,26 @@
  *
  * @module
  */
-import { thresholdForAgreement, thresholdForOffloadRate } from "./calibration.ts";
-import { type DmdEvaluation, type Pair, trainDmdSwitcher } from "./dmd.ts";
-import { dmdLabel } from "./dmd_labels.ts";
-import { applyEmbeddingTransform, type EmbeddingTransform, fitEmbeddingTransform } from "./embedding_transform.ts";
-import { BASE_FEATURES, featureColumns, type FeatureSet, selectColumns } from "./features.ts";
+import {
+  allColumns,
+  type Candidate,
+  DEFAULT_CANDIDATES,
+  derivePairs,
+  fitTransform,
+  type LabelledPool,
+  labelPool,
+  pack,
+  usableCandidates,
+} from "./candidates.ts";
+import type { Pair } from "./dmd.ts";
+import { featureColumns } from "./features.ts";
+import { type Calibrate, fitCandidate, type FitOptions, type FittedSwitcher } from "./fit.ts";
 import { type FoldOptions, type Folds, groupedFolds } from "./folds.ts";
 import { type FoldGateVerdict, gateOnFolds } from "./gate.ts";
 import { weightedAuc } from "./metrics.ts";
-import { type MlpModel, predictMlp, trainMlp } from "./mlp.ts";
-import { exportSwitcherOnnx } from "./onnx_writer.ts";
+import { predictMlp, trainMlp } from "./mlp.ts";
 import { createPrng } from "./prng.ts";
-import { type ConfidenceRule, ruleColumn, ruleScores } from "./rules.ts";
-
-/** A confidence rule as a candidate. */
-export interface RuleCandidate {
-  kind: "rule";
-  /** `rule:<rule>`, the name the release and the evaluation carry. */
-  name: string;
-  rule: ConfidenceRule;
-  /** Order for the one-standard-error rule: lower is simpler. */
-  complexity: number;
-}
-
-/** An MLP on a feature set as a candidate. */
-export interface MlpCandidate {
-  kind: "mlp";
-  /** `mlp:<feature set>`. */
-  name: string;
-  set: FeatureSet;
-  complexity: number;
-  hidden: number[];
-  /** L2 penalty: stronger for wider inputs (the embedding). */
-  l2: number;
-  /** Read the embedding through a transform fitted on the training rows: novelty and this many components. */
-  embedding?: { components: number };
-}
-
-/** A candidate switcher. */
-export type Candidate = RuleCandidate | MlpCandidate;
-
-/** The candidates `deno task dmd` and retraining choose from, simplest first. */
-export const DEFAULT_CANDIDATES: readonly Candidate[] = [
-  { kind: "rule", name: "rule:max_prob", rule: "max_prob", complexity: 0 },
-  { kind: "rule", name: "rule:margin", rule: "margin", complexity: 0 },
-  { kind: "rule", name: "rule:entropy", rule: "entropy", complexity: 0 },
-  { kind: "mlp", name: "mlp:confidence", set: "confidence", complexity: 1, hidden: [16], l2: 1e-4 },
-  { kind: "mlp", name: "mlp:confidence+quality", set: "confidence+quality", complexity: 2, hidden: [16], l2: 1e-4 },
-  {
-    kind: "mlp",
-    name: "mlp:confidence+quality+novelty",
-    set: "confidence+quality+novelty",
-    complexity: 3,
-    hidden: [16],
-    l2: 1e-4,
-    embedding: { components: 0 },
-  },
-  {
-    kind: "mlp",
-    name: "mlp:confidence+quality+pca",
-    set: "confidence+quality+pca",
-    complexity: 4,
-    hidden: [16],
-    l2: 1e-3,
-    embedding: { components: 8 },
-  },
-  { kind: "mlp", name: "mlp:all", set: "all", complexity: 5, hidden: [32], l2: 1e-3 },
-];
-
-/**
- * The candidates restricted to some feature sets (the rules always stay: they are the bar).
- *
- * @param sets feature sets allowed for MLP candidates
- * @returns the rules and the MLPs on those sets
- */
-export function candidatesFor(sets: readonly FeatureSet[]): Candidate[] {
-  return DEFAULT_CANDIDATES.filter((c) => c.kind === "rule" || sets.includes(c.set));
-}
+import { ruleScores } from "./rules.ts";
 
 /** One candidate's cross-validated figures. */
 export interface CandidateCv {
@@ -103,59 +46,11 @@ export interface CandidateCv {
 }
 
 /** Options of {@link crossValidate} and {@link selectSwitcher}. */
-export interface SelectionOptions {
-  /** Which DMD label the MLPs learn. @default "soft" */
-  target?: "hard" | "soft";
-  seed?: number;
-  /** MLP epochs. @default 60 */
-  epochs?: number;
+export interface SelectionOptions extends FitOptions {
   /** The candidates. @default DEFAULT_CANDIDATES */
   candidates?: readonly Candidate[];
   /** Cross-validate on a seeded sample of at most this many pairs (the fit reads them all). @default 20000 */
   maxCrossValidationRows?: number;
-}
-
-/** DMD pool rows with their labels, as selection uses them. */
-export interface LabelledPool {
-  pairs: Pair[];
-  /** Index of each usable pair in the input. */
-  index: number[];
-  disagree: Float64Array;
-  soft: Float64Array;
-  weight: Float64Array;
-}
-
-/**
- * Keep the pairs that have a DMD label.
- *
- * @param pairs the pool
- * @returns the usable pairs with hard and soft labels and weights
- */
-export function labelPool(pairs: Pair[]): LabelledPool {
-  const index: number[] = [];
-  const disagree: number[] = [];
-  const soft: number[] = [];
-  for (let i = 0; i < pairs.length; i++) {
-    const label = dmdLabel(pairs[i].edgeProbs, pairs[i].cloudProbs);
-    if (!label) continue;
-    index.push(i);
-    disagree.push(label.hard);
-    soft.push(label.soft);
-  }
-  const kept = index.map((i) => pairs[i]);
-  return {
-    pairs: kept,
-    index,
-    disagree: Float64Array.from(disagree),
-    soft: Float64Array.from(soft),
-    weight: Float64Array.from(kept, (p) => p.weight ?? 1),
-  };
-}
-
-function pack(pairs: Pair[], rows: number[], columns: number[]): Float32Array {
-  const x = new Float32Array(rows.length * columns.length);
-  rows.forEach((r, i) => x.set(selectColumns(pairs[r].features, columns), i * columns.length));
-  return x;
 }
 
 function meanAndSe(values: number[]): { mean: number; standardError: number } {
@@ -184,26 +79,6 @@ export function foldAucs(scores: ArrayLike<number>, pool: LabelledPool, folds: F
       rows.map((i) => pool.weight[i]),
     );
   });
-}
-
-/** Candidates that can read this feature vector: those reading the embedding need one. */
-function usableCandidates(candidates: readonly Candidate[], featureCount: number): Candidate[] {
-  return candidates.filter((c) => c.kind === "rule" || !c.embedding || featureCount > BASE_FEATURES.length);
-}
-
-function fitTransform(candidate: MlpCandidate, rows: Float32Array[], seed: number): EmbeddingTransform | null {
-  if (!candidate.embedding) return null;
-  const start = BASE_FEATURES.length;
-  const components = Math.min(candidate.embedding.components, (rows[0]?.length ?? 0) - start);
-  return fitEmbeddingTransform(rows, { start, components, seed });
-}
-
-function derivePairs(pairs: Pair[], transform: EmbeddingTransform): Pair[] {
-  return pairs.map((p) => ({ ...p, features: applyEmbeddingTransform(transform, p.features) }));
-}
-
-function allColumns(pairs: Pair[]): number[] {
-  return Array.from({ length: pairs[0]?.features.length ?? 0 }, (_, i) => i);
 }
 
 /**
@@ -272,120 +147,6 @@ export function oneStandardErrorChoice(trials: CandidateCv[]): { chosen: Candida
         : c
     );
   return { chosen, best };
-}
-
-/** A candidate fitted on the whole pool, ready to export: a network reading some columns, and its threshold. */
-export interface FittedSwitcher {
-  candidate: Candidate;
-  /** The network (null for a rule: it is published as a rule release, no model file). */
-  model: MlpModel | null;
-  /** Columns the network reads: of the full feature vector, or of the transform's output when there is one. */
-  columns: number[];
-  /** The embedding transform in front of the network, if any. */
-  transform: EmbeddingTransform | null;
-  threshold: number;
-  calibration: Record<string, number>;
-  /** The MLP's held-out figures from its own fit (absent for a rule, which is not trained). */
-  heldOut: DmdEvaluation | null;
-  bestEpoch: number | null;
-}
-
-/** How to calibrate: an offload rate, or an agreement with the cloud. */
-export type Calibrate = { offloadRate: number } | { agreement: number };
-
-/**
- * Scores of a fitted switcher.
- *
- * @param fitted the switcher
- * @param rows full feature vectors
- * @returns one score per row, as the exported ONNX computes it
- */
-export function scoreFitted(fitted: FittedSwitcher, rows: ArrayLike<number>[]): Float32Array {
-  if (fitted.candidate.kind === "rule" || !fitted.model) {
-    if (fitted.candidate.kind !== "rule") throw new TypeError(`Cannot score ${fitted.candidate.name}: no network`);
-    return Float32Array.from(ruleScores(fitted.candidate.rule, rows));
-  }
-  const x = new Float32Array(rows.length * fitted.columns.length);
-  rows.forEach((r, i) => {
-    const v = fitted.transform ? applyEmbeddingTransform(fitted.transform, r) : r;
-    x.set(selectColumns(v, fitted.columns), i * fitted.columns.length);
-  });
-  return predictMlp(fitted.model, x, rows.length);
-}
-
-/**
- * Export a fitted switcher as ONNX (its transform, if any, in the graph).
- *
- * @param fitted the switcher
- * @param options `version` and `features` (names of the full feature vector)
- * @returns the ONNX bytes
- */
-export function exportFitted(fitted: FittedSwitcher, options: { version: string; features: string[] }): Uint8Array {
-  if (!fitted.model) throw new TypeError(`Cannot export ${fitted.candidate.name}: a rule has no network`);
-  return exportSwitcherOnnx(fitted.model, {
-    ...options,
-    ...(fitted.transform ? { transform: fitted.transform } : { columns: fitted.columns }),
-  });
-}
-
-/**
- * Fit one candidate on the whole pool and calibrate its threshold: an MLP through the DMD trainer (threshold on its
- * held-out pairs), a rule on every pool row (it learns nothing, so no pair needs holding out).
- *
- * @param candidate the candidate
- * @param pairs the pool
- * @param options target, seed, epochs and calibration (default: offload rate 0.2)
- * @returns the fitted switcher
- */
-export function fitCandidate(
-  candidate: Candidate,
-  pairs: Pair[],
-  options: SelectionOptions & { calibrate?: Calibrate } = {},
-): FittedSwitcher {
-  const calibrate = options.calibrate ?? { offloadRate: 0.2 };
-  if (candidate.kind === "mlp") {
-    const featureCount = pairs[0]?.features.length ?? 0;
-    const transform = fitTransform(candidate, pairs.map((p) => p.features), options.seed ?? 1);
-    const rows = transform ? derivePairs(pairs, transform) : pairs;
-    const result = trainDmdSwitcher(rows, {
-      target: options.target,
-      seed: options.seed,
-      calibrate,
-      columns: transform ? allColumns(rows) : featureColumns(candidate.set, featureCount),
-      train: { hidden: candidate.hidden, l2: candidate.l2, epochs: options.epochs ?? 60 },
-    });
-    return {
-      candidate,
-      model: result.model,
-      columns: result.columns,
-      transform,
-      threshold: result.threshold,
-      calibration: result.calibration,
-      heldOut: result.evaluation,
-      bestEpoch: result.bestEpoch,
-    };
-  }
-  const pool = labelPool(pairs);
-  const fitted: FittedSwitcher = {
-    candidate,
-    model: null,
-    columns: [ruleColumn(candidate.rule)],
-    transform: null,
-    threshold: 0,
-    calibration: {},
-    heldOut: null,
-    bestEpoch: null,
-  };
-  const scores = scoreFitted(fitted, pool.pairs.map((p) => p.features));
-  if ("offloadRate" in calibrate) {
-    fitted.threshold = thresholdForOffloadRate(scores, calibrate.offloadRate);
-    fitted.calibration = { ...calibrate, poolOffloadRate: calibrate.offloadRate };
-  } else {
-    const t = thresholdForAgreement(scores, pool.disagree, calibrate.agreement);
-    fitted.threshold = t.threshold;
-    fitted.calibration = { ...calibrate, poolOffloadRate: t.offloadRate };
-  }
-  return fitted;
 }
 
 /** What selection produced. */

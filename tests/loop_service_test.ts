@@ -9,7 +9,7 @@ import { openDatabase } from "../db/client.ts";
 import { insertSwitcherVersion, listDecisions, promoteSwitcherVersion } from "../db/queries.ts";
 import { acquireJobLock, LockBusyError } from "../loop/job_lock.ts";
 import { retrain } from "../loop/retrain.ts";
-import { DEFAULT_CANDIDATES } from "../switcher/selection.ts";
+import { DEFAULT_CANDIDATES } from "../switcher/candidates.ts";
 import { readManifest } from "../workers/artefacts.ts";
 import { startLoopService, TOKEN } from "./fixtures/loop_service.ts";
 

@@ -11,16 +11,9 @@ import { gate, gateOnFolds } from "../switcher/gate.ts";
 import { createPrng } from "../switcher/prng.ts";
 import { ruleScore } from "../switcher/rules.ts";
 import { ruleScore as releaseRuleScore } from "../release/release.ts";
-import {
-  type CandidateCv,
-  candidatesFor,
-  DEFAULT_CANDIDATES,
-  exportFitted,
-  fitCandidate,
-  oneStandardErrorChoice,
-  scoreFitted,
-  selectSwitcher,
-} from "../switcher/selection.ts";
+import { candidatesFor, DEFAULT_CANDIDATES } from "../switcher/candidates.ts";
+import { exportFitted, fitCandidate, scoreFitted } from "../switcher/fit.ts";
+import { type CandidateCv, oneStandardErrorChoice, selectSwitcher } from "../switcher/selection.ts";
 import { readRuntimeBinary } from "../workers/artefacts.ts";
 
 Deno.test("groupedFolds() keeps every group in one fold and balances rows", () => {
