@@ -100,3 +100,25 @@ Deno.test("switcherMlp() returns null for a graph of another form, and refuses r
     message: "Cannot score features: expected 4 values, got 3",
   });
 });
+
+Deno.test("a switcher exported with an embedding transform is left to onnxruntime, with the session's scores", async () => {
+  const { fitEmbeddingTransform, applyEmbeddingTransform } = await import("../switcher/embedding_transform.ts");
+  const { scoreWithOnnx } = await import("../workers/runtime.ts");
+  const names = featureNames(8);
+  const f = names.length;
+  const start = f - 8;
+  const train = rows(200, f, 21);
+  const transform = fitEmbeddingTransform(train, { start, components: 2 });
+  const derived = train.map((r) => applyEmbeddingTransform(transform, r));
+  const g = derived[0].length;
+  const x = new Float32Array(derived.length * g);
+  derived.forEach((r, i) => x.set(r, i * g));
+  const { model } = trainMlp({ x, n: derived.length, f: g, targets: train.map((r) => (r[1] > 0 ? 1 : 0)) }, {
+    hidden: [8],
+    epochs: 3,
+  });
+  const bytes = exportSwitcherOnnx(model, { version: "t", features: names, transform });
+  assert.equal(switcherMlp(bytes, f), null);
+  const data = rows(50, f, 22);
+  assert.deepEqual(Array.from(await scoreWithOnnx(bytes, data, f)), Array.from(await scoreWithSession(bytes, data, f)));
+});
