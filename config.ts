@@ -66,6 +66,8 @@ export interface Config {
   maxBatchItems: number;
   /** Pose workers for camera frames (workers/pose_pool.ts); 0 turns the frames routes off. @default 1 */
   poseWorkers: number;
+  /** The pose model's folder (manifest.json + model); when it has none, the frames routes are off. @default "wasm-models/pose" */
+  poseModelDir: string;
   /** Clips that may wait for a pose worker; past it, 503 OVERLOADED. @default 16 */
   poseQueueMax: number;
   /** Most frames in one camera clip. @default 64 */
@@ -211,6 +213,7 @@ export function loadConfig(env: Env = Deno.env.toObject()): Readonly<Config> {
     maxFrames: int(env, "MAX_FRAMES", 1000, 1, 100_000),
     maxBatchItems: int(env, "MAX_BATCH_ITEMS", 64, 1, 10_000),
     poseWorkers: int(env, "POSE_WORKERS", 1, 0, 64),
+    poseModelDir: str(env, "POSE_MODEL_DIR", "wasm-models/pose"),
     poseQueueMax: int(env, "POSE_QUEUE_MAX", 16, 1, 100_000),
     maxClipFrames: int(env, "MAX_CLIP_FRAMES", 64, 1, 10_000),
     maxImageBytes: int(env, "MAX_IMAGE_BYTES", 1024 * 1024, 1024, 256 * 1024 * 1024),

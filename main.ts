@@ -47,7 +47,7 @@ import { featureNames } from "./switcher/features.ts";
 import type { Manifest } from "./wasm-models/manifest.ts";
 import { loadModelSet } from "./workers/artefacts.ts";
 import { createWorkerPool, type EdgeInference } from "./workers/pool.ts";
-import { readPoseModel } from "./workers/pose.ts";
+import { readPoseModel } from "./workers/pose_artefact.ts";
 import { createPosePool, type PoseInference } from "./workers/pose_pool.ts";
 import type { EngineInit } from "./workers/protocol.ts";
 
@@ -336,14 +336,7 @@ export async function startService(config: Readonly<Config>): Promise<Service> {
       workerUrl: new URL(`./workers/inference_worker.${MODULE_EXT}`, import.meta.url),
     });
     life.defer("the workers", () => pool.close());
-    const pose = config.poseWorkers > 0
-      ? await createPosePool((await readPoseModel()).bytes, {
-        size: config.poseWorkers,
-        queueMax: config.poseQueueMax,
-        workerUrl: new URL(`./workers/pose_worker.${MODULE_EXT}`, import.meta.url),
-      })
-      : null;
-    if (pose) life.defer("the pose workers", () => pose.close());
+    const pose = await startPosePool(config, life);
     const follower = await followReleases(config, { db: database.db, pool, init, manifest }, life);
     const cloudUrl = config.cloudUrl ?? child!.url;
     const cloud = createOipClient({
@@ -389,6 +382,27 @@ export async function startService(config: Readonly<Config>): Promise<Service> {
     await life.close().catch(() => {});
     throw err;
   }
+}
+
+/** The pose workers of the frames routes: none when `POSE_WORKERS` is 0 or the pose model folder has no model. */
+async function startPosePool(config: Readonly<Config>, life: Lifecycle): Promise<PoseInference | null> {
+  if (config.poseWorkers === 0) return null;
+  const dir = new URL(`${config.poseModelDir.replace(/\/*$/, "/")}`, `file://${Deno.cwd()}/`);
+  try {
+    await Deno.stat(new URL("manifest.json", dir));
+  } catch {
+    createLogger({ level: config.logLevel }).warn("no pose model; the camera-frames routes are off", {
+      poseModelDir: config.poseModelDir,
+    });
+    return null;
+  }
+  const pose = await createPosePool((await readPoseModel(dir)).bytes, {
+    size: config.poseWorkers,
+    queueMax: config.poseQueueMax,
+    workerUrl: new URL(`./workers/pose_worker.${MODULE_EXT}`, import.meta.url),
+  });
+  life.defer("the pose workers", () => pose.close());
+  return pose;
 }
 
 /** Readiness: models warm, database reachable, decision backlog; the cloud probed at most once a second. */

@@ -47,7 +47,7 @@ export async function loadReferencePose(modelJson: string): Promise<{ run: Refer
   const run: ReferencePose = (input) =>
     tf.tidy(() => {
       const x = tf.tensor4d(input, [1, side, side, 3], "int32");
-      return (model.execute(x) as tf.Tensor).dataSync() as Float32Array;
+      return (model.predict(x) as tf.Tensor).dataSync() as Float32Array;
     });
   run(new Int32Array(side * side * 3));
   return { run, side };

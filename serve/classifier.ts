@@ -294,12 +294,10 @@ export function createHybridClassifier(options: HybridOptions): HybridClassifier
         cloudMs,
         totalMs,
         batchId: opts.batchId ?? null,
-        ...(item.input && {
-          inputKind: item.input.kind,
-          decodeMs: item.input.decodeMs,
-          poseMs: item.input.poseMs,
-          poseQuality: item.input.poseQuality,
-        }),
+        inputKind: item.input?.kind ?? null,
+        decodeMs: item.input?.decodeMs ?? null,
+        poseMs: item.input?.poseMs ?? null,
+        poseQuality: item.input?.poseQuality ?? null,
       };
       if (shadowed.has(i)) delayed.push({ index: i, record });
       else log.append(record);

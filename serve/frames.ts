@@ -8,8 +8,7 @@
  */
 import { AppError } from "../errors.ts";
 import { fullCrop, ImageHeaderError, type ImageKind, readImageHeader } from "../sequence/image.ts";
-import type { ClipPose } from "../workers/pose.ts";
-import type { PoseInference } from "../workers/pose_pool.ts";
+import type { ClipPose, PoseInference } from "../workers/pose_protocol.ts";
 import type { ClassifierSpec } from "../wasm-models/manifest.ts";
 import type { Answer, HybridClassifier, SequenceItem } from "./classifier.ts";
 

@@ -11,23 +11,10 @@ import decodeJpeg from "@jsquash/jpeg/decode.js";
 import decodePng from "@jsquash/png/decode.js";
 import { cropToInput, fullCrop, nextCrop, readImageHeader, type Rgba, toImageKeypoints } from "../sequence/image.ts";
 import { configureRuntime } from "./runtime.ts";
-import { readRuntimeBinary, sha256Hex } from "./artefacts.ts";
+import { readRuntimeBinary } from "./artefacts.ts";
+import type { ClipPose, FramePose } from "./pose_protocol.ts";
 
-/** One frame's pose: 17 x [x, y, score] in image pixels. */
-export interface FramePose {
-  keypoints: number[][];
-  /** Mean keypoint score (the pose quality). */
-  score: number;
-}
-
-/** A clip's poses and where the time went. */
-export interface ClipPose {
-  frames: FramePose[];
-  width: number;
-  height: number;
-  decodeMs: number;
-  poseMs: number;
-}
+export type { ClipPose, FramePose };
 
 /**
  * Decode one JPEG or PNG to RGBA in WASM.
@@ -119,28 +106,4 @@ function meanScore(kp: number[][]): number {
   return kp.reduce((s, p) => s + p[2], 0) / kp.length;
 }
 
-/** The pose model's manifest entry (`wasm-models/pose/manifest.json`). */
-export interface PoseSpec {
-  file: string;
-  sha256: string;
-  bytes: number;
-  version: string;
-  layout: string;
-  licence: string;
-}
-
-/**
- * Read the pose model named by a pose manifest and check its digest.
- *
- * @param dir the folder holding `manifest.json` and the model (default: the shipped `wasm-models/pose/`)
- * @returns the spec and the model bytes
- */
-export async function readPoseModel(
-  dir: URL = new URL("../wasm-models/pose/", import.meta.url),
-): Promise<{ spec: PoseSpec; bytes: Uint8Array }> {
-  const spec = JSON.parse(await Deno.readTextFile(new URL("manifest.json", dir))).pose as PoseSpec;
-  const bytes = await Deno.readFile(new URL(spec.file, dir));
-  const digest = await sha256Hex(bytes);
-  if (digest !== spec.sha256) throw new Error(`pose model ${spec.file}: sha256 ${digest} != manifest ${spec.sha256}`);
-  return { spec, bytes };
-}
+export { readPoseModel } from "./pose_artefact.ts";

@@ -9,18 +9,9 @@
  * @module
  */
 import { AppError } from "../errors.ts";
-import type { ClipPose } from "./pose.ts";
-import type { PoseRequest, PoseResponse } from "./pose_protocol.ts";
+import type { ClipPose, PoseInference, PoseRequest, PoseResponse } from "./pose_protocol.ts";
 
-/** Pose estimation for clips. */
-export interface PoseInference {
-  /** Decode and pose one clip. @throws AppError OVERLOADED when the queue is full, INVALID_INPUT on bad image data */
-  pose(images: Uint8Array[]): Promise<ClipPose & { queueMs: number }>;
-  /** Workers and queue. */
-  stats(): { workers: number; busy: number; queued: number; queueMax: number };
-  /** Terminate the workers; queued clips fail. */
-  close(): Promise<void>;
-}
+export type { PoseInference };
 
 /** Options of {@link createPosePool}. */
 export interface PosePoolOptions {

@@ -4,7 +4,31 @@
  *
  * @module
  */
-import type { FramePose } from "./pose.ts";
+/** One frame's pose: 17 x [x, y, score] in image pixels. */
+export interface FramePose {
+  keypoints: number[][];
+  /** Mean keypoint score (the pose quality). */
+  score: number;
+}
+
+/** A clip's poses and where the time went. */
+export interface ClipPose {
+  frames: FramePose[];
+  width: number;
+  height: number;
+  decodeMs: number;
+  poseMs: number;
+}
+
+/** Pose estimation for clips, behind which the pose workers run (workers/pose_pool.ts). */
+export interface PoseInference {
+  /** Decode and pose one clip. @throws AppError OVERLOADED when the queue is full, INVALID_INPUT on bad image data */
+  pose(images: Uint8Array[]): Promise<ClipPose & { queueMs: number }>;
+  /** Workers and queue. */
+  stats(): { workers: number; busy: number; queued: number; queueMax: number };
+  /** Terminate the workers; queued clips fail. */
+  close(): Promise<void>;
+}
 
 /** HTTP thread -> pose worker. */
 export type PoseRequest =

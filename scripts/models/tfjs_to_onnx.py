@@ -167,7 +167,17 @@ class Converter:
                 self.node("Identity", [src], [out_name + "_out"])
                 out_name = out_name + "_out"
             outputs.append(helper.make_tensor_value_info(out_name, TF_DTYPES[spec["dtype"]], dims))
-        graph = helper.make_graph(self.nodes, "tfjs_graph", inputs, outputs, self.inits)
+        # Constants read at conversion time (shapes, axes, weights rewritten to NCHW) are dropped when no node uses them.
+        nodes = list(self.nodes)
+        wanted = {o.name for o in outputs}
+        while True:
+            used = {i for n in nodes for i in n.input} | wanted
+            live = [n for n in nodes if any(o in used for o in n.output)]
+            if len(live) == len(nodes):
+                break
+            nodes = live
+        inits = [t for t in self.inits if t.name in used]
+        graph = helper.make_graph(nodes, "tfjs_graph", inputs, outputs, inits)
         m = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], producer_name="dmd-edge tfjs_to_onnx")
         m.ir_version = 8
         return m
