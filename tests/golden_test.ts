@@ -13,7 +13,7 @@ const DIR = new URL("../wasm-models", import.meta.url).pathname;
 
 interface Golden {
   tolerance: { centredLogit: number; embeddingRelative: number; note?: string };
-  samples: { file: string; edgeLogits: number[]; embedding: number[]; cloudLogits?: number[] }[];
+  samples: { file: string; label?: string; edgeLogits: number[]; embedding: number[]; cloudLogits?: number[] }[];
 }
 
 function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
@@ -54,6 +54,13 @@ Deno.test("golden: the worker pool reproduces native onnxruntime's edge outputs 
       const expected = softmax(s.edgeLogits);
       const top = (p: ArrayLike<number>) => Array.from(p).indexOf(Math.max(...Array.from(p)));
       assert.equal(top(results[0].probs), top(expected), `${s.file}: top-1 label differs`);
+      // The samples are drawn from the test data with their true labels, and both models answer them correctly.
+      if (s.label !== undefined) {
+        assert.equal(e.labels[top(results[0].probs)], s.label, `${s.file}: the edge model's answer is not its label`);
+        if (s.cloudLogits) {
+          assert.equal(e.labels[top(s.cloudLogits)], s.label, `${s.file}: the cloud model's answer is not its label`);
+        }
+      }
     }
   } finally {
     await pool.close();

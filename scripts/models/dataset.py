@@ -14,7 +14,7 @@ def read_jsonl(path):
 
 
 def resample(frames, out_frames):
-    """Linear interpolation over the whole sequence, the service's definition (workers/preprocess.ts):
+    """Linear interpolation over the whole sequence, the service's definition (sequence/preprocess.ts):
     output frame i reads source position i * (T - 1) / (out_frames - 1). Like the service, the input is taken as
     float32 (what the service holds after parsing JSON), interpolated in float64 and stored as float32, so both
     sides produce bit-identical windows."""

@@ -16,6 +16,16 @@ Splits, so that held-out figures mean something with one performance per action:
 Deterministic from --seed.
 
     python3 scripts/models/mocap.py --out build/mocap --seed 7
+
+With --3d it writes the cross-view 3D benchmark instead: camera-space 3D joints in metres (Kinect v1 layout, 20
+joints, y up, no confidence channel), as a depth sensor would give them. Cameras stand in three azimuth sectors
+(views); training uses two, the third is held out:
+- train / val: the two training views, the first 60% / the next 10% of each clip's timeline;
+- test: the held-out view, the last 30% of each timeline;
+- test_seen_view: the training views, the last 30% of each timeline (held-out time, seen views).
+Held-out-view accuracy over held-out-time accuracy on seen views measures what a new view costs.
+
+    python3 scripts/models/mocap.py --3d --out build/mocap3d --seed 7
 """
 import argparse
 import gzip
@@ -26,7 +36,7 @@ from pathlib import Path
 import numpy as np
 import pybullet_data
 
-from skeleton import ACTIONS, COCO17_FLIP, forward_kinematics
+from skeleton import ACTIONS, COCO17_FLIP, forward_kinematics, kinect20_positions
 
 FPS = 30
 WINDOW = 32
@@ -46,10 +56,11 @@ def load_clip(action):
     return frames, motion.get("Loop", "none") == "wrap"
 
 
-def clip_positions(action, cycles=4):
-    """3D COCO-17 positions at FPS, (F, 17, 3); looping clips are repeated with the root's drift carried on."""
+def clip_positions(action, cycles=4, kinematics=forward_kinematics):
+    """3D positions at FPS, (F, J, 3) (COCO-17 points by default); looping clips are repeated with the root's drift
+    carried on."""
     frames, loops = load_clip(action)
-    pts = forward_kinematics(frames)
+    pts = kinematics(frames)
     t = np.concatenate([[0.0], np.cumsum(frames[:-1, 0])])
     if loops:
         drift = pts[-1].mean(axis=0) - pts[0].mean(axis=0)
@@ -59,8 +70,8 @@ def clip_positions(action, cycles=4):
         t = np.concatenate([t[:-1] + k * period for k in range(cycles)] + [t[-1:] + cycles * period])
     n = int(math.floor(t[-1] * FPS)) + 1
     ts = np.arange(n) / FPS
-    out = np.empty((n, 17, 3))
-    for j in range(17):
+    out = np.empty((n, pts.shape[1], 3))
+    for j in range(pts.shape[1]):
         for c in range(3):
             out[:, j, c] = np.interp(ts, t, pts[:, j, c])
     return out, loops
@@ -116,9 +127,27 @@ def augment(seq, rng):
     return seq
 
 
-def windows_for(action, rng, count, azimuths, segment):
+def camera_space(points, rng, azimuth_deg):
+    """(T, J, 3) world points seen by a depth camera at the given azimuth: camera-space metres (x right, y up,
+    z away from the camera), with sensor noise and the odd lost joint (all zeros, as depth sensors report them)."""
+    centre = points.reshape(-1, 3).mean(axis=0)
+    elev = math.radians(rng.uniform(-5.0, 20.0))
+    dist = rng.uniform(2.2, 3.8)
+    az = math.radians(azimuth_deg)
+    eye = centre + dist * np.array([math.cos(elev) * math.cos(az), math.sin(elev), math.cos(elev) * math.sin(az)])
+    eye[1] = max(eye[1], 0.4)  # a sensor on a stand, not under the floor
+    r = look_at(eye, centre + rng.normal(0.0, 0.1, 3))
+    cam = (points - eye) @ r.T
+    cam[..., 1] *= -1.0  # rows are right, down, forward: y up
+    cam += rng.normal(0.0, rng.uniform(0.005, 0.02), cam.shape)
+    lost = rng.random(cam.shape[:2]) < rng.uniform(0.0, 0.03)
+    cam[lost] = 0.0
+    return cam
+
+
+def windows_for(action, rng, count, azimuths, segment, three_d=False):
     """`count` windows of one clip with start times in `segment` and cameras from `azimuths`."""
-    pts, _ = clip_positions(action)
+    pts, _ = clip_positions(action, kinematics=kinect20_positions if three_d else forward_kinematics)
     n = pts.shape[0]
     out = []
     for _ in range(count):
@@ -134,7 +163,7 @@ def windows_for(action, rng, count, azimuths, segment):
         w = (ts - i0)[:, None, None]
         window = (1 - w) * pts[i0] + w * pts[i1]
         az = azimuths(rng)
-        out.append(augment(project(window, rng, az), rng))
+        out.append(camera_space(window, rng, az) if three_d else augment(project(window, rng, az), rng))
     return out
 
 
@@ -160,7 +189,20 @@ def write_jsonl(path, rows):
             f.write(json.dumps(r, separators=(",", ":")) + "\n")
 
 
-def to_rows(windows, action, split, prefix, decimals):
+# The 3D benchmark's views: azimuth sectors (degrees, relative to the character's initial facing).
+VIEWS_3D = {"front": (-15.0, 15.0), "right": (30.0, 60.0), "left": (-60.0, -30.0)}
+TRAIN_VIEWS_3D = ("front", "right")
+TEST_VIEW_3D = "left"
+
+
+def view_sampler(names):
+    def pick(rng):
+        lo, hi = VIEWS_3D[names[rng.integers(0, len(names))]]
+        return rng.uniform(lo, hi) % 360.0
+    return pick
+
+
+def to_rows(windows, action, split, prefix, decimals, layout="coco17"):
     return [
         {
             "id": f"{prefix}-{action}-{i:05d}",
@@ -168,7 +210,7 @@ def to_rows(windows, action, split, prefix, decimals):
             "split": split,
             "subject": "deepmimic",
             "fps": FPS,
-            "layout": "coco17",
+            "layout": layout,
             "frames": np.round(w, decimals).tolist(),
         }
         for i, w in enumerate(windows)
@@ -186,9 +228,14 @@ def main():
     ap.add_argument("--deploy", type=int, default=200,
                     help="deploy (unlabeled traffic from the test conditions) windows per action")
     ap.add_argument("--decimals", type=int, default=3)
+    ap.add_argument("--3d", dest="three_d", action="store_true",
+                    help="write the cross-view 3D benchmark (camera-space Kinect v1 joints) instead")
     args = ap.parse_args()
     rng = np.random.default_rng(args.seed)
     out = Path(args.out)
+    if args.three_d:
+        write_3d(args, rng, out)
+        return
     splits = {"train": [], "val": [], "dmd": [], "test": []}
     for k, action in enumerate(ACTIONS):
         for split, count, az, seg in [
@@ -214,6 +261,22 @@ def main():
     order = deploy_rng.permutation(len(rows))
     write_jsonl(out / "deploy.jsonl.gz", [rows[i] for i in order])
     print(f"deploy: {len(rows)} windows -> {out / 'deploy.jsonl.gz'}")
+
+
+def write_3d(args, rng, out):
+    train_views, test_view = view_sampler(TRAIN_VIEWS_3D), view_sampler((TEST_VIEW_3D,))
+    plan = [("train", args.train, train_views, TRAIN_SEGMENT), ("val", args.val, train_views, VAL_SEGMENT),
+            ("test", args.test, test_view, TEST_SEGMENT), ("test_seen_view", args.test, train_views, TEST_SEGMENT)]
+    splits = {p[0]: [] for p in plan}
+    for k, action in enumerate(ACTIONS):
+        for split, count, az, seg in plan:
+            ws = windows_for(action, rng, count, az, seg, three_d=True)
+            splits[split] += to_rows(ws, action, split, f"{split}3d", args.decimals, layout="kinect-v1-20")
+        print(f"[{k + 1}/{len(ACTIONS)}] {action}", flush=True)
+    for split, rows in splits.items():
+        order = rng.permutation(len(rows))
+        write_jsonl(out / f"{split}.jsonl.gz", [rows[i] for i in order])
+        print(f"{split}: {len(rows)} windows -> {out / f'{split}.jsonl.gz'}")
 
 
 if __name__ == "__main__":

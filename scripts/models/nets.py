@@ -1,27 +1,84 @@
 """The edge and cloud networks. Input normalisation is inside the graph, so the service only resamples:
-- pose layouts (a confidence channel): centre on the visible points, scale by their spread, zero missing points;
-- other layouts: per-channel standardisation with the training set's mean and std.
-Both networks also see the frame-to-frame velocity of the normalised input.
+- point layouts (2D/3D joints, with or without a confidence channel): PoseNorm (centre, canonical facing, body
+  size), chosen per layout in layouts.py;
+- sensor layouts: per-channel standardisation with the training set's mean and std.
+Every network also sees the frame-to-frame velocity of the normalised input. The cloud networks: a temporal
+convolution network (TCN), a transformer, and a spatial-temporal graph network over the layout's bone graph (STGCN).
 """
 import torch
 from torch import nn
 
 
 class PoseNorm(nn.Module):
-    def __init__(self, conf_channel):
+    """Per-sequence invariance for point layouts, inside the graph (the service only resamples):
+    - a point is visible where its confidence is > 0 or, without a confidence channel, where it is not all zeros;
+    - centre: the mean of the root joints over the visible frames ("root"; falls back to "mean" for a sequence
+      whose root is never visible), the mean of all visible points ("mean"), or none;
+    - canonical facing (3D): rotate about the vertical axis so that the body's mean left-to-right direction (summed
+      over the left/right pairs and the frames) points along +x;
+    - scale: divide by four mean bone lengths (about a body height; "body"), or none.
+    Missing points come out as zeros; the confidence channel passes through."""
+
+    def __init__(self, conf_channel, channels, root=(), bones=(), pairs=(), centre="mean", scale="body",
+                 facing=False, vertical=1):
         super().__init__()
         self.conf_channel = conf_channel
+        self.channels = channels
+        self.centre, self.scale, self.facing, self.vertical = centre, scale, facing, vertical
+        keep = [i for i in range(channels) if i != conf_channel]
+        self.register_buffer("coord_idx", torch.tensor(keep, dtype=torch.long))
+        self.register_buffer("root_idx", torch.tensor(list(root) or [0], dtype=torch.long))
+        bones = list(bones) or [(0, 0)]
+        self.register_buffer("bone_a", torch.tensor([a for a, _ in bones], dtype=torch.long))
+        self.register_buffer("bone_b", torch.tensor([b for _, b in bones], dtype=torch.long))
+        pairs = list(pairs) or [(0, 0)]
+        self.register_buffer("left", torch.tensor([a for a, _ in pairs], dtype=torch.long))
+        self.register_buffer("right", torch.tensor([b for _, b in pairs], dtype=torch.long))
+        self.has_root = len(root) > 0
 
     def forward(self, x):  # x: (N, T, J, C)
-        c = self.conf_channel
-        conf = x[..., c:c + 1]
-        mask = (conf > 0).float()
-        coords = torch.cat([x[..., :c], x[..., c + 1:]], dim=-1)
+        coords = torch.index_select(x, 3, self.coord_idx)
+        if self.conf_channel is not None:
+            c = self.conf_channel
+            conf = x[..., c:c + 1]
+            mask = (conf > 0).float()
+        else:
+            mask = (coords.abs().sum(dim=-1, keepdim=True) > 0).float()
         count = mask.sum(dim=(1, 2), keepdim=True).clamp(min=1.0)
         centre = (coords * mask).sum(dim=(1, 2), keepdim=True) / count
-        spread = (((coords - centre) ** 2) * mask).sum(dim=(1, 2), keepdim=True) / count
-        scale = torch.sqrt(spread.sum(dim=-1, keepdim=True) + 1e-6)
-        return torch.cat([(coords - centre) / scale * mask, conf], dim=-1)
+        if self.centre == "root" and self.has_root:
+            rm = torch.index_select(mask, 2, self.root_idx)
+            rc = torch.index_select(coords, 2, self.root_idx)
+            rcount = rm.sum(dim=(1, 2), keepdim=True)
+            rcentre = (rc * rm).sum(dim=(1, 2), keepdim=True) / rcount.clamp(min=1.0)
+            centre = torch.where(rcount > 0, rcentre, centre)
+        if self.centre != "none":
+            coords = coords - centre
+        if self.facing:
+            v, (a, b) = self.vertical, [i for i in range(3) if i != self.vertical]
+            both = torch.index_select(mask, 2, self.left) * torch.index_select(mask, 2, self.right)
+            lateral = ((torch.index_select(coords, 2, self.right) - torch.index_select(coords, 2, self.left))
+                       * both).sum(dim=(1, 2), keepdim=True)  # (N, 1, 1, 3)
+            la, lb = lateral[..., a:a + 1] + 1e-6, lateral[..., b:b + 1]
+            norm = torch.sqrt(la * la + lb * lb)
+            cos, sin = la / norm, lb / norm
+            pa, pv, pb = coords[..., a:a + 1], coords[..., v:v + 1], coords[..., b:b + 1]
+            ra, rb = cos * pa + sin * pb, cos * pb - sin * pa
+            parts = {a: ra, v: pv, b: rb}
+            coords = torch.cat([parts[0], parts[1], parts[2]], dim=-1)
+        if self.scale == "body":
+            both = torch.index_select(mask, 2, self.bone_a) * torch.index_select(mask, 2, self.bone_b)
+            d = torch.index_select(coords, 2, self.bone_a) - torch.index_select(coords, 2, self.bone_b)
+            length = torch.sqrt((d * d).sum(dim=-1, keepdim=True) + 1e-12)
+            bcount = both.sum(dim=(1, 2), keepdim=True)
+            mean_len = (length * both).sum(dim=(1, 2), keepdim=True) / bcount.clamp(min=1.0)
+            spread = torch.sqrt((coords * coords * mask).sum(dim=(1, 2, 3), keepdim=True) / count + 1e-6) / 2.0
+            size = torch.where(bcount > 0, 4.0 * mean_len, spread)
+            coords = coords / (size + 1e-6)
+        coords = coords * mask
+        if self.conf_channel is None:
+            return coords
+        return torch.cat([coords, conf], dim=-1)
 
 
 class ChannelNorm(nn.Module):
@@ -79,11 +136,14 @@ class Block(nn.Module):
 class CloudTCN(nn.Module):
     """Temporal convolution network with dilated residual blocks, mean+max pooled, an MLP head."""
 
-    def __init__(self, joints, channels, classes, norm, width=160, blocks=5, dropout=0.2):
+    def __init__(self, joints, channels, classes, norm, width=160, blocks=5, dropout=0.2, stride=1):
         super().__init__()
         self.norm = norm
         cin = 2 * joints * channels
-        self.stem = nn.Sequential(nn.Conv1d(cin, width, 3, padding=1), nn.BatchNorm1d(width), nn.ReLU())
+        # A strided stem for long windows (e.g. 128 samples of 50 Hz sensors) keeps the blocks at about 32 steps.
+        k = max(3, 2 * stride + 1)
+        self.stem = nn.Sequential(nn.Conv1d(cin, width, k, stride=stride, padding=k // 2), nn.BatchNorm1d(width),
+                                  nn.ReLU())
         self.blocks = nn.Sequential(*[Block(width, 2 ** (i % 4), dropout) for i in range(blocks)])
         self.head = nn.Sequential(nn.Linear(2 * width, width), nn.ReLU(), nn.Dropout(dropout), nn.Linear(width, classes))
 
@@ -109,13 +169,82 @@ class CloudTransformer(nn.Module):
         return self.head(self.encoder(h).mean(dim=1))
 
 
+def graph_adjacency(joints, bones):
+    """The symmetric-normalised adjacency with self loops, D^-1/2 (A + I) D^-1/2, of a bone graph (J, J)."""
+    a = torch.eye(joints)
+    for i, j in bones:
+        a[i, j] = a[j, i] = 1.0
+    d = a.sum(dim=1).rsqrt()
+    return d[:, None] * a * d[None, :]
+
+
+class GraphBlock(nn.Module):
+    """One ST-GCN unit: a spatial graph convolution (fixed bone-graph adjacency plus a learned one, initialised at
+    zero, as in adaptive GCNs) followed by a temporal convolution, both with batch norm, and a residual."""
+
+    def __init__(self, cin, cout, adjacency, stride=1, kernel=9, dropout=0.1):
+        super().__init__()
+        self.register_buffer("adj", adjacency)
+        self.learned = nn.Parameter(torch.zeros_like(adjacency))
+        self.spatial = nn.Conv2d(cin, cout, 1)
+        self.bn1 = nn.BatchNorm2d(cout)
+        self.temporal = nn.Sequential(
+            nn.Conv2d(cout, cout, (kernel, 1), stride=(stride, 1), padding=(kernel // 2, 0)), nn.BatchNorm2d(cout),
+            nn.Dropout(dropout))
+        if cin == cout and stride == 1:
+            self.residual = nn.Identity()
+        else:
+            self.residual = nn.Sequential(nn.Conv2d(cin, cout, 1, stride=(stride, 1)), nn.BatchNorm2d(cout))
+
+    def forward(self, x):  # (N, C, T, J)
+        h = torch.matmul(self.spatial(x), self.adj + self.learned)
+        h = self.temporal(torch.relu(self.bn1(h)))
+        return torch.relu(h + self.residual(x))
+
+
+class CloudSTGCN(nn.Module):
+    """Spatial-temporal graph network (ST-GCN family) over the layout's bone graph: per joint, the normalised
+    position and velocity; graph blocks widening as time is strided; mean pooled over time and joints."""
+
+    def __init__(self, joints, channels, classes, norm, bones, widths=(64, 64, 128, 128), strides=(1, 1, 2, 1),
+                 kernel=9, dropout=0.1, window=32):
+        super().__init__()
+        self.norm = norm
+        adjacency = graph_adjacency(joints, bones)
+        first = max(1, window // 48)  # long windows: stride time early
+        self.data_bn = nn.BatchNorm1d(2 * channels * joints)
+        blocks, cin = [], 2 * channels
+        for i, (w, s) in enumerate(zip(widths, strides)):
+            blocks.append(GraphBlock(cin, w, adjacency, stride=s * (first if i == 0 else 1), kernel=kernel,
+                                     dropout=dropout))
+            cin = w
+        self.blocks = nn.Sequential(*blocks)
+        self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(cin, classes))
+        self.joints, self.channels = joints, channels
+
+    def forward(self, x):  # (N, T, J, C)
+        x = self.norm(x)
+        n, t, j, c = x.shape[0], x.shape[1], self.joints, self.channels
+        vel = torch.cat([torch.zeros_like(x[:, :1]), x[:, 1:] - x[:, :-1]], dim=1)
+        h = torch.cat([x, vel], dim=3)  # (N, T, J, 2C)
+        h = self.data_bn(h.reshape(n, t, j * 2 * c).transpose(1, 2)).reshape(n, j, 2 * c, t)
+        h = self.blocks(h.permute(0, 2, 3, 1))  # (N, 2C, T, J)
+        return self.head(h.mean(dim=(2, 3)))
+
+
 def count_flops(model, example):
     """Floating-point operations of one forward pass (2 x multiply-accumulates of convolutions and linear layers,
     attention matmuls included), per sequence."""
     total = [0]
 
     def conv_hook(m, inp, out):
-        total[0] += 2 * out.numel() * (m.in_channels // m.groups) * m.kernel_size[0]
+        k = 1
+        for v in m.kernel_size:
+            k *= v
+        total[0] += 2 * out.numel() * (m.in_channels // m.groups) * k
+
+    def matmul_hook(m, inp, out):  # the graph convolution's (C, T, J) x (J, J) product
+        total[0] += 2 * out.numel() * m.adj.shape[0]
 
     def linear_hook(m, inp, out):
         total[0] += 2 * out.numel() * m.in_features
@@ -128,8 +257,10 @@ def count_flops(model, example):
 
     hooks = []
     for m in model.modules():
-        if isinstance(m, nn.Conv1d):
+        if isinstance(m, (nn.Conv1d, nn.Conv2d)):
             hooks.append(m.register_forward_hook(conv_hook))
+        elif isinstance(m, GraphBlock):
+            hooks.append(m.spatial.register_forward_hook(lambda mod, i, o, gb=m: matmul_hook(gb, i, o)))
         elif isinstance(m, nn.Linear):
             hooks.append(m.register_forward_hook(linear_hook))
         elif isinstance(m, nn.MultiheadAttention):

@@ -76,8 +76,8 @@ def rot_z(angle):
     return m
 
 
-def forward_kinematics(frames):
-    """World positions (F, 17, 3) of the COCO-17 points for motion frames (F, 44)."""
+def _kinematics(frames):
+    """World positions and rotations of every humanoid joint, and a function placing points on the head sphere."""
     offsets, head_centre, head_r = urdf_offsets()
     frames = np.asarray(frames, dtype=np.float64)
     pos = {"root": frames[:, 1:4]}
@@ -94,10 +94,17 @@ def forward_kinematics(frames):
         rot[name] = rot[parent] @ local
     for name, parent in FIXED_JOINTS:
         pos[name] = pos[parent] + np.einsum("fij,j->fi", rot[parent], offsets[name])
+        rot[name] = rot[parent]
     # Face points from the head sphere: the humanoid has a ball for a head, so nose, eyes and ears are placed on it
     # in the neck link's frame (x forward, y up, z towards the character's right).
     def on_head(local):
         return pos["neck"] + np.einsum("fij,j->fi", rot["neck"], head_centre + head_r * np.asarray(local))
+    return pos, rot, on_head
+
+
+def forward_kinematics(frames):
+    """World positions (F, 17, 3) of the COCO-17 points for motion frames (F, 44)."""
+    pos, rot, on_head = _kinematics(frames)
     face = {
         "nose": on_head([0.95, -0.05, 0.0]),
         "left_eye": on_head([0.8, 0.3, -0.35]),
@@ -112,3 +119,35 @@ def forward_kinematics(frames):
         "right_ankle": "right_ankle",
     }
     return np.stack([face[k] if k in face else pos[joint_of[k]] for k in COCO17], axis=1)
+
+
+KINECT20 = [
+    "hip_center", "spine", "shoulder_center", "head", "left_shoulder", "left_elbow", "left_wrist", "left_hand",
+    "right_shoulder", "right_elbow", "right_wrist", "right_hand", "left_hip", "left_knee", "left_ankle", "left_foot",
+    "right_hip", "right_knee", "right_ankle", "right_foot",
+]
+
+
+def kinect20_positions(frames):
+    """World positions (F, 20, 3) of the Kinect v1 joints for motion frames (F, 44): the humanoid's joints where
+    they exist; the spine halfway up the chest link; the head at the head sphere's centre; hands and feet a hand's
+    and a foot's length beyond the wrist and ankle, along the forearm and the foot's forward axis."""
+    pos, rot, on_head = _kinematics(frames)
+    forearm = pos["right_wrist"] - pos["right_elbow"], pos["left_wrist"] - pos["left_elbow"]
+
+    def unit(v):
+        return v / np.maximum(np.linalg.norm(v, axis=-1, keepdims=True), 1e-9)
+
+    def foot(ankle):
+        return pos[ankle] + np.einsum("fij,j->fi", rot[ankle], np.array([0.12, -0.04, 0.0]))
+
+    p = {
+        "hip_center": pos["root"], "spine": (pos["root"] + pos["neck"]) / 2, "shoulder_center": pos["neck"],
+        "head": on_head([0.0, 0.0, 0.0]), "left_hand": pos["left_wrist"] + 0.08 * unit(forearm[1]),
+        "right_hand": pos["right_wrist"] + 0.08 * unit(forearm[0]), "left_foot": foot("left_ankle"),
+        "right_foot": foot("right_ankle"),
+    }
+    for k in KINECT20:
+        if k not in p:
+            p[k] = pos[k]
+    return np.stack([p[k] for k in KINECT20], axis=1)
