@@ -7,9 +7,8 @@ import assert from "node:assert/strict";
 import { Buffer } from "node:buffer";
 import encodePng from "@jsquash/png/encode.js";
 import { loadConfig } from "../config.ts";
-import { openDatabase } from "../db/client.ts";
-import { getDecision } from "../db/queries.ts";
 import { startService } from "../main.ts";
+import { readDecision } from "./fixtures/db_records.ts";
 import { checkClip } from "../serve/frames.ts";
 import { AppError } from "../errors.ts";
 
@@ -46,15 +45,6 @@ async function withService(fn: (url: string, dbUrl: string) => Promise<void>, en
   } finally {
     await service.shutdown();
     await Deno.remove(dir, { recursive: true });
-  }
-}
-
-async function readRow(dbUrl: string, id: string) {
-  const database = await openDatabase(dbUrl, {});
-  try {
-    return await getDecision(database.db, id);
-  } finally {
-    database.close();
   }
 }
 
@@ -146,7 +136,7 @@ Deno.test({
       assert.equal(mpBody.keypoints, undefined);
 
       await new Promise((r) => setTimeout(r, 200));
-      const row = await readRow(dbUrl, a.decisionId);
+      const row = await readDecision(dbUrl, a.decisionId);
       assert.ok(row);
       assert.equal(row.inputKind, "jpeg");
       assert.equal(row.frames, 32);
@@ -155,7 +145,7 @@ Deno.test({
       assert.ok(Math.abs(row.poseQuality! - a.input.poseQuality) < 1e-9);
 
       // A keypoint request's row leaves the frame columns empty.
-      const seqRow = await readRow(dbUrl, seq.body.decisionId);
+      const seqRow = await readDecision(dbUrl, seq.body.decisionId);
       assert.equal(seqRow?.inputKind, null);
       assert.equal(seqRow?.poseQuality, null);
     });
