@@ -24,6 +24,12 @@ export interface Config {
    * reference server on loopback. @default undefined
    */
   cloudUrl: string | undefined;
+  /**
+   * How the cloud clients authenticate: `CLOUD_AUTH_TOKEN` sent in `CLOUD_AUTH_HEADER` (default `authorization`, as
+   * `Bearer <token>`; any other header carries the token as it is, e.g. `x-api-key`), or the user and password of
+   * `CLOUD_URL` as HTTP Basic (they are taken out of the URL, so that it can be shown). Never logged. @default undefined
+   */
+  cloudAuth: CloudAuth | undefined;
   /** Model name on the cloud server. @default "cloud" */
   cloudModelName: string;
   /** Deadline of one offload call, in milliseconds. @default 1000 */
@@ -96,10 +102,22 @@ export interface Config {
    * @default false
    */
   logDurable: boolean;
+  /**
+   * Readiness threshold of the decision log: `/readyz` answers 503 once the oldest accepted decision not yet in the
+   * database (in memory or in the outbox) is older than this, or at once when the database file was deleted or
+   * replaced, in milliseconds. @default 30000
+   */
+  logReadyMaxLagMs: number;
   /** How long a database write waits for another writer's lock, in milliseconds (it blocks the thread). @default 200 */
   databaseBusyTimeoutMs: number;
   /** On SIGTERM: longest wait for requests in flight, then again for the log to flush, in milliseconds. @default 10000 */
   shutdownTimeoutMs: number;
+  /**
+   * On SIGTERM: how long new requests, kept-alive connections included, are answered 503 `SHUTTING_DOWN` (with
+   * `Connection: close`) before the server stops accepting, at least; longer while requests are in flight (within
+   * `shutdownTimeoutMs`), in milliseconds. @default 500
+   */
+  shutdownDrainMs: number;
   /** Name of this edge location, stored on every decision. @default "local" */
   edgeLocation: string;
   /**
@@ -123,6 +141,14 @@ export interface Config {
   logLevel: LogLevel;
 }
 
+/** A credential the cloud clients send with every call: one header and its value. */
+export interface CloudAuth {
+  /** Header name, lower case, e.g. `authorization` or `x-api-key`. */
+  header: string;
+  /** Header value; a secret, never logged. */
+  value: string;
+}
+
 /** The reference cloud server's resolved configuration (`deno task cloud`). */
 export interface CloudServerConfig {
   /** @default "127.0.0.1" */
@@ -135,6 +161,11 @@ export interface CloudServerConfig {
   modelName: string;
   /** `native` (onnxruntime-node), `wasm` (onnxruntime-web) or `auto` (native, else wasm). @default "auto" */
   runtime: "auto" | "native" | "wasm";
+  /**
+   * Exit when stdin closes (`CLOUD_SERVER_EXIT_WITH_PARENT=true`): set by the edge app for the server it starts, so
+   * that the server never outlives it. @default false
+   */
+  exitWithParent?: boolean;
 }
 
 type Env = Record<string, string | undefined>;
@@ -165,16 +196,64 @@ function num(env: Env, name: string, fallback: number | undefined, min: number, 
   return n;
 }
 
-function url(env: Env, name: string): string | undefined {
+/**
+ * A URL safe to show: its user and password (and a query that may carry a key) replaced by `***`. Text that does
+ * not parse as a URL is not shown at all.
+ *
+ * @param raw the URL
+ * @returns the URL without secrets
+ * @example
+ * redactUrl("http://user:secret@host:8001/x?key=k"); // "http://***@host:8001/x?***"
+ */
+export function redactUrl(raw: string): string {
+  let u: URL;
+  try {
+    u = new URL(raw);
+  } catch {
+    return "(not a URL)";
+  }
+  const auth = u.username || u.password ? "***@" : "";
+  const query = u.search ? "?***" : "";
+  return `${u.protocol}//${auth}${u.host}${u.pathname === "/" ? "" : u.pathname}${query}`;
+}
+
+/** An http(s) URL setting, without its credentials (see {@link cloudConfig}). */
+function url(env: Env, name: string): URL | undefined {
   const raw = env[name];
   if (raw === undefined || raw === "") return undefined;
+  let u: URL | undefined;
   try {
-    const u = new URL(raw);
-    if (u.protocol !== "http:" && u.protocol !== "https:") throw new Error("protocol");
+    u = new URL(raw);
   } catch {
-    throw new RangeError(`Invalid ${name}: expected an http(s) URL, got "${raw}"`);
+    // reported below, without the value: it may hold a password
   }
-  return raw.replace(/\/+$/, "");
+  if (!u || (u.protocol !== "http:" && u.protocol !== "https:")) {
+    throw new RangeError(`Invalid ${name}: expected an http(s) URL, got "${redactUrl(raw)}"`);
+  }
+  return u;
+}
+
+/** `CLOUD_URL` without credentials, and the credential the cloud clients send. */
+function cloudConfig(env: Env): { cloudUrl: string | undefined; cloudAuth: CloudAuth | undefined } {
+  const u = url(env, "CLOUD_URL");
+  const header = str(env, "CLOUD_AUTH_HEADER", "authorization").toLowerCase();
+  if (!/^[a-z0-9!#$%&'*+.^_`|~-]+$/.test(header)) {
+    throw new RangeError(`Invalid CLOUD_AUTH_HEADER: expected a header name, got "${header}"`);
+  }
+  const token = env.CLOUD_AUTH_TOKEN || undefined;
+  let cloudAuth: CloudAuth | undefined;
+  if (token !== undefined) {
+    if (/[\r\n]/.test(token)) throw new RangeError("Invalid CLOUD_AUTH_TOKEN: expected one line");
+    cloudAuth = { header, value: header === "authorization" ? `Bearer ${token}` : token };
+  } else if (u && (u.username || u.password)) {
+    const basic = `${decodeURIComponent(u.username)}:${decodeURIComponent(u.password)}`;
+    cloudAuth = {
+      header: "authorization",
+      value: `Basic ${btoa(String.fromCharCode(...new TextEncoder().encode(basic)))}`,
+    };
+  }
+  if (u) u.username = u.password = "";
+  return { cloudUrl: u?.href.replace(/\/+$/, ""), cloudAuth };
 }
 
 function databaseUrl(env: Env): string {
@@ -200,7 +279,7 @@ export function loadConfig(env: Env = Deno.env.toObject()): Readonly<Config> {
     modelsDir: str(env, "MODELS_DIR", "wasm-models"),
     databaseUrl: databaseUrl(env),
     databaseAuthToken: env.DATABASE_AUTH_TOKEN || undefined,
-    cloudUrl: url(env, "CLOUD_URL"),
+    ...cloudConfig(env),
     cloudModelName: str(env, "CLOUD_MODEL_NAME", "cloud"),
     cloudTimeoutMs: int(env, "CLOUD_TIMEOUT_MS", 1000, 1, 600_000),
     ...breakerConfig(env),
@@ -224,8 +303,10 @@ export function loadConfig(env: Env = Deno.env.toObject()): Readonly<Config> {
     logFlushMs: int(env, "LOG_FLUSH_MS", 200, 1, 60_000),
     logOutboxDir: outboxDir(env),
     logDurable: bool(env, "LOG_DURABLE", false),
+    logReadyMaxLagMs: int(env, "LOG_READY_MAX_LAG_MS", 30_000, 100, 86_400_000),
     databaseBusyTimeoutMs: int(env, "DATABASE_BUSY_TIMEOUT_MS", 200, 0, 60_000),
     shutdownTimeoutMs: int(env, "SHUTDOWN_TIMEOUT_MS", 10_000, 0, 600_000),
+    shutdownDrainMs: int(env, "SHUTDOWN_DRAIN_MS", 500, 0, 600_000),
     edgeLocation: str(env, "EDGE_LOCATION", "local"),
     explorationRate: num(env, "EXPLORATION_RATE", 0.05, 0, 1) ?? 0.05,
     shadowBudgetPerS: num(env, "SHADOW_BUDGET_PER_S", 20, 0, 1e9) ?? 20,
@@ -325,5 +406,6 @@ export function loadCloudServerConfig(env: Env = Deno.env.toObject()): Readonly<
     modelsDir: str(env, "MODELS_DIR", "wasm-models"),
     modelName: str(env, "CLOUD_MODEL_NAME", "cloud"),
     runtime,
+    exitWithParent: bool(env, "CLOUD_SERVER_EXIT_WITH_PARENT", false),
   });
 }

@@ -24,6 +24,7 @@ export type ErrorCode =
   | "OFFLOAD_TIMEOUT"
   | "OFFLOAD_FAILED"
   | "DB_UNAVAILABLE"
+  | "SHUTTING_DOWN"
   | "INTERNAL";
 
 const DEFAULT_STATUS: Record<ErrorCode, ContentfulStatusCode> = {
@@ -47,6 +48,8 @@ const DEFAULT_STATUS: Record<ErrorCode, ContentfulStatusCode> = {
   OFFLOAD_TIMEOUT: 504,
   OFFLOAD_FAILED: 502,
   DB_UNAVAILABLE: 503,
+  /** The service is draining after SIGTERM (routes/drain.ts), with `Connection: close` and `Retry-After`. */
+  SHUTTING_DOWN: 503,
   INTERNAL: 500,
 };
 
@@ -82,17 +85,15 @@ export class AppError extends Error {
 }
 
 /**
- * Map any thrown value to an {@link AppError}: pure code's `TypeError` and `RangeError` become `INVALID_INPUT`,
- * anything else `INTERNAL`.
+ * Map any thrown value to an {@link AppError}: an `AppError` stays as it is; anything else, `TypeError` and
+ * `RangeError` included, is a bug or a broken invariant and becomes `INTERNAL`. Input is validated once, at the
+ * boundary (`routes/validation.ts`), into `INVALID_INPUT`; an error thrown deeper never blames the client.
  *
  * @param err what was thrown
  * @returns the error to report
  */
 export function toAppError(err: unknown): AppError {
   if (err instanceof AppError) return err;
-  if (err instanceof TypeError || err instanceof RangeError) {
-    return new AppError("INVALID_INPUT", err.message, { cause: err });
-  }
   return new AppError("INTERNAL", "Internal error", { cause: err });
 }
 

@@ -17,11 +17,14 @@ import { secureHeaders } from "hono/secure-headers";
 import { cloudDownWhenOpen, createCircuitBreaker, withCircuitBreaker } from "./cloud/circuit_breaker.ts";
 import { createOipClient, type OipClient } from "./cloud/oip_client.ts";
 import { type Config, loadConfig } from "./config.ts";
-import { type Database, type Db, openDatabase } from "./db/client.ts";
+import { connectForWrites, type Database, type Db, openDatabase } from "./db/client.ts";
 import { createDecisionLog, type DecisionLog } from "./db/decision_log.ts";
+import { createDecisionWriter } from "./db/decision_writer.ts";
 import { uuidv7 } from "./db/ids.ts";
 import { openOutbox } from "./db/outbox.ts";
 import { AppError, onError } from "./errors.ts";
+import { sleep, within } from "./lib/deadline.ts";
+import { createDrain } from "./routes/drain.ts";
 import { seedRegistry } from "./loop/registry.ts";
 import { observeRequests } from "./observability/http.ts";
 import { createLogger, type Logger } from "./observability/logger.ts";
@@ -204,19 +207,6 @@ export function createApp(deps: AppDeps): OpenAPIHono {
   return app;
 }
 
-/** Wait for `work` at most `ms` milliseconds; true when it finished in time. */
-async function within(work: Promise<unknown>, ms: number): Promise<boolean> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  try {
-    return await Promise.race([
-      work.then(() => true),
-      new Promise<false>((r) => timer = setTimeout(() => r(false), ms)),
-    ]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
-
 /** A running service. */
 export interface Service {
   url: string;
@@ -236,11 +226,29 @@ async function openDecisionStore(
   life.defer("the database", () => database.close());
   const outbox = config.logOutboxDir ? await openOutbox(config.logOutboxDir) : undefined;
   if (outbox) life.defer("the outbox", () => outbox.close());
+  // Decisions are written on a connection of their own, replaced after any failure (db/decision_writer.ts).
+  const writer = /^(:memory:|file::memory:)/.test(config.databaseUrl) ? undefined : createDecisionWriter({
+    connect: () =>
+      connectForWrites(config.databaseUrl, {
+        authToken: config.databaseAuthToken,
+        busyTimeoutMs: config.databaseBusyTimeoutMs,
+      }),
+    onStateChange: (from, to, reason) =>
+      console.error(JSON.stringify({
+        level: to === "ready" ? "info" : to === "gone" ? "error" : "warn",
+        msg: "decision writer",
+        from,
+        to,
+        reason,
+      })),
+  });
+  if (writer) life.defer("the decision writer", () => writer.close());
   const log = createDecisionLog(database.db, {
     batchSize: config.logBatchSize,
     flushIntervalMs: config.logFlushMs,
     outbox,
     durable: config.logDurable,
+    writer,
   });
   // Everything to the database, or to the outbox (replayed at the next start), within the bound.
   life.defer("the decision log", () => log.close({ timeoutMs: config.shutdownTimeoutMs }));
@@ -343,6 +351,9 @@ export async function startService(config: Readonly<Config>): Promise<Service> {
       baseUrl: cloudUrl,
       modelName: config.cloudModelName,
       timeoutMs: config.cloudTimeoutMs,
+      auth: config.cloudAuth,
+      // The cloud model returns [N, classes]: a reply is never read past what that can take.
+      outputSize: manifest.cloud.labels.length,
     });
     const observability: ObservabilityDeps = {
       metrics: createServiceMetrics({
@@ -366,8 +377,15 @@ export async function startService(config: Readonly<Config>): Promise<Service> {
       switcher: () => follower.current(),
       thresholdOverride: config.switcherThreshold,
       cloudUrl,
-      decisions: { getDecision: (id) => log.get(id) },
-      health: await healthChecks({ database, log, pool, cloud, coldCloud: child !== null }),
+      decisions: { getDecision: (id) => log.get(id), adminToken: config.adminToken },
+      health: await healthChecks({
+        database,
+        log,
+        pool,
+        cloud,
+        coldCloud: child !== null,
+        maxLagMs: config.logReadyMaxLagMs,
+      }),
       newId: uuidv7,
       observability,
       rateLimit: config.rateLimitPerS > 0
@@ -405,9 +423,19 @@ async function startPosePool(config: Readonly<Config>, life: Lifecycle): Promise
   return pose;
 }
 
-/** Readiness: models warm, database reachable, decision backlog; the cloud probed at most once a second. */
+/**
+ * Readiness: models warm, database reachable, decisions reaching it within `maxLagMs`, decision backlog; the cloud
+ * probed at most once a second.
+ */
 async function healthChecks(
-  parts: { database: Database; log: DecisionLog; pool: EdgeInference; cloud: OipClient; coldCloud: boolean },
+  parts: {
+    database: Database;
+    log: DecisionLog;
+    pool: EdgeInference;
+    cloud: OipClient;
+    coldCloud: boolean;
+    maxLagMs: number;
+  },
 ): Promise<HealthDeps> {
   // The first probe waits longer: a reference server just started answers its first request slowly, and readiness
   // should report what the service can do, not how cold the connection was.
@@ -425,22 +453,36 @@ async function healthChecks(
       return cloudSeen.ok;
     },
     logBacklog: () => parts.log.backlog(),
+    writeHealth: () => parts.log.health(parts.maxLagMs),
   };
 }
 
-/** Listen; at shutdown, stop accepting and give requests in flight up to `shutdownTimeoutMs`. */
+/**
+ * Listen; at shutdown, answer new requests 503 (routes/drain.ts) while those in flight finish, then stop accepting,
+ * giving requests in flight up to `shutdownTimeoutMs` in all.
+ */
 function listen(config: Readonly<Config>, app: OpenAPIHono, life: Lifecycle): string {
+  const drain = createDrain();
   let server: Deno.HttpServer<Deno.NetAddr>;
   try {
-    server = Deno.serve({ hostname: config.host, port: config.port, onListen: () => {} }, app.fetch);
+    server = Deno.serve(
+      { hostname: config.host, port: config.port, onListen: () => {} },
+      drain.wrap((req: Request, info: Deno.ServeHandlerInfo<Deno.NetAddr>) => app.fetch(req, info)),
+    );
   } catch (err) {
     throw new AppError("INTERNAL", `Cannot listen on ${config.host}:${config.port}: ${(err as Error).message}`, {
       cause: err,
     });
   }
   life.defer("the HTTP server", async () => {
-    // Requests still in flight past the deadline are cut at exit.
-    if (!(await within(server.shutdown(), config.shutdownTimeoutMs))) {
+    // New requests (kept-alive connections included) are answered 503 with `Connection: close` while those in
+    // flight finish, for at least shutdownDrainMs; then the server stops accepting. Requests still in flight past
+    // shutdownTimeoutMs in all are cut at exit.
+    const drainStarted = performance.now();
+    drain.start();
+    await within(Promise.all([drain.idle(), sleep(config.shutdownDrainMs)]), config.shutdownTimeoutMs);
+    const left = config.shutdownTimeoutMs - (performance.now() - drainStarted);
+    if (!(await within(server.shutdown(), left))) {
       console.error(JSON.stringify({ level: "warn", msg: "requests still in flight at the shutdown deadline" }));
     }
   });

@@ -18,6 +18,7 @@
  * @module
  */
 import { AppError } from "../errors.ts";
+import { backoffMs } from "../lib/deadline.ts";
 
 /** The circuit's state. */
 export type CircuitState = "closed" | "open" | "half_open";
@@ -127,6 +128,8 @@ export function createCircuitBreaker(options: CircuitBreakerOptions = {}): Circu
   let state: CircuitState = "closed";
   let generation = 0;
   let openedAt = 0;
+  /** Probes that failed since the circuit last closed: the cool-down doubles with each (lib/deadline.ts). */
+  let failedProbes = 0;
   let openMs = baseOpenMs;
   let probeOut = false;
   let consecutive = 0;
@@ -154,6 +157,7 @@ export function createCircuitBreaker(options: CircuitBreakerOptions = {}): Circu
     consecutive = 0;
     window.length = 0;
     windowFailures = 0;
+    failedProbes = 0;
     openMs = baseOpenMs;
     probeOut = false;
     moveTo("closed");
@@ -199,7 +203,7 @@ export function createCircuitBreaker(options: CircuitBreakerOptions = {}): Circu
       else if (state === "half_open" && permit.probe) {
         if (ok) close();
         else {
-          openMs = Math.min(maxOpenMs, openMs * 2);
+          openMs = backoffMs(++failedProbes + 1, { baseMs: baseOpenMs, maxMs: maxOpenMs });
           open();
         }
       }

@@ -1,11 +1,19 @@
 /**
  * Open Inference Protocol (KServe v2 REST) client for the cloud model. Every call has one deadline
- * (`AbortSignal.timeout`, combined with the caller's signal) covering the connection, the headers and the whole
- * body, and every failure is mapped to `OFFLOAD_TIMEOUT` or `OFFLOAD_FAILED`, so that the caller can fall back to
- * the edge answer. Messages never contain the server's address: they may reach API callers.
+ * (`AbortSignal.timeout`, combined with the caller's signal) covering the connection, the headers, the whole body
+ * and its parsing (a reply complete only after the deadline is a timeout too), and every failure is mapped to
+ * `OFFLOAD_TIMEOUT` or `OFFLOAD_FAILED`, so that the caller can fall back to the edge answer. Messages never contain
+ * the server's address: they may reach API callers.
+ *
+ * Reply size: an infer reply may hold at most `N x outputSize` numbers (the model's metadata: its output is
+ * `[N, K]`), so it is read at most up to {@link MAX_BYTES_PER_VALUE} bytes per value plus
+ * {@link REPLY_SLACK_BYTES}; other replies at most {@link MAX_OTHER_REPLY_BYTES}. A larger reply (by its
+ * `content-length`, or while it streams) is cut off and refused, so that a broken or hostile server cannot make the
+ * edge app read and parse 100 MB.
  *
  * @module
  */
+import { redactUrl } from "../config.ts";
 import { AppError } from "../errors.ts";
 import type { OipInferRequest, OipInferResponse, OipModelMetadata, OipTensor } from "./oip_types.ts";
 
@@ -23,6 +31,15 @@ export interface OipClientOptions {
   inputName?: string;
   /** Name of the output to read; the only output is read when none has this name. @default "logits" */
   outputName?: string;
+  /**
+   * Values per row of the output (K of `[N, K]`: the number of classes, from the model's metadata); bounds the size
+   * of an infer reply. @default 1024
+   */
+  outputSize?: number;
+  /** The clock, in milliseconds (tests). @default performance.now */
+  now?: () => number;
+  /** A credential sent with every call (e.g. `authorization: Bearer ...`); never logged or put in a message. */
+  auth?: { header: string; value: string };
   /** The fetch to use. @default globalThis.fetch */
   fetch?: typeof fetch;
 }
@@ -79,6 +96,13 @@ export interface OipClient {
   metadata(options?: { timeoutMs?: number }): Promise<OipModelMetadata>;
 }
 
+/** Longest JSON text of one number the reply bound allows for (e.g. `-1.23456789012345678e-300`, a comma). */
+export const MAX_BYTES_PER_VALUE = 32;
+/** Room for the reply's names, shape and version, in bytes. */
+export const REPLY_SLACK_BYTES = 16 * 1024;
+/** Bound of a metadata or readiness reply, in bytes. */
+export const MAX_OTHER_REPLY_BYTES = 1024 * 1024;
+
 /** Datatypes whose JSON data are plain numbers the client can read as logits. */
 const FLOAT_TYPES = new Set(["FP32", "FP16", "FP64"]);
 
@@ -108,20 +132,55 @@ export function createOipClient(options: OipClientOptions): OipClient {
   const doFetch = options.fetch ?? fetch;
   const base = options.baseUrl.replace(/\/+$/, "");
   if (!/^https?:\/\/[^/]/.test(base)) {
-    throw new TypeError(`Cannot create the cloud client: expected an http(s) base URL, got "${options.baseUrl}"`);
+    throw new TypeError(
+      `Cannot create the cloud client: expected an http(s) base URL, got "${redactUrl(options.baseUrl)}"`,
+    );
   }
   const modelPath = `/v2/models/${encodeURIComponent(options.modelName)}` +
     (options.modelVersion ? `/versions/${encodeURIComponent(options.modelVersion)}` : "");
   const inputName = options.inputName ?? "frames";
   const outputName = options.outputName ?? "logits";
 
+  const now = options.now ?? (() => performance.now());
+  const outputSize = options.outputSize ?? 1024;
+
+  /** The body as text, at most `maxBytes` of it: a longer body is cancelled and refused. */
+  async function readBounded(res: Response, action: string, maxBytes: number): Promise<string> {
+    const declared = Number(res.headers.get("content-length") ?? NaN);
+    const tooLarge = () =>
+      new AppError("OFFLOAD_FAILED", `Cannot ${action}: the reply is larger than ${maxBytes} bytes`);
+    if (declared > maxBytes) {
+      await res.body?.cancel().catch(() => {});
+      throw tooLarge();
+    }
+    if (!res.body) return "";
+    const reader = res.body.getReader();
+    const chunks: Uint8Array[] = [];
+    let bytes = 0;
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      bytes += value.byteLength;
+      if (bytes > maxBytes) {
+        await reader.cancel().catch(() => {});
+        throw tooLarge();
+      }
+      chunks.push(value);
+    }
+    const all = new Uint8Array(bytes);
+    let off = 0;
+    for (const c of chunks) all.set(c, (off += c.byteLength) - c.byteLength);
+    return new TextDecoder().decode(all);
+  }
+
   /** Fetch and read the whole body under one deadline, so a server that stalls mid-body times out too. */
   async function call(
     action: string,
     path: string,
-    init: RequestInit & { timeoutMs: number; signal?: AbortSignal },
+    init: RequestInit & { timeoutMs: number; signal?: AbortSignal; maxBytes: number },
   ): Promise<{ status: number; text: string }> {
-    const { timeoutMs, signal, ...rest } = init;
+    const { timeoutMs, signal, maxBytes, ...rest } = init;
+    const started = now();
     const deadline = AbortSignal.timeout(timeoutMs);
     const combined = signal ? AbortSignal.any([deadline, signal]) : deadline;
 
@@ -142,23 +201,31 @@ export function createOipClient(options: OipClientOptions): OipClient {
     }
 
     let res: Response;
+    const headers = new Headers(rest.headers);
+    if (options.auth) headers.set(options.auth.header, options.auth.value);
     try {
-      res = await doFetch(`${base}${path}`, { ...rest, signal: combined });
+      res = await doFetch(`${base}${path}`, { ...rest, headers, signal: combined });
     } catch (err) {
       throw failure(err, "no reply");
     }
+    let text: string;
     try {
-      return { status: res.status, text: await res.text() };
+      text = await readBounded(res, action, maxBytes);
     } catch (err) {
+      if (err instanceof AppError) throw err;
       throw failure(err, "reply not complete");
     }
+    if (now() - started > timeoutMs) {
+      throw new AppError("OFFLOAD_TIMEOUT", `Cannot ${action}: reply not complete within ${timeoutMs} ms`);
+    }
+    return { status: res.status, text };
   }
 
   /** Call, require a 2xx JSON reply, and return it parsed. */
   async function callJson(
     action: string,
     path: string,
-    init: RequestInit & { timeoutMs: number; signal?: AbortSignal },
+    init: RequestInit & { timeoutMs: number; signal?: AbortSignal; maxBytes: number },
   ): Promise<unknown> {
     const { status, text } = await call(action, path, init);
     if (status < 200 || status > 299) {
@@ -213,7 +280,7 @@ export function createOipClient(options: OipClientOptions): OipClient {
 
   return {
     async infer(frames, shape, callOptions = {}) {
-      const started = performance.now();
+      const started = now();
       if (!shape.every((d) => Number.isInteger(d) && d >= 1) || shape.length < 1) {
         throw new TypeError(`Cannot offload: expected a shape of positive integers, got [${shape.join(", ")}]`);
       }
@@ -226,14 +293,19 @@ export function createOipClient(options: OipClientOptions): OipClient {
         inputs: [{ name: inputName, shape, datatype: "FP32", data: Array.from(frames, compact) }],
         outputs: [{ name: outputName }],
       };
+      const timeoutMs = callOptions.timeoutMs ?? options.timeoutMs;
       const reply = await callJson("offload", `${modelPath}/infer`, {
         method: "POST",
         headers: { "content-type": "application/json" },
         body: JSON.stringify(body),
-        timeoutMs: callOptions.timeoutMs ?? options.timeoutMs,
+        timeoutMs,
         signal: callOptions.signal,
+        maxBytes: shape[0] * outputSize * MAX_BYTES_PER_VALUE + REPLY_SLACK_BYTES,
       });
       const { logits, shape: outShape } = readLogits(reply, shape[0]);
+      if (now() - started > timeoutMs) {
+        throw new AppError("OFFLOAD_TIMEOUT", `Cannot offload: reply not complete within ${timeoutMs} ms`);
+      }
       const version = (reply as Partial<OipInferResponse>).model_version;
       return {
         logits,
@@ -249,6 +321,7 @@ export function createOipClient(options: OipClientOptions): OipClient {
         const { status, text } = await call("check the cloud model", `${modelPath}/ready`, {
           method: "GET",
           timeoutMs: callOptions.timeoutMs ?? options.timeoutMs,
+          maxBytes: MAX_OTHER_REPLY_BYTES,
         });
         if (status < 200 || status > 299) return false;
         try {
@@ -265,6 +338,7 @@ export function createOipClient(options: OipClientOptions): OipClient {
       const reply = await callJson(action, modelPath, {
         method: "GET",
         timeoutMs: callOptions.timeoutMs ?? options.timeoutMs,
+        maxBytes: MAX_OTHER_REPLY_BYTES,
       }) as Partial<OipModelMetadata> | null;
       if (
         !reply || typeof reply.name !== "string" || !Array.isArray(reply.inputs) || !Array.isArray(reply.outputs)

@@ -314,4 +314,14 @@ if (import.meta.main) {
   };
   Deno.addSignalListener("SIGINT", stop);
   Deno.addSignalListener("SIGTERM", stop);
+  if (config.exitWithParent) {
+    // Started by the edge app with a pipe on stdin: the pipe closes when the parent dies, however it dies (kill -9,
+    // a crash), and the server follows it instead of being left running.
+    (async () => {
+      for await (const _ of Deno.stdin.readable) {
+        // nothing is sent: only the end of the pipe matters
+      }
+      await stop();
+    })();
+  }
 }

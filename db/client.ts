@@ -4,6 +4,13 @@
  *
  * Lifecycle: open (create the folder, connect, WAL + busy timeout for local files) -> migrate -> use -> close.
  *
+ * {@link connectForWrites} opens a second, write-only connection for the decision writer (`db/decision_writer.ts`),
+ * which drops it after any failed write and opens a fresh one: a connection that once failed is not trusted
+ * again (with @libsql/client 0.18.0, after one `SQLITE_BUSY` inside `batch()` a statement stays open until garbage
+ * collection, and every later commit on that connection fails with "cannot commit transaction - SQL statements in
+ * progress"). For a local file it also records the file's identity (device and inode), so that a database file
+ * deleted or replaced under the running service is noticed instead of written to while unlinked.
+ *
  * @module
  */
 import { dirname } from "node:path";
@@ -12,6 +19,7 @@ import { type Client, createClient } from "@libsql/client";
 import { drizzle, type LibSQLDatabase } from "drizzle-orm/libsql";
 import { migrate } from "drizzle-orm/libsql/migrator";
 import { AppError } from "../errors.ts";
+import { backoffMs, sleep } from "../lib/deadline.ts";
 import * as schema from "./schema.ts";
 
 /** The drizzle database with the project's schema. */
@@ -24,7 +32,8 @@ export interface Database {
   /** Drizzle over the client; the named queries in `db/queries.ts` take it. */
   db: Db;
   /**
-   * True when a trivial query succeeds.
+   * True when a trivial query succeeds and, for a local file, the file at the path is still the one opened (after
+   * it was deleted or replaced, this connection reads a file nobody else sees: restart to follow the new one).
    *
    * @returns whether the database answers
    */
@@ -39,6 +48,78 @@ export interface OpenDatabaseOptions {
   authToken?: string;
   /** How long a local write waits for another writer's lock, in milliseconds. @default 5000 */
   busyTimeoutMs?: number;
+}
+
+/** A connection used only to write, with a way to tell whether its file is still the one at the path. */
+export interface WriteConnection {
+  db: Db;
+  /**
+   * What happened to the file this connection opened, or null when it is still at its path (always null for a
+   * remote database).
+   *
+   * @returns "deleted", "replaced", or null
+   */
+  moved(): Promise<"deleted" | "replaced" | null>;
+  close(): void;
+}
+
+/** Device and inode of a file, or null when it does not exist. */
+async function identity(path: string): Promise<string | null> {
+  try {
+    const info = await Deno.stat(path);
+    return `${info.dev}:${info.ino}`;
+  } catch (err) {
+    if (err instanceof Deno.errors.NotFound) return null;
+    throw err;
+  }
+}
+
+/**
+ * Open a connection for writes to a database that {@link openDatabase} created. It never creates a local file: a
+ * database file that is gone stays gone until an operator (or a restart) brings one back, and the decisions wait
+ * in the outbox meanwhile. A file that is back without the schema (e.g. an empty file) is migrated.
+ *
+ * @param url the database URL (not `:memory:`, which cannot have a second connection)
+ * @param options `authToken`, `busyTimeoutMs`
+ * @returns the connection
+ * @throws AppError DB_UNAVAILABLE when the file is missing or cannot be opened
+ */
+export async function connectForWrites(url: string, options: OpenDatabaseOptions = {}): Promise<WriteConnection> {
+  const path = localPath(url);
+  if (url === ":memory:" || path === ":memory:") {
+    throw new RangeError("Cannot open a write connection to an in-memory database");
+  }
+  const opened = path === null ? null : await identity(path);
+  if (path !== null && opened === null) {
+    throw new AppError("DB_UNAVAILABLE", `Cannot connect to the decision database: ${path} does not exist`, {
+      cause: new Deno.errors.NotFound(path),
+    });
+  }
+  let client: Client | undefined;
+  try {
+    client = createClient({ url, authToken: options.authToken, timeout: options.busyTimeoutMs ?? 5000 });
+    const db = drizzle(client, { schema });
+    const tables = await client.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'decisions'");
+    if (tables.rows.length === 0) {
+      if (path !== null) await client.execute("PRAGMA journal_mode = WAL");
+      await migrateWithRetry(db);
+    }
+    const open = client;
+    return {
+      db,
+      async moved() {
+        if (path === null) return null;
+        const now = await identity(path);
+        return now === null ? "deleted" : now === opened ? null : "replaced";
+      },
+      close: () => open.close(),
+    };
+  } catch (err) {
+    client?.close();
+    throw new AppError("DB_UNAVAILABLE", `Cannot connect to the decision database: ${messageOf(err)}`, {
+      cause: err,
+    });
+  }
 }
 
 /** Attempts at migrating, so that processes opening a fresh database together all succeed. */
@@ -86,7 +167,7 @@ async function migrateWithRetry(db: Db): Promise<void> {
       return;
     } catch (err) {
       if (attempt >= MIGRATE_ATTEMPTS) throw err;
-      await new Promise((r) => setTimeout(r, 20 * attempt + Math.random() * 30));
+      await sleep(backoffMs(attempt, { baseMs: 40, maxMs: 400, jitter: 0.5 }));
     }
   }
 }
@@ -119,13 +200,15 @@ export async function openDatabase(url: string, options: OpenDatabaseOptions = {
     const db = drizzle(client, { schema });
     await migrateWithRetry(db);
     const open = client;
+    const opened = path !== null && path !== ":memory:" ? await identity(path) : null;
     return {
       client: open,
       db,
       async ping() {
         try {
           await open.execute("SELECT 1");
-          return true;
+          // A file deleted or replaced under this connection: it answers, but from a file nobody else sees.
+          return opened === null || await identity(path!) === opened;
         } catch {
           return false;
         }

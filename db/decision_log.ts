@@ -28,15 +28,26 @@
  * Lifecycle: create (replays an outbox left by an earlier process) -> append / flush ... -> close (final flush;
  * afterwards `append` throws).
  *
+ * Parts, each with its own state:
+ * - the queue (`db/decision_queue.ts`): accepted rows, oldest first, and their acknowledgements;
+ * - the writer (`db/decision_writer.ts`, when given as `writer`): the database connection, trusted only while it
+ *   works (`disconnected | ready | failing | gone | closed`);
+ * - the outbox replay (`db/outbox_replay.ts`): `idle | replaying | backing_off | stopped`;
+ * - this module: the writer loop (`idle | draining`) and where new rows go ({@link LogMode}: `direct` to the
+ *   database, or `outbox` while it holds rows), plus the write-health report ({@link DecisionLogHealth}).
+ *
  * @module
  */
-import { getTableColumns } from "drizzle-orm";
-import type { SQLiteColumn } from "drizzle-orm/sqlite-core";
 import { AppError } from "../errors.ts";
+import { backoffMs, type BackoffOptions, sleep, withDeadline, within } from "../lib/deadline.ts";
 import type { Db } from "./client.ts";
+import { checkDecision } from "./decision_check.ts";
+import { createDecisionQueue } from "./decision_queue.ts";
+import type { DecisionWriter, WriterState } from "./decision_writer.ts";
 import type { Outbox } from "./outbox.ts";
+import { createOutboxReplay, type ReplayState } from "./outbox_replay.ts";
 import { getDecision, insertDecisions, isDataError } from "./queries.ts";
-import { type DecisionRecord, decisions } from "./schema.ts";
+import type { DecisionRecord } from "./schema.ts";
 
 /** Writer statistics, for health checks and metrics. */
 export interface DecisionLogStats {
@@ -54,6 +65,33 @@ export interface DecisionLogStats {
   spilled: number;
   /** The last write error's message, or null. */
   lastError: string | null;
+  /** Where new rows go now. */
+  mode: LogMode;
+  /** The writer's state (`ready` when the log has no writer and its last write succeeded, else `failing`). */
+  writer: WriterState;
+  /** The replay loop's state (`idle` without an outbox). */
+  replay: ReplayState;
+  /** Unix ms of the last successful database write, or null. */
+  lastWriteAt: number | null;
+  /** Age of the oldest decision not yet in the database (in memory or in the outbox), in milliseconds; 0 when none. */
+  oldestUnwrittenMs: number;
+}
+
+/** Where new rows go: `direct` to the database, or `outbox` while the outbox holds rows (after them, in order). */
+export type LogMode = "direct" | "outbox";
+
+/**
+ * Whether decisions are reaching durable storage, for readiness: `healthy` is false when the database file is gone,
+ * or when the oldest decision not yet in the database is older than `maxLagMs`.
+ */
+export interface DecisionLogHealth {
+  healthy: boolean;
+  /** Why not, or null. */
+  reason: string | null;
+  writer: WriterState;
+  oldestUnwrittenMs: number;
+  outbox: number;
+  backlog: number;
 }
 
 /** The batched decision log. */
@@ -100,6 +138,13 @@ export interface DecisionLog {
   pending(): DecisionRecord[];
   /** @returns the writer's counters */
   stats(): DecisionLogStats;
+  /**
+   * Whether decisions reach the database in time (checks the database file's identity first, when it has a writer).
+   *
+   * @param maxLagMs the oldest decision not yet in the database may be at most this old, in milliseconds
+   * @returns the health report
+   */
+  health(maxLagMs: number): Promise<DecisionLogHealth>;
 }
 
 /** Options of {@link createDecisionLog}. */
@@ -110,8 +155,13 @@ export interface DecisionLogOptions {
   flushIntervalMs: number;
   /** Longest wait between retries of a failed write, in milliseconds. @default 5000 */
   maxBackoffMs?: number;
-  /** The write itself. @default a multi-row insert in one batch ({@link insertDecisions}) */
+  /**
+   * The write itself. @default `writer.write` when a writer is given, else a multi-row insert in one batch on `db`
+   * ({@link insertDecisions})
+   */
   write?: (rows: DecisionRecord[]) => Promise<void>;
+  /** The database writer (its own connection, replaced after a failure; see `db/decision_writer.ts`). */
+  writer?: DecisionWriter;
   /** Where rows go when the database cannot take them; without one, they wait in memory. */
   outbox?: Outbox;
   /** Resolve `append` only once the row is durable (see the module doc). @default false */
@@ -122,50 +172,6 @@ export interface DecisionLogOptions {
 
 /** First retry delay, in milliseconds; it doubles per consecutive failure. */
 const BASE_BACKOFF_MS = 50;
-
-/** Rows moved to the outbox that `get` still finds in memory. */
-const RECENT_MAX = 10_000;
-
-const COLUMNS = Object.entries(getTableColumns(decisions)) as [keyof DecisionRecord, SQLiteColumn][];
-
-/** What is wrong with one value for its column, or null. */
-function valueProblem(column: SQLiteColumn, value: unknown): string | null {
-  switch (column.dataType) {
-    case "string": {
-      if (typeof value !== "string") return "is not a string";
-      const allowed = (column as SQLiteColumn & { enumValues?: string[] }).enumValues;
-      return allowed && !allowed.includes(value) ? `is not one of ${allowed.join(", ")}` : null;
-    }
-    case "number":
-      if (typeof value !== "number" || !Number.isFinite(value)) return "is not a finite number";
-      return column.columnType === "SQLiteInteger" && !Number.isInteger(value) ? "is not an integer" : null;
-    case "boolean":
-      return typeof value === "boolean" ? null : "is not a boolean";
-    default:
-      if (column.getSQLType() === "blob") return value instanceof Float32Array ? null : "is not a Float32Array";
-      return Array.isArray(value) && value.every((v) => typeof v === "number" && Number.isFinite(v))
-        ? null
-        : "is not an array of finite numbers";
-  }
-}
-
-/** Refuse a record the database would refuse later, while the caller is still on the stack. */
-function checkDecision(record: DecisionRecord): void {
-  if (record === null || typeof record !== "object") {
-    throw new AppError("INTERNAL", "Cannot log decision: expected a record");
-  }
-  for (const [key, column] of COLUMNS) {
-    const value: unknown = record[key];
-    if (value === null || value === undefined) {
-      if (column.notNull && !column.hasDefault) {
-        throw new AppError("INTERNAL", `Cannot log decision ${record.id}: ${key} is missing`);
-      }
-      continue;
-    }
-    const problem = valueProblem(column, value);
-    if (problem) throw new AppError("INTERNAL", `Cannot log decision ${record.id}: ${key} ${problem}`);
-  }
-}
 
 /** A row as a JSON-safe object, for the log line of a refused row. */
 function printable(record: DecisionRecord): Record<string, unknown> {
@@ -186,8 +192,8 @@ function describe(err: unknown): string {
 /**
  * Create the decision log over a database.
  *
- * @param db the database
- * @param options batching and retry settings
+ * @param db the database (reads, and writes when neither `writer` nor `write` is given)
+ * @param options batching, retry and durability settings
  * @returns the log
  * @example
  * const log = createDecisionLog(database.db, { batchSize: 200, flushIntervalMs: 200 });
@@ -198,35 +204,31 @@ export function createDecisionLog(db: Db, options: DecisionLogOptions): Decision
   if (!Number.isInteger(options.batchSize) || options.batchSize < 1) {
     throw new RangeError(`Cannot create the decision log: batchSize must be a positive integer`);
   }
-  const write = options.write ?? ((rows: DecisionRecord[]) => insertDecisions(db, rows));
-  const maxBackoffMs = options.maxBackoffMs ?? 5000;
+  const writer = options.writer ?? null;
+  const write = options.write ?? writer?.write ?? ((rows: DecisionRecord[]) => insertDecisions(db, rows));
   const outbox = options.outbox ?? null;
   const durable = options.durable ?? false;
   const writeTimeoutMs = options.writeTimeoutMs ?? 5000;
-  /** Accepted rows, oldest first; only the writer loop removes rows, always from the front. */
-  const queue: DecisionRecord[] = [];
-  const queued = new Map<string, DecisionRecord>();
-  /** Durable mode: how to acknowledge each queued row, by id. */
-  const acks = new Map<string, { promise: Promise<void>; resolve: () => void; reject: (e: unknown) => void }>();
-  /** Rows recently moved to the outbox, so that read-after-write holds while the database is down. */
-  const recent = new Map<string, DecisionRecord>();
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  let loop: Promise<void> | null = null;
+  const backoff: BackoffOptions = { baseMs: BASE_BACKOFF_MS, maxMs: options.maxBackoffMs ?? 5000, jitter: 0.25 };
+  const queue = createDecisionQueue();
+  const counters = {
+    written: 0,
+    failedWrites: 0,
+    rejected: 0,
+    spilled: 0,
+    lastError: null as string | null,
+    lastWriteAt: null as number | null,
+  };
+  /** Consecutive failures of the writer loop (no outbox, or the outbox itself failing). */
   let failures = 0;
+  /** The last database write (direct or replayed) failed. */
+  let lastWriteFailed = false;
+  let mode: LogMode = "direct";
+  /** The writer loop: null when idle, the running drain when draining. */
+  let loop: Promise<void> | null = null;
+  let timer: ReturnType<typeof setTimeout> | undefined;
   let closed = false;
   let closing: Promise<void> | null = null;
-  /** The last direct write failed: rows go to the outbox until a replay empties it. */
-  let dbDown = false;
-  let replaying: Promise<void> | null = null;
-  let stopReplay = false;
-  let wakeReplay: (() => void) | null = null;
-  const counters = { written: 0, failedWrites: 0, rejected: 0, spilled: 0, lastError: null as string | null };
-
-  function backoffMs(n = failures): number {
-    const ms = Math.min(maxBackoffMs, BASE_BACKOFF_MS * 2 ** Math.min(Math.max(n - 1, 0), 16));
-    // Jitter, so that edge apps sharing a database do not retry in step.
-    return ms * (0.75 + Math.random() * 0.25);
-  }
 
   function clearTimer(): void {
     if (timer !== undefined) clearTimeout(timer);
@@ -241,15 +243,17 @@ export function createDecisionLog(db: Db, options: DecisionLogOptions): Decision
     }, delayMs);
   }
 
+  function logError(msg: string, fields: Record<string, unknown>): void {
+    console.error(JSON.stringify({ level: "error", msg, ...fields }));
+  }
+
   /** A row the database refuses: set it apart, loudly. */
   function refuse(row: DecisionRecord, err: unknown): void {
     counters.rejected++;
-    console.error(JSON.stringify({
-      level: "error",
-      msg: "decision refused by the database; set apart, not retried",
+    logError("decision refused by the database; set apart, not retried", {
       error: describe(err),
       decision: printable(row),
-    }));
+    });
   }
 
   /** Write rows; if the database refuses some, find them one by one and set them apart. */
@@ -257,8 +261,13 @@ export function createDecisionLog(db: Db, options: DecisionLogOptions): Decision
     try {
       await write(rows);
       counters.written += rows.length;
+      counters.lastWriteAt = Date.now();
+      lastWriteFailed = false;
     } catch (err) {
-      if (!isDataError(err)) throw err;
+      if (!isDataError(err)) {
+        lastWriteFailed = true;
+        throw err;
+      }
       if (rows.length === 1) return refuse(rows[0], err);
       for (const row of rows) await writeRows([row]);
     }
@@ -266,102 +275,83 @@ export function createDecisionLog(db: Db, options: DecisionLogOptions): Decision
 
   /**
    * With an outbox, a write that hangs counts as failed after `writeTimeoutMs`: its rows go to the outbox, and if
-   * the write completes after all, the replay's inserts are ignored.
+   * the write completes after all, the replay's inserts are ignored. (A writer bounds its own writes.)
    */
   function bounded(work: Promise<void>): Promise<void> {
-    if (!outbox) return work;
-    let t: ReturnType<typeof setTimeout> | undefined;
-    const late = new Promise<never>((_, reject) => {
-      t = setTimeout(() => reject(new Error(`the write took longer than ${writeTimeoutMs} ms`)), writeTimeoutMs);
-    });
-    work.catch(() => {/* reported by the race, or too late to matter */});
-    return Promise.race([work, late]).finally(() => clearTimeout(t));
+    return outbox && !writer ? withDeadline(work, writeTimeoutMs, "the write") : work;
   }
 
-  /** The first `n` queued rows are in the database (or the outbox): forget them and acknowledge them. */
-  function settle(n: number, where: "database" | "outbox"): void {
-    for (const r of queue.splice(0, n)) {
-      queued.delete(r.id);
-      if (where === "outbox") {
-        recent.set(r.id, r);
-        if (recent.size > RECENT_MAX) recent.delete(recent.keys().next().value!);
-      }
-      const ack = acks.get(r.id);
-      if (ack) {
-        acks.delete(r.id);
-        ack.resolve();
-      }
-    }
-  }
-
-  /** Tell the callers waiting for queued rows that they are not durable yet (the rows stay queued). */
-  function nack(err: AppError): void {
-    for (const r of queue) {
-      const ack = acks.get(r.id);
-      if (ack) {
-        acks.delete(r.id);
-        ack.reject(err);
-      }
-    }
-  }
+  const replay = outbox
+    ? createOutboxReplay(outbox, {
+      write: (rows) => bounded(writeRows(rows)),
+      batchSize: options.batchSize,
+      backoff,
+      onFailure(err, attempts) {
+        counters.failedWrites++;
+        counters.lastError = describe(err);
+        logError("decision outbox replay failed; retrying", {
+          outbox: outbox.size(),
+          failures: attempts,
+          writer: writer?.state(),
+          error: counters.lastError,
+        });
+      },
+      // A spill after this starts a new loop, so the mode cannot flip back while rows wait.
+      onEmpty: () => (mode = "direct"),
+    })
+    : null;
 
   function writeFailed(err: unknown, what: string): AppError {
     failures++;
     counters.failedWrites++;
     counters.lastError = describe(err);
-    console.error(JSON.stringify({
-      level: "error",
-      msg: what,
-      backlog: queue.length,
-      failures,
-      error: counters.lastError,
-    }));
+    logError(what, { backlog: queue.size(), failures, error: counters.lastError });
     if (!closed) {
       clearTimer();
-      schedule(backoffMs());
+      schedule(backoffMs(failures, backoff));
     }
     const error = new AppError("DB_UNAVAILABLE", `Cannot write decisions: ${counters.lastError}`, { cause: err });
-    nack(error);
+    queue.nack(error);
     return error;
+  }
+
+  /** Move every queued row to the outbox, after the rows already there, and let the replay take them. */
+  async function spill(): Promise<void> {
+    const rows = queue.head();
+    try {
+      await outbox!.append(rows);
+    } catch (err) {
+      throw writeFailed(err, "decision outbox append failed; keeping the rows in memory and retrying");
+    }
+    failures = 0;
+    counters.spilled += rows.length;
+    queue.settle(rows.length, "outbox");
+    replay!.start();
   }
 
   /** The writer loop: runs until the queue is empty (rows appended meanwhile included) or a write fails. */
   async function drain(): Promise<void> {
     try {
-      while (queue.length > 0) {
-        if (outbox && (dbDown || outbox.size() > 0)) {
-          // After rows already in the outbox, in order.
-          const rows = queue.slice();
-          try {
-            await outbox.append(rows);
-          } catch (err) {
-            throw writeFailed(err, "decision outbox append failed; keeping the rows in memory and retrying");
-          }
-          failures = 0;
-          counters.spilled += rows.length;
-          settle(rows.length, "outbox");
-          startReplay();
+      while (queue.size() > 0) {
+        if (outbox && (mode === "outbox" || outbox.size() > 0)) {
+          await spill();
           continue;
         }
-        const batch = queue.slice(0, options.batchSize);
+        const batch = queue.head(options.batchSize);
         try {
           await bounded(writeRows(batch));
           failures = 0;
-          settle(batch.length, "database");
+          queue.settle(batch.length, "database");
         } catch (err) {
-          if (outbox) {
-            counters.failedWrites++;
-            counters.lastError = describe(err);
-            console.error(JSON.stringify({
-              level: "error",
-              msg: "decision log write failed; moving the rows to the outbox",
-              backlog: queue.length,
-              error: counters.lastError,
-            }));
-            dbDown = true;
-            continue;
-          }
-          throw writeFailed(err, "decision log write failed; keeping the rows and retrying");
+          if (!outbox) throw writeFailed(err, "decision log write failed; keeping the rows and retrying");
+          counters.failedWrites++;
+          counters.lastError = describe(err);
+          logError("decision log write failed; moving the rows to the outbox", {
+            backlog: queue.size(),
+            writer: writer?.state(),
+            error: counters.lastError,
+          });
+          mode = "outbox";
         }
       }
     } finally {
@@ -373,140 +363,122 @@ export function createDecisionLog(db: Db, options: DecisionLogOptions): Decision
   /** Start the writer loop, or join the running one. */
   function kick(): Promise<void> {
     if (loop) return loop;
-    if (queue.length === 0) return Promise.resolve();
+    if (queue.size() === 0) return Promise.resolve();
     loop = drain();
     return loop;
   }
 
-  /** The replay loop: writes the outbox to the database, with backoff between failed attempts, until it is empty. */
-  function startReplay(): void {
-    if (!outbox || replaying || stopReplay) return;
-    replaying = (async () => {
-      let attempts = 0;
-      while (!stopReplay && outbox.size() > 0) {
-        try {
-          await outbox.replay((rows) => bounded(writeRows(rows)), { batchSize: options.batchSize });
-          attempts = 0;
-        } catch (err) {
-          attempts++;
-          counters.failedWrites++;
-          counters.lastError = describe(err);
-          console.error(JSON.stringify({
-            level: "error",
-            msg: "decision outbox replay failed; retrying",
-            outbox: outbox.size(),
-            failures: attempts,
-            error: counters.lastError,
-          }));
-          if (stopReplay) break;
-          await new Promise<void>((resolve) => {
-            const t = setTimeout(() => (wakeReplay = null, resolve()), backoffMs(attempts));
-            wakeReplay = () => (clearTimeout(t), wakeReplay = null, resolve());
-          });
-        }
-      }
-      if (outbox.size() === 0) dbDown = false;
-      // In the same step as the loop's last check: a spill after it starts a new loop.
-      replaying = null;
-    })();
-  }
-
   async function flush(): Promise<void> {
     clearTimer();
-    while (queue.length > 0) await kick();
+    while (queue.size() > 0) await kick();
   }
 
-  /** Wait for `work`, at most until `deadline`; false when the deadline came first. */
-  async function until(work: Promise<unknown>, deadline: number): Promise<boolean> {
-    let t: ReturnType<typeof setTimeout> | undefined;
-    const left = Math.max(0, deadline - performance.now());
-    try {
-      return await Promise.race([
-        work.then(() => true),
-        new Promise<false>((r) => t = setTimeout(() => r(false), left)),
-      ]);
-    } finally {
-      clearTimeout(t);
-    }
+  /** Wait for `work`, at most until `deadline` (a `performance.now()` time); false when the deadline came first. */
+  function until(work: Promise<unknown>, deadline: number): Promise<boolean> {
+    return within(work, deadline - performance.now());
   }
 
   async function closeLog(timeoutMs: number): Promise<void> {
     closed = true;
     clearTimer();
     const deadline = performance.now() + timeoutMs;
-    while (queue.length > 0 && deadline - performance.now() > 0) {
+    while (queue.size() > 0 && deadline - performance.now() > 0) {
       try {
         // A write that hangs must not hold close past its deadline.
         await until(flush(), deadline);
       } catch {
-        const pauseMs = Math.min(backoffMs(), deadline - performance.now());
-        if (pauseMs > 0) await new Promise((r) => setTimeout(r, pauseMs));
+        await sleep(Math.min(backoffMs(failures, backoff), deadline - performance.now()));
       }
     }
-    if (outbox) {
+    if (replay) {
       // Use the time left to empty the outbox into the database; what remains is replayed at the next start.
-      if (outbox.size() > 0) startReplay();
-      if (replaying) await until(replaying, deadline);
-      stopReplay = true;
-      wakeReplay?.();
+      replay.start();
+      replay.wake();
+      const running = replay.running();
+      if (running) await until(running, deadline);
       // An attempt in flight ends within writeTimeoutMs.
-      await replaying;
+      await replay.stop();
     }
-    if (queue.length > 0) {
+    if (queue.size() > 0) {
       throw new AppError(
         "DB_UNAVAILABLE",
-        `Cannot close the decision log: ${queue.length} decisions are not written`,
+        `Cannot close the decision log: ${queue.size()} decisions are not written`,
       );
     }
   }
 
-  /** The promise that a queued row is durable, made on first request. */
-  function ack(id: string): Promise<void> {
-    let entry = acks.get(id);
-    if (!entry) {
-      let resolve!: () => void;
-      let reject!: (e: unknown) => void;
-      const promise = new Promise<void>((res, rej) => (resolve = res, reject = rej));
-      // Handled here too, so that a caller that does not wait cannot cause an unhandled rejection.
-      promise.catch(() => {});
-      entry = { promise, resolve, reject };
-      acks.set(id, entry);
-    }
-    return entry.promise;
+  function oldestUnwrittenMs(): number {
+    const times = [queue.oldestCreatedAt(), outbox?.oldestCreatedAt() ?? null].filter((t): t is number => t !== null);
+    return times.length === 0 ? 0 : Math.max(0, Date.now() - Math.min(...times));
   }
 
-  if (outbox && outbox.size() > 0) startReplay();
+  function writerState(): WriterState {
+    if (writer) return writer.state();
+    return lastWriteFailed ? "failing" : "ready";
+  }
+
+  function stats(): DecisionLogStats {
+    const inOutbox = outbox?.size() ?? 0;
+    return {
+      ...counters,
+      backlog: queue.size() + inOutbox,
+      outbox: inOutbox,
+      mode,
+      writer: writerState(),
+      replay: replay?.state() ?? "idle",
+      oldestUnwrittenMs: oldestUnwrittenMs(),
+    };
+  }
+
+  replay?.start();
 
   return {
     append(record) {
       if (closed) throw new AppError("DB_UNAVAILABLE", "Cannot log decision: the decision log is closed");
       checkDecision(record);
       queue.push(record);
-      queued.set(record.id, record);
       if (!durable) {
-        if (failures > 0) schedule(backoffMs());
-        else if (queue.length >= options.batchSize) kick().catch(() => {/* counted in stats and retried */});
+        if (failures > 0) schedule(backoffMs(failures, backoff));
+        else if (queue.size() >= options.batchSize) kick().catch(() => {/* counted in stats and retried */});
         else schedule(options.flushIntervalMs);
         return;
       }
-      const acked = ack(record.id);
-      if (failures > 0) schedule(backoffMs());
+      const acked = queue.whenSettled(record.id);
+      if (failures > 0) schedule(backoffMs(failures, backoff));
       else kick().catch(() => {/* counted in stats and retried */});
       return acked;
     },
     async whenLogged(ids) {
-      await Promise.all(ids.map((id) => (queued.has(id) ? ack(id) : undefined)));
+      await Promise.all(ids.map((id) => queue.whenSettled(id)));
     },
     async get(id) {
-      return queued.get(id) ?? recent.get(id) ?? await getDecision(db, id);
+      return queue.find(id) ?? await getDecision(db, id);
     },
     flush,
     close(closeOptions = {}) {
       closing ??= closeLog(closeOptions.timeoutMs ?? 10_000);
       return closing;
     },
-    backlog: () => queue.length + (outbox?.size() ?? 0),
-    pending: () => queue.slice(),
-    stats: () => ({ ...counters, backlog: queue.length + (outbox?.size() ?? 0), outbox: outbox?.size() ?? 0 }),
+    backlog: () => queue.size() + (outbox?.size() ?? 0),
+    pending: () => queue.head(),
+    stats,
+    async health(maxLagMs) {
+      if (writer) await writer.check();
+      const s = stats();
+      let reason: string | null = null;
+      if (s.writer === "gone") reason = "the database file was deleted or replaced";
+      else if (s.oldestUnwrittenMs > maxLagMs) {
+        reason = `the oldest decision not in the database is ${Math.round(s.oldestUnwrittenMs)} ms old ` +
+          `(at most ${maxLagMs} ms)`;
+      }
+      return {
+        healthy: reason === null,
+        reason,
+        writer: s.writer,
+        oldestUnwrittenMs: s.oldestUnwrittenMs,
+        outbox: s.outbox,
+        backlog: s.backlog,
+      };
+    },
   };
 }

@@ -24,6 +24,7 @@
 import { Buffer } from "node:buffer";
 import { join } from "node:path";
 import { AppError } from "../errors.ts";
+import { within } from "../lib/deadline.ts";
 import type { DecisionRecord } from "./schema.ts";
 
 /** A durable queue of decisions on local disk. */
@@ -32,6 +33,8 @@ export interface Outbox {
   readonly dir: string;
   /** @returns rows appended and not yet replayed */
   size(): number;
+  /** @returns the `createdAt` (Unix ms) of the oldest row waiting, or null when empty */
+  oldestCreatedAt(): number | null;
   /**
    * Append rows after every row appended before, and fsync. Concurrent calls share one fsync (group commit).
    *
@@ -74,6 +77,8 @@ interface Segment {
   rows: number;
   /** Rows of this segment already written by a replay that later failed (skipped by the next one). */
   done: number;
+  /** `createdAt` of the first row not yet written, or null. */
+  oldest: number | null;
   bytes: number;
 }
 
@@ -168,12 +173,8 @@ export async function openOutbox(dir: string, options: OutboxOptions = {}): Prom
   } catch (err) {
     throw fail(`open the decision outbox at ${dir}`, err);
   }
-  let lockTimer: ReturnType<typeof setTimeout> | undefined;
-  const locked = await Promise.race([
-    lock.lock(true).then(() => true, () => false),
-    new Promise<false>((r) => lockTimer = setTimeout(() => r(false), options.lockTimeoutMs ?? 2000)),
-  ]);
-  clearTimeout(lockTimer);
+  const locking = lock.lock(true).then(() => true, () => false);
+  const locked = (await within(locking, options.lockTimeoutMs ?? 2000)) && await locking;
   if (!locked) {
     lock.close();
     throw new AppError("DB_UNAVAILABLE", `Cannot open the decision outbox at ${dir}: another process is using it`);
@@ -189,7 +190,14 @@ export async function openOutbox(dir: string, options: OutboxOptions = {}): Prom
       const text = await Deno.readTextFile(path);
       const parsed = parseSegment(text);
       corrupt += parsed.corrupt;
-      segments.push({ seq: Number(m[1]), path, rows: parsed.rows.length, done: 0, bytes: text.length });
+      segments.push({
+        seq: Number(m[1]),
+        path,
+        rows: parsed.rows.length,
+        done: 0,
+        oldest: parsed.rows[0]?.createdAt ?? null,
+        bytes: text.length,
+      });
     }
   } catch (err) {
     lock.close();
@@ -237,6 +245,7 @@ export async function openOutbox(dir: string, options: OutboxOptions = {}): Prom
             path: join(dir, `${String(nextSeq - 1).padStart(12, "0")}.jsonl`),
             rows: 0,
             done: 0,
+            oldest: null,
             bytes: 0,
           };
           const file = await Deno.open(segment.path, { write: true, create: true, append: true });
@@ -254,6 +263,7 @@ export async function openOutbox(dir: string, options: OutboxOptions = {}): Prom
           sealActive();
           throw err;
         }
+        if (segment.rows === 0) segment.oldest = rows[0]?.createdAt ?? null;
         segment.rows += rows.length;
         segment.bytes += bytes.length;
         size += rows.length;
@@ -294,6 +304,7 @@ export async function openOutbox(dir: string, options: OutboxOptions = {}): Prom
         const batch = rows.slice(i, i + batchSize);
         await write(batch);
         segment.done = i + batch.length;
+        segment.oldest = rows[segment.done]?.createdAt ?? null;
         size -= batch.length;
         written += batch.length;
         counters.replayed += batch.length;
@@ -308,6 +319,7 @@ export async function openOutbox(dir: string, options: OutboxOptions = {}): Prom
   return {
     dir,
     size: () => size,
+    oldestCreatedAt: () => segments.find((s) => s.rows > s.done)?.oldest ?? null,
     append(rows) {
       if (rows.length === 0) return Promise.resolve();
       if (closed) return Promise.reject(new AppError("DB_UNAVAILABLE", "Cannot append to the outbox: it is closed"));

@@ -14,6 +14,9 @@
  */
 import { Counter, Gauge, Histogram, Registry } from "prom-client";
 import type { DecisionLogStats } from "../db/decision_log.ts";
+import type { WriterState } from "../db/decision_writer.ts";
+
+const WRITER_STATES: readonly WriterState[] = ["disconnected", "ready", "failing", "gone", "closed"];
 import type { DecisionRecord } from "../db/schema.ts";
 import type { PoolStats } from "../workers/pool.ts";
 
@@ -31,7 +34,7 @@ export interface MetricsSources {
   /** The decision log's counters (`outbox` and `spilled` when it has an outbox); absent when there is no log. */
   log?: () =>
     & Pick<DecisionLogStats, "written" | "failedWrites" | "rejected" | "backlog">
-    & Partial<Pick<DecisionLogStats, "outbox" | "spilled">>;
+    & Partial<Pick<DecisionLogStats, "outbox" | "spilled" | "oldestUnwrittenMs" | "writer" | "lastWriteAt">>;
   /** The versions in service. */
   versions(): ServiceVersions;
   /** The switcher threshold in force. */
@@ -195,6 +198,33 @@ export function createServiceMetrics(sources: MetricsSources): ServiceMetrics {
     registers: [registry],
     collect() {
       this.set(sources.log?.().outbox ?? 0);
+    },
+  });
+  new Gauge({
+    name: "dmd_decision_log_oldest_unwritten_seconds",
+    help: "Age of the oldest accepted decision not yet in the database (memory or outbox); 0 when none. " +
+      "Readiness fails past LOG_READY_MAX_LAG_MS",
+    registers: [registry],
+    collect() {
+      this.set((sources.log?.().oldestUnwrittenMs ?? 0) / 1000);
+    },
+  });
+  new Gauge({
+    name: "dmd_decision_log_last_write_timestamp_seconds",
+    help: "Unix time of the last successful database write of decisions (0: none yet)",
+    registers: [registry],
+    collect() {
+      this.set((sources.log?.().lastWriteAt ?? 0) / 1000);
+    },
+  });
+  new Gauge({
+    name: "dmd_decision_log_writer_state",
+    help: "The database writer's state (1 for the current one): disconnected, ready, failing, gone, closed",
+    labelNames: ["state"],
+    registers: [registry],
+    collect() {
+      const now = sources.log?.().writer;
+      for (const state of WRITER_STATES) this.set({ state }, state === now ? 1 : 0);
     },
   });
   mirroredCounter(

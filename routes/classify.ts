@@ -14,6 +14,7 @@ import {
   ClassifyRequestSchema,
   errorResponses,
 } from "./schemas.ts";
+import { checkBodyShape } from "./body_shape.ts";
 import { toSequenceItem, validationHook } from "./validation.ts";
 
 /** What the classify routes need. */
@@ -64,6 +65,18 @@ const batchRoute = createRoute({
 export function classifyRoutes(deps: ClassifyDeps): OpenAPIHono {
   const app = new OpenAPIHono({ defaultHook: validationHook });
   const check = { spec: deps.edgeSpec, maxFrames: deps.maxFrames };
+  const shape = {
+    maxBatchItems: deps.maxBatchItems,
+    maxFrames: deps.maxFrames,
+    joints: deps.edgeSpec.joints,
+    channels: deps.edgeSpec.channels,
+  };
+
+  // Every limit before any per-element work: the raw text is checked before it is parsed and validated.
+  app.use("*", async (c, next) => {
+    if (c.req.method === "POST") checkBodyShape(await c.req.text(), shape);
+    await next();
+  });
 
   app.openapi(classifyRoute, async (c) => {
     const body = c.req.valid("json");

@@ -1,10 +1,15 @@
 /**
- * `GET /healthz` (the process answers) and `GET /readyz` (models warm, database reachable; the cloud is reported
- * but does not gate readiness, since the edge answers without it).
+ * `GET /healthz` (the process answers) and `GET /readyz` (models warm, database reachable, and decisions reaching
+ * it in time; the cloud is reported but does not gate readiness, since the edge answers without it).
+ *
+ * Write health: readiness fails when the decision database file was deleted or replaced under the service, or
+ * when the oldest accepted decision not yet in the database (in memory or in the outbox) is older than
+ * `LOG_READY_MAX_LAG_MS` (30 s by default). Decisions are still accepted meanwhile (they wait in the outbox).
  *
  * @module
  */
 import { createRoute, OpenAPIHono, z } from "@hono/zod-openapi";
+import type { DecisionLogHealth } from "../db/decision_log.ts";
 
 /** Probes the readiness check runs. */
 export interface HealthDeps {
@@ -14,6 +19,8 @@ export interface HealthDeps {
   cloud(): Promise<boolean>;
   /** Decisions accepted but not yet written. */
   logBacklog(): number;
+  /** Whether decisions reach the database in time (`db/decision_log.ts` `health`); absent: not checked. */
+  writeHealth?: () => Promise<DecisionLogHealth>;
 }
 
 const ReadySchema = z.object({
@@ -22,6 +29,13 @@ const ReadySchema = z.object({
   database: z.boolean(),
   cloud: z.boolean(),
   logBacklog: z.number().int(),
+  writes: z.object({
+    healthy: z.boolean(),
+    reason: z.string().nullable(),
+    writer: z.string(),
+    oldestUnwrittenMs: z.number(),
+    outbox: z.number().int(),
+  }).optional().openapi({ description: "Whether decisions reach the database in time" }),
 }).openapi("Readiness");
 
 const liveRoute = createRoute({
@@ -53,10 +67,18 @@ export function healthRoutes(deps: HealthDeps): OpenAPIHono {
   const app = new OpenAPIHono();
   app.openapi(liveRoute, (c) => c.json({ ok: true }, 200));
   app.openapi(readyRoute, async (c) => {
-    const [database, cloud] = await Promise.all([deps.database(), deps.cloud()]);
+    const [reachable, cloud, health] = await Promise.all([deps.database(), deps.cloud(), deps.writeHealth?.()]);
     const models = deps.modelsReady();
-    const ready = models && database;
-    return c.json({ ready, models, database, cloud, logBacklog: deps.logBacklog() }, ready ? 200 : 503);
+    const database = reachable && health?.writer !== "gone";
+    const ready = models && database && (health?.healthy ?? true);
+    const writes = health && {
+      healthy: health.healthy,
+      reason: health.reason,
+      writer: health.writer,
+      oldestUnwrittenMs: Math.round(health.oldestUnwrittenMs),
+      outbox: health.outbox,
+    };
+    return c.json({ ready, models, database, cloud, logBacklog: deps.logBacklog(), writes }, ready ? 200 : 503);
   });
   return app;
 }

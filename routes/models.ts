@@ -4,6 +4,7 @@
  * @module
  */
 import { createRoute, OpenAPIHono, z } from "@hono/zod-openapi";
+import { redactUrl } from "../config.ts";
 import type { SwitcherRelease } from "../release/release.ts";
 import type { Manifest } from "../wasm-models/manifest.ts";
 import type { EngineVersions } from "../workers/protocol.ts";
@@ -15,6 +16,7 @@ export interface ModelsDeps {
   versions(): EngineVersions;
   /** The threshold in force. */
   threshold(): number;
+  /** The cloud server's URL; shown without user, password or query. */
   cloudUrl: string;
   /** The switcher release the workers serve now. */
   switcher: () => SwitcherRelease;
@@ -65,7 +67,11 @@ export function modelRoutes(deps: ModelsDeps): OpenAPIHono {
     const s = deps.switcher();
     return c.json({
       edge: { ...describe(deps.manifest.edge), serving: versions.edge, runtime: "onnxruntime-web (wasm)" },
-      cloud: { ...describe(deps.manifest.cloud), url: deps.cloudUrl, protocol: "open-inference-protocol-v2" },
+      cloud: {
+        ...describe(deps.manifest.cloud),
+        url: redactUrl(deps.cloudUrl),
+        protocol: "open-inference-protocol-v2",
+      },
       switcher: {
         version: versions.switcher,
         threshold: deps.threshold(),

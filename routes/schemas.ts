@@ -22,7 +22,11 @@ export const SequenceSchema = z.object({
   id: z.string().max(256).optional().openapi({ description: "The caller's own id, echoed and logged" }),
   layout: z.string().min(1).max(64).openapi({ example: "coco17", description: "Keypoint or sensor layout name" }),
   fps: z.number().positive().max(10_000).openapi({ example: 30, description: "Frames per second" }),
-  frames: z.array(z.array(z.array(z.number()))).openapi({
+  // Checked element by element once, by flattenFrames (routes/validation.ts), after the limits (routes/body_shape.ts):
+  // a zod pass over every number would be a second walk of up to a million values on the HTTP thread.
+  frames: z.array(z.unknown()).openapi({
+    type: "array",
+    items: { type: "array", items: { type: "array", items: { type: "number" } } },
     description: "T x J x C numbers: T frames, J points (joints or sensors), C channels (e.g. x, y, confidence)",
     example: [[[0.5, 0.2, 0.9]]],
   }),

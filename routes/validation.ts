@@ -29,7 +29,7 @@ export const validationHook: Hook<any, Env, any, any> = (result) => {
  * @throws AppError INVALID_INPUT naming what does not fit
  */
 export function toSequenceItem(
-  body: { id?: string; layout: string; fps: number; frames: number[][][] },
+  body: { id?: string; layout: string; fps: number; frames: unknown[] },
   options: { spec: ClassifierSpec; maxFrames: number },
 ): SequenceItem {
   const { spec, maxFrames } = options;

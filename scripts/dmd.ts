@@ -107,6 +107,7 @@ async function corpusPairs(path: string): Promise<{ pairs: CollectedPair[]; clou
     baseUrl: config.cloudUrl ?? server!.url,
     modelName: config.cloudModelName,
     timeoutMs: 30_000,
+    auth: config.cloudAuth,
   });
   const pool = await createWorkerPool(init, { size: config.workers, queueMax: 1024 });
   const bar = progressBar("edge + cloud");

@@ -89,6 +89,7 @@ const cloud = createOipClient({
   baseUrl: config.cloudUrl ?? server!.url,
   modelName: config.cloudModelName,
   timeoutMs: 60_000,
+  auth: config.cloudAuth,
 });
 const pool = await createWorkerPool(init, { size: config.workers, queueMax: 1024 });
 const BATCH = 64;

@@ -30,6 +30,7 @@ import { parseArgs } from "node:util";
 import { createClient } from "@libsql/client";
 import { openDatabase } from "../db/client.ts";
 import { countDecisions, getDecision } from "../db/queries.ts";
+import { freePort, rssKiB, spawn, startCloud } from "./procs.ts";
 
 const args = parseArgs({
   options: {
@@ -50,68 +51,6 @@ const REQUEST_TIMEOUT_MS = 10_000;
 /** Share of requests forced to the cloud (`route: "cloud"`), so that the cloud path carries load whatever the switcher. */
 const CLOUD_SHARE = Number(args["cloud-share"]);
 const MAX_IN_FLIGHT = 4000;
-
-// --- processes --------------------------------------------------------------------------------------------
-
-interface Proc {
-  child: Deno.ChildProcess;
-  url: string;
-  output: () => string;
-}
-
-function freePort(): number {
-  const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = (l.addr as Deno.NetAddr).port;
-  l.close();
-  return port;
-}
-
-async function spawn(args: string[], env: Record<string, string>, urlPattern: RegExp): Promise<Proc> {
-  const child = new Deno.Command(Deno.execPath(), {
-    args,
-    env: { NO_COLOR: "1", ...env },
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
-  let text = "";
-  let found: (url: string) => void;
-  const seen = new Promise<string>((r) => found = r);
-  const pump = async (s: ReadableStream<Uint8Array>) => {
-    for await (const chunk of s.pipeThrough(new TextDecoderStream())) {
-      // Keep the head and the tail only: a long run logs a lot.
-      text = text.length > 2_000_000 ? text.slice(0, 100_000) + text.slice(-500_000) : text;
-      text += chunk;
-      const m = urlPattern.exec(text);
-      if (m) found(m[1]);
-    }
-  };
-  Promise.all([pump(child.stdout), pump(child.stderr)]).catch(() => {});
-  const url = await Promise.race([
-    seen,
-    child.status.then((s) => Promise.reject(new Error(`${args.at(-1)} exited with ${s.code}:\n${text.slice(-3000)}`))),
-    new Promise<never>((_, reject) => setTimeout(() => reject(new Error(`no URL from ${args.at(-1)}`)), 120_000)),
-  ]);
-  return { child, url, output: () => text };
-}
-
-function startCloud(port: number): Promise<Proc> {
-  return spawn(
-    ["run", "-A", `${ROOT}cloud/reference_server.ts`],
-    { CLOUD_SERVER_HOST: "127.0.0.1", CLOUD_SERVER_PORT: String(port), MODELS_DIR: MODELS },
-    /"url":"([^"]+)"/,
-  );
-}
-
-function rssKiB(pid: number): { rss: number; hwm: number } {
-  try {
-    const status = Deno.readTextFileSync(`/proc/${pid}/status`);
-    const field = (name: string) => Number(new RegExp(`${name}:\\s+(\\d+)`).exec(status)?.[1] ?? 0);
-    return { rss: field("VmRSS"), hwm: field("VmHWM") };
-  } catch {
-    return { rss: 0, hwm: 0 };
-  }
-}
 
 // --- requests ---------------------------------------------------------------------------------------------
 
@@ -307,7 +246,7 @@ const dir = await Deno.makeTempDir({ prefix: "dmd-soak-" });
 const dbPath = `${dir}/decisions.db`;
 const cloudPort = freePort();
 console.error(`soak: starting the reference cloud server and the service (models ${MODELS}, db ${dbPath})`);
-let cloud = await startCloud(cloudPort);
+let cloud = await startCloud(cloudPort, MODELS);
 const service = await spawn(["run", "-A", `${ROOT}main.ts`], {
   HOST: "127.0.0.1",
   PORT: "0",
@@ -368,7 +307,7 @@ try {
           await cloud.child.status;
         }),
         at(0.45, "cloud restarted", async () => {
-          cloud = await startCloud(cloudPort);
+          cloud = await startCloud(cloudPort, MODELS);
         }),
         at(0.55, "database write-locked by another process", async () => {
           // BEGIN IMMEDIATE takes the write lock; the service writes all the time, so try until it is free.
@@ -471,10 +410,13 @@ console.log(
     `service exit ${exit.code}, peak RSS ${summary.service.peakRssMiB} MiB (VmHWM); LOG_DURABLE=${args.durable}`,
 );
 if (args.json) Deno.writeTextFileSync(args.json, JSON.stringify(summary, null, 2));
-if (summary.decisions.lost === 0 && exit.code === 0) await Deno.remove(dir, { recursive: true });
+/** Passed: every answered decision is in the database, the outbox drained before exit, and the service exited 0. */
+const passed = summary.decisions.lost === 0 && outboxLeft === 0 && exit.code === 0;
+console.log(passed ? "soak: PASS" : "soak: FAIL");
+if (passed) await Deno.remove(dir, { recursive: true });
 else {
   // Keep the evidence: the database, the outbox and the service's output.
   Deno.writeTextFileSync(`${dir}/service.log`, service.output());
   console.log(`kept ${dir} (database, outbox, service.log) for inspection`);
 }
-Deno.exit(summary.decisions.lost === 0 && exit.code === 0 ? 0 : 1);
+Deno.exit(passed ? 0 : 1);

@@ -24,7 +24,15 @@ export interface ChildCloud {
 export async function startChildCloud(config: Pick<Config, "modelsDir">, entry: URL): Promise<ChildCloud> {
   const child = new Deno.Command(Deno.execPath(), {
     args: ["run", "--allow-read", "--allow-net=127.0.0.1", "--allow-env", "--allow-ffi", "--allow-sys", entry.href],
-    env: { CLOUD_SERVER_HOST: "127.0.0.1", CLOUD_SERVER_PORT: "0", MODELS_DIR: config.modelsDir },
+    // The open stdin pipe ties the server's life to this process's: it exits when the pipe closes, however this
+    // process ends (kill -9 included).
+    env: {
+      CLOUD_SERVER_HOST: "127.0.0.1",
+      CLOUD_SERVER_PORT: "0",
+      MODELS_DIR: config.modelsDir,
+      CLOUD_SERVER_EXIT_WITH_PARENT: "true",
+    },
+    stdin: "piped",
     stdout: "piped",
     stderr: "inherit",
   }).spawn();

@@ -7,6 +7,7 @@ import type { DecisionRecord } from "../db/schema.ts";
 import { AppError } from "../errors.ts";
 import { createHybridClassifier } from "../serve/classifier.ts";
 import { createApp } from "../main.ts";
+import { PUBLIC_FIELDS } from "../routes/decisions.ts";
 import { fakeCloud as fakeModelsCloud, fakeInference, MANIFEST, SPEC, SWITCHER } from "./fixtures/fake_models.ts";
 
 /** The fake cloud, checking that every call's frames fill its shape. */
@@ -17,8 +18,16 @@ function fakeCloud(behaviour: { fail?: AppError } = {}) {
   });
 }
 
+const TOKEN = "t".repeat(32);
+
 function setup(
-  options: { score?: number; threshold?: number; cloud?: ReturnType<typeof fakeCloud>; budget?: () => boolean } = {},
+  options: {
+    score?: number;
+    threshold?: number;
+    cloud?: ReturnType<typeof fakeCloud>;
+    budget?: () => boolean;
+    adminToken?: string;
+  } = {},
 ) {
   const rows: DecisionRecord[] = [];
   let n = 0;
@@ -45,7 +54,10 @@ function setup(
     inference,
     switcher: () => release,
     cloudUrl: "http://127.0.0.1:1",
-    decisions: { getDecision: (id) => Promise.resolve(rows.find((r) => r.id === id) ?? null) },
+    decisions: {
+      getDecision: (id) => Promise.resolve(rows.find((r) => r.id === id) ?? null),
+      adminToken: options.adminToken,
+    },
     health: {
       modelsReady: () => true,
       database: () => Promise.resolve(true),
@@ -198,7 +210,7 @@ Deno.test("POST /v1/classify names the problem in its message", async () => {
   const wrongLayout = await (await post(app, "/v1/classify", body({ layout: "coco17" }))).json();
   assert.equal(wrongLayout.message, 'Cannot classify: the loaded model was built for layout "tiny", got "coco17"');
   const tooLong = await (await post(app, "/v1/classify", body({ frames: frames(9) }))).json();
-  assert.equal(tooLong.message, "Cannot read frames: expected at most 8 frames, got 9");
+  assert.equal(tooLong.message, "Cannot read frames: expected at most 8 frames, got more");
 });
 
 Deno.test("POST /v1/classify/batch answers each item on its own", async () => {
@@ -224,21 +236,32 @@ Deno.test("POST /v1/classify/batch rejects too many or no items", async () => {
   const { app } = setup();
   const many = await post(app, "/v1/classify/batch", { items: [body(), body(), body(), body()] });
   assert.equal(many.status, 400);
-  assert.equal((await many.json()).message, "Cannot classify batch: expected at most 3 items, got 4");
+  assert.equal((await many.json()).message, "Cannot classify batch: expected at most 3 items, got more");
   const none = await post(app, "/v1/classify/batch", { items: [] });
   assert.equal(none.status, 400);
   assert.equal((await none.json()).code, "INVALID_INPUT");
 });
 
-Deno.test("GET /v1/decisions/{id} returns the logged decision, or 404 NOT_FOUND", async () => {
-  const { app } = setup();
+Deno.test("GET /v1/decisions/{id} returns the public view, the whole record with the admin token, or 404", async () => {
+  const { app } = setup({ adminToken: TOKEN });
   const a = await (await post(app, "/v1/classify", body())).json();
   const res = await app.request(`/v1/decisions/${a.decisionId}`);
   assert.equal(res.status, 200);
   const d = await res.json();
+  assert.deepEqual(Object.keys(d).sort(), [...PUBLIC_FIELDS].sort());
   assert.equal(d.id, a.decisionId);
   assert.equal(d.route, "edge");
-  assert.deepEqual(d.embedding, [1, 2]);
+  assert.equal(d.label, a.label);
+  for (const hidden of ["clientId", "requestId", "batchId", "edgeLocation", "embedding", "features", "edgeProbs"]) {
+    assert.ok(!(hidden in d), hidden);
+  }
+  const full = await app.request(`/v1/decisions/${a.decisionId}`, { headers: { authorization: `Bearer ${TOKEN}` } });
+  const f = await full.json();
+  assert.equal(f.clientId, "cam-1");
+  assert.deepEqual(f.embedding, [1, 2]);
+  const wrong = await app.request(`/v1/decisions/${a.decisionId}`, { headers: { authorization: "Bearer nope" } });
+  assert.equal(wrong.status, 401);
+  assert.equal((await wrong.json()).code, "UNAUTHORIZED");
   const missing = await app.request("/v1/decisions/nope");
   assert.equal(missing.status, 404);
   assert.equal((await missing.json()).code, "NOT_FOUND");

@@ -291,6 +291,69 @@ Deno.test("client: refuses a shape that does not fit the frames, and a base URL 
   );
   assert.throws(
     () => createOipClient({ baseUrl: "127.0.0.1:8001", modelName: "cloud", timeoutMs: 100 }),
-    new TypeError('Cannot create the cloud client: expected an http(s) base URL, got "127.0.0.1:8001"'),
+    new TypeError('Cannot create the cloud client: expected an http(s) base URL, got "(not a URL)"'),
   );
+});
+
+Deno.test("client: a reply larger than the model's outputs can be is refused while it streams, within the deadline", async () => {
+  let pulled = 0;
+  const chunk = new TextEncoder().encode("0.123456789,".repeat(8192));
+  const s = fakeServer(() =>
+    new Response(
+      new ReadableStream({
+        start(c) {
+          c.enqueue(new TextEncoder().encode('{"outputs":[{"name":"logits","shape":[2,1000000],"data":['));
+        },
+        pull(c) {
+          // 100 MB, lazily: the client must stop reading long before.
+          if (pulled > 100e6) return c.close();
+          pulled += chunk.length;
+          c.enqueue(chunk);
+        },
+      }),
+      { headers: { "content-type": "application/json" } },
+    )
+  );
+  try {
+    const client = createOipClient({ baseUrl: s.url, modelName: "cloud", timeoutMs: 5000, outputSize: 3 });
+    const t = performance.now();
+    await expectCode(
+      client.infer(FRAMES, SHAPE),
+      "OFFLOAD_FAILED",
+      /^Cannot offload: the reply is larger than \d+ bytes$/,
+    );
+    assert.ok(performance.now() - t < 5000);
+    assert.ok(pulled < 20e6, `the server produced ${pulled} bytes before the client cut it off`);
+  } finally {
+    await s.close();
+  }
+});
+
+Deno.test("client: a declared content-length over the bound is refused before reading the body", async () => {
+  const big = JSON.stringify({ outputs: [{ name: "logits", shape: [2, 3], data: Array(200_000).fill(0.5) }] });
+  const s = fakeServer(() => new Response(big, { headers: { "content-type": "application/json" } }));
+  try {
+    const client = createOipClient({ baseUrl: s.url, modelName: "cloud", timeoutMs: 5000, outputSize: 3 });
+    await expectCode(client.infer(FRAMES, SHAPE), "OFFLOAD_FAILED", /the reply is larger than \d+ bytes/);
+  } finally {
+    await s.close();
+  }
+});
+
+Deno.test("client: parsing counts against the deadline: a reply that completes after it is OFFLOAD_TIMEOUT", async () => {
+  const s = fakeServer(() => logitsReply([1, 2, 3, 4, 5, 6]));
+  try {
+    let now = 0;
+    const client = createOipClient({
+      baseUrl: s.url,
+      modelName: "cloud",
+      timeoutMs: 100,
+      outputSize: 3,
+      // The clock jumps past the deadline while the reply is read: what a slow parse of a big reply looks like.
+      now: () => (now += 60),
+    });
+    await expectCode(client.infer(FRAMES, SHAPE), "OFFLOAD_TIMEOUT", /within 100 ms/);
+  } finally {
+    await s.close();
+  }
 });

@@ -152,3 +152,20 @@ Deno.test("uuidv7() is time-ordered and version 7", () => {
   assert.equal(a.slice(0, 13), "00000000-03e8");
   assert.notEqual(uuidv7(1000), uuidv7(1000));
 });
+
+Deno.test("ping() is false once the database file was deleted or replaced under the connection", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const database = await openDatabase(`file:${dir}/d.db`);
+    assert.equal(await database.ping(), true);
+    for (const suffix of ["", "-wal", "-shm"]) await Deno.remove(`${dir}/d.db${suffix}`).catch(() => {});
+    // The connection still answers SELECT 1, from the unlinked file.
+    assert.equal((await database.client.execute("SELECT 1 AS one")).rows[0].one, 1);
+    assert.equal(await database.ping(), false);
+    (await openDatabase(`file:${dir}/d.db`)).close();
+    assert.equal(await database.ping(), false, "a new file at the path is not the one this connection reads");
+    database.close();
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});

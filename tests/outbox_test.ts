@@ -14,7 +14,7 @@ import * as schema from "../db/schema.ts";
 import type { DecisionRecord } from "../db/schema.ts";
 import { AppError } from "../errors.ts";
 import { decision } from "./fixtures/db_records.ts";
-import { capturingErrors, until } from "./fixtures/wait.ts";
+import { capturingErrors, until, withTempDir } from "./fixtures/wait.ts";
 
 /** A client whose writes fail with SQLITE_BUSY while `failing()` says so. */
 function flakyClient(client: Client, failing: () => boolean): Client {
@@ -34,17 +34,8 @@ async function insertionOrder(database: Database): Promise<string[]> {
   return (await database.client.execute("SELECT id FROM decisions ORDER BY rowid")).rows.map((r) => String(r.id));
 }
 
-async function withDir(fn: (dir: string) => Promise<void>): Promise<void> {
-  const dir = await Deno.makeTempDir();
-  try {
-    await fn(dir);
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
-}
-
 Deno.test("outbox: rows appended are read back exactly, in order, after a reopen", async () => {
-  await withDir(async (dir) => {
+  await withTempDir(async (dir) => {
     const rows = Array.from({ length: 5 }, (_, i) => decision({ createdAt: i }));
     const outbox = await openOutbox(`${dir}/ob`);
     await Promise.all([outbox.append(rows.slice(0, 2)), outbox.append(rows.slice(2, 3))]);
@@ -62,7 +53,7 @@ Deno.test("outbox: rows appended are read back exactly, in order, after a reopen
 });
 
 Deno.test("outbox: replay writes oldest first in batches and deletes what it wrote; a failure keeps the rest", async () => {
-  await withDir(async (dir) => {
+  await withTempDir(async (dir) => {
     const outbox = await openOutbox(dir);
     const rows = Array.from({ length: 7 }, (_, i) => decision({ createdAt: i }));
     await outbox.append(rows.slice(0, 4));
@@ -87,7 +78,7 @@ Deno.test("outbox: replay writes oldest first in batches and deletes what it wro
 });
 
 Deno.test("outbox: a torn last line (a crash mid-append) is skipped; the complete lines are kept", async () => {
-  await withDir(async (dir) => {
+  await withTempDir(async (dir) => {
     const rows = [decision(), decision()];
     const outbox = await openOutbox(dir);
     await outbox.append(rows);
@@ -106,7 +97,7 @@ Deno.test("outbox: a torn last line (a crash mid-append) is skipped; the complet
 });
 
 Deno.test("outbox: one process at a time: a second open of the same folder fails", async () => {
-  await withDir(async (dir) => {
+  await withTempDir(async (dir) => {
     const outbox = await openOutbox(dir);
     // flock locks are per open file description, so a second open in the same process stands for a second process.
     await assert.rejects(
@@ -119,7 +110,7 @@ Deno.test("outbox: one process at a time: a second open of the same folder fails
 });
 
 Deno.test("decision log + outbox: a failing database sends rows to the outbox; they are replayed in order, once", async () => {
-  await withDir(async (dir) => {
+  await withTempDir(async (dir) => {
     const database = await openDatabase(`file:${dir}/d.db`);
     let down = true;
     const flaky = drizzle(flakyClient(database.client, () => down), { schema });
@@ -157,7 +148,7 @@ Deno.test("decision log + outbox: a failing database sends rows to the outbox; t
 });
 
 Deno.test("decision log + outbox: close() with the database down keeps rows in the outbox; the next start replays them once", async () => {
-  await withDir(async (dir) => {
+  await withTempDir(async (dir) => {
     const database = await openDatabase(`file:${dir}/d.db`);
     const rows = Array.from({ length: 4 }, (_, i) => decision({ createdAt: i }));
     // An earlier run wrote the first row before the database went down: the replay must not write it twice.
@@ -188,7 +179,7 @@ Deno.test("decision log + outbox: close() with the database down keeps rows in t
 });
 
 Deno.test("decision log, durable mode: append resolves only once the row is committed, or fsynced to the outbox", async () => {
-  await withDir(async (dir) => {
+  await withTempDir(async (dir) => {
     const database = await openDatabase(`file:${dir}/d.db`);
     let down = false;
     const flaky = drizzle(flakyClient(database.client, () => down), { schema });

@@ -36,6 +36,12 @@ export function testApp(
     cloud?: ReturnType<typeof fakeCloud>;
     breaker?: CircuitBreaker;
     rateLimit?: RateLimitOptions;
+    /** Body, frame and batch limits. @default {@link LIMITS} */
+    limits?: typeof LIMITS;
+    /** The cloud URL `GET /v1/models` shows. @default "http://127.0.0.1:1" */
+    cloudUrl?: string;
+    /** Replaces the fake edge model. */
+    inference?: ReturnType<typeof fakeInference>;
   } = {},
 ) {
   const rows: DecisionRecord[] = [];
@@ -43,7 +49,7 @@ export function testApp(
   const newId = () => `id-${++n}`;
   const cloud = options.cloud ?? fakeCloud();
   const score = options.score ?? 0.1;
-  const inference = fakeInference({
+  const inference = options.inference ?? fakeInference({
     score: () => score,
     check(items) {
       for (const item of items) {
@@ -67,12 +73,12 @@ export function testApp(
     newId,
   });
   const app = createApp({
-    config: LIMITS,
+    config: options.limits ?? LIMITS,
     manifest,
     classifier,
     inference,
     switcher: () => SWITCHER,
-    cloudUrl: "http://127.0.0.1:1",
+    cloudUrl: options.cloudUrl ?? "http://127.0.0.1:1",
     decisions: { getDecision: (id) => Promise.resolve(rows.find((r) => r.id === id) ?? null) },
     health: {
       modelsReady: () => true,

@@ -4,7 +4,8 @@
  * configuration error messages, and security headers on error responses too.
  */
 import assert from "node:assert/strict";
-import { loadConfig } from "../config.ts";
+import { createOipClient } from "../cloud/oip_client.ts";
+import { loadConfig, redactUrl } from "../config.ts";
 import { ROOT, sources as allSources } from "./fixtures/sources.ts";
 import { testApp } from "./reliability_app.ts";
 
@@ -81,4 +82,47 @@ Deno.test("security: error responses carry the security headers too", async () =
     assert.ok(res.headers.get("x-request-id"));
     await res.body?.cancel();
   }
+});
+
+Deno.test("security: CLOUD_URL credentials never reach a message or GET /v1/models; they become a header", async () => {
+  const config = loadConfig({ CLOUD_URL: "http://user:s3cret@127.0.0.1:8001/" });
+  assert.equal(config.cloudUrl, "http://127.0.0.1:8001");
+  assert.deepEqual(config.cloudAuth, { header: "authorization", value: `Basic ${btoa("user:s3cret")}` });
+  try {
+    loadConfig({ CLOUD_URL: "ftp://user:s3cret@host/" });
+    assert.fail("a non-http CLOUD_URL must be refused");
+  } catch (err) {
+    assert.match((err as Error).message, /^Invalid CLOUD_URL: expected an http\(s\) URL, got "ftp:\/\/\*\*\*@host"$/);
+  }
+  try {
+    loadConfig({ CLOUD_URL: "http://user:s3cret@[bad" });
+    assert.fail("an unparsable CLOUD_URL must be refused");
+  } catch (err) {
+    assert.ok(!(err as Error).message.includes("s3cret"), (err as Error).message);
+  }
+  assert.equal(redactUrl("https://a:b@h:1/p?key=k"), "https://***@h:1/p?***");
+  const { app } = testApp({ cloudUrl: "http://user:s3cret@127.0.0.1:8001" });
+  const text = await (await app.request("/v1/models")).text();
+  assert.ok(!text.includes("s3cret") && !text.includes("user"), text);
+  assert.match(text, /"url":"http:\/\/\*\*\*@127\.0\.0\.1:8001"/);
+});
+
+Deno.test("security: CLOUD_AUTH_TOKEN is sent as a bearer token, or raw in CLOUD_AUTH_HEADER", async () => {
+  assert.deepEqual(loadConfig({ CLOUD_AUTH_TOKEN: "tok" }).cloudAuth, { header: "authorization", value: "Bearer tok" });
+  const config = loadConfig({ CLOUD_AUTH_TOKEN: "tok", CLOUD_AUTH_HEADER: "X-Api-Key" });
+  assert.deepEqual(config.cloudAuth, { header: "x-api-key", value: "tok" });
+  assert.throws(() => loadConfig({ CLOUD_AUTH_HEADER: "bad header" }), /Invalid CLOUD_AUTH_HEADER/);
+  const seen: (string | null)[] = [];
+  const client = createOipClient({
+    baseUrl: "http://127.0.0.1:1",
+    modelName: "cloud",
+    timeoutMs: 100,
+    auth: config.cloudAuth,
+    fetch: (_url, init) => {
+      seen.push(new Headers(init?.headers).get("x-api-key"));
+      return Promise.resolve(new Response(JSON.stringify({ ready: true })));
+    },
+  });
+  assert.equal(await client.ready(), true);
+  assert.deepEqual(seen, ["tok"]);
 });

@@ -51,13 +51,15 @@ Deno.test({
   async fn() {
     await withService({ SWITCHER_THRESHOLD: "0" }, async (url, dbUrl) => {
       const ready = await (await fetch(`${url}/readyz`)).json();
-      assert.deepEqual({ ...ready, logBacklog: 0 }, {
+      assert.deepEqual({ ...ready, logBacklog: 0, writes: { ...ready.writes, writer: "-" } }, {
         ready: true,
         models: true,
         database: true,
         cloud: true,
         logBacklog: 0,
+        writes: { healthy: true, reason: null, writer: "-", oldestUnwrittenMs: 0, outbox: 0 },
       });
+      assert.match(ready.writes.writer, /^(disconnected|ready)$/);
 
       const edge = await classify(url, { id: "e1", route: "edge" });
       assert.equal(edge.status, 200);

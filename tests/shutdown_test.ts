@@ -41,7 +41,7 @@ const ADMIN_TOKEN = "admin-secret-7f3a9c1e5b2d4086";
 const DB_TOKEN = "db-secret-token-91c4e7a2f05b";
 
 Deno.test({
-  name: "SIGTERM: requests in flight finish, new ones are refused, the log is flushed, exit 0, no secret printed",
+  name: "SIGTERM: requests in flight finish, new ones are answered 503, the log is flushed, exit 0, no secret printed",
   sanitizeResources: false,
   sanitizeOps: false,
   async fn() {
@@ -76,8 +76,10 @@ Deno.test({
       const t0 = performance.now();
       svc.child.kill("SIGTERM");
       await new Promise((r) => setTimeout(r, 100));
+      // While requests are in flight, a new one is answered 503 SHUTTING_DOWN (Connection: close), not reset.
       const late = await classify(svc.url, tinyBody({ route: "edge" }));
-      assert.equal(late, null, "a new connection after SIGTERM is refused");
+      assert.equal(late?.status, 503);
+      assert.equal(late?.json.code, "SHUTTING_DOWN");
       const finished = await Promise.all(inFlight);
       for (const r of finished) {
         assert.equal(r?.status, 200);
@@ -94,6 +96,38 @@ Deno.test({
       assert.ok(!out.includes(DB_TOKEN), "DATABASE_AUTH_TOKEN printed");
     } finally {
       await cloud.close();
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
+
+Deno.test({
+  name: "SIGTERM: a request on a kept-alive connection is answered 503 SHUTTING_DOWN, not reset",
+  sanitizeResources: false,
+  sanitizeOps: false,
+  async fn() {
+    const dir = await Deno.makeTempDir();
+    const client = Deno.createHttpClient({ poolMaxIdlePerHost: 1 });
+    try {
+      const svc = await spawnService({ DATABASE_URL: `file:${dir}/d.db`, SHUTDOWN_DRAIN_MS: "1500" });
+      const post = () =>
+        fetch(`${svc.url}/v1/classify`, {
+          method: "POST",
+          headers: { "content-type": "application/json" },
+          body: tinyBody({ route: "edge" }),
+          client,
+        }).then(async (r) => ({ status: r.status, connection: r.headers.get("connection"), json: await r.json() }));
+      // Open a connection, and leave it idle in the pool.
+      assert.equal((await post()).status, 200);
+      svc.child.kill("SIGTERM");
+      await new Promise((r) => setTimeout(r, 300));
+      const late = await post();
+      assert.equal(late.status, 503);
+      assert.equal(late.json.code, "SHUTTING_DOWN");
+      assert.equal(late.connection, "close");
+      assert.equal((await svc.status).code, 0, svc.output());
+    } finally {
+      client.close();
       await Deno.remove(dir, { recursive: true });
     }
   },

@@ -17,6 +17,12 @@ function reply(msg: WorkerResponse, transfer: ArrayBuffer[] = []): void {
 
 function fail(id: number, code: "MODEL_NOT_READY" | "INVALID_INPUT" | "INTERNAL", err: unknown): void {
   const message = err instanceof Error ? err.message : String(err);
+  if (code === "INTERNAL") {
+    // A bug, not the client's fault: logged here with its stack, which never leaves the process.
+    console.error(
+      JSON.stringify({ level: "error", msg: "inference worker error", error: message, stack: (err as Error)?.stack }),
+    );
+  }
   reply({ type: "error", id, code, message });
 }
 
@@ -44,7 +50,8 @@ self.onmessage = async (event: MessageEvent<WorkerRequest>) => {
         }
         reply({ type: "result", id: msg.id, results, timings, scoredBy }, transfer);
       } catch (err) {
-        fail(msg.id, err instanceof TypeError || err instanceof RangeError ? "INVALID_INPUT" : "INTERNAL", err);
+        // Inputs were validated at the HTTP boundary: anything thrown here is a bug, not the client's fault.
+        fail(msg.id, "INTERNAL", err);
       }
       break;
     }

@@ -1,0 +1,93 @@
+/**
+ * Child processes for the measuring scripts (`soak`, `bench:stall`): the edge service and the reference cloud
+ * server started as subprocesses on 127.0.0.1, their URL read from their log, their output kept.
+ *
+ * @module
+ */
+
+/** A started child process. */
+export interface Proc {
+  child: Deno.ChildProcess;
+  url: string;
+  output: () => string;
+}
+
+/**
+ * A free TCP port on loopback (free when asked; a child binds it moments later).
+ *
+ * @returns the port
+ */
+export function freePort(): number {
+  const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = (l.addr as Deno.NetAddr).port;
+  l.close();
+  return port;
+}
+
+/**
+ * Start `deno <args>` and wait until its output matches `urlPattern` (group 1 is the URL).
+ *
+ * @param args deno's arguments
+ * @param env the child's environment
+ * @param urlPattern finds the URL in the output
+ * @returns the process
+ */
+export async function spawn(args: string[], env: Record<string, string>, urlPattern: RegExp): Promise<Proc> {
+  const child = new Deno.Command(Deno.execPath(), {
+    args,
+    env: { NO_COLOR: "1", ...env },
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  let text = "";
+  let found: (url: string) => void;
+  const seen = new Promise<string>((r) => found = r);
+  const pump = async (s: ReadableStream<Uint8Array>) => {
+    for await (const chunk of s.pipeThrough(new TextDecoderStream())) {
+      // Keep the head and the tail only: a long run logs a lot.
+      text = text.length > 2_000_000 ? text.slice(0, 100_000) + text.slice(-500_000) : text;
+      text += chunk;
+      const m = urlPattern.exec(text);
+      if (m) found(m[1]);
+    }
+  };
+  Promise.all([pump(child.stdout), pump(child.stderr)]).catch(() => {});
+  const url = await Promise.race([
+    seen,
+    child.status.then((s) => Promise.reject(new Error(`${args.at(-1)} exited with ${s.code}:\n${text.slice(-3000)}`))),
+    new Promise<never>((_, reject) => setTimeout(() => reject(new Error(`no URL from ${args.at(-1)}`)), 120_000)),
+  ]);
+  return { child, url, output: () => text };
+}
+
+/**
+ * Start the reference cloud server on a port.
+ *
+ * @param port the port
+ * @param modelsDir the models folder
+ * @returns the process
+ */
+export function startCloud(port: number, modelsDir: string): Promise<Proc> {
+  return spawn(
+    ["run", "-A", new URL("../cloud/reference_server.ts", import.meta.url).pathname],
+    { CLOUD_SERVER_HOST: "127.0.0.1", CLOUD_SERVER_PORT: String(port), MODELS_DIR: modelsDir },
+    /"url":"([^"]+)"/,
+  );
+}
+
+/**
+ * A process's resident set and its high-water mark, from /proc (0 where unavailable).
+ *
+ * @param pid the process id
+ * @returns KiB
+ */
+export function rssKiB(pid: number): { rss: number; hwm: number } {
+  try {
+    const status = Deno.readTextFileSync(`/proc/${pid}/status`);
+    const field = (name: string) => Number(new RegExp(`${name}:\\s+(\\d+)`).exec(status)?.[1] ?? 0);
+    return { rss: field("VmRSS"), hwm: field("VmHWM") };
+  } catch {
+    return { rss: 0, hwm: 0 };
+  }
+}
