@@ -139,16 +139,8 @@ export function createApp(deps: AppDeps): OpenAPIHono {
       },
     }),
   );
-  app.route(
-    "/v1/classify",
-    classifyRoutes({
-      classifier: deps.classifier,
-      edgeSpec: deps.manifest.edge,
-      maxFrames: deps.config.maxFrames,
-      maxBatchItems: deps.config.maxBatchItems,
-      newId: deps.newId,
-    }),
-  );
+  // Before /v1/classify, whose body-shape check (routes/body_shape.ts, sized for keypoint sequences) would otherwise
+  // also run on /v1/classify/frames: the frames routes answer first and check their own limits.
   if (deps.frames) {
     app.route(
       "/v1/classify/frames",
@@ -166,6 +158,16 @@ export function createApp(deps: AppDeps): OpenAPIHono {
       }),
     );
   }
+  app.route(
+    "/v1/classify",
+    classifyRoutes({
+      classifier: deps.classifier,
+      edgeSpec: deps.manifest.edge,
+      maxFrames: deps.config.maxFrames,
+      maxBatchItems: deps.config.maxBatchItems,
+      newId: deps.newId,
+    }),
+  );
   app.route("/v1/decisions", decisionRoutes(deps.decisions));
   app.route(
     "/v1/models",
