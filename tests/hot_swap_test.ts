@@ -5,6 +5,7 @@
  * the release it names, and its route follows from that score and threshold.
  */
 import assert from "node:assert/strict";
+import { until } from "./fixtures/wait.ts";
 import { openDatabase } from "../db/client.ts";
 import { listDecisions } from "../db/queries.ts";
 import { activateRelease, getRelease, publishRelease } from "../loop/registry.ts";
@@ -78,8 +79,8 @@ Deno.test({
       }
       stop = true;
       await Promise.all(clients);
-      await new Promise((r) => setTimeout(r, 300));
-
+      // Every answered decision reaches the database (through the writer thread).
+      await until(async () => (await listDecisions(database.db, { limit: 100_000 })).length >= answered.size);
       const rows = await listDecisions(database.db, { limit: 100_000 });
       assert.ok(rows.length >= 100, `enough load: ${rows.length} decisions`);
       assert.equal(rows.length, answered.size);

@@ -5,6 +5,7 @@
  * version, a corrupt version is refused while the old one keeps serving, and a second retraining run is refused.
  */
 import assert from "node:assert/strict";
+import { until } from "./fixtures/wait.ts";
 import { openDatabase } from "../db/client.ts";
 import { insertSwitcherVersion, listDecisions, promoteSwitcherVersion } from "../db/queries.ts";
 import { acquireJobLock, LockBusyError } from "../loop/job_lock.ts";
@@ -44,7 +45,8 @@ Deno.test({
     try {
       // Traffic: offloads (score >= 0.5) and, of the kept requests, about half shadowed.
       for (let i = 0; i < 40; i++) await Promise.all(Array.from({ length: 10 }, classify));
-      await new Promise((r) => setTimeout(r, 300));
+      // Every answered decision reaches the database (through the writer thread; shadowed ones after their call).
+      await until(async () => (await listDecisions(database.db, { limit: 10_000 })).length >= 400);
       const rows = await listDecisions(database.db, { limit: 10_000 });
       assert.equal(rows.length, 400);
       const kept = rows.filter((r) => r.route === "edge");
