@@ -50,6 +50,7 @@ import type { Manifest } from "./wasm-models/manifest.ts";
 import { loadModelSet } from "./workers/artefacts.ts";
 import { createWorkerPool, type EdgeInference } from "./workers/pool.ts";
 import type { EngineInit } from "./workers/protocol.ts";
+import { parseFlags } from "./scripts/cli.ts";
 
 /** Sibling modules are `.ts` in the source tree and `.js` in the `dist/` bundle (`deno task build`). */
 const MODULE_EXT = import.meta.url.endsWith(".js") ? "js" : "ts";
@@ -444,6 +445,13 @@ function listen(config: Readonly<Config>, app: OpenAPIHono, life: Lifecycle): st
 }
 
 if (import.meta.main) {
+  parseFlags(
+    {},
+    "usage: deno task start   (or, from a build: cd dist && deno run -A main.js)\n" +
+      "The edge service, configured by the environment (config.ts; .env.example lists every variable and default):\n" +
+      "PORT (8000), HOST (127.0.0.1), MODELS_DIR (wasm-models), DATABASE_URL (file:data/decisions.db),\n" +
+      "CLOUD_URL (unset: a reference cloud server is started on loopback), ADMIN_TOKEN (opens /admin and /v1/stats).",
+  );
   let service: Service;
   try {
     service = await startService(loadConfig());
