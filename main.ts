@@ -180,9 +180,42 @@ export function createApp(deps: AppDeps): OpenAPIHono {
         "the requests where the cloud model would disagree.",
     },
   });
-  app.notFound((c) => c.json({ code: "NOT_FOUND", message: `Cannot find ${c.req.method} ${c.req.path}` }, 404));
+  const allowed = methodsByPath(app);
+  app.notFound((c) => {
+    const allow = allowed(c.req.path);
+    if (allow.length > 0) {
+      c.header("Allow", allow.join(", "));
+      return c.json({
+        code: "METHOD_NOT_ALLOWED",
+        message: `Cannot ${c.req.method} ${c.req.path}: it answers ${allow.join(", ")}`,
+      }, 405);
+    }
+    return c.json({ code: "NOT_FOUND", message: `Cannot find ${c.req.method} ${c.req.path}` }, 404);
+  });
   app.onError(onError);
   return app;
+}
+
+/**
+ * The methods each route of the app answers, for 405 answers: a path that matches a route under another method.
+ *
+ * @param app the app, with every route mounted
+ * @returns the methods (GET implies HEAD) that some route answers at a path, sorted; empty when no route matches
+ */
+function methodsByPath(app: OpenAPIHono): (path: string) => string[] {
+  const routes = app.routes
+    .filter((r) => r.method !== "ALL" && !r.path.includes("*"))
+    .map((r) => ({
+      method: r.method,
+      pattern: new RegExp(
+        `^${r.path.replace(/\/$/, "").replace(/[.+?^${}()|[\]\\]/g, "\\$&").replace(/:[^/]+/g, "[^/]+")}/?$`,
+      ),
+    }));
+  return (path) => {
+    const methods = new Set(routes.filter((r) => r.pattern.test(path)).map((r) => r.method));
+    if (methods.has("GET")) methods.add("HEAD");
+    return [...methods].sort();
+  };
 }
 
 /** A running service. */

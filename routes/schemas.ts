@@ -30,7 +30,10 @@ export const SequenceSchema = z.object({
     description: "T x J x C numbers: T frames, J points (joints or sensors), C channels (e.g. x, y, confidence)",
     example: [[[0.5, 0.2, 0.9]]],
   }),
-}).openapi("Sequence");
+}).strict().openapi("Sequence", {
+  description: "Unknown members are refused (400 INVALID_INPUT naming them). `fps` is the rate of `frames`: the " +
+    "sequence is resampled in time to the rate the edge model was built for (`GET /v1/models`)",
+});
 
 /** Body of `POST /v1/classify`. */
 export const ClassifyRequestSchema = SequenceSchema.extend({
@@ -41,7 +44,7 @@ export const ClassifyRequestSchema = SequenceSchema.extend({
 export const BatchRequestSchema = z.object({
   items: z.array(SequenceSchema).min(1),
   route: ForcedRouteSchema.optional(),
-}).openapi("BatchRequest");
+}).strict().openapi("BatchRequest");
 
 const LabelProb = z.object({ label: z.string(), probability: z.number() });
 
