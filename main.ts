@@ -173,6 +173,7 @@ export function createApp(deps: AppDeps): OpenAPIHono {
   if (deps.admin) app.route("/admin", adminRoutes(deps.admin));
   app.doc31("/openapi.json", {
     openapi: "3.1.0",
+    servers: [{ url: "http://127.0.0.1:8000", description: "The service on its defaults (HOST, PORT)" }],
     info: {
       title: "dmd-edge",
       version: "1",
