@@ -9,7 +9,7 @@ const TASKS = JSON.parse(Deno.readTextFileSync(`${ROOT}deno.json`)).tasks as Rec
 /** Deno's own tools and the migration generator: their flags are theirs. */
 const TOOLING = new Set(["test", "check", "gate", "ok", "db:generate"]);
 /** Scripts still reading flags with node's parseArgs directly (tests/readme_commands_test.ts holds them to it). */
-const PENDING = new Set(["bench", "dmd", "eval"]);
+const PENDING = new Set(["bench", "dmd"]);
 
 async function task(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
   const out = await new Deno.Command(Deno.execPath(), {
