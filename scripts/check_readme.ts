@@ -172,8 +172,14 @@ export async function checkReadme(root: string, options: { runHelp?: boolean } =
   return problems;
 }
 
-/** Run the local deno with `args` in `root`; stdout and stderr together. */
-async function runHelp(root: string, args: string[]): Promise<{ code: number; out: string }> {
+/**
+ * Run the local deno (the one running this) with `args` in `root`, colours off, stdin closed.
+ *
+ * @param root the working folder
+ * @param args deno's arguments
+ * @returns the exit code and what it printed
+ */
+export async function runDeno(root: string, args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
   const out = await new Deno.Command(Deno.execPath(), {
     args,
     cwd: root,
@@ -183,8 +189,14 @@ async function runHelp(root: string, args: string[]): Promise<{ code: number; ou
     env: { NO_COLOR: "1" },
     signal: AbortSignal.timeout(120_000),
   }).output();
-  const text = new TextDecoder().decode(out.stdout) + new TextDecoder().decode(out.stderr);
-  return { code: out.code, out: text };
+  const decode = (b: Uint8Array) => new TextDecoder().decode(b);
+  return { code: out.code, stdout: decode(out.stdout), stderr: decode(out.stderr) };
+}
+
+/** `runDeno` with stdout and stderr together. */
+async function runHelp(root: string, args: string[]): Promise<{ code: number; out: string }> {
+  const r = await runDeno(root, args);
+  return { code: r.code, out: r.stdout + r.stderr };
 }
 
 if (import.meta.main) {

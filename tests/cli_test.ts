@@ -3,6 +3,7 @@
  * on stderr and exit 2, a missing file is one line and exit 1 (scripts/cli.ts, the one flag parser).
  */
 import assert from "node:assert/strict";
+import { runDeno } from "../scripts/check_readme.ts";
 
 const ROOT = new URL("../", import.meta.url).pathname;
 const TASKS = JSON.parse(Deno.readTextFileSync(`${ROOT}deno.json`)).tasks as Record<string, string>;
@@ -11,18 +12,8 @@ const TOOLING = new Set(["test", "check", "gate", "ok", "db:generate"]);
 /** Scripts still reading flags with node's parseArgs directly (tests/readme_commands_test.ts holds them to it). */
 const PENDING = new Set(["bench", "dmd"]);
 
-async function task(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  const out = await new Deno.Command(Deno.execPath(), {
-    args: ["task", "-q", ...args],
-    cwd: ROOT,
-    stdout: "piped",
-    stderr: "piped",
-    stdin: "null",
-    env: { NO_COLOR: "1" },
-    signal: AbortSignal.timeout(120_000),
-  }).output();
-  const decode = (b: Uint8Array) => new TextDecoder().decode(b);
-  return { code: out.code, stdout: decode(out.stdout), stderr: decode(out.stderr) };
+function task(args: string[]) {
+  return runDeno(ROOT, ["task", "-q", ...args]);
 }
 
 Deno.test("cli: every task answers --help with its usage (exit 0) and an unknown flag in one line (exit 2)", async () => {
