@@ -36,6 +36,8 @@ export function present(a: Answer) {
 const classifyRoute = createRoute({
   method: "post",
   path: "/",
+  operationId: "classify",
+  security: [],
   summary: "Classify one sequence",
   description: "The edge model answers; the switcher decides whether to offload to the cloud model. The frames may " +
     "also be sent as raw little-endian float32 values (`application/octet-stream`, T x J x C) with the shape and " +
@@ -51,6 +53,8 @@ const classifyRoute = createRoute({
 const batchRoute = createRoute({
   method: "post",
   path: "/batch",
+  operationId: "classifyBatch",
+  security: [],
   summary: "Classify many sequences",
   description: "One edge pass and at most one cloud call for the whole batch; each item is answered on its own.",
   request: { body: { required: true, content: { "application/json": { schema: BatchRequestSchema } } } },
