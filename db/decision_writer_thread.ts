@@ -134,8 +134,9 @@ export function createThreadedDecisionWriter(options: ThreadedWriterOptions): De
     state: () => state,
     async check() {
       if (state === "closed") return state;
-      const reply = await ask({ type: "check", id: nextId++ }, writeTimeoutMs + REPLY_MARGIN_MS).catch(() => null);
-      if (reply && reply.type !== "state") become(reply.state, "checked");
+      // The thread posts every state change before it replies, in order: the state is already current here. (A reply's
+      // own state may be older than a change posted by a write that ran concurrently in the thread.)
+      await ask({ type: "check", id: nextId++ }, writeTimeoutMs + REPLY_MARGIN_MS).catch(() => null);
       return state;
     },
     close() {
