@@ -16,15 +16,16 @@
 import type { Db } from "../db/client.ts";
 import { listDecisions, listLoggedPairs } from "../db/queries.ts";
 import type { DecisionRecord } from "../db/schema.ts";
-import { BUILTIN_SWITCHER_VERSION, ruleScore, type SwitcherRelease } from "../release/release.ts";
+import { BUILTIN_SWITCHER_VERSION, ruleRelease, ruleScore, type SwitcherRelease } from "../release/release.ts";
 import { thresholdForOffloadRate } from "../switcher/calibration.ts";
 import { dmdLabel } from "../switcher/dmd_labels.ts";
-import { trainDmdSwitcherSelected } from "../switcher/dmd.ts";
 import { detectDrift, type DriftReport, type DriftWindow } from "../switcher/drift.ts";
-import { FEATURE_SETS, featureNames, type FeatureSet, selectColumns } from "../switcher/features.ts";
+import { FEATURE_SETS, featureNames, type FeatureSet } from "../switcher/features.ts";
 import { gate, type GateOptions, type GateVerdict } from "../switcher/gate.ts";
-import { predictMlp } from "../switcher/mlp.ts";
-import { exportSwitcherOnnx } from "../switcher/onnx_writer.ts";
+import { ruleScores } from "../switcher/rules.ts";
+import { type Candidate, candidatesFor } from "../switcher/candidates.ts";
+import { exportFitted, scoreFitted } from "../switcher/fit.ts";
+import { selectionSummary, selectSwitcher } from "../switcher/selection.ts";
 import { DEFAULT_PROPENSITY_CLIP, ipwWeight } from "../switcher/propensity.ts";
 import type { Manifest, SwitcherSpec } from "../wasm-models/manifest.ts";
 import { scoreWithOnnx } from "../workers/runtime.ts";
@@ -52,6 +53,8 @@ export interface RetrainOptions {
   offloadRate?: number;
   target?: "hard" | "soft";
   featureSets?: readonly FeatureSet[];
+  /** The candidates to choose from. @default the rules and the MLPs on `featureSets` */
+  candidates?: readonly Candidate[];
   /** Weight pairs by inverse propensity (false: every pair weighs 1, as if offloads were a random sample). */
   ipw?: boolean;
   /** Learn from shadow pairs too (false: offloaded pairs only, as a loop without exploration would). @default true */
@@ -59,10 +62,11 @@ export interface RetrainOptions {
   propensityClip?: number;
   seed?: number;
   epochs?: number;
-  hidden?: number[];
   gate?: GateOptions;
   /** Train and report, store nothing. */
   dryRun?: boolean;
+  /** Promote even when the gate refuses (recorded in the provenance as forced). */
+  force?: boolean;
   /** The models folder's job lock, when the caller holds it (loop/job_lock.ts). */
   lock?: JobLock;
   version?: string;
@@ -79,6 +83,8 @@ export interface RetrainReport {
   window: { fromMs: number; toMs: number };
   counts: { pairs: number; newPairs: number; train: number; holdout: number; shadow: number; offloaded: number };
   featureSet: FeatureSet | null;
+  /** The chosen candidate (`rule:<rule>` or `mlp:<feature set>`), null when skipped. */
+  candidateName: string | null;
   threshold: number | null;
   offloadRate: number | null;
   verdict: GateVerdict | null;
@@ -89,7 +95,7 @@ export interface RetrainReport {
 }
 
 /** Scores of the active release on feature rows: its ONNX model in the workers' runtime, or its rule. */
-async function scoreRelease(release: SwitcherRelease, rows: Float32Array[]): Promise<Float32Array> {
+export async function scoreRelease(release: SwitcherRelease, rows: Float32Array[]): Promise<Float32Array> {
   const scorer = release.scorer;
   if (scorer.kind === "rule") return Float32Array.from(rows, (r) => ruleScore(scorer.rule, r));
   return await scoreWithOnnx(release.artefact!, rows, release.features.length);
@@ -155,6 +161,7 @@ export async function retrain(options: RetrainOptions): Promise<RetrainReport> {
     active: active?.version ?? null,
     window: { fromMs, toMs: now },
     featureSet: null,
+    candidateName: null,
     threshold: null,
     offloadRate: null,
     verdict: null,
@@ -192,27 +199,26 @@ export async function retrain(options: RetrainOptions): Promise<RetrainReport> {
     `training on ${trainRows.length} pairs (${options.ipw === false ? "unweighted" : "inverse-propensity weighted"})`,
   );
   const t1 = performance.now();
-  const { chosen, trials } = trainDmdSwitcherSelected(
+  // Candidates (confidence rules, MLPs) chosen by cross-validation on folds grouped by client or edge location
+  // (blocks of time without them), one-standard-error rule (switcher/selection.ts).
+  const selection = selectSwitcher(
     trainRows.map((r) => ({
       features: r.features,
       edgeProbs: r.edgeProbs,
       cloudProbs: r.cloudProbs!,
       weight: weightOf(r),
     })),
-    options.featureSets ?? FEATURE_SETS,
+    trainRows.map((r) => r.clientId ?? r.edgeLocation),
     {
       target: options.target ?? "soft",
       seed: options.seed ?? 1,
-      train: { hidden: options.hidden ?? [32], epochs: options.epochs ?? 60 },
+      epochs: options.epochs ?? 60,
+      candidates: options.candidates ?? candidatesFor(options.featureSets ?? FEATURE_SETS),
     },
   );
-  const model = chosen.result.model;
-  const columns = chosen.result.columns;
-  const score = (feats: Float32Array[]) => {
-    const x = new Float32Array(feats.length * columns.length);
-    feats.forEach((f, i) => x.set(selectColumns(f, columns), i * columns.length));
-    return predictMlp(model, x, feats.length);
-  };
+  const fitted = selection.fitted;
+  const score = (feats: Float32Array[]) => scoreFitted(fitted, feats);
+  const bestRule = selection.bestRule.candidate;
   const activeCalibration = active?.calibration as { offloadRate?: unknown } | null | undefined;
   const offloadRate = options.offloadRate ??
     (typeof activeCalibration?.offloadRate === "number" ? activeCalibration.offloadRate : 0.2);
@@ -231,28 +237,36 @@ export async function retrain(options: RetrainOptions): Promise<RetrainReport> {
     holdPairs,
     { scores: candidateScores, threshold },
     active && activeScores ? { scores: activeScores, threshold: active.threshold } : null,
-    options.gate,
+    {
+      ...options.gate,
+      rules: bestRule.kind === "rule" && bestRule !== fitted.candidate
+        ? [{ name: bestRule.name, scores: ruleScores(bestRule.rule, holdRows.map((r) => r.features)) }]
+        : [],
+    },
   );
+  const forced = !verdict.promote && options.force === true;
 
   const version = options.version ??
     `switcher-${new Date(now).toISOString().slice(0, 19).replace(/[-:]/g, "").replace("T", "-")}`;
   const features = featureNames(edge.embeddingSize ?? 0);
-  const bytes = exportSwitcherOnnx(model, { version, features, columns });
+  const bytes = fitted.model ? exportFitted(fitted, { version, features }) : null;
   const provenance = {
     data: "decision log",
     window: { fromMs, toMs: now },
     pairs: counts,
     weighting: options.ipw === false ? "none" : `inverse propensity, clipped at ${clip}`,
     target: options.target ?? "soft",
-    featureSet: chosen.set,
-    featureSetAuc: Object.fromEntries(trials.map((t) => [t.set, t.result.evaluation.switcherAuc])),
+    featureSet: fitted.candidate.kind === "mlp" ? fitted.candidate.set : null,
+    candidate: fitted.candidate.name,
+    selection: selectionSummary(selection),
+    forced,
     seed: options.seed ?? 1,
     edgeModel: edge.version,
     cloudModel: manifest.cloud.version,
     codeVersion: options.codeVersion ?? null,
-    bestEpoch: chosen.result.bestEpoch,
+    bestEpoch: fitted.bestEpoch,
   };
-  const metrics = { gate: verdict, trainHeldOut: chosen.result.evaluation, drift };
+  const metrics = { gate: verdict, trainHeldOut: fitted.heldOut, drift };
   const spec: Omit<SwitcherSpec, "file" | "sha256" | "bytes"> = {
     version,
     inputs: [{ name: "features", shape: [-1, features.length], dtype: "float32" }],
@@ -260,20 +274,21 @@ export async function retrain(options: RetrainOptions): Promise<RetrainReport> {
     features,
     threshold,
     calibration: { offloadRate, calibratedOn: `${calibrationRows.length} recent decisions` },
-    params: model.layers.reduce((a, l) => a + l.weight.length + l.bias.length, 0),
-    flops: model.layers.reduce((a, l) => a + 2 * l.weight.length, 0),
+    params: fitted.model?.layers.reduce((a, l) => a + l.weight.length + l.bias.length, 0) ?? 0,
+    flops: fitted.model?.layers.reduce((a, l) => a + 2 * l.weight.length, 0) ?? 0,
     provenance,
     metrics,
   };
   const result = {
     ...base,
     version,
-    featureSet: chosen.set,
+    featureSet: fitted.candidate.kind === "mlp" ? fitted.candidate.set : null,
+    candidateName: fitted.candidate.name,
     threshold,
     offloadRate,
     verdict,
     counts,
-    candidate: bytes,
+    ...(bytes ? { candidate: bytes } : {}),
   };
   const seconds = () => ({ read: readSeconds, train: trainSeconds, total: (performance.now() - t0) / 1000 });
   if (options.dryRun) {
@@ -286,15 +301,27 @@ export async function retrain(options: RetrainOptions): Promise<RetrainReport> {
   }
 
   step(`publishing ${version}`);
-  const release = await onnxRelease(bytes, spec, { nowMs: now, parentVersion: active?.version ?? null });
-  await publishRelease(db, { ...release, status: verdict.promote ? "candidate" : "rejected" }, {
+  const release = fitted.candidate.kind === "rule"
+    ? ruleRelease({
+      version,
+      rule: fitted.candidate.rule,
+      threshold,
+      calibration: spec.calibration as Record<string, unknown>,
+      provenance,
+      metrics,
+      parentVersion: active?.version ?? null,
+      nowMs: now,
+    })
+    : await onnxRelease(bytes!, spec, { nowMs: now, parentVersion: active?.version ?? null });
+  await publishRelease(db, { ...release, status: verdict.promote || forced ? "candidate" : "rejected" }, {
     modelsDir: options.modelsDir,
     lock: options.lock,
     nowMs: now,
-    activate: verdict.promote,
+    activate: verdict.promote || forced,
   });
-  if (!verdict.promote) {
+  if (!verdict.promote && !forced) {
     return { ...result, outcome: "rejected", reason: verdict.reason, seconds: seconds() };
   }
-  return { ...result, outcome: "promoted", reason: verdict.reason, seconds: seconds() };
+  const reason = forced ? `forced past the gate: ${verdict.reason}` : verdict.reason;
+  return { ...result, outcome: "promoted", reason, seconds: seconds() };
 }

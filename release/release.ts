@@ -12,17 +12,15 @@
  *
  * @module
  */
-import { BASE_FEATURES } from "../switcher/features.ts";
-import { policies } from "../switcher/metrics.ts";
+import type { ConfidenceRule } from "../switcher/rules.ts";
 import type { ClassifierSpec, SwitcherSpec } from "../wasm-models/manifest.ts";
 import type { ReleaseStatus } from "./roles.ts";
 
 export { RELEASE_ROLES, RELEASE_STATUSES, type ReleaseRole, type ReleaseStatus } from "./roles.ts";
 
-/** Confidence rules a switcher release may be instead of a model (the baselines of switcher/metrics.ts). */
-export const CONFIDENCE_RULES = ["max_prob", "margin", "entropy"] as const;
-/** A confidence rule. */
-export type ConfidenceRule = (typeof CONFIDENCE_RULES)[number];
+// Confidence rules a switcher release may be instead of a model, and their scores: one pure definition, shared with
+// the evaluation and selection (switcher/rules.ts).
+export { CONFIDENCE_RULES, type ConfidenceRule, ruleScore } from "../switcher/rules.ts";
 
 /** Version of the switcher served when none was ever released: the `max_prob` rule at threshold 0.5. */
 export const BUILTIN_SWITCHER_VERSION = "builtin-max-probability";
@@ -189,27 +187,4 @@ export function manifestEntryOf(release: SwitcherRelease): SwitcherSpec {
     provenance: release.provenance,
     metrics: release.metrics,
   };
-}
-
-const P_MAX = BASE_FEATURES.indexOf("p_max");
-const MARGIN = BASE_FEATURES.indexOf("margin");
-const ENTROPY = BASE_FEATURES.indexOf("entropy");
-
-/**
- * Score one request with a confidence rule, as the evaluation's baselines do (switcher/metrics.ts `policies`):
- * `max_prob` 1 - max probability, `margin` 1 - top-2 margin, `entropy` the normalised entropy.
- *
- * @param rule the rule
- * @param features the request's switcher features (switcher/features.ts order)
- * @returns the score, in [0, 1]
- */
-export function ruleScore(rule: ConfidenceRule, features: ArrayLike<number>): number {
-  switch (rule) {
-    case "max_prob":
-      return policies.maxProbability([features[P_MAX]])[0];
-    case "margin":
-      return policies.margin([features[MARGIN]])[0];
-    case "entropy":
-      return policies.entropy([features[ENTROPY]])[0];
-  }
 }

@@ -1,8 +1,12 @@
 /**
  * `deno task dmd`: Dual-Model Distillation. Runs both models over unlabeled sequences (a dataset file; labels, if
- * present, are never used), stores the pairs in libSQL, trains a switcher on DMD labels, calibrates its threshold on
- * held-out pairs, and publishes it as the active switcher release through the release registry (loop/registry.ts:
- * `switcher_versions`, and the manifest's switcher), under the models folder's job lock.
+ * present, are never used), stores the pairs in libSQL, chooses a switcher among the confidence rules and MLPs on
+ * DMD labels by cross-validated disagreement AUC on folds grouped by subject (dataset rows) or by client / edge
+ * location (logged pairs; time blocks without them), with the one-standard-error rule toward the simpler candidate
+ * (switcher/selection.ts), calibrates its threshold, and publishes it as the active switcher release through the
+ * release registry (loop/registry.ts: `switcher_versions` and the manifest's switcher; a rule is a rule release, no
+ * model file) only if it is not worse than the active release and the best confidence rule on the held-out folds
+ * (`--force` installs anyway, and says so in the release's provenance; a refused one is recorded as rejected).
  *
  *   deno task dmd --dataset datasets/mocap/dmd.jsonl.gz
  *
@@ -12,16 +16,20 @@
  *   --since ISO-DATE      with --from-log: only decisions from then on
  *   --models DIR          model set to read and install into (default: MODELS_DIR or wasm-models)
  *   --target hard|soft    DMD label to learn (default soft)
- *   --features SET        auto | confidence | confidence+quality | all (default auto: train each subset, keep the
- *                         highest held-out AUC for disagreement): the feature columns
- *                         the switcher reads; its ONNX input stays the full feature vector
+ *   --features SET        auto | confidence | confidence+quality | all (default auto: every MLP candidate; a set
+ *                         keeps only that MLP beside the rules): the feature columns an MLP candidate reads; the
+ *                         ONNX input stays the full feature vector
+ *   --folds K             cross-validation folds (default 5)
+ *   --tolerance T         the gate lets the chosen switcher be this much worse in fold AUC (default 0)
+ *   --force               install even when the gate refuses
  *   --offload-rate R      calibrate to this offload rate (default 0.2), or
  *   --agreement A         calibrate to this agreement with the cloud model
- *   --hidden 32,16        hidden layer widths; --epochs N; --seed N
+ *   --epochs N; --seed N  MLP training (each MLP candidate has its own widths and L2 penalty)
  *   --version NAME        switcher version (default switcher-<date>-<time>)
  *   --dry-run             train and report, install nothing
  *   --json                print the report as JSON
  * The cloud model is reached at CLOUD_URL, or on a reference server started here on loopback.
+ * Exit codes: 0 installed (or dry run), 2 bad flags, 4 the gate refused (nothing installed).
  *
  * @module
  */
@@ -32,11 +40,14 @@ import { loadConfig } from "../config.ts";
 import { openDatabase } from "../db/client.ts";
 import { listLoggedPairs, upsertPairs } from "../db/queries.ts";
 import { type CollectedPair, collectPairs } from "../loop/pairs.ts";
-import { onnxRelease, publishRelease } from "../loop/registry.ts";
+import { onnxRelease, publishRelease, seedFromManifest } from "../loop/registry.ts";
+import { scoreRelease } from "../loop/retrain.ts";
+import { ruleRelease } from "../release/release.ts";
 import { dmdLabel } from "../switcher/dmd_labels.ts";
-import { trainDmdSwitcherSelected } from "../switcher/dmd.ts";
 import { FEATURE_SETS, featureNames, type FeatureSet } from "../switcher/features.ts";
-import { exportSwitcherOnnx } from "../switcher/onnx_writer.ts";
+import { candidatesFor } from "../switcher/candidates.ts";
+import { exportFitted } from "../switcher/fit.ts";
+import { gateSelection, selectionSummary, selectSwitcher } from "../switcher/selection.ts";
 import { loadModelSet } from "../workers/artefacts.ts";
 import { createWorkerPool } from "../workers/pool.ts";
 import { readDataset } from "./dataset.ts";
@@ -54,7 +65,9 @@ const { values: args } = parseArgs({
     features: { type: "string", default: "auto" },
     "offload-rate": { type: "string" },
     agreement: { type: "string" },
-    hidden: { type: "string", default: "32" },
+    folds: { type: "string", default: "5" },
+    tolerance: { type: "string", default: "0" },
+    force: { type: "boolean", default: false },
     epochs: { type: "string", default: "60" },
     seed: { type: "string", default: "1" },
     version: { type: "string" },
@@ -75,6 +88,12 @@ if (args.features !== "auto" && !(FEATURE_SETS as readonly string[]).includes(ar
   Deno.exit(2);
 }
 const featureSets: readonly FeatureSet[] = args.features === "auto" ? FEATURE_SETS : [args.features as FeatureSet];
+const folds = Number(args.folds);
+const tolerance = Number(args.tolerance);
+if (!Number.isInteger(folds) || folds < 2 || !(tolerance >= 0 && tolerance <= 1)) {
+  console.error("Cannot run DMD: --folds must be an integer >= 2 and --tolerance a number in [0, 1]");
+  Deno.exit(2);
+}
 const config = loadConfig();
 const modelsDir = args.models ?? config.modelsDir;
 const seed = Number(args.seed);
@@ -90,8 +109,10 @@ const edgeSpec = manifest.edge;
 const database = await openDatabase(config.databaseUrl, { authToken: config.databaseAuthToken });
 
 /** Pairs from a corpus file: both models run here, through the service's own pool and cloud client. */
-async function corpusPairs(path: string): Promise<{ pairs: CollectedPair[]; cloudFailures: number }> {
-  const { items, skipped: invalid } = datasetItems(await readDataset(path), edgeSpec, {
+async function corpusPairs(
+  path: string,
+): Promise<{ pairs: CollectedPair[]; cloudFailures: number; groups: (string | null)[] }> {
+  const { items, rows, skipped: invalid } = datasetItems(await readDataset(path), edgeSpec, {
     maxFrames: config.maxFrames,
     keepLabels: true,
   });
@@ -111,8 +132,9 @@ async function corpusPairs(path: string): Promise<{ pairs: CollectedPair[]; clou
   });
   const pool = await createWorkerPool(init, { size: config.workers, queueMax: 1024 });
   const bar = progressBar("edge + cloud");
+  const subjectOf = new Map(rows.map((r) => [String(r.id), r.subject === undefined ? null : String(r.subject)]));
   try {
-    return await collectPairs(items, {
+    const collected = await collectPairs(items, {
       inference: pool,
       cloud,
       edgeSpec,
@@ -121,6 +143,7 @@ async function corpusPairs(path: string): Promise<{ pairs: CollectedPair[]; clou
       cloudTimeoutMs: 30_000,
       onProgress: bar.update,
     });
+    return { ...collected, groups: collected.pairs.map((p) => subjectOf.get(p.sourceRef) ?? null) };
   } finally {
     bar.end();
     await pool.close();
@@ -129,20 +152,25 @@ async function corpusPairs(path: string): Promise<{ pairs: CollectedPair[]; clou
 }
 
 /** Pairs the service logged: decisions that carry both outputs, of the serving edge model. */
-async function loggedPairs(): Promise<{ pairs: CollectedPair[]; cloudFailures: number }> {
+async function loggedPairs(): Promise<{ pairs: CollectedPair[]; cloudFailures: number; groups: (string | null)[] }> {
   const sinceMs = args.since ? Date.parse(args.since) : undefined;
   if (sinceMs !== undefined && Number.isNaN(sinceMs)) {
     throw new RangeError(`Cannot run DMD: --since "${args.since}" is not a date`);
   }
   const rows = await listLoggedPairs(database.db, { sinceMs, edgeModelVersion: edgeSpec.version });
   console.error(`DMD: ${rows.length} logged pairs of ${edgeSpec.version} in the decision log`);
-  return { pairs: rows.map((record) => ({ sourceRef: record.id, trueLabel: null, record })), cloudFailures: 0 };
+  return {
+    pairs: rows.map((record) => ({ sourceRef: record.id, trueLabel: null, record })),
+    cloudFailures: 0,
+    // Oldest first, so without clients or locations the folds are blocks of time.
+    groups: rows.map((r) => r.clientId ?? r.edgeLocation ?? null),
+  };
 }
 
 try {
   const t0 = performance.now();
   const source = args.dataset ?? "decision log";
-  const { pairs, cloudFailures } = args.dataset ? await corpusPairs(args.dataset) : await loggedPairs();
+  const { pairs, cloudFailures, groups } = args.dataset ? await corpusPairs(args.dataset) : await loggedPairs();
   const collectSeconds = (performance.now() - t0) / 1000;
 
   // Store the pairs so that later jobs reuse them.
@@ -169,102 +197,131 @@ try {
     }),
   );
 
-  console.error(`training the switcher on ${args.target} DMD labels ...`);
+  console.error(`choosing the switcher on ${args.target} DMD labels (grouped ${folds}-fold cross-validation) ...`);
   const t1 = performance.now();
-  const { chosen, trials } = trainDmdSwitcherSelected(
+  const selection = selectSwitcher(
     pairs.map((p) => ({
       features: p.record.features,
       edgeProbs: p.record.edgeProbs,
       cloudProbs: p.record.cloudProbs!,
     })),
-    featureSets,
+    groups,
     {
       target: args.target,
       calibrate,
       seed,
-      train: { hidden: args.hidden!.split(",").map(Number), epochs: Number(args.epochs) },
+      epochs: Number(args.epochs),
+      candidates: candidatesFor(featureSets),
+      folds: { k: folds, fallback: args.dataset ? "random" : "blocks" },
     },
   );
-  const result = chosen.result;
-  const featureSet = chosen.set;
-  const trainSeconds = (performance.now() - t1) / 1000;
+  const fitted = selection.fitted;
+  // The active release (the registry's; seeded from the manifest on first use), scored on the same pairs.
   const features = featureNames(edgeSpec.embeddingSize ?? 0);
-  const bytes = exportSwitcherOnnx(result.model, { version, features, columns: result.columns });
+  const activeRelease = await seedFromManifest(database.db, { modelsDir });
+  const active = {
+    name: activeRelease.version,
+    scores: await scoreRelease(activeRelease, pairs.map((p) => p.record.features)),
+  };
+  if (activeRelease.provenance.data === source) {
+    console.error(`note: the active switcher was trained on ${source}; its fold AUCs are in-sample and flatter it`);
+  }
+  const verdict = gateSelection(selection, active, { tolerance });
+  const install = !args["dry-run"] && (verdict.promote || args.force);
+  if (!verdict.promote && args.force && !args["dry-run"]) {
+    console.error(`--force: installing although the gate refused (${verdict.reason})`);
+  }
+  const trainSeconds = (performance.now() - t1) / 1000;
   const provenance = {
     data: source,
-    pairs: result.counts,
+    pairs: { pairs: pairs.length, crossValidated: selection.pool.pairs.length },
     cloudFailures,
     target: args.target,
-    featureSet,
-    featureSetAuc: Object.fromEntries(trials.map((t) => [t.set, t.result.evaluation.switcherAuc])),
-    columns: result.columns.length,
+    kind: fitted.candidate.kind,
+    candidate: fitted.candidate.name,
+    selection: selectionSummary(selection),
+    gate: { ...verdict, tolerance, forced: !verdict.promote && args.force },
+    columns: fitted.columns.length,
     seed,
-    hidden: args.hidden,
     edgeModel: edgeSpec.version,
     cloudModel: manifest.cloud.version,
-    bestEpoch: result.bestEpoch,
+    bestEpoch: fitted.bestEpoch,
     command: `deno task dmd ${Deno.args.join(" ")}`,
   };
-  const metrics = { data: `held-out pairs of ${source}`, ...result.evaluation };
+  const metrics = {
+    data: `grouped ${selection.folds.k}-fold cross-validation on ${source} (${selection.folds.basis})`,
+    meanFoldAuc: selection.chosen.mean,
+    standardError: selection.chosen.standardError,
+    gate: verdict.comparisons,
+    ...(fitted.heldOut ? { heldOut: fitted.heldOut } : {}),
+  };
   if (!args["dry-run"]) {
-    const release = await onnxRelease(bytes, {
-      version,
-      inputs: [{ name: "features", shape: [-1, features.length], dtype: "float32" }],
-      outputs: [{ name: "score", shape: [-1, 1], dtype: "float32" }],
-      features,
-      threshold: result.threshold,
-      calibration: result.calibration,
-      params: result.model.layers.reduce((a, l) => a + l.weight.length + l.bias.length, 0),
-      flops: result.model.layers.reduce((a, l) => a + 2 * l.weight.length, 0),
-      provenance,
-      metrics,
+    const release = fitted.candidate.kind === "rule"
+      ? ruleRelease({
+        version,
+        rule: fitted.candidate.rule,
+        threshold: fitted.threshold,
+        calibration: fitted.calibration,
+        provenance,
+        metrics,
+      })
+      : await onnxRelease(exportFitted(fitted, { version, features }), {
+        version,
+        inputs: [{ name: "features", shape: [-1, features.length], dtype: "float32" }],
+        outputs: [{ name: "score", shape: [-1, 1], dtype: "float32" }],
+        features,
+        threshold: fitted.threshold,
+        calibration: fitted.calibration,
+        params: fitted.model!.layers.reduce((a, l) => a + l.weight.length + l.bias.length, 0),
+        flops: fitted.model!.layers.reduce((a, l) => a + 2 * l.weight.length, 0),
+        provenance,
+        metrics,
+      });
+    // Recorded either way; made active (the previous one retired, a rollback target), in the manifest too, only
+    // when the gate passed or --force.
+    await publishRelease(database.db, { ...release, status: install ? "candidate" : "rejected" }, {
+      modelsDir,
+      activate: install,
     });
-    // Recorded and made active (the previous one is retired and stays a rollback target), in the manifest too.
-    await publishRelease(database.db, release, { modelsDir, activate: true });
   }
   const report = {
     version,
-    installed: !args["dry-run"],
+    installed: install,
+    candidate: fitted.candidate.name,
     modelsDir,
-    threshold: result.threshold,
-    calibration: result.calibration,
-    counts: result.counts,
+    threshold: fitted.threshold,
+    calibration: fitted.calibration,
+    selection: selectionSummary(selection),
+    gate: verdict,
+    forced: install && !verdict.promote,
     cloudFailures,
     seconds: { collect: collectSeconds, train: trainSeconds },
-    heldOut: result.evaluation,
+    heldOut: fitted.heldOut,
   };
   if (args.json) console.log(JSON.stringify(report, null, 2));
   else {
-    const e = result.evaluation;
     const f = (v: number) => v.toFixed(4);
+    const where = install
+      ? `installed in ${modelsDir}${report.forced ? " (forced past the gate)" : ""}`
+      : args["dry-run"]
+      ? "(dry run)"
+      : "NOT installed: the gate refused";
+    console.log(`\nDMD switcher ${version}: ${fitted.candidate.name} (${args.target} labels) ${where}`);
     console.log(
-      `\nDMD switcher ${version} (${args.target} labels) ${
-        args["dry-run"] ? "(dry run)" : `installed in ${modelsDir}`
-      }`,
+      `${pairs.length} pairs, ${selection.pool.pairs.length} cross-validated in ${selection.folds.k} folds by ${selection.folds.basis}` +
+        `${selection.folds.groups ? ` (${selection.folds.groups} groups)` : ""}; collected in ${
+          collectSeconds.toFixed(1)
+        } s, chosen in ${trainSeconds.toFixed(1)} s`,
     );
-    console.log(
-      `pairs: ${result.counts.train} train, ${result.counts.holdout} held out; collected in ${
-        collectSeconds.toFixed(1)
-      } s, trained in ${trainSeconds.toFixed(1)} s`,
-    );
-    console.log(`threshold ${result.threshold.toFixed(4)} for ${JSON.stringify(calibrate)}`);
-    if (trials.length > 1) {
-      console.log(`\n| feature set | held-out AUC | |\n|---|---|---|`);
-      for (const t of trials) {
-        console.log(`| ${t.set} | ${f(t.result.evaluation.switcherAuc)} | ${t === chosen ? "chosen" : ""} |`);
-      }
+    console.log(`threshold ${fitted.threshold.toFixed(4)} for ${JSON.stringify(calibrate)}`);
+    console.log(`\n| candidate | mean fold AUC for disagreement | SE | |\n|---|---|---|---|`);
+    for (const t of selection.trials) {
+      const mark = t === selection.chosen ? "chosen" : t === selection.best ? "best mean" : "";
+      console.log(`| ${t.candidate.name} | ${f(t.mean)} | ${f(t.standardError)} | ${mark} |`);
     }
-    console.log(
-      `\n| held-out pairs (${e.pairs}, disagreement ${f(e.disagreementRate)}) | DMD switcher | max-probability |`,
-    );
-    console.log(`|---|---|---|`);
-    console.log(`| AUC for edge/cloud disagreement | ${f(e.switcherAuc)} | ${f(e.maxProbabilityAuc)} |`);
-    console.log(
-      `| agreement with cloud at ${(e.offloadRate * 100).toFixed(1)}% offload | ${f(e.switcherAgreement)} | ${
-        f(e.maxProbabilityAgreement)
-      } |`,
-    );
+    console.log(`\ngate on held-out folds: ${verdict.promote ? "passes" : "refuses"} — ${verdict.reason}`);
   }
+  if (!install && !args["dry-run"]) Deno.exitCode = 4;
 } finally {
   database.close();
 }

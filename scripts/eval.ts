@@ -1,80 +1,104 @@
 /**
- * `deno task eval`: accuracy and macro-F1 against offload rate for every routing policy, on a labelled dataset and a
- * model set. With no arguments: the default models on the default held-out data.
+ * `deno task eval`: every routing policy on a labelled dataset and a model set, measured so that the measurement
+ * cannot flatter the learned switcher. With no arguments: the default models on the default held-out data.
  *
- *   deno task eval [--dataset FILE] [--models DIR] [--out DIR] [--dmd-dataset FILE] [--protocol both|pool|test-half]
+ *   deno task eval [--dataset FILE] [--models DIR] [--out DIR] [--protocol deploy|pool] [--dmd-dataset FILE]
+ *                  [--seeds 1,2,3] [--offload-rate 0.2] [--target soft|hard] [--features auto|SET] [--folds 5]
+ *                  [--epochs 60] [--resamples 500] [--consistency]
  *
- * Policies: edge-only and cloud-only (the curve's ends), random, max-probability, margin, entropy, the served switcher
- * (the model set's own), DMD switchers trained here on hard and on soft labels, the soft DMD switcher with fusion
- * (offloaded sequences answer argmax of the averaged edge and cloud probabilities), the oracle, and a feature
- * ablation: soft DMD switchers on the edge confidence alone (max probability, margin, entropy) and on confidence plus
- * input quality, against all features (with the edge embedding).
+ * Protocols (where the unlabeled DMD traffic comes from matters):
+ *  - deploy (default): per seed, the dataset is split in two halves by subject (at random when the rows carry fewer
+ *    than 4 subjects); one half is the DMD pool, unlabeled traffic as a deployed edge site would log it (labels
+ *    ignored), the other half is evaluated;
+ *  - pool: the DMD pool is --dmd-dataset (labels ignored), and all of --dataset is evaluated.
  *
- * Where the unlabeled DMD traffic comes from matters, so two protocols:
- *  - pool: DMD switchers learn from --dmd-dataset, unlabeled traffic (on the default data: deploy.jsonl.gz, drawn
- *    from the test conditions as a deployed edge site would log it; dmd.jsonl.gz is a pool from the training
- *    conditions, where edge and cloud rarely disagree), and are evaluated on all of --dataset;
- *  - test-half: they learn from one half of --dataset used as unlabeled traffic (split by subject when there are
- *    several, else at random) and are evaluated on the other half.
+ * On the pool, exactly what `deno task dmd` does with the same flags: every candidate (the confidence rules
+ * `rule:max_prob`, `rule:margin`, `rule:entropy` and the MLPs `mlp:<feature set>`) cross-validated on folds grouped
+ * by subject, the one-standard-error choice, the fit and the threshold calibrated to --offload-rate. Rows are named
+ * as dmd names releases: `installed by dmd` is the candidate dmd would install (its name per seed is reported),
+ * each candidate also has its own row, `served (<version>)` is the model set's switcher as shipped.
  *
- * Outputs in --out (default build/eval): eval.json, eval.md, curves-<protocol>.svg (vega-lite).
+ * Per policy, on the evaluation half: ROC AUC for edge/cloud disagreement, the area under accuracy against offload
+ * rate, accuracy at 10/20/30/50% offload, the offload rate reaching cloud-only accuracy, each as a difference to the
+ * best confidence rule (the rule with the highest disagreement AUC on the evaluation half: the hardest bar) with a
+ * paired bootstrap standard error; and the operating point: the threshold calibrated on the pool, applied to the
+ * evaluation half (offload rate and accuracy there). Nothing is chosen on the evaluation half. Every figure is
+ * reported per seed and as mean and spread over seeds.
  *
- * eval.json schema: { dataset, models: { edge, cloud, switcher }, cost: { edgeMsPerSequence, cloudMsPerSequence,
- * edgeFlops, cloudFlops, batch }, protocols: { [name]: { trainedOn, evaluatedOn, report: EvaluationReport
- * (switcher/evaluation.ts), savings: { [policy]: { rate, msSavedVsCloud, flopsSavedVsCloud } | null } } } }.
+ * --consistency also measures the edge model's self-consistency (its answer on a copy of each input shifted by 1/8 of
+ * its length, switcher/consistency.ts), which the served feature vector does not carry yet: `measured: consistency`
+ * (the distance between the two answers as a rule) and `measured: mlp:confidence+quality+consistency`, fitted on the
+ * pool like the candidates; both are reported, neither can be installed.
+ *
+ * Outputs in --out (default build/eval): eval.json, eval.md, curves.svg (the first seed, vega-lite).
  *
  * @module
  */
-import { parseArgs } from "node:util";
 import * as vega from "vega";
 import * as vl from "vega-lite";
 import { createOipClient } from "../cloud/oip_client.ts";
 import { startReferenceServer } from "../cloud/reference_server.ts";
 import { loadConfig } from "../config.ts";
 import { type CollectedPair, collectPairs } from "../loop/pairs.ts";
-import { trainDmdSwitcher } from "../switcher/dmd.ts";
-import { evaluatePolicies, type EvaluationReport, type Policy } from "../switcher/evaluation.ts";
-import { FEATURE_SETS, featureColumns, probabilityStats, selectColumns } from "../switcher/features.ts";
+import { type ComparedPolicy, comparePolicies, policyFigures } from "../switcher/comparison.ts";
+import { consistencyStats, timeShifted } from "../switcher/consistency.ts";
+import { type Pair } from "../switcher/dmd.ts";
+import { evaluatePolicies } from "../switcher/evaluation.ts";
+import { FEATURE_SETS, type FeatureSet, probabilityStats } from "../switcher/features.ts";
 import { policies as baselines } from "../switcher/metrics.ts";
-import { predictMlp } from "../switcher/mlp.ts";
 import { createPrng } from "../switcher/prng.ts";
+import { type Candidate, candidatesFor, DEFAULT_CANDIDATES } from "../switcher/candidates.ts";
+import { fitCandidate, scoreFitted } from "../switcher/fit.ts";
+import { selectSwitcher } from "../switcher/selection.ts";
 import { loadModelSet } from "../workers/artefacts.ts";
 import { createWorkerPool } from "../workers/pool.ts";
 import { type DatasetRow, readDataset } from "./dataset.ts";
+import { parseFlags, usageError } from "./cli.ts";
+import { aggregate, markdown, type SeedRun } from "./eval_report.ts";
 import { datasetItems } from "./dataset_pairs.ts";
 import { progressBar } from "./progress.ts";
 
-const { values: args } = parseArgs({
-  args: Deno.args,
-  options: {
-    dataset: { type: "string", default: "datasets/mocap/test.jsonl.gz" },
-    models: { type: "string" },
-    out: { type: "string", default: "build/eval" },
-    "dmd-dataset": { type: "string" },
-    protocol: { type: "string", default: "both" },
-    seed: { type: "string", default: "1" },
-    epochs: { type: "string", default: "60" },
-  },
-});
+const USAGE = `usage: deno task eval [--dataset FILE] [--models DIR] [--out DIR] [--protocol deploy|pool]
+  [--dmd-dataset FILE] [--seeds 1,2,3] [--offload-rate 0.2] [--target soft|hard] [--features auto|SET] [--folds 5]
+  [--epochs 60] [--resamples 500] [--consistency]`;
+const args = parseFlags({
+  dataset: { type: "string", default: "datasets/mocap/test.jsonl.gz" },
+  models: { type: "string" },
+  out: { type: "string", default: "build/eval" },
+  "dmd-dataset": { type: "string" },
+  protocol: { type: "string", default: "deploy" },
+  seeds: { type: "string", default: "1,2,3" },
+  "offload-rate": { type: "string", default: "0.2" },
+  target: { type: "string", default: "soft" },
+  features: { type: "string", default: "auto" },
+  folds: { type: "string", default: "5" },
+  epochs: { type: "string", default: "60" },
+  resamples: { type: "string", default: "500" },
+  consistency: { type: "boolean", default: false },
+}, USAGE);
+function fail(message: string): never {
+  usageError(`Cannot evaluate: ${message}`, USAGE);
+}
+const seeds = args.seeds!.split(",").map(Number);
+const offloadRate = Number(args["offload-rate"]);
+const folds = Number(args.folds);
+const epochs = Number(args.epochs);
+const resamples = Number(args.resamples);
+if (seeds.length === 0 || seeds.some((s) => !Number.isInteger(s))) fail("--seeds must be integers, e.g. 1,2,3");
+if (!(offloadRate > 0 && offloadRate < 1)) fail("--offload-rate must be in (0, 1)");
+if (!Number.isInteger(folds) || folds < 2) fail("--folds must be an integer >= 2");
+if (!(epochs >= 1) || !Number.isInteger(resamples) || resamples < 2) fail("--epochs >= 1 and --resamples >= 2");
+if (args.protocol !== "deploy" && args.protocol !== "pool") fail(`--protocol must be deploy or pool`);
+if (args.protocol === "pool" && !args["dmd-dataset"]) fail("the pool protocol needs --dmd-dataset FILE");
+if (args.target !== "soft" && args.target !== "hard") fail("--target must be soft or hard");
+if (args.features !== "auto" && !(FEATURE_SETS as readonly string[]).includes(args.features!)) {
+  fail(`--features must be auto or one of ${FEATURE_SETS.join(", ")}`);
+}
+const featureSets: readonly FeatureSet[] = args.features === "auto" ? FEATURE_SETS : [args.features as FeatureSet];
+const RATES = [0.1, 0.2, 0.3, 0.5];
+
 const config = loadConfig();
 const modelsDir = args.models ?? config.modelsDir;
-const seed = Number(args.seed);
-const dmdDataset = args["dmd-dataset"] ??
-  (args.dataset === "datasets/mocap/test.jsonl.gz" ? "datasets/mocap/deploy.jsonl.gz" : undefined);
-if (!["both", "pool", "test-half"].includes(args.protocol!)) {
-  console.error(`Cannot evaluate protocol "${args.protocol}": use both, pool or test-half`);
-  Deno.exit(2);
-}
-if (!Number.isInteger(seed) || !(Number(args.epochs) >= 1)) {
-  console.error("Cannot evaluate: --seed must be an integer and --epochs at least 1");
-  Deno.exit(2);
-}
-const protocols = args.protocol === "both" ? ["pool", "test-half"] : [args.protocol!];
-if (protocols.includes("pool") && !dmdDataset) {
-  console.error("Cannot evaluate the pool protocol: give --dmd-dataset FILE (or --protocol test-half)");
-  Deno.exit(2);
-}
-
 const { manifest, init } = await loadModelSet(modelsDir, { warmupRuns: 1 });
 const edgeSpec = manifest.edge;
 const labels = edgeSpec.labels;
@@ -94,8 +118,18 @@ const cloud = createOipClient({
 const pool = await createWorkerPool(init, { size: config.workers, queueMax: 1024 });
 const BATCH = 64;
 
-async function outputsOf(path: string, name: string): Promise<{ rows: DatasetRow[]; pairs: CollectedPair[] }> {
+/** Self-consistency of each pair (distance, flipped), by source row id. */
+type Consistency = Map<string, { distance: number; flipped: number }>;
+
+/** Both models over a dataset; each pair with its row's subject (and its self-consistency with --consistency). */
+async function outputsOf(
+  path: string,
+  name: string,
+): Promise<{ pairs: CollectedPair[]; subjects: (string | null)[]; consistency: Consistency | null }> {
   const { items, rows } = datasetItems(await readDataset(path), edgeSpec, { keepLabels: true });
+  const subjectOf = new Map(rows.map((r: DatasetRow) => [String(r.id), r.subject == null ? null : String(r.subject)]));
+  // Shifted copies first: the pool takes ownership of (transfers) each input's buffer.
+  const shifted = args.consistency ? items.map((b) => timeShifted(b.item.data, b.item.length)) : [];
   const bar = progressBar(name);
   const { pairs, cloudFailures } = await collectPairs(items, {
     inference: pool,
@@ -108,65 +142,153 @@ async function outputsOf(path: string, name: string): Promise<{ rows: DatasetRow
   });
   bar.end();
   if (cloudFailures > 0) throw new Error(`Cannot evaluate: ${cloudFailures} cloud calls failed on ${path}`);
-  return { rows, pairs };
-}
-
-function switcherPolicies(trainPairs: CollectedPair[], evalPairs: CollectedPair[]): Policy[] {
-  const f = evalPairs[0].record.features.length;
-  const out: Policy[] = [];
-  for (const set of FEATURE_SETS) {
-    const columns = featureColumns(set, f);
-    const x = new Float32Array(evalPairs.length * columns.length);
-    evalPairs.forEach((p, i) => x.set(selectColumns(p.record.features, columns), i * columns.length));
-    for (const target of ["hard", "soft"] as const) {
-      const { model } = trainDmdSwitcher(
-        trainPairs.map((p) => ({
-          features: p.record.features,
-          edgeProbs: p.record.edgeProbs,
-          cloudProbs: p.record.cloudProbs!,
-        })),
-        { target, seed, columns, train: { epochs: Number(args.epochs) } },
-      );
-      const scores = predictMlp(model, x, evalPairs.length);
-      const name = set === "all" ? `dmd-${target}` : `dmd-${target} (${set} features)`;
-      out.push({ name, scores });
-      if (set === "all" && target === "soft") out.push({ name: "dmd-soft+fusion", scores, answer: "fusion" });
+  let consistency: Consistency | null = null;
+  if (args.consistency) {
+    consistency = new Map();
+    const probsOf = new Map(pairs.map((p) => [p.sourceRef, p.record.edgeProbs]));
+    for (let s = 0; s < items.length; s += BATCH) {
+      const batch = items.map((b, i) => ({ ...b, data: shifted[i] })).slice(s, s + BATCH)
+        .filter((b) => probsOf.has(b.sourceRef));
+      const { results } = await pool.classify(batch.map((b) => ({ ...b.item, data: b.data })));
+      results.forEach((r, i) => {
+        consistency!.set(batch[i].sourceRef, consistencyStats(probsOf.get(batch[i].sourceRef)!, r.probs));
+      });
     }
   }
-  return out;
+  return { pairs, subjects: pairs.map((p) => subjectOf.get(p.sourceRef) ?? null), consistency };
 }
 
-function evaluate(trainPairs: CollectedPair[], evalPairs: CollectedPair[]): EvaluationReport {
+const asPair = (p: CollectedPair): Pair => ({
+  features: p.record.features,
+  edgeProbs: p.record.edgeProbs,
+  cloudProbs: p.record.cloudProbs!,
+});
+
+/** The measured-only candidate: an MLP on confidence, input quality and self-consistency (distance, flipped). */
+const CONSISTENCY_CANDIDATE: Candidate = {
+  kind: "mlp",
+  name: "measured: mlp:confidence+quality+consistency",
+  set: "all",
+  complexity: 9,
+  hidden: [16],
+  l2: 1e-4,
+};
+
+/** Pairs whose features are the base features followed by the self-consistency distance and flip. */
+function withConsistency(pairs: CollectedPair[], consistency: Consistency): Pair[] {
+  return pairs.map((p) => {
+    const c = consistency.get(p.sourceRef)!;
+    return { ...asPair(p), features: Float32Array.from([...p.record.features.subarray(0, 6), c.distance, c.flipped]) };
+  });
+}
+
+function runSeed(
+  seed: number,
+  poolPairs: CollectedPair[],
+  poolGroups: (string | null)[],
+  evalPairs: CollectedPair[],
+  split: string,
+  consistency: Consistency | null,
+): { run: SeedRun; policies: ComparedPolicy[]; truth: number[] } {
+  const options = {
+    target: args.target as "soft" | "hard",
+    seed,
+    epochs,
+    calibrate: { offloadRate },
+    candidates: candidatesFor(featureSets),
+    folds: { k: folds, fallback: "random" as const },
+  };
+  const selection = selectSwitcher(poolPairs.map(asPair), poolGroups, options);
+  const evalRows = evalPairs.map((p) => p.record.features);
   const truth = evalPairs.map((p) => labels.indexOf(p.trueLabel ?? ""));
   if (truth.some((t) => t < 0)) throw new Error("Cannot evaluate: every sequence needs a label the models know");
-  const stats = evalPairs.map((p) => probabilityStats(p.record.edgeProbs));
-  const n = evalPairs.length;
-  const policyList: Policy[] = [
-    { name: "random", scores: baselines.random(n, seed) },
-    { name: "max-probability", scores: baselines.maxProbability(stats.map((s) => s.pMax)) },
-    { name: "margin", scores: baselines.margin(stats.map((s) => s.margin)) },
-    { name: "entropy", scores: baselines.entropy(stats.map((s) => s.entropy)) },
-    {
-      name: `served (${manifest.switcher?.version ?? "builtin"})`,
-      scores: evalPairs.map((p) => p.record.switcherScore),
-    },
-    ...switcherPolicies(trainPairs, evalPairs),
-  ];
-  const edgePred = stats.map((s) => s.top);
+  const edgePred = evalPairs.map((p) => probabilityStats(p.record.edgeProbs).top);
   const cloudPred = evalPairs.map((p) => probabilityStats(p.record.cloudProbs!).top);
-  policyList.push({ name: "oracle", scores: baselines.oracle({ edgePred, cloudPred, truth }) });
-  return evaluatePolicies(
+  const policies: ComparedPolicy[] = [{ name: "random", scores: baselines.random(evalPairs.length, seed) }];
+  // Every candidate fitted on the whole pool, as dmd would fit it; the chosen one is the installed row.
+  for (const trial of selection.trials) {
+    const fitted = trial === selection.chosen
+      ? selection.fitted
+      : fitCandidate(trial.candidate, selection.pool.pairs, options);
+    // Scored as the exported release scores (a rule's network ranks exactly as the rule does).
+    policies.push({ name: fitted.candidate.name, scores: scoreFitted(fitted, evalRows), threshold: fitted.threshold });
+  }
+  const chosen = policies.find((p) => p.name === selection.chosen.candidate.name)!;
+  policies.push({ name: "installed by dmd", scores: chosen.scores, threshold: chosen.threshold });
+  policies.push({
+    name: `served (${manifest.switcher?.version ?? "built-in max probability"})`,
+    scores: evalPairs.map((p) => p.record.switcherScore),
+    threshold: manifest.switcher?.threshold,
+  });
+  const measured: SeedRun["selection"] = [];
+  if (consistency) {
+    const poolC = withConsistency(poolPairs, consistency);
+    const evalC = withConsistency(evalPairs, consistency);
+    // Cross-validated on the same kind of folds as the candidates, beside the base features' MLP.
+    const cv = selectSwitcher(poolC, poolGroups, {
+      ...options,
+      candidates: [DEFAULT_CANDIDATES.find((c) => c.name === "mlp:confidence+quality")!, CONSISTENCY_CANDIDATE],
+    });
+    const trial = cv.trials[1];
+    measured.push({ name: trial.candidate.name, meanAuc: trial.mean, standardError: trial.standardError });
+    const fitted = fitCandidate(CONSISTENCY_CANDIDATE, cv.pool.pairs, options);
+    policies.push({
+      name: "measured: consistency",
+      scores: evalPairs.map((p) => consistency.get(p.sourceRef)!.distance + 1e-9 * p.record.features[2]),
+    });
+    policies.push({
+      name: CONSISTENCY_CANDIDATE.name,
+      scores: scoreFitted(fitted, evalC.map((p) => p.features)),
+      threshold: fitted.threshold,
+    });
+  }
+  const inputs = { truth, edgePred, cloudPred };
+  // The bar: the rule with the highest disagreement AUC on the evaluated rows (the hardest one to beat).
+  const everyRow = Array.from({ length: evalPairs.length }, (_, i) => i);
+  const ruleAuc = (p: ComparedPolicy) => policyFigures(inputs, p.scores, everyRow, RATES).disagreementAuc;
+  const bestRule = policies.filter((p) => p.name.startsWith("rule:"))
+    .reduce((b, p) => (ruleAuc(p) > ruleAuc(b) ? p : b)).name;
+  policies.push({ name: "oracle", scores: baselines.oracle({ edgePred, cloudPred, truth }) });
+  const comparisons = comparePolicies(inputs, policies, bestRule, { resamples, seed, rates: RATES });
+  const acc = (pred: number[]) => pred.filter((p, i) => p === truth[i]).length / truth.length;
+  return {
+    run: {
+      seed,
+      poolRows: poolPairs.length,
+      evalRows: evalPairs.length,
+      split,
+      installed: selection.chosen.candidate.name,
+      folds: `${selection.folds.k} by ${selection.folds.basis}${
+        selection.folds.groups > 1 ? ` (${selection.folds.groups} groups)` : ""
+      }`,
+      bestRule,
+      selection: [
+        ...selection.trials.map((t) => ({
+          name: t.candidate.name,
+          meanAuc: t.mean,
+          standardError: t.standardError,
+        })),
+        ...measured,
+      ],
+      comparisons,
+      edgeAccuracy: acc(edgePred),
+      cloudAccuracy: acc(cloudPred),
+    },
+    policies,
+    truth,
+  };
+}
+
+function plot(policies: ComparedPolicy[], truth: number[], evalPairs: CollectedPair[], title: string) {
+  const report = evaluatePolicies(
     {
       truth,
       edgeProbs: evalPairs.map((p) => p.record.edgeProbs),
       cloudProbs: evalPairs.map((p) => p.record.cloudProbs!),
       classes: labels.length,
     },
-    policyList,
+    policies.map((p) => ({ name: p.name, scores: p.scores })),
   );
-}
-
-function plot(report: EvaluationReport, title: string): Promise<string> {
   const values = report.policies.flatMap((p) =>
     p.curve.map((c) => ({ policy: p.name, offload: c.rate * 100, accuracy: c.accuracy }))
   );
@@ -191,43 +313,7 @@ function plot(report: EvaluationReport, title: string): Promise<string> {
       },
     ],
   };
-  const view = new vega.View(vega.parse(vl.compile(spec).spec), { renderer: "none" });
-  return view.toSVG();
-}
-
-const pct = (v: number) => (v * 100).toFixed(2);
-function markdown(name: string, report: EvaluationReport, savings: Record<string, unknown>): string {
-  const lines = [
-    `### Protocol: ${name}`,
-    "",
-    `${report.sequences} sequences. Edge only ${pct(report.edgeOnly.accuracy)}% ± ${
-      pct(report.edgeOnly.standardError)
-    } ` +
-    `(macro-F1 ${pct(report.edgeOnly.macroF1)}), cloud only ${pct(report.cloudOnly.accuracy)}% ± ` +
-    `${pct(report.cloudOnly.standardError)} (macro-F1 ${pct(report.cloudOnly.macroF1)}), agreement ${
-      pct(report.agreement)
-    }%.`,
-    "",
-    "| policy | area (acc) | area (F1) | acc @10% | @20% | @30% | @50% | offload to reach cloud | best acc (at) | best − edge (± SE) | best − cloud (± SE) |",
-    "|---|---|---|---|---|---|---|---|---|---|---|",
-  ];
-  for (const p of report.policies) {
-    const at = p.at.map((a) => pct(a.accuracy)).join(" | ");
-    const reach = p.rateToCloudAccuracy === null ? "never" : `${pct(p.rateToCloudAccuracy)}%`;
-    lines.push(
-      `| ${p.name} | ${pct(p.accuracyArea)} | ${pct(p.macroF1Area)} | ${at} | ${reach} | ${pct(p.best.accuracy)} (${
-        pct(p.best.rate)
-      }%) | ` +
-        `${pct(p.bestVsEdge.difference)} ± ${pct(p.bestVsEdge.standardError)} | ${pct(p.bestVsCloud.difference)} ± ${
-          pct(p.bestVsCloud.standardError)
-        } |`,
-    );
-  }
-  lines.push("", "Compute at cloud-accuracy parity (per sequence, against sending everything to the cloud):", "");
-  for (const [k, v] of Object.entries(savings)) {
-    lines.push(`- ${k}: ${v === null ? "does not reach cloud accuracy" : JSON.stringify(v)}`);
-  }
-  return lines.join("\n");
+  return new vega.View(vega.parse(vl.compile(spec).spec), { renderer: "none" }).toSVG();
 }
 
 try {
@@ -235,84 +321,79 @@ try {
   const pairs = test.pairs;
   const edgeMs = pairs.reduce((a, p) => a + p.record.edgeMs, 0) / pairs.length / BATCH;
   const cloudMs = pairs.reduce((a, p) => a + (p.record.cloudMs ?? 0), 0) / pairs.length / BATCH;
-  const cost = {
-    edgeMsPerSequence: edgeMs,
-    cloudMsPerSequence: cloudMs,
-    edgeFlops: edgeSpec.flops ?? null,
-    cloudFlops: manifest.cloud.flops ?? null,
-    batch: BATCH,
-    note: "measured here in batches of 64: edge in the worker pool (onnxruntime-web), cloud through the reference " +
-      "server over loopback",
-  };
-  const out: Record<string, unknown> = {};
-  const md: string[] = [
-    `## dmd-edge evaluation`,
-    "",
-    `Data: ${args.dataset} (${pairs.length} labelled sequences). Models: ${edgeSpec.version} / ${manifest.cloud.version}. ` +
-    `Served switcher: ${manifest.switcher?.version ?? "builtin max-probability"}.`,
-    `Cost per sequence: edge ${edgeMs.toFixed(3)} ms, ${edgeSpec.flops ?? "?"} FLOPs; cloud ${
-      cloudMs.toFixed(3)
-    } ms, ` +
-    `${manifest.cloud.flops ?? "?"} FLOPs.`,
-  ];
-  await Deno.mkdir(args.out!, { recursive: true });
-  for (const protocol of protocols) {
-    let trainPairs: CollectedPair[];
+  const dmdPool = args.protocol === "pool" ? await outputsOf(args["dmd-dataset"]!, "DMD pool") : null;
+  const runs: SeedRun[] = [];
+  let firstPlot: string | null = null;
+  for (const seed of seeds) {
+    let poolPairs: CollectedPair[];
+    let poolGroups: (string | null)[];
     let evalPairs: CollectedPair[];
-    let trainedOn: string;
-    if (protocol === "pool") {
-      trainPairs = (await outputsOf(dmdDataset!, "unlabeled pool")).pairs;
+    let split: string;
+    if (dmdPool) {
+      poolPairs = dmdPool.pairs;
+      poolGroups = dmdPool.subjects;
       evalPairs = pairs;
-      trainedOn = `${dmdDataset} (labels ignored)`;
+      split = `DMD pool ${args["dmd-dataset"]}, all of ${args.dataset} evaluated`;
     } else {
-      const subjects = [...new Set(test.rows.map((r) => String(r.subject ?? "")))].sort();
+      const subjects = [...new Set(test.subjects.map((s) => s ?? ""))].sort();
       const rng = createPrng(seed);
-      let inA: (i: number) => boolean;
+      let inPool: (i: number) => boolean;
       if (subjects.length >= 4) {
         const chosen = new Set(rng.shuffle(subjects).slice(0, Math.floor(subjects.length / 2)));
-        inA = (i) => chosen.has(String(test.rows[i].subject ?? ""));
-        trainedOn =
-          `half of ${args.dataset} by subject (${chosen.size} of ${subjects.length} subjects), labels ignored`;
+        inPool = (i) => chosen.has(test.subjects[i] ?? "");
+        split = `half of the subjects (${chosen.size} of ${subjects.length}) as the DMD pool, the others evaluated`;
       } else {
         const half = new Set(rng.shuffle(pairs.map((_, i) => i)).slice(0, Math.floor(pairs.length / 2)));
-        inA = (i) => half.has(i);
-        trainedOn = `a random half of ${args.dataset}, labels ignored`;
+        inPool = (i) => half.has(i);
+        split = `a random half as the DMD pool (the rows carry ${subjects.length} subject), the other evaluated`;
       }
-      trainPairs = pairs.filter((_, i) => inA(i));
-      evalPairs = pairs.filter((_, i) => !inA(i));
+      poolPairs = pairs.filter((_, i) => inPool(i));
+      poolGroups = test.subjects.filter((_, i) => inPool(i));
+      evalPairs = pairs.filter((_, i) => !inPool(i));
     }
-    console.error(
-      `protocol ${protocol}: DMD switchers learn from ${trainPairs.length} pairs, evaluated on ${evalPairs.length}`,
-    );
-    const report = evaluate(trainPairs, evalPairs);
-    const savings: Record<string, unknown> = {};
-    for (const p of report.policies) {
-      if (p.rateToCloudAccuracy === null) savings[p.name] = null;
-      else {
-        const r = p.rateToCloudAccuracy;
-        savings[p.name] = {
-          rate: r,
-          msSavedVsCloud: 1 - (edgeMs + r * cloudMs) / cloudMs,
-          flopsSavedVsCloud: edgeSpec.flops && manifest.cloud.flops
-            ? 1 - (edgeSpec.flops + r * manifest.cloud.flops) / manifest.cloud.flops
-            : null,
-        };
-      }
-    }
-    out[protocol] = { trainedOn, evaluatedOn: `${evalPairs.length} sequences of ${args.dataset}`, report, savings };
-    md.push("", markdown(protocol, report, savings));
-    await Deno.writeTextFile(`${args.out}/curves-${protocol}.svg`, await plot(report, `${args.dataset} — ${protocol}`));
+    console.error(`seed ${seed}: choosing on ${poolPairs.length} pool pairs, evaluating on ${evalPairs.length}`);
+    const consistency = test.consistency && dmdPool?.consistency
+      ? new Map([...test.consistency, ...dmdPool.consistency])
+      : test.consistency;
+    const { run, policies, truth } = runSeed(seed, poolPairs, poolGroups, evalPairs, split, consistency);
+    runs.push(run);
+    firstPlot ??= await plot(policies, truth, evalPairs, `${args.dataset} — ${args.protocol}, seed ${seed}`);
   }
+  const rows = aggregate(runs);
+  const header = [
+    `## dmd-edge evaluation: ${args.dataset}, ${args.protocol} protocol`,
+    "",
+    `Models: ${edgeSpec.version} / ${manifest.cloud.version}; served switcher ${
+      manifest.switcher?.version ?? "built-in max probability"
+    }. DMD: ${args.target} labels, ${folds}-fold grouped cross-validation, features ${args.features}. Cost per ` +
+    `sequence: edge ${edgeMs.toFixed(3)} ms, cloud ${cloudMs.toFixed(3)} ms (batches of ${BATCH}, shared machine).`,
+  ].join("\n");
+  const md = markdown(runs, rows, { header, offloadRate });
+  await Deno.mkdir(args.out!, { recursive: true });
   const json = {
     dataset: args.dataset,
+    protocol: args.protocol,
+    dmdDataset: args["dmd-dataset"] ?? null,
     models: { edge: edgeSpec.version, cloud: manifest.cloud.version, switcher: manifest.switcher?.version ?? null },
-    cost,
-    protocols: out,
+    settings: {
+      seeds,
+      offloadRate,
+      target: args.target,
+      features: args.features,
+      folds,
+      epochs,
+      resamples,
+      rates: RATES,
+    },
+    cost: { edgeMsPerSequence: edgeMs, cloudMsPerSequence: cloudMs, batch: BATCH },
+    aggregate: rows,
+    runs,
   };
   await Deno.writeTextFile(`${args.out}/eval.json`, JSON.stringify(json, null, 1) + "\n");
-  await Deno.writeTextFile(`${args.out}/eval.md`, md.join("\n") + "\n");
-  console.log(md.join("\n"));
-  console.log(`\nwrote ${args.out}/eval.json, eval.md, ${protocols.map((p) => `curves-${p}.svg`).join(", ")}`);
+  await Deno.writeTextFile(`${args.out}/eval.md`, md + "\n");
+  if (firstPlot) await Deno.writeTextFile(`${args.out}/curves.svg`, firstPlot);
+  console.log(md);
+  console.log(`\nwrote ${args.out}/eval.json, eval.md, curves.svg`);
 } finally {
   await pool.close();
   await server?.shutdown();

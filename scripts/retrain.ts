@@ -4,12 +4,14 @@
  *
  *   deno task retrain [--models DIR] [--window-days 7] [--since ISO-DATE] [--offload-rate R] [--no-ipw]
  *                     [--target soft|hard] [--features auto|confidence|confidence+quality|all]
- *                     [--min-new-pairs 200] [--holdout 0.2] [--tolerance 0] [--seed 1] [--dry-run] [--json]
+ *                     [--min-new-pairs 200] [--holdout 0.2] [--tolerance 0] [--seed 1] [--force] [--dry-run] [--json]
  *
  * Takes the pairs the service logged (offloaded and shadowed decisions) of the serving edge model, weights them by
- * inverse propensity, trains a candidate switcher (loop/retrain.ts), calibrates its threshold on recent traffic,
- * and promotes it only if it is at least as good as the active switcher on the same held-out recent pairs (the gate
- * metric: weighted ROC AUC for edge/cloud disagreement, switcher/gate.ts). Every candidate is stored with its
+ * inverse propensity, chooses a candidate switcher among the confidence rules and MLPs by cross-validation on folds
+ * grouped by client or edge location (loop/retrain.ts, switcher/selection.ts), calibrates its threshold on recent traffic, and
+ * promotes it only if it is at least as good as the active switcher and the best confidence rule on the same
+ * held-out recent pairs (the gate metric: weighted ROC AUC for edge/cloud disagreement, switcher/gate.ts); `--force`
+ * promotes a refused candidate and records that it was forced. Every candidate is stored with its
  * provenance, metrics and artefact (in the database and beside the manifest); a promoted one becomes the
  * manifest's switcher and every edge app sharing the database loads it (SWITCHER_POLL_MS, or POST
  * /admin/switcher/reload). Drift against the active version's training window is reported.
@@ -30,7 +32,7 @@ import { parseFlags, usageError } from "./cli.ts";
 const USAGE =
   `usage: deno task retrain [--models DIR] [--window-days 7] [--since ISO-DATE] [--offload-rate R] [--no-ipw]
   [--target soft|hard] [--features auto|confidence|confidence+quality|all] [--min-new-pairs 200] [--holdout 0.2]
-  [--tolerance 0] [--seed 1] [--dry-run] [--json]`;
+  [--tolerance 0] [--seed 1] [--force] [--dry-run] [--json]`;
 
 const args = parseFlags({
   models: { type: "string" },
@@ -44,6 +46,7 @@ const args = parseFlags({
   holdout: { type: "string", default: "0.2" },
   tolerance: { type: "string", default: "0" },
   seed: { type: "string", default: "1" },
+  force: { type: "boolean", default: false },
   "dry-run": { type: "boolean", default: false },
   json: { type: "boolean", default: false },
 }, USAGE);
@@ -94,6 +97,7 @@ try {
     gate: { tolerance },
     seed,
     dryRun: args["dry-run"],
+    force: args.force,
     lock,
     codeVersion: (await gitVersion()) ?? undefined,
     onStep: (s) => console.error(`[${++n}] ${s} ...`),
@@ -137,7 +141,9 @@ else {
     console.log(`| offload rate at its threshold | ${f(v.candidate.offloadRate)} | ${f(v.active?.offloadRate)} |`);
     console.log(`| agreement with cloud | ${f(v.candidate.agreement)} | ${f(v.active?.agreement)} |`);
     console.log(
-      `\nfeatures: ${report.featureSet}; threshold ${f(report.threshold)} for offload rate ${f(report.offloadRate)}`,
+      `\ncandidate: ${report.candidateName}; threshold ${f(report.threshold)} for offload rate ${
+        f(report.offloadRate)
+      }`,
     );
   }
   if (report.drift) {

@@ -154,8 +154,18 @@ export function switcherFeatures(
   return out;
 }
 
-/** Named feature subsets, as column indices of the full feature vector (`all`: every column). */
-export const FEATURE_SETS = ["confidence", "confidence+quality", "all"] as const;
+/**
+ * Named feature subsets, as column indices of the full feature vector (`all`: every column). The `+novelty` and
+ * `+pca` sets read the embedding through an embedding transform (switcher/embedding_transform.ts): its novelty, and
+ * a few principal components with it.
+ */
+export const FEATURE_SETS = [
+  "confidence",
+  "confidence+quality",
+  "confidence+quality+novelty",
+  "confidence+quality+pca",
+  "all",
+] as const;
 
 /** A named feature subset. */
 export type FeatureSet = typeof FEATURE_SETS[number];
@@ -164,7 +174,8 @@ export type FeatureSet = typeof FEATURE_SETS[number];
  * The columns of a feature subset.
  *
  * @param set the subset: `confidence` (max probability, margin, entropy), `confidence+quality` (plus mean
- *   confidence, missing fraction, motion energy) or `all` (plus the edge embedding)
+ *   confidence, missing fraction, motion energy) or `all` (plus the edge embedding); the `+novelty` and `+pca` sets
+ *   read every column, through their transform
  * @param featureCount length of the full feature vector
  * @returns column indices, ascending
  */

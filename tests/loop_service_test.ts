@@ -9,6 +9,7 @@ import { openDatabase } from "../db/client.ts";
 import { insertSwitcherVersion, listDecisions, promoteSwitcherVersion } from "../db/queries.ts";
 import { acquireJobLock, LockBusyError } from "../loop/job_lock.ts";
 import { retrain } from "../loop/retrain.ts";
+import { DEFAULT_CANDIDATES } from "../switcher/candidates.ts";
 import { readManifest } from "../workers/artefacts.ts";
 import { startLoopService, TOKEN } from "./fixtures/loop_service.ts";
 
@@ -73,6 +74,8 @@ Deno.test({
         gate: gateSmall,
         version: "switcher-v1",
         epochs: 20,
+        // A network release (the corrupt versions below copy its spec), not one of the rules.
+        candidates: DEFAULT_CANDIDATES.filter((c) => c.kind === "mlp"),
       });
       assert.equal(first.outcome, "promoted", first.reason);
       assert.equal(first.counts.shadow, shadow.length);
@@ -90,7 +93,10 @@ Deno.test({
       });
       assert.equal(offloadsOnly.counts.shadow, 0);
       assert.equal(offloadsOnly.counts.offloaded, first.counts.offloaded);
-      assert.ok(offloadsOnly.candidate instanceof Uint8Array && offloadsOnly.candidate.length > 0);
+      // The candidate chosen by grouped cross-validation: a network (its ONNX bytes) or a rule (no model file).
+      if (offloadsOnly.candidateName?.startsWith("mlp:")) {
+        assert.ok(offloadsOnly.candidate instanceof Uint8Array && offloadsOnly.candidate.length > 0);
+      } else assert.match(offloadsOnly.candidateName ?? "", /^rule:(max_prob|margin|entropy)$/);
       assert.equal((await readManifest(models)).switcher?.version, "switcher-v1");
 
       // Served without a restart while requests keep succeeding.
