@@ -119,10 +119,10 @@ def augment_batch(x, opts, gen):
     return x
 
 
-def one_cycle(lr, step, total, warm=0.2):
-    """The learning rate at a step of a one-cycle schedule of `total` steps: linear from lr/10 to lr over the first
-    `warm` fraction, then cosine down to zero (a schedule that converges in few epochs)."""
-    frac = min(1.0, step / max(1, total))
+def one_cycle(lr, progress, warm=0.2):
+    """The learning rate at a progress (0..1) of a one-cycle schedule: linear from lr/10 to lr over the first `warm`
+    fraction, then cosine down to zero (a schedule that converges in few epochs)."""
+    frac = min(1.0, progress)
     if frac < warm:
         return lr * (0.1 + 0.9 * frac / warm)
     return lr * 0.5 * (1 + math.cos(math.pi * (frac - warm) / (1 - warm)))
@@ -176,9 +176,9 @@ def sized_tcn(joints, channels, classes, norm, stride, xtr, ytr, args, opts, bud
 
 def train(model, data, args, name, budget_s, lr, opts):
     """Train with AdamW and a one-cycle learning rate (a warm-up from lr/10 over the first fifth, then cosine to
-    zero) planned over the epochs the time budget allows: the plan starts from a timed probe of a few steps and
-    follows the measured epoch times. Keep the best validation epoch; stop early after --patience epochs without
-    improvement."""
+    zero) over the time budget (or the most epochs, when they fit sooner); the epochs are planned from a timed probe
+    of a few steps and follow the measured epoch times. Keep the best validation epoch; stop early after --patience
+    epochs without improvement."""
     (xtr, ytr), (xva, yva) = data
     per_epoch = (len(xtr) + args.batch - 1) // args.batch
     max_epochs = args.epochs
@@ -200,7 +200,9 @@ def train(model, data, args, name, budget_s, lr, opts):
         total = 0.0
         for i in range(0, len(order), args.batch):
             idx = order[i:i + args.batch]
-            cur = one_cycle(lr, step, planned * per_epoch)
+            # The schedule's progress is the larger of the steps' share of the most epochs and the time's share of
+            # the budget, so it never goes back when epochs get faster and ends as the budget does.
+            cur = one_cycle(lr, max(step / (max_epochs * per_epoch), (time.time() - t0) / budget_s))
             for g in opt.param_groups:
                 g["lr"] = cur
             total += train_step(model, opt, loss_fn, xtr_t[idx], ytr_t[idx], opts, gen) * len(idx)
