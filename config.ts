@@ -70,6 +70,18 @@ export interface Config {
   maxFrames: number;
   /** Most sequences in one batch request. @default 64 */
   maxBatchItems: number;
+  /** Pose workers for camera frames (workers/pose_pool.ts); 0 turns the frames routes off. @default 1 */
+  poseWorkers: number;
+  /** The pose model's folder (manifest.json + model); when it has none, the frames routes are off. @default "wasm-models/pose" */
+  poseModelDir: string;
+  /** Clips that may wait for a pose worker; past it, 503 OVERLOADED. @default 16 */
+  poseQueueMax: number;
+  /** Most frames in one camera clip. @default 64 */
+  maxClipFrames: number;
+  /** Most bytes in one encoded camera frame. @default 1048576 (1 MiB) */
+  maxImageBytes: number;
+  /** Most pixels (width x height) in one camera frame, read from its header before decoding. @default 2073600 (1920x1080) */
+  maxImagePixels: number;
   /** Overrides the switcher's calibrated threshold when set, in [0, 1]. @default undefined */
   switcherThreshold: number | undefined;
   /** Most offloads per second (token bucket); 0 means no limit. @default 0 */
@@ -279,6 +291,12 @@ export function loadConfig(env: Env = Deno.env.toObject()): Readonly<Config> {
     maxBodyBytes: int(env, "MAX_BODY_BYTES", 4 * 1024 * 1024, 1024, 1024 * 1024 * 1024),
     maxFrames: int(env, "MAX_FRAMES", 1000, 1, 100_000),
     maxBatchItems: int(env, "MAX_BATCH_ITEMS", 64, 1, 10_000),
+    poseWorkers: int(env, "POSE_WORKERS", 1, 0, 64),
+    poseModelDir: str(env, "POSE_MODEL_DIR", "wasm-models/pose"),
+    poseQueueMax: int(env, "POSE_QUEUE_MAX", 16, 1, 100_000),
+    maxClipFrames: int(env, "MAX_CLIP_FRAMES", 64, 1, 10_000),
+    maxImageBytes: int(env, "MAX_IMAGE_BYTES", 1024 * 1024, 1024, 256 * 1024 * 1024),
+    maxImagePixels: int(env, "MAX_IMAGE_PIXELS", 1920 * 1080, 1, 100_000_000),
     switcherThreshold: num(env, "SWITCHER_THRESHOLD", undefined, 0, 1),
     offloadBudgetPerS: num(env, "OFFLOAD_BUDGET_PER_S", 0, 0, 1e9) ?? 0,
     logBatchSize: int(env, "LOG_BATCH_SIZE", 200, 1, 100_000),

@@ -10,6 +10,7 @@ import type { ContentfulStatusCode } from "hono/utils/http-status";
 /** Every machine-readable error code the API returns. */
 export type ErrorCode =
   | "INVALID_INPUT"
+  | "NO_PERSON"
   | "PAYLOAD_TOO_LARGE"
   | "UNSUPPORTED_MEDIA_TYPE"
   | "NOT_FOUND"
@@ -28,6 +29,8 @@ export type ErrorCode =
 
 const DEFAULT_STATUS: Record<ErrorCode, ContentfulStatusCode> = {
   INVALID_INPUT: 400,
+  /** Camera frames in which the pose model found nobody (serve/frames.ts): no label is given. */
+  NO_PERSON: 422,
   PAYLOAD_TOO_LARGE: 413,
   UNSUPPORTED_MEDIA_TYPE: 415,
   NOT_FOUND: 404,

@@ -32,6 +32,7 @@ import { createServiceMetrics, observeSink, type ServiceMetrics } from "./observ
 import type { SwitcherRelease } from "./release/release.ts";
 import { type AdminDeps, adminRoutes } from "./routes/admin.ts";
 import { classifyRoutes } from "./routes/classify.ts";
+import { framesRoutes } from "./routes/frames.ts";
 import { dashboardRoutes } from "./routes/dashboard.ts";
 import { decisionRoutes, type DecisionsDeps } from "./routes/decisions.ts";
 import { type HealthDeps, healthRoutes } from "./routes/health.ts";
@@ -49,6 +50,8 @@ import { featureNames } from "./switcher/features.ts";
 import type { Manifest } from "./wasm-models/manifest.ts";
 import { loadModelSet } from "./workers/artefacts.ts";
 import { createWorkerPool, type EdgeInference } from "./workers/pool.ts";
+import { readPoseModel } from "./workers/pose_artefact.ts";
+import { createPosePool, type PoseInference } from "./workers/pose_pool.ts";
 import type { EngineInit } from "./workers/protocol.ts";
 
 /** Sibling modules are `.ts` in the source tree and `.js` in the `dist/` bundle (`deno task build`). */
@@ -85,6 +88,8 @@ export interface AppDeps {
   rateLimit?: RateLimitOptions;
   /** The learning loop's admin endpoints under `/admin` (token-guarded); absent in tests that do not need them. */
   admin?: AdminDeps;
+  /** Camera frames in (`/v1/classify/frames`): the pose workers and the clip limits; absent: no frames routes. */
+  frames?: { pose: PoseInference; config: Pick<Config, "maxClipFrames" | "maxImageBytes" | "maxImagePixels"> };
 }
 
 /**
@@ -115,7 +120,8 @@ export function createApp(deps: AppDeps): OpenAPIHono {
   app.use("/v1/*", async (c, next) => {
     if (c.req.method === "POST") {
       const type = c.req.header("content-type") ?? "";
-      if (!/^application\/json\b/i.test(type)) {
+      const multipart = deps.frames && c.req.path === "/v1/classify/frames" && /^multipart\/form-data\b/i.test(type);
+      if (!multipart && !/^application\/json\b/i.test(type)) {
         throw new AppError("UNSUPPORTED_MEDIA_TYPE", `Cannot read request: expected application/json, got "${type}"`);
       }
     }
@@ -133,6 +139,25 @@ export function createApp(deps: AppDeps): OpenAPIHono {
       },
     }),
   );
+  // Before /v1/classify, whose body-shape check (routes/body_shape.ts, sized for keypoint sequences) would otherwise
+  // also run on /v1/classify/frames: the frames routes answer first and check their own limits.
+  if (deps.frames) {
+    app.route(
+      "/v1/classify/frames",
+      framesRoutes({
+        pose: deps.frames.pose,
+        classifier: deps.classifier,
+        edgeSpec: deps.manifest.edge,
+        limits: {
+          maxFrames: deps.frames.config.maxClipFrames,
+          maxImageBytes: deps.frames.config.maxImageBytes,
+          maxPixels: deps.frames.config.maxImagePixels,
+        },
+        maxBatchItems: deps.config.maxBatchItems,
+        newId: deps.newId,
+      }),
+    );
+  }
   app.route(
     "/v1/classify",
     classifyRoutes({
@@ -321,6 +346,7 @@ export async function startService(config: Readonly<Config>): Promise<Service> {
       workerUrl: new URL(`./workers/inference_worker.${MODULE_EXT}`, import.meta.url),
     });
     life.defer("the workers", () => pool.close());
+    const pose = await startPosePool(config, life);
     const follower = await followReleases(config, { db: database.db, pool, init, manifest }, life);
     const cloudUrl = config.cloudUrl ?? child!.url;
     const cloud = createOipClient({
@@ -368,6 +394,7 @@ export async function startService(config: Readonly<Config>): Promise<Service> {
         ? { ratePerS: config.rateLimitPerS, burst: config.rateLimitBurst, key: config.rateLimitKey }
         : undefined,
       admin: { adminToken: config.adminToken, db: database.db, follower, modelsDir: config.modelsDir },
+      frames: pose ? { pose, config } : undefined,
     });
     const url = listen(config, app, life);
     return { url, shutdown: () => life.close() };
@@ -375,6 +402,27 @@ export async function startService(config: Readonly<Config>): Promise<Service> {
     await life.close().catch(() => {});
     throw err;
   }
+}
+
+/** The pose workers of the frames routes: none when `POSE_WORKERS` is 0 or the pose model folder has no model. */
+async function startPosePool(config: Readonly<Config>, life: Lifecycle): Promise<PoseInference | null> {
+  if (config.poseWorkers === 0) return null;
+  const dir = new URL(`${config.poseModelDir.replace(/\/*$/, "/")}`, `file://${Deno.cwd()}/`);
+  try {
+    await Deno.stat(new URL("manifest.json", dir));
+  } catch {
+    createLogger({ level: config.logLevel }).warn("no pose model; the camera-frames routes are off", {
+      poseModelDir: config.poseModelDir,
+    });
+    return null;
+  }
+  const pose = await createPosePool((await readPoseModel(dir)).bytes, {
+    size: config.poseWorkers,
+    queueMax: config.poseQueueMax,
+    workerUrl: new URL(`./workers/pose_worker.${MODULE_EXT}`, import.meta.url),
+  });
+  life.defer("the pose workers", () => pose.close());
+  return pose;
 }
 
 /**

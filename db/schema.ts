@@ -130,6 +130,17 @@ export const decisions = sqliteTable("decisions", {
   totalMs: real("total_ms").notNull(),
   /** Shared by the sequences of one batch request. */
   batchId: text("batch_id"),
+  /**
+   * What the caller sent when it was not a keypoint sequence: `jpeg` or `png` camera frames, turned into keypoints by
+   * the pose model at the edge (the frames themselves are never stored; `frames` counts them). Null for sequences.
+   */
+  inputKind: text("input_kind"),
+  /** Camera frames: decoding time, all frames. */
+  decodeMs: real("decode_ms"),
+  /** Camera frames: pose model time, all frames. */
+  poseMs: real("pose_ms"),
+  /** Camera frames: the pose quality, the mean keypoint score over all frames and joints, in [0, 1]. */
+  poseQuality: real("pose_quality"),
 }, (t) => [
   index("decisions_created_at").on(t.createdAt),
   index("decisions_route_created_at").on(t.route, t.createdAt),
@@ -228,7 +239,11 @@ export const switcherVersions = sqliteTable("switcher_versions", {
 });
 
 /** A decision row (camelCase; probability vectors as `number[]`, embedding and features as `Float32Array`). */
-export type DecisionRecord = typeof decisions.$inferSelect;
+export type DecisionRecord =
+  & Omit<typeof decisions.$inferSelect, FrameInputColumns>
+  & Partial<Pick<typeof decisions.$inferSelect, FrameInputColumns>>;
+/** The columns only camera-frame requests fill (optional in a record: a sequence's record leaves them out). */
+type FrameInputColumns = "inputKind" | "decodeMs" | "poseMs" | "poseQuality";
 /** A decision row to insert (`shadow` defaults to false). */
 export type NewDecision = typeof decisions.$inferInsert;
 /** A stored DMD pair. */

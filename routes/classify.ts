@@ -26,8 +26,8 @@ export interface ClassifyDeps {
   newId: () => string;
 }
 
-/** The answer as the API returns it. */
-function present(a: Answer) {
+/** The answer as the API returns it (also the frames route's, routes/frames.ts). */
+export function present(a: Answer) {
   const { clientId, ...rest } = a;
   return { ...rest, id: clientId, degraded: a.route === "edge_fallback" };
 }

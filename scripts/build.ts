@@ -4,6 +4,7 @@
  *
  *   dist/main.js                       the edge app (hono, zod, drizzle, libSQL client, ... bundled)
  *   dist/workers/inference_worker.js   the inference worker (onnxruntime-web bundled)
+ *   dist/workers/pose_worker.js        the pose worker (camera frames), beside its JPEG/PNG decoders' .wasm
  *   dist/cloud/reference_server.js     the reference cloud server
  *   dist/ort/*.wasm                    the onnxruntime-web binary
  *   dist/wasm-models/                  the model set (manifest, models, samples)
@@ -115,6 +116,7 @@ await esbuild.build({
   entryPoints: {
     "main": `${root}main.ts`,
     "workers/inference_worker": `${root}workers/inference_worker.ts`,
+    "workers/pose_worker": `${root}workers/pose_worker.ts`,
     "cloud/reference_server": `${root}cloud/reference_server.ts`,
   },
   outdir: out,
@@ -125,6 +127,15 @@ await Deno.mkdir(`${out}/ort`, { recursive: true });
 await Deno.copyFile(
   `${await packageDir("onnxruntime-web")}/dist/ort-wasm-simd-threaded.wasm`,
   `${out}/ort/ort-wasm-simd-threaded.wasm`,
+);
+// The JPEG and PNG decoders load their .wasm beside the bundle that imports them.
+await Deno.copyFile(
+  `${await packageDir("@jsquash/jpeg")}/codec/dec/mozjpeg_dec.wasm`,
+  `${out}/workers/mozjpeg_dec.wasm`,
+);
+await Deno.copyFile(
+  `${await packageDir("@jsquash/png")}/codec/pkg/squoosh_png_bg.wasm`,
+  `${out}/workers/squoosh_png_bg.wasm`,
 );
 await copyDir(modelsDir, `${out}/wasm-models`);
 for await (const e of Deno.readDir(`${out}/wasm-models`)) {

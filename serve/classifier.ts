@@ -41,6 +41,17 @@ export interface SequenceItem {
   layout: string;
   /** The caller's own id, if any. */
   clientId: string | null;
+  /** Set when the sequence came from camera frames (serve/frames.ts): logged with the decision. */
+  input?: FrameInput;
+}
+
+/** How a sequence made from camera frames was made: the decision row's frame columns. */
+export interface FrameInput {
+  kind: "jpeg" | "png";
+  decodeMs: number;
+  poseMs: number;
+  /** Mean keypoint score over all frames and joints. */
+  poseQuality: number;
 }
 
 /** The answer for one sequence. */
@@ -283,6 +294,10 @@ export function createHybridClassifier(options: HybridOptions): HybridClassifier
         cloudMs,
         totalMs,
         batchId: opts.batchId ?? null,
+        inputKind: item.input?.kind ?? null,
+        decodeMs: item.input?.decodeMs ?? null,
+        poseMs: item.input?.poseMs ?? null,
+        poseQuality: item.input?.poseQuality ?? null,
       };
       if (shadowed.has(i)) delayed.push({ index: i, record });
       else log.append(record);

@@ -43,7 +43,7 @@ Deno.test("layout: the pool never imports the engine; rooms import what they may
     // Routes and the request path reach the workers only through the pool's signature and the protocol's types.
     if (/^(routes|serve)\//.test(file)) {
       for (const m of deps.filter((d) => d.includes("/workers/"))) {
-        assert.ok(/\/workers\/(pool|protocol|artefacts)\.ts$/.test(m), `${file} reaches into ${m}`);
+        assert.ok(/\/workers\/(pool|protocol|artefacts|pose_protocol)\.ts$/.test(m), `${file} reaches into ${m}`);
       }
       assert.ok(!deps.some((d) => d.includes("/scripts/")), `${file} imports a script`);
     }

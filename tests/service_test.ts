@@ -5,9 +5,8 @@
  */
 import assert from "node:assert/strict";
 import { loadConfig } from "../config.ts";
-import { openDatabase } from "../db/client.ts";
-import { getDecision } from "../db/queries.ts";
 import { startService } from "../main.ts";
+import { readDecision } from "./fixtures/db_records.ts";
 
 const TINY = new URL("./fixtures/tiny_models", import.meta.url).pathname;
 const frames = (t: number) => Array.from({ length: t }, (_, i) => [[0.1 * i, 0.2, 0.9], [0.3, 0.1 * i, 0.8]]);
@@ -45,15 +44,6 @@ async function classify(url: string, payload: Record<string, unknown>) {
   return { status: res.status, body: await res.json() };
 }
 
-async function readRow(dbUrl: string, id: string) {
-  const database = await openDatabase(dbUrl, {});
-  try {
-    return await getDecision(database.db, id);
-  } finally {
-    database.close();
-  }
-}
-
 Deno.test({
   name: "service: edge, cloud and automatic routes end to end, each decision row as logged",
   sanitizeResources: false,
@@ -87,7 +77,7 @@ Deno.test({
       assert.equal(viaApi.id, auto.body.decisionId);
 
       await new Promise((r) => setTimeout(r, 200));
-      const e = await readRow(dbUrl, edge.body.decisionId);
+      const e = await readDecision(dbUrl, edge.body.decisionId);
       assert.ok(e);
       assert.equal(e.clientId, "e1");
       assert.equal(e.route, "edge");
@@ -107,7 +97,7 @@ Deno.test({
       assert.equal(e.layout, "tiny");
       assert.equal(e.label, edge.body.label);
 
-      const c = await readRow(dbUrl, cloud.body.decisionId);
+      const c = await readDecision(dbUrl, cloud.body.decisionId);
       assert.ok(c);
       assert.equal(c.route, "cloud");
       assert.equal(c.routeReason, "forced_cloud");
@@ -118,7 +108,7 @@ Deno.test({
       assert.equal(c.label, cloud.body.label);
       assert.ok((c.cloudMs ?? 0) > 0);
 
-      const a = await readRow(dbUrl, auto.body.decisionId);
+      const a = await readDecision(dbUrl, auto.body.decisionId);
       assert.equal(a?.forced, false);
       assert.equal(a?.routeReason, "above_threshold");
     });
@@ -144,7 +134,7 @@ Deno.test({
       assert.equal(ready.ready, true);
       assert.equal(ready.cloud, false);
       await new Promise((res) => setTimeout(res, 200));
-      const row = await readRow(dbUrl, r.body.decisionId);
+      const row = await readDecision(dbUrl, r.body.decisionId);
       assert.equal(row?.route, "edge_fallback");
       assert.equal(row?.cloudError, "OFFLOAD_FAILED");
     });

@@ -6,5 +6,5 @@
  * @module
  */
 if (typeof location !== "undefined" && location.origin === "null") {
-  Object.defineProperty(globalThis, "location", { value: undefined, configurable: true });
+  Object.defineProperty(globalThis, "location", { value: undefined, configurable: true, writable: true });
 }

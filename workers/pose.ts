@@ -1,0 +1,109 @@
+/**
+ * Pose at the edge: decode camera frames (JPEG/PNG in WASM, `@jsquash`) and run a COCO-17 single-person pose model
+ * (MoveNet converted to ONNX, `scripts/models/tfjs_to_onnx.py`) in onnxruntime-web, following the person across
+ * frames by cropping around the previous frame's keypoints. Runs in a pose worker (workers/pose_worker.ts) or, for
+ * scripts and tests, in the calling realm.
+ *
+ * @module
+ */
+import * as ort from "onnxruntime-web/wasm";
+import decodeJpeg from "@jsquash/jpeg/decode.js";
+import decodePng from "@jsquash/png/decode.js";
+import { cropToInput, fullCrop, nextCrop, readImageHeader, type Rgba, toImageKeypoints } from "../sequence/image.ts";
+import { configureRuntime } from "./runtime.ts";
+import { readRuntimeBinary } from "./artefacts.ts";
+import type { ClipPose, FramePose } from "./pose_protocol.ts";
+
+export type { ClipPose, FramePose };
+
+/**
+ * Decode one JPEG or PNG to RGBA in WASM.
+ *
+ * @param bytes the encoded image
+ * @returns the pixels
+ */
+export async function decodeImage(bytes: Uint8Array): Promise<Rgba> {
+  const { kind } = readImageHeader(bytes);
+  const buf = bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength) as ArrayBuffer;
+  const img = kind === "jpeg" ? await decodeJpeg(buf) : await decodePng(buf);
+  return { width: img.width, height: img.height, data: img.data as Uint8ClampedArray };
+}
+
+/** A loaded pose model: one onnxruntime-web session and its input side. */
+export class PoseModel {
+  private constructor(private readonly session: ort.InferenceSession, readonly side: number) {}
+
+  /**
+   * Load the pose model in this realm's runtime.
+   *
+   * @param bytes the ONNX model (int32 [1, S, S, 3] in, float32 [1, 1, 17, 3] out)
+   */
+  static async load(bytes: Uint8Array): Promise<PoseModel> {
+    configureRuntime(await readRuntimeBinary());
+    const session = await ort.InferenceSession.create(bytes);
+    const meta = session.inputMetadata[0];
+    const side = meta && "shape" in meta && typeof meta.shape[1] === "number" ? meta.shape[1] : 192;
+    const model = new PoseModel(session, side);
+    await model.run(new Int32Array(side * side * 3));
+    return model;
+  }
+
+  /**
+   * Run the model on one S x S x 3 int32 input.
+   *
+   * @returns 17 x [y, x, score], normalised to the crop
+   */
+  async run(input: Int32Array): Promise<Float32Array> {
+    const x = new ort.Tensor("int32", input, [1, this.side, this.side, 3]);
+    const out = await this.session.run({ [this.session.inputNames[0]]: x });
+    return out[this.session.outputNames[0]].data as Float32Array;
+  }
+
+  /**
+   * Decode a clip and follow one person through it.
+   *
+   * @param images the encoded frames, in order
+   * @returns one pose per frame, and the time spent decoding and in the model
+   */
+  async clip(images: Uint8Array[]): Promise<ClipPose> {
+    const frames: FramePose[] = [];
+    let decodeMs = 0;
+    let poseMs = 0;
+    let width = 0;
+    let height = 0;
+    let crop = null as ReturnType<typeof fullCrop> | null;
+    for (const bytes of images) {
+      let t = performance.now();
+      const img = await decodeImage(bytes);
+      decodeMs += performance.now() - t;
+      if (img.width !== width || img.height !== height) crop = null;
+      width = img.width;
+      height = img.height;
+      t = performance.now();
+      const c = crop ?? fullCrop(width, height);
+      let kp = toImageKeypoints(await this.run(cropToInput(img, c, this.side)), c);
+      let score = meanScore(kp);
+      if (crop !== null && score < 0.2) {
+        // Lost the person inside the tracked crop: look at the whole frame again.
+        const full = fullCrop(width, height);
+        kp = toImageKeypoints(await this.run(cropToInput(img, full, this.side)), full);
+        score = meanScore(kp);
+      }
+      poseMs += performance.now() - t;
+      frames.push({ keypoints: kp, score });
+      crop = nextCrop(kp, width, height);
+    }
+    return { frames, width, height, decodeMs, poseMs };
+  }
+
+  /** Release the session. */
+  async release(): Promise<void> {
+    await this.session.release();
+  }
+}
+
+function meanScore(kp: number[][]): number {
+  return kp.reduce((s, p) => s + p[2], 0) / kp.length;
+}
+
+export { readPoseModel } from "./pose_artefact.ts";
