@@ -14,6 +14,8 @@ export type ErrorCode =
   | "PAYLOAD_TOO_LARGE"
   | "UNSUPPORTED_MEDIA_TYPE"
   | "NOT_FOUND"
+  | "METHOD_NOT_ALLOWED"
+  | "NO_USABLE_INPUT"
   | "CONFLICT"
   | "UNAUTHORIZED"
   | "OVERLOADED"
@@ -34,6 +36,10 @@ const DEFAULT_STATUS: Record<ErrorCode, ContentfulStatusCode> = {
   PAYLOAD_TOO_LARGE: 413,
   UNSUPPORTED_MEDIA_TYPE: 415,
   NOT_FOUND: 404,
+  /** A known path with another method; the answer's `Allow` lists the methods it has. */
+  METHOD_NOT_ALLOWED: 405,
+  /** Well-formed input with nothing to classify (every point missing: nobody in view); nothing is logged. */
+  NO_USABLE_INPUT: 422,
   /** Another job holds the models folder's lock (loop/job_lock.ts); try again when it is done. */
   CONFLICT: 409,
   UNAUTHORIZED: 401,

@@ -53,6 +53,7 @@ import { createWorkerPool, type EdgeInference } from "./workers/pool.ts";
 import { readPoseModel } from "./workers/pose_artefact.ts";
 import { createPosePool, type PoseInference } from "./workers/pose_pool.ts";
 import type { EngineInit } from "./workers/protocol.ts";
+import { parseFlags } from "./scripts/cli.ts";
 
 /** Sibling modules are `.ts` in the source tree and `.js` in the `dist/` bundle (`deno task build`). */
 const MODULE_EXT = import.meta.url.endsWith(".js") ? "js" : "ts";
@@ -197,6 +198,7 @@ export function createApp(deps: AppDeps): OpenAPIHono {
   if (deps.admin) app.route("/admin", adminRoutes(deps.admin));
   app.doc31("/openapi.json", {
     openapi: "3.1.0",
+    servers: [{ url: "http://127.0.0.1:8000", description: "The service on its defaults (HOST, PORT)" }],
     info: {
       title: "dmd-edge",
       version: "1",
@@ -204,9 +206,42 @@ export function createApp(deps: AppDeps): OpenAPIHono {
         "the requests where the cloud model would disagree.",
     },
   });
-  app.notFound((c) => c.json({ code: "NOT_FOUND", message: `Cannot find ${c.req.method} ${c.req.path}` }, 404));
+  const allowed = methodsByPath(app);
+  app.notFound((c) => {
+    const allow = allowed(c.req.path);
+    if (allow.length > 0) {
+      c.header("Allow", allow.join(", "));
+      return c.json({
+        code: "METHOD_NOT_ALLOWED",
+        message: `Cannot ${c.req.method} ${c.req.path}: it answers ${allow.join(", ")}`,
+      }, 405);
+    }
+    return c.json({ code: "NOT_FOUND", message: `Cannot find ${c.req.method} ${c.req.path}` }, 404);
+  });
   app.onError(onError);
   return app;
+}
+
+/**
+ * The methods each route of the app answers, for 405 answers: a path that matches a route under another method.
+ *
+ * @param app the app, with every route mounted
+ * @returns the methods (GET implies HEAD) that some route answers at a path, sorted; empty when no route matches
+ */
+function methodsByPath(app: OpenAPIHono): (path: string) => string[] {
+  const routes = app.routes
+    .filter((r) => r.method !== "ALL" && !r.path.includes("*"))
+    .map((r) => ({
+      method: r.method,
+      pattern: new RegExp(
+        `^${r.path.replace(/\/$/, "").replace(/[.+?^${}()|[\]\\]/g, "\\$&").replace(/:[^/]+/g, "[^/]+")}/?$`,
+      ),
+    }));
+  return (path) => {
+    const methods = new Set(routes.filter((r) => r.pattern.test(path)).map((r) => r.method));
+    if (methods.has("GET")) methods.add("HEAD");
+    return [...methods].sort();
+  };
 }
 
 /** A running service. */
@@ -492,6 +527,13 @@ function listen(config: Readonly<Config>, app: OpenAPIHono, life: Lifecycle): st
 }
 
 if (import.meta.main) {
+  parseFlags(
+    {},
+    "usage: deno task start   (or, from a build: cd dist && deno run -A main.js)\n" +
+      "The edge service, configured by the environment (config.ts; .env.example lists every variable and default):\n" +
+      "PORT (8000), HOST (127.0.0.1), MODELS_DIR (wasm-models), DATABASE_URL (file:data/decisions.db),\n" +
+      "CLOUD_URL (unset: a reference cloud server is started on loopback), ADMIN_TOKEN (opens /admin and /v1/stats).",
+  );
   let service: Service;
   try {
     service = await startService(loadConfig());

@@ -22,6 +22,7 @@ import { AppError } from "../errors.ts";
 import type { ClassifierSpec } from "../wasm-models/manifest.ts";
 import { readArtefact, readManifest, readRuntimeBinary } from "../workers/artefacts.ts";
 import type { OipInferRequest, OipInferResponse, OipModelMetadata, OipServerMetadata } from "./oip_types.ts";
+import { parseFlags } from "../scripts/cli.ts";
 
 /** Most sequences in one infer call. */
 const MAX_BATCH = 1024;
@@ -298,6 +299,13 @@ export async function startReferenceServer(config: Readonly<CloudServerConfig>):
 }
 
 if (import.meta.main) {
+  parseFlags(
+    {},
+    "usage: deno task cloud\n" +
+      "The reference cloud model server (Open Inference Protocol / KServe v2 REST), configured by the environment:\n" +
+      "CLOUD_SERVER_HOST (127.0.0.1), CLOUD_SERVER_PORT (8001), MODELS_DIR (wasm-models), CLOUD_MODEL_NAME (cloud),\n" +
+      "CLOUD_RUNTIME (auto: native onnxruntime where it loads, else wasm). No authentication: keep it on loopback.",
+  );
   const config = loadCloudServerConfig();
   const server = await startReferenceServer(config);
   console.log(JSON.stringify({

@@ -40,6 +40,7 @@ const unauthorised = { 401: { content: { "application/json": { schema: Error } }
 const statusRoute = createRoute({
   method: "get",
   path: "/switcher",
+  operationId: "listSwitcherReleases",
   summary: "Switcher versions and the one serving here",
   security,
   responses: {
@@ -65,6 +66,7 @@ const statusRoute = createRoute({
 const reloadRoute = createRoute({
   method: "post",
   path: "/switcher/reload",
+  operationId: "reloadSwitcher",
   summary: "Load the active switcher now",
   security,
   responses: {
@@ -76,6 +78,7 @@ const reloadRoute = createRoute({
 const rollbackRoute = createRoute({
   method: "post",
   path: "/switcher/rollback",
+  operationId: "rollbackSwitcher",
   summary: "Restore the previous switcher version",
   security,
   responses: {

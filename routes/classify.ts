@@ -35,6 +35,8 @@ export function present(a: Answer) {
 const classifyRoute = createRoute({
   method: "post",
   path: "/",
+  operationId: "classify",
+  security: [],
   summary: "Classify one sequence",
   description: "The edge model answers; the switcher decides whether to offload to the cloud model.",
   request: { body: { required: true, content: { "application/json": { schema: ClassifyRequestSchema } } } },
@@ -47,6 +49,8 @@ const classifyRoute = createRoute({
 const batchRoute = createRoute({
   method: "post",
   path: "/batch",
+  operationId: "classifyBatch",
+  security: [],
   summary: "Classify many sequences",
   description: "One edge pass and at most one cloud call for the whole batch; each item is answered on its own.",
   request: { body: { required: true, content: { "application/json": { schema: BatchRequestSchema } } } },

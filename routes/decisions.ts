@@ -16,7 +16,7 @@ import { createRoute, OpenAPIHono, z } from "@hono/zod-openapi";
 import type { DecisionRecord } from "../db/schema.ts";
 import { AppError } from "../errors.ts";
 import { constantTimeEqual } from "./admin_auth.ts";
-import { DecisionSchema, ErrorSchema } from "./schemas.ts";
+import { DecisionSchema, ErrorSchema, rateLimitedResponse } from "./schemas.ts";
 import { validationHook } from "./validation.ts";
 
 /** What the decisions route needs: the decision log's lookup, and the token that opens the full record. */
@@ -51,9 +51,14 @@ export const PUBLIC_FIELDS = [
   "totalMs",
 ] as const satisfies readonly (keyof DecisionRecord)[];
 
+/** Open, or with the admin bearer token for more (OpenAPI: either requirement satisfies it). */
+const OPEN_OR_BEARER: Record<string, string[]>[] = [{}, { bearer: [] }];
+
 const getRoute = createRoute({
   method: "get",
   path: "/{id}",
+  operationId: "getDecision",
+  security: OPEN_OR_BEARER,
   summary: "One logged decision",
   description: "The public view of a decision to anyone holding its id; the whole record with the admin token.",
   request: {
@@ -65,6 +70,7 @@ const getRoute = createRoute({
     200: { content: { "application/json": { schema: DecisionSchema } }, description: "The decision" },
     401: { content: { "application/json": { schema: ErrorSchema } }, description: "A wrong admin token" },
     404: { content: { "application/json": { schema: ErrorSchema } }, description: "No such decision" },
+    ...rateLimitedResponse,
   },
 });
 
@@ -100,7 +106,8 @@ export function decisionRoutes(deps: DecisionsDeps): OpenAPIHono {
     const full = await isAdmin(c.req.header("authorization"), deps.adminToken);
     const decision = await deps.getDecision(id);
     if (!decision) throw new AppError("NOT_FOUND", `Cannot find decision "${id}"`);
-    return c.json(full ? toJson(decision) : publicView(decision), 200);
+    // Both views are the row's own fields, which DecisionSchema documents; the public view is a subset.
+    return c.json((full ? toJson(decision) : publicView(decision)) as z.infer<typeof DecisionSchema>, 200);
   });
   return app;
 }

@@ -72,6 +72,8 @@ const noPerson = {
 const framesRoute = createRoute({
   method: "post",
   path: "/",
+  operationId: "classifyFrames",
+  security: [],
   summary: "Classify a clip of camera frames",
   description: "Limits are checked from the image headers before decoding; the frames are decoded and posed at the " +
     "edge (MoveNet in WASM), and the keypoints take the keypoint path. Frames are never stored.",
@@ -94,6 +96,8 @@ const framesRoute = createRoute({
 const framesBatchRoute = createRoute({
   method: "post",
   path: "/batch",
+  operationId: "classifyFramesBatch",
+  security: [],
   summary: "Classify many clips of camera frames",
   description: "Each clip is posed on its own; the clips with a person share one edge pass and at most one cloud call.",
   request: { body: { required: true, content: { "application/json": { schema: FramesBatchRequestSchema } } } },

@@ -41,6 +41,8 @@ const ReadySchema = z.object({
 const liveRoute = createRoute({
   method: "get",
   path: "/healthz",
+  operationId: "live",
+  security: [],
   summary: "Liveness",
   responses: {
     200: { content: { "application/json": { schema: z.object({ ok: z.boolean() }) } }, description: "Alive" },
@@ -50,6 +52,8 @@ const liveRoute = createRoute({
 const readyRoute = createRoute({
   method: "get",
   path: "/readyz",
+  operationId: "ready",
+  security: [],
   summary: "Readiness",
   responses: {
     200: { content: { "application/json": { schema: ReadySchema } }, description: "Ready" },

@@ -20,9 +20,14 @@ export interface MetricsDeps {
   adminToken: string | undefined;
 }
 
+/** Open, or with the admin bearer token for more (OpenAPI: either requirement satisfies it). */
+const OPEN_OR_BEARER: Record<string, string[]>[] = [{}, { bearer: [] }];
+
 const route = createRoute({
   method: "get",
   path: "/",
+  operationId: "getMetrics",
+  security: OPEN_OR_BEARER,
   summary: "Prometheus metrics",
   description: "Text exposition format 0.0.4. Requires `Authorization: Bearer <ADMIN_TOKEN>` when ADMIN_TOKEN is set.",
   responses: {

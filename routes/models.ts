@@ -8,6 +8,7 @@ import { redactUrl } from "../config.ts";
 import type { SwitcherRelease } from "../release/release.ts";
 import type { Manifest } from "../wasm-models/manifest.ts";
 import type { EngineVersions } from "../workers/protocol.ts";
+import { rateLimitedResponse } from "./schemas.ts";
 
 /** What the models route needs. */
 export interface ModelsDeps {
@@ -31,8 +32,13 @@ const ModelsSchema = z.object({
 const route = createRoute({
   method: "get",
   path: "/",
+  operationId: "getModels",
+  security: [],
   summary: "The loaded models",
-  responses: { 200: { content: { "application/json": { schema: ModelsSchema } }, description: "Loaded models" } },
+  responses: {
+    200: { content: { "application/json": { schema: ModelsSchema } }, description: "Loaded models" },
+    ...rateLimitedResponse,
+  },
 });
 
 function describe(spec: Manifest["edge"]) {

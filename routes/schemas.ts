@@ -17,8 +17,13 @@ export const ForcedRouteSchema = z.enum(["edge", "cloud"]).openapi({
   description: "Force the route (debugging); the decision log records that it was forced",
 });
 
-/** One sequence in the project's sequence format. */
-export const SequenceSchema = z.object({
+/** Two frames of 17 COCO keypoints (x, y, confidence): a request the default models accept. */
+const EXAMPLE_FRAMES = [0, 1].map((f) =>
+  Array.from({ length: 17 }, (_, j) => [0.4 + 0.01 * j + 0.02 * f, 0.1 + 0.05 * j, 0.9].map((v) => +v.toFixed(3)))
+);
+
+/** The members of a sequence. */
+const sequenceShape = {
   id: z.string().max(256).optional().openapi({ description: "The caller's own id, echoed and logged" }),
   layout: z.string().min(1).max(64).openapi({ example: "coco17", description: "Keypoint or sensor layout name" }),
   fps: z.number().positive().max(10_000).openapi({ example: 30, description: "Frames per second" }),
@@ -28,20 +33,36 @@ export const SequenceSchema = z.object({
     type: "array",
     items: { type: "array", items: { type: "array", items: { type: "number" } } },
     description: "T x J x C numbers: T frames, J points (joints or sensors), C channels (e.g. x, y, confidence)",
-    example: [[[0.5, 0.2, 0.9]]],
+    example: EXAMPLE_FRAMES,
   }),
-}).openapi("Sequence");
+};
+
+/** One sequence in the project's sequence format. */
+export const SequenceSchema = z.object(sequenceShape).strict().openapi("Sequence", {
+  description: "Unknown members are refused (400 INVALID_INPUT naming them). `fps` is the rate of `frames`: the " +
+    "sequence is resampled in time to the rate the edge model was built for (`GET /v1/models`)",
+});
 
 /** Body of `POST /v1/classify`. */
-export const ClassifyRequestSchema = SequenceSchema.extend({
+export const ClassifyRequestSchema = z.object({
+  ...sequenceShape,
   route: ForcedRouteSchema.optional(),
-}).openapi("ClassifyRequest");
+}).strict().openapi("ClassifyRequest", { example: { id: "cam-1", layout: "coco17", fps: 30, frames: EXAMPLE_FRAMES } });
 
 /** Body of `POST /v1/classify/batch`. */
 export const BatchRequestSchema = z.object({
   items: z.array(SequenceSchema).min(1),
   route: ForcedRouteSchema.optional(),
-}).openapi("BatchRequest");
+}).strict().openapi("BatchRequest", {
+  example: {
+    items: [{ id: "cam-1", layout: "coco17", fps: 30, frames: EXAMPLE_FRAMES }, {
+      id: "cam-2",
+      layout: "coco17",
+      fps: 60,
+      frames: EXAMPLE_FRAMES,
+    }],
+  },
+});
 
 const LabelProb = z.object({ label: z.string(), probability: z.number() });
 
@@ -85,15 +106,71 @@ export const BatchResponseSchema = z.object({
   results: z.array(BatchItemSchema),
 }).openapi("BatchResponse");
 
-/** A logged decision. */
-export const DecisionSchema = z.record(z.string(), z.unknown()).openapi("Decision", {
-  description: "A decision row: inputs' shape, edge output, switcher score and threshold, route and why, cloud output",
+/** A logged decision: the public view, and with the admin token the whole record. */
+export const DecisionSchema = z.object({
+  id: z.string().openapi({ description: "UUIDv7" }),
+  createdAt: z.number().int().openapi({ description: "Unix milliseconds" }),
+  route: z.enum(["edge", "cloud", "edge_fallback"]),
+  routeReason: z.string().openapi({ example: "below_threshold" }),
+  forced: z.boolean(),
+  label: z.string().openapi({ description: "The answer given" }),
+  prob: z.number(),
+  edgeModelVersion: z.string(),
+  edgeLabel: z.string(),
+  edgeProb: z.number(),
+  cloudModelVersion: z.string().nullable(),
+  cloudLabel: z.string().nullable(),
+  cloudProb: z.number().nullable(),
+  cloudError: z.string().nullable().openapi({ description: "Error code when the cloud call failed" }),
+  switcherVersion: z.string(),
+  switcherScore: z.number(),
+  switcherThreshold: z.number(),
+  queueMs: z.number(),
+  edgeMs: z.number(),
+  cloudMs: z.number().nullable(),
+  totalMs: z.number(),
+  // With the admin token only:
+  requestId: z.string().optional(),
+  clientId: z.string().nullable().optional(),
+  batchId: z.string().nullable().optional(),
+  edgeLocation: z.string().optional(),
+  layout: z.string().optional(),
+  frames: z.number().int().optional(),
+  joints: z.number().int().optional(),
+  channels: z.number().int().optional(),
+  fps: z.number().optional(),
+  offloadProbability: z.number().optional(),
+  shadow: z.boolean().optional(),
+  edgeProbs: z.array(z.number()).optional(),
+  cloudProbs: z.array(z.number()).nullable().optional(),
+  embedding: z.array(z.number()).optional(),
+  features: z.array(z.number()).optional(),
+}).catchall(z.unknown()).openapi("Decision", {
+  description: "A logged decision: route and why, labels and probabilities, switcher score, threshold and version, " +
+    "model versions and timings; with the admin token also the caller's and request ids, edge location, " +
+    "propensity, input shape and vectors",
 });
 
-/** Errors every route may return. */
+const errorBody = { "application/json": { schema: ErrorSchema } };
+const retryAfter = {
+  "Retry-After": { schema: { type: "integer" as const }, description: "Seconds to wait before trying again" },
+};
+
+/** 429 `RATE_LIMITED`: every `/v1/*` route, when a per-client rate limit is set (before the body is read). */
+export const rateLimitedResponse = {
+  429: { content: errorBody, headers: retryAfter, description: "Over the client's rate limit (`RATE_LIMITED`)" },
+} as const;
+
+/** Errors every classify route may return. */
 export const errorResponses = {
-  400: { content: { "application/json": { schema: ErrorSchema } }, description: "Invalid input" },
-  413: { content: { "application/json": { schema: ErrorSchema } }, description: "Body over the size limit" },
-  415: { content: { "application/json": { schema: ErrorSchema } }, description: "Body is not JSON" },
-  503: { content: { "application/json": { schema: ErrorSchema } }, description: "Overloaded or not ready" },
+  400: { content: errorBody, description: "Invalid input, unknown members, or too many frames at the model's rate" },
+  413: { content: errorBody, description: "Body over the size limit" },
+  415: { content: errorBody, description: "Body is not JSON" },
+  422: { content: errorBody, description: "Nothing usable in view: every point missing (`NO_USABLE_INPUT`)" },
+  ...rateLimitedResponse,
+  503: {
+    content: errorBody,
+    headers: retryAfter,
+    description: "Overloaded (`OVERLOADED`), a worker failed (`INFERENCE_FAILED`), or shutting down",
+  },
 } as const;

@@ -10,7 +10,7 @@ import type { Db } from "../db/client.ts";
 import { AppError } from "../errors.ts";
 import type { ServiceVersions } from "../observability/metrics.ts";
 import { requireAdmin } from "./admin_auth.ts";
-import { ErrorSchema } from "./schemas.ts";
+import { ErrorSchema, rateLimitedResponse } from "./schemas.ts";
 import { validationHook } from "./validation.ts";
 
 /** What the stats route needs. */
@@ -161,12 +161,14 @@ const route = createRoute({
   description: "Offload, shadow and agreement rates over time, latency percentiles per route and stage, cloud " +
     "calls and milliseconds saved against cloud-only, fallback causes, labels over time, per switcher version and " +
     "edge location, recent decisions. Requires `Authorization: Bearer <ADMIN_TOKEN>`.",
+  operationId: "getStats",
   security: [{ bearer: [] }],
   request: { query: QuerySchema },
   responses: {
     200: { content: { "application/json": { schema: StatsSchema } }, description: "The report" },
     400: { content: { "application/json": { schema: ErrorSchema } }, description: "Invalid window or bucket" },
     401: { content: { "application/json": { schema: ErrorSchema } }, description: "Missing or wrong token" },
+    ...rateLimitedResponse,
     503: { content: { "application/json": { schema: ErrorSchema } }, description: "Database unavailable" },
   },
 });

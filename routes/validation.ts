@@ -9,7 +9,7 @@ import type { Env } from "hono";
 import { AppError } from "../errors.ts";
 import type { SequenceItem } from "../serve/classifier.ts";
 import type { ClassifierSpec } from "../wasm-models/manifest.ts";
-import { flattenFrames } from "../sequence/preprocess.ts";
+import { flattenFrames, resampleToRate } from "../sequence/preprocess.ts";
 
 /** The `defaultHook` of every sub-app: a failed schema check throws `INVALID_INPUT` naming the first problem. */
 // deno-lint-ignore no-explicit-any
@@ -21,12 +21,12 @@ export const validationHook: Hook<any, Env, any, any> = (result) => {
 };
 
 /**
- * Check one sequence against the loaded edge model and flatten it.
+ * Check one sequence against the loaded edge model, flatten it and resample it in time to the model's frame rate.
  *
  * @param body the schema-valid sequence
  * @param options the edge model's spec and the most frames accepted
- * @returns the sequence ready for the classifier
- * @throws AppError INVALID_INPUT naming what does not fit
+ * @returns the sequence ready for the classifier, at the model's `fps`
+ * @throws AppError INVALID_INPUT naming what does not fit; NO_USABLE_INPUT when no point of any frame is usable
  */
 export function toSequenceItem(
   body: { id?: string; layout: string; fps: number; frames: unknown[] },
@@ -40,8 +40,28 @@ export function toSequenceItem(
     );
   }
   try {
-    const { data, length } = flattenFrames(body.frames, { joints: spec.joints, channels: spec.channels, maxFrames });
-    return { data, length, fps: body.fps, layout: body.layout, clientId: body.id ?? null };
+    const flat = flattenFrames(body.frames, {
+      joints: spec.joints,
+      channels: spec.channels,
+      maxFrames,
+      confidenceChannel: spec.confidenceChannel,
+    });
+    if (flat.usablePoints === 0) {
+      throw new AppError(
+        "NO_USABLE_INPUT",
+        spec.confidenceChannel === null
+          ? `Cannot classify: every value of the ${flat.length} frames is 0 (nothing in view)`
+          : `Cannot classify: every point of the ${flat.length} frames has confidence 0 (nobody in view)`,
+      );
+    }
+    const { data, length } = resampleToRate(flat.data, {
+      inFrames: flat.length,
+      fromFps: body.fps,
+      toFps: spec.fps,
+      pointSize: spec.joints * spec.channels,
+      maxFrames,
+    });
+    return { data, length, fps: spec.fps, layout: body.layout, clientId: body.id ?? null };
   } catch (err) {
     if (err instanceof TypeError || err instanceof RangeError) {
       throw new AppError("INVALID_INPUT", err.message, { cause: err });

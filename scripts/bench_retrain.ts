@@ -8,17 +8,20 @@
  *
  * @module
  */
-import { parseArgs } from "node:util";
 import { openDatabase } from "../db/client.ts";
 import { uuidv7 } from "../db/ids.ts";
 import { insertDecisions } from "../db/queries.ts";
 import type { NewDecision } from "../db/schema.ts";
 import { retrain } from "../loop/retrain.ts";
 import { loadModelSet } from "../workers/artefacts.ts";
+import { parseFlags, usageError } from "./cli.ts";
 import { copyModelSet, datasetPairs } from "./dataset_pairs.ts";
 
-const { values: args } = parseArgs({ args: Deno.args, options: { pairs: { type: "string", default: "100000" } } });
+const USAGE = "usage: deno task bench:retrain [--pairs 100000]\n" +
+  "Time the retraining job on N logged pairs (the default models on datasets/mocap/deploy.jsonl.gz).";
+const args = parseFlags({ pairs: { type: "string", default: "100000" } }, USAGE);
 const n = Number(args.pairs);
+if (!Number.isInteger(n) || n < 1) usageError("Cannot benchmark: --pairs must be a positive integer", USAGE);
 const dir = await Deno.makeTempDir();
 const models = `${dir}/models`;
 await copyModelSet("wasm-models", models);

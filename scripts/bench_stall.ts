@@ -13,18 +13,20 @@
  *
  * @module
  */
-import { parseArgs } from "node:util";
+import { parseFlags } from "./cli.ts";
 import { freePort, spawn, startCloud } from "./procs.ts";
 
-const args = parseArgs({
-  options: {
+const args = parseFlags(
+  {
     repeat: { type: "string", default: "3" },
     "probe-ms": { type: "string", default: "20" },
     "service-root": { type: "string" },
     models: { type: "string", default: "wasm-models" },
     json: { type: "string" },
   },
-}).values;
+  "usage: deno task bench:stall [--repeat 3] [--probe-ms 20] [--service-root DIR] [--models DIR] [--json FILE]\n" +
+    "How long expensive bodies hold the HTTP thread: /healthz latency while each is in flight, against idle.",
+);
 const ROOT = new URL("..", import.meta.url).pathname;
 const SERVICE_ROOT = args["service-root"] ? `${args["service-root"].replace(/\/$/, "")}/` : ROOT;
 const MODELS = args.models!.startsWith("/") ? args.models! : `${ROOT}${args.models}`;

@@ -17,12 +17,13 @@
  */
 import { builtinModules } from "node:module";
 import * as esbuild from "esbuild";
-import { parseArgs } from "node:util";
+import { parseFlags } from "./cli.ts";
 
-const { values: args } = parseArgs({
-  args: Deno.args,
-  options: { out: { type: "string", default: "dist" }, models: { type: "string", default: "wasm-models" } },
-});
+const args = parseFlags(
+  { out: { type: "string", default: "dist" }, models: { type: "string", default: "wasm-models" } },
+  "usage: deno task build [--out DIR (dist)] [--models DIR (wasm-models)]\n" +
+    "Bundle the edge app into a self-contained folder that starts with `cd DIR && deno run -A main.js`.",
+);
 const root = new URL("../", import.meta.url).pathname;
 const out = args.out!.startsWith("/") ? args.out! : `${Deno.cwd()}/${args.out}`;
 const modelsDir = args.models!.startsWith("/") ? args.models! : `${Deno.cwd()}/${args.models}`;

@@ -4,6 +4,7 @@
  *
  * @module
  */
+import { InputError } from "./cli.ts";
 
 /** One line of a dataset file. */
 export interface DatasetRow {
@@ -22,7 +23,7 @@ export interface DatasetRow {
  * @param path a `.jsonl` or `.jsonl.gz` file
  * @param options `split`: keep only rows of this split
  * @returns the rows
- * @throws TypeError naming the line when one is not valid JSON
+ * @throws InputError naming the line when one is not valid JSON
  */
 export async function readDataset(path: string, options: { split?: string } = {}): Promise<DatasetRow[]> {
   const file = await Deno.open(path);
@@ -39,7 +40,7 @@ export async function readDataset(path: string, options: { split?: string } = {}
     try {
       row = JSON.parse(text);
     } catch {
-      throw new TypeError(`Cannot read ${path}: line ${line} is not valid JSON`);
+      throw new InputError(`Cannot read ${path}: line ${line} is not valid JSON`);
     }
     if (!options.split || row.split === options.split) rows.push(row);
   };
@@ -52,5 +53,31 @@ export async function readDataset(path: string, options: { split?: string } = {}
     }
   }
   take(buffered);
+  return rows;
+}
+
+/**
+ * Check that every sequence of a dataset carries a label the models know, before any model runs over it (evaluation
+ * needs ground truth; unlabeled traffic belongs in `--dmd-dataset`).
+ *
+ * @param path the dataset file
+ * @param labels the models' label map
+ * @returns the rows, read once
+ * @throws InputError naming the file, the first sequence without a known label and how many there are
+ */
+export async function readLabelledDataset(path: string, labels: readonly string[]): Promise<DatasetRow[]> {
+  const rows = await readDataset(path);
+  const known = new Set(labels);
+  const bad = rows.filter((r) => typeof r.label !== "string" || !known.has(r.label));
+  if (rows.length === 0) throw new InputError(`Cannot evaluate on ${path}: it holds no sequence`);
+  if (bad.length > 0) {
+    const first = bad[0];
+    const what = typeof first.label === "string" ? `label "${first.label}" the models do not know` : "no label";
+    throw new InputError(
+      `Cannot evaluate on ${path}: ${bad.length} of ${rows.length} sequences lack a known label ` +
+        `(first: "${first.id}", ${what}); evaluation needs labels (${labels.join(", ")}); ` +
+        `unlabeled traffic goes in --dmd-dataset`,
+    );
+  }
   return rows;
 }

@@ -33,7 +33,6 @@
  *
  * @module
  */
-import { parseArgs } from "node:util";
 import { startReferenceServer } from "../cloud/reference_server.ts";
 import { createOipClient } from "../cloud/oip_client.ts";
 import { loadConfig } from "../config.ts";
@@ -52,47 +51,49 @@ import { loadModelSet } from "../workers/artefacts.ts";
 import { createWorkerPool } from "../workers/pool.ts";
 import { readDataset } from "./dataset.ts";
 import { datasetItems } from "./dataset_pairs.ts";
+import { parseFlags, usageError } from "./cli.ts";
 import { progressBar } from "./progress.ts";
 
-const { values: args } = parseArgs({
-  args: Deno.args,
-  options: {
-    dataset: { type: "string" },
-    "from-log": { type: "boolean", default: false },
-    since: { type: "string" },
-    models: { type: "string" },
-    target: { type: "string", default: "soft" },
-    features: { type: "string", default: "auto" },
-    "offload-rate": { type: "string" },
-    agreement: { type: "string" },
-    folds: { type: "string", default: "5" },
-    tolerance: { type: "string", default: "0" },
-    force: { type: "boolean", default: false },
-    epochs: { type: "string", default: "60" },
-    seed: { type: "string", default: "1" },
-    version: { type: "string" },
-    "dry-run": { type: "boolean", default: false },
-    json: { type: "boolean", default: false },
-  },
-});
+const USAGE = `usage: deno task dmd (--dataset FILE | --from-log [--since ISO-DATE]) [--models DIR]
+  [--target hard|soft] [--features auto|SET] [--folds K] [--tolerance T] [--force]
+  [--offload-rate R | --agreement A] [--epochs N] [--seed N] [--version NAME] [--dry-run] [--json]
+Exit codes: 0 installed (or dry run), 2 bad flags, 4 the gate refused (nothing installed).`;
+
+const args = parseFlags({
+  dataset: { type: "string" },
+  "from-log": { type: "boolean", default: false },
+  since: { type: "string" },
+  models: { type: "string" },
+  target: { type: "string", default: "soft" },
+  features: { type: "string", default: "auto" },
+  "offload-rate": { type: "string" },
+  agreement: { type: "string" },
+  folds: { type: "string", default: "5" },
+  tolerance: { type: "string", default: "0" },
+  force: { type: "boolean", default: false },
+  epochs: { type: "string", default: "60" },
+  seed: { type: "string", default: "1" },
+  version: { type: "string" },
+  "dry-run": { type: "boolean", default: false },
+  json: { type: "boolean", default: false },
+}, USAGE);
 if (!args.dataset === !args["from-log"]) {
-  console.error("Cannot run DMD: give either --dataset FILE or --from-log (see the header of scripts/dmd.ts)");
-  Deno.exit(2);
+  usageError("Cannot run DMD: give either --dataset FILE or --from-log", USAGE);
 }
 if (args.target !== "hard" && args.target !== "soft") {
-  console.error(`Cannot run DMD: --target must be hard or soft, got "${args.target}"`);
-  Deno.exit(2);
+  usageError(`Cannot run DMD: --target must be hard or soft, got "${args.target}"`, USAGE);
 }
 if (args.features !== "auto" && !(FEATURE_SETS as readonly string[]).includes(args.features!)) {
-  console.error(`Cannot run DMD: --features must be auto or one of ${FEATURE_SETS.join(", ")}, got "${args.features}"`);
-  Deno.exit(2);
+  usageError(
+    `Cannot run DMD: --features must be auto or one of ${FEATURE_SETS.join(", ")}, got "${args.features}"`,
+    USAGE,
+  );
 }
 const featureSets: readonly FeatureSet[] = args.features === "auto" ? FEATURE_SETS : [args.features as FeatureSet];
 const folds = Number(args.folds);
 const tolerance = Number(args.tolerance);
 if (!Number.isInteger(folds) || folds < 2 || !(tolerance >= 0 && tolerance <= 1)) {
-  console.error("Cannot run DMD: --folds must be an integer >= 2 and --tolerance a number in [0, 1]");
-  Deno.exit(2);
+  usageError("Cannot run DMD: --folds must be an integer >= 2 and --tolerance a number in [0, 1]", USAGE);
 }
 const config = loadConfig();
 const modelsDir = args.models ?? config.modelsDir;

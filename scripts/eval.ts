@@ -52,7 +52,7 @@ import { fitCandidate, scoreFitted } from "../switcher/fit.ts";
 import { selectSwitcher } from "../switcher/selection.ts";
 import { loadModelSet } from "../workers/artefacts.ts";
 import { createWorkerPool } from "../workers/pool.ts";
-import { type DatasetRow, readDataset } from "./dataset.ts";
+import { type DatasetRow, readDataset, readLabelledDataset } from "./dataset.ts";
 import { parseFlags, usageError } from "./cli.ts";
 import { aggregate, markdown, type SeedRun } from "./eval_report.ts";
 import { datasetItems } from "./dataset_pairs.ts";
@@ -102,6 +102,8 @@ const modelsDir = args.models ?? config.modelsDir;
 const { manifest, init } = await loadModelSet(modelsDir, { warmupRuns: 1 });
 const edgeSpec = manifest.edge;
 const labels = edgeSpec.labels;
+// Ground truth is checked before any model runs (unlabeled traffic belongs in --dmd-dataset).
+await readLabelledDataset(args.dataset!, labels);
 const server = config.cloudUrl ? null : await startReferenceServer({
   host: "127.0.0.1",
   port: 0,

@@ -18,7 +18,6 @@
  *
  * @module
  */
-import { parseArgs } from "node:util";
 import { loadConfig } from "../config.ts";
 import { openDatabase } from "../db/client.ts";
 import { listDecisions } from "../db/queries.ts";
@@ -29,28 +28,30 @@ import { probabilityStats } from "../switcher/features.ts";
 import { rocAuc } from "../switcher/metrics.ts";
 import { loadModelSet, readManifest } from "../workers/artefacts.ts";
 import { scoreWithOnnx } from "../workers/runtime.ts";
+import { parseFlags, usageError } from "./cli.ts";
 import { readDataset } from "./dataset.ts";
 import { copyModelSet, datasetPairs } from "./dataset_pairs.ts";
 import { progressBar } from "./progress.ts";
 
-const { values: args } = parseArgs({
-  args: Deno.args,
-  options: {
-    traffic: { type: "string", default: "datasets/mocap/deploy.jsonl.gz" },
-    eval: { type: "string", default: "datasets/mocap/test.jsonl.gz" },
-    models: { type: "string", default: "wasm-models" },
-    exploration: { type: "string", default: "0.1" },
-    seeds: { type: "string", default: "3" },
-    concurrency: { type: "string", default: "8" },
-    out: { type: "string", default: "build/simulate-loop.json" },
-  },
-});
+const USAGE = "usage: deno task simulate:loop [--traffic FILE] [--eval FILE] [--models DIR] [--exploration 0.1] " +
+  "[--seeds 3] [--concurrency 8] [--out FILE]\n" +
+  "Replay a day of traffic (--traffic, default datasets/mocap/deploy.jsonl.gz) through the service and compare " +
+  "retraining with exploration against offloads alone on the labelled --eval (datasets/mocap/test.jsonl.gz); " +
+  "writes --out (build/simulate-loop.json).";
+const args = parseFlags({
+  traffic: { type: "string", default: "datasets/mocap/deploy.jsonl.gz" },
+  eval: { type: "string", default: "datasets/mocap/test.jsonl.gz" },
+  models: { type: "string", default: "wasm-models" },
+  exploration: { type: "string", default: "0.1" },
+  seeds: { type: "string", default: "3" },
+  concurrency: { type: "string", default: "8" },
+  out: { type: "string", default: "build/simulate-loop.json" },
+}, USAGE);
 const exploration = Number(args.exploration);
 const seeds = Number(args.seeds);
 const concurrency = Number(args.concurrency);
 if (!(exploration > 0 && exploration <= 1) || !(seeds >= 1) || !(concurrency >= 1)) {
-  console.error("Cannot simulate: --exploration in (0, 1], --seeds and --concurrency at least 1");
-  Deno.exit(2);
+  usageError("Cannot simulate: --exploration in (0, 1], --seeds and --concurrency at least 1", USAGE);
 }
 
 const dir = await Deno.makeTempDir({ prefix: "dmd_simulate_" });

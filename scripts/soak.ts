@@ -26,14 +26,14 @@
  *
  * @module
  */
-import { parseArgs } from "node:util";
 import { createClient } from "@libsql/client";
 import { openDatabase } from "../db/client.ts";
 import { countDecisions, getDecision } from "../db/queries.ts";
+import { parseFlags } from "./cli.ts";
 import { freePort, rssKiB, spawn, startCloud } from "./procs.ts";
 
-const args = parseArgs({
-  options: {
+const args = parseFlags(
+  {
     duration: { type: "string", default: "10" },
     concurrency: { type: "string", default: "32" },
     workers: { type: "string", default: "2" },
@@ -42,7 +42,10 @@ const args = parseArgs({
     "cloud-share": { type: "string", default: "0.2" },
     json: { type: "string" },
   },
-}).values;
+  "usage: deno task soak [--duration 10] [--concurrency 32] [--workers 2] [--models DIR] [--durable] " +
+    "[--cloud-share 0.2] [--json FILE]\n" +
+    "Drive the service open-loop with and without faults; PASS (exit 0) only when no answered decision is lost.",
+);
 const PHASE_S = Number(args.duration);
 const CONCURRENCY = Number(args.concurrency);
 const ROOT = new URL("..", import.meta.url).pathname;

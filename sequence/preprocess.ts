@@ -12,6 +12,8 @@ export interface SequenceLimits {
   joints: number;
   channels: number;
   maxFrames: number;
+  /** The channel holding a point's detection confidence, if any: a point is usable when it is above 0. */
+  confidenceChannel?: number | null;
 }
 
 /**
@@ -19,11 +21,17 @@ export interface SequenceLimits {
  *
  * @param frames the client's frames
  * @param limits joints and channels the model was built for, and the most frames accepted
- * @returns the flattened values and the frame count
+ * @returns the flattened values, the frame count and the usable points: with a confidence channel, points whose
+ *   confidence is above 0; without one, points with any non-zero value (an all-zero sequence is nobody in view)
  * @throws TypeError on a wrong shape or a non-number; RangeError on a non-finite value or too many frames
  */
-export function flattenFrames(frames: unknown, limits: SequenceLimits): { data: Float32Array; length: number } {
+export function flattenFrames(
+  frames: unknown,
+  limits: SequenceLimits,
+): { data: Float32Array; length: number; usablePoints: number } {
   const { joints, channels, maxFrames } = limits;
+  const confidence = limits.confidenceChannel ?? -1;
+  let usablePoints = 0;
   if (!Array.isArray(frames)) throw new TypeError("Cannot read frames: expected an array of frames");
   const t = frames.length;
   if (t === 0) throw new RangeError("Cannot read frames: expected at least 1 frame, got 0");
@@ -54,9 +62,36 @@ export function flattenFrames(frames: unknown, limits: SequenceLimits): { data: 
         }
         data[o++] = v;
       }
+      if (confidence >= 0 ? (point[confidence] as number) > 0 : point.some((v) => v !== 0)) usablePoints++;
     }
   }
-  return { data, length: t };
+  return { data, length: t, usablePoints };
+}
+
+/**
+ * Resample a sequence in time from the rate it was recorded at to the rate a model was built for: `inFrames` frames
+ * at `fromFps` span `(inFrames - 1) / fromFps` seconds, which at `toFps` are `round((inFrames - 1) * toFps / fromFps)
+ * + 1` frames, linearly interpolated ({@link resample}). Same rate: the data as it is.
+ *
+ * @param data flattened `[inFrames, pointSize]` values
+ * @param options frames, rates, values per frame and the most frames the result may have
+ * @returns the resampled values and their frame count
+ * @throws RangeError when the result would have more than `maxFrames` frames
+ */
+export function resampleToRate(
+  data: Float32Array,
+  options: { inFrames: number; fromFps: number; toFps: number; pointSize: number; maxFrames: number },
+): { data: Float32Array; length: number } {
+  const { inFrames, fromFps, toFps, pointSize, maxFrames } = options;
+  if (fromFps === toFps) return { data, length: inFrames };
+  const outFrames = Math.round(((inFrames - 1) * toFps) / fromFps) + 1;
+  if (!(outFrames <= maxFrames)) {
+    throw new RangeError(
+      `Cannot read frames: ${inFrames} frames at ${fromFps} fps are ${outFrames} frames at the model's ${toFps} fps, ` +
+        `expected at most ${maxFrames}`,
+    );
+  }
+  return { data: resample(data, { inFrames, outFrames, pointSize }), length: outFrames };
 }
 
 /**

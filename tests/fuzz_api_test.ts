@@ -32,10 +32,26 @@ async function expectHandled(res: Response, context: string): Promise<{ status: 
   return { status: res.status, code: json.code };
 }
 
-/** The API's rules for one sequence, written independently of the implementation. */
-function validSequence(body: unknown): boolean {
+/** The members a sequence may have (a classify body may also have `route`); any other is refused. */
+const SEQUENCE_KEYS = ["id", "layout", "fps", "frames"];
+
+/**
+ * The API's rules for one sequence, written independently of the implementation: "ok", or the code it is refused
+ * with (no usable point, i.e. every confidence 0, is NO_USABLE_INPUT; too many frames once resampled in time to the
+ * model's rate is INVALID_INPUT).
+ */
+function sequenceOutcome(body: unknown, keys = SEQUENCE_KEYS): "ok" | "INVALID_INPUT" | "NO_USABLE_INPUT" {
+  if (!wellShaped(body, keys)) return "INVALID_INPUT";
+  const b = body as { fps: number; frames: number[][][] };
+  if (!b.frames.some((f) => f.some((p) => p[SPEC.confidenceChannel!] > 0))) return "NO_USABLE_INPUT";
+  const atModelRate = Math.round(((b.frames.length - 1) * SPEC.fps) / b.fps) + 1;
+  return atModelRate <= LIMITS.maxFrames ? "ok" : "INVALID_INPUT";
+}
+
+function wellShaped(body: unknown, keys: string[]): boolean {
   if (body === null || typeof body !== "object" || Array.isArray(body)) return false;
   const b = body as Record<string, unknown>;
+  if (Object.keys(b).some((k) => !keys.includes(k))) return false;
   if (b.id !== undefined && (typeof b.id !== "string" || b.id.length > 256)) return false;
   if (b.layout !== SPEC.layout) return false;
   if (typeof b.fps !== "number" || !(b.fps > 0 && b.fps <= 10_000)) return false;
@@ -50,10 +66,15 @@ function validSequence(body: unknown): boolean {
   );
 }
 
-function validClassify(body: unknown): boolean {
-  if (!validSequence(body)) return false;
+function classifyOutcome(body: unknown): ReturnType<typeof sequenceOutcome> {
+  const outcome = sequenceOutcome(body, [...SEQUENCE_KEYS, "route"]);
+  if (outcome === "INVALID_INPUT") return outcome;
   const route = (body as Record<string, unknown>).route;
-  return route === undefined || route === "edge" || route === "cloud";
+  return route === undefined || route === "edge" || route === "cloud" ? outcome : "INVALID_INPUT";
+}
+
+function validClassify(body: unknown): boolean {
+  return classifyOutcome(body) === "ok";
 }
 
 // --- arbitraries -----------------------------------------------------------------------------------------
@@ -106,11 +127,11 @@ const adversarial = fc.record({
   route: fc.option(fc.constantFrom("edge", "cloud", "moon", 1), { nil: undefined }),
   extra: fc.option(fc.jsonValue({ maxDepth: 2 }), { nil: undefined }),
 }, { requiredKeys: [] });
-/** Well-formed sequences (which must be answered), with unicode ids and optional extra keys. */
+/** Well-formed sequences (answered unless nothing in them is usable or their rate needs too many frames). */
 const wellFormed = fc.record({
   id: fc.option(unicodeId, { nil: undefined }),
   layout: fc.constant("tiny"),
-  fps: fc.double({ min: 0.001, max: 10_000, noNaN: true }),
+  fps: fc.oneof(fc.constantFrom(SPEC.fps, 30, 60), fc.double({ min: 0.001, max: 10_000, noNaN: true })),
   frames: fc.array(
     fc.array(fc.array(fc.double({ min: -1e6, max: 1e6, noNaN: true }), { minLength: 3, maxLength: 3 }), {
       minLength: 2,
@@ -119,7 +140,6 @@ const wellFormed = fc.record({
     { minLength: 1, maxLength: LIMITS.maxFrames },
   ),
   route: fc.option(fc.constantFrom("edge", "cloud"), { nil: undefined }),
-  extra: fc.option(fc.jsonValue({ maxDepth: 2 }), { nil: undefined }),
 }, { requiredKeys: ["layout", "fps", "frames"] });
 const sequence = fc.oneof(wellFormed, adversarial);
 
@@ -136,19 +156,20 @@ Deno.test("fuzz: any JSON value as a classify body gets a 4xx with a code (never
   );
 });
 
-Deno.test("fuzz: adversarial sequences are answered 200 exactly when valid, else 400 INVALID_INPUT", async () => {
+Deno.test("fuzz: adversarial sequences are answered 200 exactly when valid, else 400 INVALID_INPUT or 422", async () => {
   const seen = { valid: 0, invalid: 0 };
   await fc.assert(
     fc.asyncProperty(sequence, async (body) => {
       const text = JSON.stringify(body);
       const r = await expectHandled(await post("/v1/classify", text), text);
-      if (validClassify(JSON.parse(text))) {
+      const outcome = classifyOutcome(JSON.parse(text));
+      if (outcome === "ok") {
         seen.valid++;
         assert.equal(r.status, 200, text);
       } else {
         seen.invalid++;
-        assert.ok(r.status === 400 || r.status === 413, `${r.status} for ${text.slice(0, 200)}`);
-        if (r.status === 400) assert.equal(r.code, "INVALID_INPUT");
+        assert.ok([400, 413, 422].includes(r.status), `${r.status} for ${text.slice(0, 200)}`);
+        if (r.status !== 413) assert.equal(r.code, outcome, text.slice(0, 200));
       }
     }),
     { ...RUNS, numRuns: 400 },
@@ -176,8 +197,9 @@ Deno.test("fuzz: batches of adversarial items answer each item on its own, withi
       const json = await res.json();
       assert.equal(json.results.length, parsed.length);
       json.results.forEach((item: { ok: boolean; code?: string }, i: number) => {
-        assert.equal(item.ok, validSequence(parsed[i]), JSON.stringify(parsed[i]).slice(0, 200));
-        if (!item.ok) assert.equal(item.code, "INVALID_INPUT");
+        const outcome = sequenceOutcome(parsed[i]);
+        assert.equal(item.ok, outcome === "ok", JSON.stringify(parsed[i]).slice(0, 200));
+        if (!item.ok) assert.equal(item.code, outcome);
       });
     }),
     RUNS,

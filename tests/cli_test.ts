@@ -1,0 +1,58 @@
+/**
+ * Every task's command line: `--help` prints the usage and exits 0 (and starts nothing), an unknown flag is one line
+ * on stderr and exit 2, a missing file is one line and exit 1 (scripts/cli.ts, the one flag parser).
+ */
+import assert from "node:assert/strict";
+import { HELP_NOT_RUN, runDeno } from "../scripts/check_readme.ts";
+
+const ROOT = new URL("../", import.meta.url).pathname;
+const TASKS = JSON.parse(Deno.readTextFileSync(`${ROOT}deno.json`)).tasks as Record<string, string>;
+/** Deno's own tools and the migration generator: their flags are theirs. */
+const TOOLING = new Set(["test", "check", "gate", "ok", "db:generate"]);
+/** Scripts still reading flags with node's parseArgs directly (tests/readme_commands_test.ts holds them to it). */
+const PENDING = new Set(["bench", ...Object.keys(HELP_NOT_RUN)]);
+
+function task(args: string[]) {
+  return runDeno(ROOT, ["task", "-q", ...args]);
+}
+
+Deno.test("cli: every task answers --help with its usage (exit 0) and an unknown flag in one line (exit 2)", async () => {
+  const names = Object.keys(TASKS).filter((t) => !TOOLING.has(t) && !PENDING.has(t));
+  assert.ok(names.length >= 14, names.join(" "));
+  // A few at a time: each is a Deno process.
+  for (let i = 0; i < names.length; i += 4) {
+    await Promise.all(
+      names.slice(i, i + 4).map(async (name) => {
+        const help = await task([name, "--help"]);
+        assert.equal(help.code, 0, `${name} --help: ${help.stderr}`);
+        assert.match(help.stdout, new RegExp(`^usage: deno task ${name}\\b`), name);
+        const bad = await task([name, "--no-such-flag"]);
+        assert.equal(bad.code, 2, `${name} --no-such-flag: ${bad.stdout} ${bad.stderr}`);
+        assert.equal(bad.stderr.trim().split("\n").length, 1, `${name}: ${bad.stderr}`);
+        assert.match(bad.stderr, /Unknown option '--no-such-flag'.*--help/, name);
+      }),
+    );
+  }
+});
+
+Deno.test("cli: a missing file or folder is one line naming it (exit 1), not a stack trace", async () => {
+  const cases: string[][] = [
+    ["soak", "--models", "/nonexistent/models"],
+    ["simulate:loop", "--models", "/nonexistent/models"],
+  ];
+  for (const args of cases) {
+    const r = await task(args);
+    assert.equal(r.code, 1, `${args.join(" ")}: ${r.stderr}`);
+    assert.equal(r.stderr.trim().split("\n").length, 1, r.stderr);
+    assert.match(r.stderr, /^Cannot read \/nonexistent\/models\S*: no such file or folder/, r.stderr);
+  }
+});
+
+Deno.test("cli: a bad value is one line and exit 2", async () => {
+  const r = await task(["bench:retrain", "--pairs", "many"]);
+  assert.equal(r.code, 2);
+  assert.equal(
+    r.stderr.trim(),
+    "Cannot benchmark: --pairs must be a positive integer (usage: deno task bench:retrain --help)",
+  );
+});
