@@ -119,43 +119,94 @@ def augment_batch(x, opts, gen):
     return x
 
 
+def one_cycle(lr, progress, warm=0.2):
+    """The learning rate at a progress (0..1) of a one-cycle schedule: linear from lr/10 to lr over the first `warm`
+    fraction, then cosine down to zero (a schedule that converges in few epochs)."""
+    frac = min(1.0, progress)
+    if frac < warm:
+        return lr * (0.1 + 0.9 * frac / warm)
+    return lr * 0.5 * (1 + math.cos(math.pi * (frac - warm) / (1 - warm)))
+
+
+def train_step(model, opt, loss_fn, xb, yb, opts, gen):
+    xb = augment_batch(xb, opts, gen) if opts.augment else xb
+    out = model(xb)
+    loss = loss_fn(out[0] if isinstance(out, tuple) else out, yb)
+    opt.zero_grad()
+    loss.backward()
+    opt.step()
+    return loss.item()
+
+
+def step_seconds(model, xtr, ytr, args, opts, steps=3):
+    """Seconds per training step of a copy of the model (a warm-up step, then the mean of `steps` timed ones): the
+    probe that plans the epochs and sizes the cloud network before training starts."""
+    import copy
+    probe = copy.deepcopy(model)
+    probe.train()
+    opt = torch.optim.AdamW(probe.parameters(), lr=1e-6)
+    loss_fn = nn.CrossEntropyLoss()
+    gen = torch.Generator().manual_seed(args.seed)
+    idx = torch.randint(0, len(xtr), (args.batch,), generator=gen)
+    xb, yb = torch.from_numpy(xtr[idx.numpy()]), torch.from_numpy(ytr[idx.numpy()])
+    train_step(probe, opt, loss_fn, xb, yb, opts, gen)
+    t0 = time.time()
+    for _ in range(steps):
+        train_step(probe, opt, loss_fn, xb, yb, opts, gen)
+    return (time.time() - t0) / steps
+
+
+TCN_WIDTHS = (160, 128, 96, 64)  # 64 wide is still 1.7x (HAPT) to 3x (mocap) the edge network's FLOPs
+
+
+def sized_tcn(joints, channels, classes, norm, stride, xtr, ytr, args, opts, budget_s):
+    """The widest cloud TCN of TCN_WIDTHS that trains --min-epochs epochs within the time budget, from a timed probe
+    of each width on this machine (the narrowest when none does): a network sized to the budget converges, where a
+    wider one cut to two or three epochs does not."""
+    per_epoch = (len(xtr) + args.batch - 1) // args.batch
+    for width in TCN_WIDTHS:
+        cloud = CloudTCN(joints, channels, classes, norm(), width=width, stride=stride)
+        epoch_s = 1.15 * step_seconds(cloud, xtr, ytr, args, opts) * per_epoch
+        fits = int(budget_s / epoch_s)
+        log(f"cloud tcn width {width}: about {epoch_s:.0f}s per epoch, {fits} epochs in the budget")
+        if fits >= args.min_epochs:
+            break
+    return cloud
+
+
 def train(model, data, args, name, budget_s, lr, opts):
-    """Train with AdamW, a warm-up then cosine learning rate planned over the epochs the time budget allows (the
-    plan follows the measured epoch times), keep the best validation epoch, stop early after --patience epochs
-    without improvement."""
+    """Train with AdamW and a one-cycle learning rate (a warm-up from lr/10 over the first fifth, then cosine to
+    zero) over the time budget (or the most epochs, when they fit sooner); the epochs are planned from a timed probe
+    of a few steps and follow the measured epoch times. Keep the best validation epoch; stop early after --patience
+    epochs without improvement."""
     (xtr, ytr), (xva, yva) = data
-    torch.manual_seed(args.seed)
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-3)
     per_epoch = (len(xtr) + args.batch - 1) // args.batch
     max_epochs = args.epochs
-    planned = max_epochs
+    probe = step_seconds(model, xtr, ytr, args, opts)
+    planned = min(max_epochs, max(2, int(budget_s / (1.15 * probe * per_epoch))))
+    log(f"  {name}: {probe:.3f}s per step measured, {probe * per_epoch:.0f}s per epoch, {planned} epochs planned")
+    torch.manual_seed(args.seed)
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-3)
     loss_fn = nn.CrossEntropyLoss(label_smoothing=0.05)
     xtr_t, ytr_t = torch.from_numpy(xtr), torch.from_numpy(ytr)
     best = (-1.0, None, 0)
     gen = torch.Generator().manual_seed(args.seed)
     t0 = time.time()
     step, since_best, epoch = 0, 0, 0
-    stopped = "epochs"
+    stopped = "time budget" if planned < max_epochs else "epochs"
     while epoch < planned:
         model.train()
         order = torch.randperm(len(xtr_t), generator=gen)
         total = 0.0
         for i in range(0, len(order), args.batch):
             idx = order[i:i + args.batch]
-            warm = max(1, int(0.05 * planned * per_epoch))
-            frac = min(1.0, step / max(1, planned * per_epoch))
-            cur = lr * (step + 1) / warm if step < warm else lr * 0.5 * (1 + math.cos(math.pi * frac))
+            # The schedule's progress is the larger of the steps' share of the most epochs and the time's share of
+            # the budget, so it never goes back when epochs get faster and ends as the budget does.
+            cur = one_cycle(lr, max(step / (max_epochs * per_epoch), (time.time() - t0) / budget_s))
             for g in opt.param_groups:
                 g["lr"] = cur
-            xb = augment_batch(xtr_t[idx], opts, gen) if opts.augment else xtr_t[idx]
-            out = model(xb)
-            logits = out[0] if isinstance(out, tuple) else out
-            loss = loss_fn(logits, ytr_t[idx])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
+            total += train_step(model, opt, loss_fn, xtr_t[idx], ytr_t[idx], opts, gen) * len(idx)
             step += 1
-            total += loss.item() * len(idx)
         epoch += 1
         acc = accuracy(predict_torch(model, xva), yva)
         if acc > best[0] or (acc == best[0] and epoch > best[2]):  # on ties, the later (longer trained) epoch
@@ -183,8 +234,9 @@ def train(model, data, args, name, budget_s, lr, opts):
             "seconds": round(time.time() - t0)}
 
 
-def train_side_by_side(edge, cloud, data, args, budget_s, opts, out):
-    """Train the edge model in a forked process (one core) while this process trains the cloud model (the other)."""
+def train_side_by_side(edge, make_cloud, data, args, budget_s, opts, out):
+    """Train the edge model in a forked process (one core) while this process makes the cloud model (sized while the
+    edge trains, as it will train) and trains it (the other core)."""
     import multiprocessing as mp
     path = out / ".edge-train.pt"
     ctx = mp.get_context("fork")
@@ -196,6 +248,7 @@ def train_side_by_side(edge, cloud, data, args, budget_s, opts, out):
 
     proc = ctx.Process(target=child)
     proc.start()
+    cloud = make_cloud()
     cloud_info = train(cloud, data, args, "cloud", budget_s, 2e-3, opts)
     proc.join()
     if proc.exitcode != 0 or not path.exists():
@@ -204,7 +257,7 @@ def train_side_by_side(edge, cloud, data, args, budget_s, opts, out):
     path.unlink()
     edge.load_state_dict(saved["state"])
     edge.eval()
-    return saved["info"], cloud_info
+    return saved["info"], cloud, cloud_info
 
 
 def predict_torch(model, x, batch=512):
@@ -327,7 +380,10 @@ def main():
                          "together (edge 30%%, cloud 70%%)")
     ap.add_argument("--cloud-arch", choices=["auto", "tcn", "transformer", "stgcn"], default="auto",
                     help="auto: tcn (chosen by measurement on 2 CPU cores, see README)")
-    ap.add_argument("--cloud-width", type=int, default=None, help="cloud width (default: per architecture)")
+    ap.add_argument("--cloud-width", type=int, default=None,
+                    help="cloud width (default: per architecture; the tcn's is sized to --min-epochs in the budget)")
+    ap.add_argument("--min-epochs", type=int, default=8,
+                    help="epochs the default tcn width must fit in the time budget, as measured before training")
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--threads", type=int, default=min(2, os.cpu_count() or 1))
@@ -380,17 +436,23 @@ def main():
 
     stride = max(1, window // 32)
     edge = EdgeNet(joints, channels, len(labels), norm())
-    if arch == "tcn":
-        cloud = CloudTCN(joints, channels, len(labels), norm(), width=args.cloud_width or 160, stride=stride)
-    elif arch == "stgcn":
-        w = args.cloud_width or 48
-        cloud = CloudSTGCN(joints, channels, len(labels), norm(), opts.bones, widths=(w, w, 2 * w, 2 * w),
-                           strides=(1, 2, 1, 1), kernel=5, window=window)
-    else:
-        cloud = CloudTransformer(joints, channels, len(labels), norm(), window, width=args.cloud_width or 128)
-    log(f"edge: {sum(p.numel() for p in edge.parameters()):,} parameters; cloud ({arch}): "
-        f"{sum(p.numel() for p in cloud.parameters()):,}")
     budget_s = args.time_budget * 60
+
+    def make_cloud(cloud_budget_s):
+        if arch == "tcn" and args.cloud_width:
+            cloud = CloudTCN(joints, channels, len(labels), norm(), width=args.cloud_width, stride=stride)
+        elif arch == "tcn":
+            cloud = sized_tcn(joints, channels, len(labels), norm, stride, xtr, ytr, args, opts, cloud_budget_s)
+        elif arch == "stgcn":
+            w = args.cloud_width or 48
+            cloud = CloudSTGCN(joints, channels, len(labels), norm(), opts.bones, widths=(w, w, 2 * w, 2 * w),
+                               strides=(1, 2, 1, 1), kernel=5, window=window)
+        else:
+            cloud = CloudTransformer(joints, channels, len(labels), norm(), window, width=args.cloud_width or 128)
+        log(f"edge: {sum(p.numel() for p in edge.parameters()):,} parameters; cloud ({arch}): "
+            f"{sum(p.numel() for p in cloud.parameters()):,}")
+        return cloud
+
     if args.edge_epochs or args.cloud_epochs:
         log("note: --edge-epochs/--cloud-epochs are replaced by --epochs (the most per model) and --time-budget")
     data = ((xtr, ytr), (xva, yva))
@@ -398,11 +460,13 @@ def main():
         # Both cores, one model each: two single-threaded trainings side by side. (Two intra-op threads per model
         # on a busy 2-core machine spin-wait on each other and ran up to 30x slower, measured.)
         log(f"training the edge and cloud models side by side, one core each (time budget {budget_s:.0f}s each)")
-        edge_train, cloud_train = train_side_by_side(edge, cloud, data, args, budget_s, opts, out)
+        edge_train, cloud, cloud_train = train_side_by_side(edge, lambda: make_cloud(budget_s), data, args,
+                                                            budget_s, opts, out)
     else:
         log(f"training the edge model (time budget {0.3 * budget_s:.0f}s)")
         edge_train = train(edge, data, args, "edge", 0.3 * budget_s, 3e-3, opts)
         log(f"training the cloud model (time budget {budget_s - edge_train['seconds']:.0f}s)")
+        cloud = make_cloud(budget_s - edge_train["seconds"])
         cloud_train = train(cloud, data, args, "cloud", budget_s - edge_train["seconds"], 2e-3, opts)
 
     log("exporting and quantizing")
