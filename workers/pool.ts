@@ -26,6 +26,7 @@
  * @module
  */
 import { AppError } from "../errors.ts";
+import { backoffMs } from "../lib/deadline.ts";
 import type { ScoredBy, SwitcherRelease } from "../release/release.ts";
 import {
   type EdgeResult,
@@ -360,7 +361,7 @@ export async function createWorkerPool(init: EngineInit, options: PoolOptions): 
       const t = setTimeout(() => {
         respawnTimers.delete(t);
         if (!closed) respawn(index, attempt + 1);
-      }, Math.min(30_000, 100 * 2 ** Math.min(attempt, 10)));
+      }, backoffMs(attempt + 1, { baseMs: 100, maxMs: 30_000 }));
       respawnTimers.add(t);
     });
   }
