@@ -280,7 +280,7 @@ async function openDecisionStore(
     busyTimeoutMs: config.databaseBusyTimeoutMs,
     onStateChange: (from, to, reason) =>
       console.error(JSON.stringify({
-        level: to === "ready" ? "info" : to === "gone" ? "error" : "warn",
+        level: to === "ready" || to === "closed" ? "info" : to === "gone" ? "error" : "warn",
         msg: "decision writer",
         from,
         to,
