@@ -22,6 +22,7 @@ import { type AnalyticsQuery, parseAnalyticsParams } from "../db/analytics_param
 import { type Db, openDatabase } from "../db/client.ts";
 import { countDecisions, listDecisions } from "../db/queries.ts";
 import { parseFlags } from "./cli.ts";
+import { spawn } from "./procs.ts";
 
 const USAGE =
   "usage: deno task bench:analytics [--db URL] [--runs N] [--load] [--concurrency C] [--seconds S] [--json]";
@@ -104,35 +105,18 @@ async function benchQueries(db: Db, runs: number): Promise<QueryTiming[]> {
 
 /** Start the service over the database on loopback, as `deno task start` would. */
 async function startService(dbUrl: string, token: string): Promise<{ url: string; stop(): Promise<void> }> {
-  const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", new URL("../main.ts", import.meta.url).pathname],
-    env: { DATABASE_URL: dbUrl, PORT: "0", HOST: "127.0.0.1", ADMIN_TOKEN: token, LOG_LEVEL: "warn" },
-    stdout: "piped",
-    stderr: "inherit",
-  }).spawn();
-  const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
-  let buffered = "";
-  const deadline = Date.now() + 120_000;
-  while (Date.now() < deadline) {
-    const { value, done } = await reader.read();
-    if (done) break;
-    buffered += value;
-    const m = /"url":"(http:\/\/[^"]+)"/.exec(buffered);
-    if (m) {
-      (async () => {
-        while (!(await reader.read()).done) { /* drain */ }
-      })();
-      return {
-        url: m[1],
-        async stop() {
-          child.kill("SIGTERM");
-          await child.status;
-        },
-      };
-    }
-  }
-  child.kill("SIGKILL");
-  throw new Error("Cannot bench: the service did not start");
+  const { child, url } = await spawn(
+    ["run", "-A", new URL("../main.ts", import.meta.url).pathname],
+    { DATABASE_URL: dbUrl, PORT: "0", HOST: "127.0.0.1", ADMIN_TOKEN: token, LOG_LEVEL: "warn" },
+    /"url":"(http:\/\/[^"]+)"/,
+  );
+  return {
+    url,
+    async stop() {
+      child.kill("SIGTERM");
+      await child.status;
+    },
+  };
 }
 
 /** A closed loop: `concurrency` clients each sending the next request when the last one is answered. */

@@ -1,6 +1,6 @@
 /**
- * Child processes for the measuring scripts (`soak`, `bench:stall`): the edge service and the reference cloud
- * server started as subprocesses on 127.0.0.1, their URL read from their log, their output kept.
+ * Child processes for the measuring scripts (`soak`, `bench:stall`, `bench:analytics`): the edge service and the
+ * reference cloud server started as subprocesses on 127.0.0.1, their URL read from their log, their output kept.
  *
  * @module
  */
