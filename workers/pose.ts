@@ -29,32 +29,60 @@ export async function decodeImage(bytes: Uint8Array): Promise<Rgba> {
   return { width: img.width, height: img.height, data: img.data as Uint8ClampedArray };
 }
 
-/** A loaded pose model: one onnxruntime-web session and its input side. */
+/** How the model takes its input: TF's int32 NHWC (as published), or float32 NCHW (straight to the convolutions). */
+type InputLayout = "nhwc-int32" | "nchw-float32";
+
+/** A loaded pose model: one onnxruntime-web session, its input side and layout, and its reused input buffer. */
 export class PoseModel {
-  private constructor(private readonly session: ort.InferenceSession, readonly side: number) {}
+  private readonly planes: Float32Array | null;
+
+  private constructor(
+    private readonly session: ort.InferenceSession,
+    readonly side: number,
+    private readonly layout: InputLayout,
+  ) {
+    this.planes = layout === "nchw-float32" ? new Float32Array(3 * side * side) : null;
+  }
 
   /**
-   * Load the pose model in this realm's runtime.
+   * Load the pose model in this realm's runtime and warm it up (one run, so the first frame pays no set-up).
    *
-   * @param bytes the ONNX model (int32 [1, S, S, 3] in, float32 [1, 1, 17, 3] out)
+   * @param bytes the ONNX model: int32 [1, S, S, 3] or float32 [1, 3, S, S] RGB 0..255 in, float32 [1, 1, 17, 3] out
    */
   static async load(bytes: Uint8Array): Promise<PoseModel> {
     configureRuntime(await readRuntimeBinary());
     const session = await ort.InferenceSession.create(bytes);
     const meta = session.inputMetadata[0];
-    const side = meta && "shape" in meta && typeof meta.shape[1] === "number" ? meta.shape[1] : 192;
-    const model = new PoseModel(session, side);
+    const shape = meta && "shape" in meta ? meta.shape : [];
+    const nchw = shape[1] === 3;
+    const side = Number((nchw ? shape[2] : shape[1]) ?? 192);
+    const type = meta && "type" in meta ? meta.type : "int32";
+    const model = new PoseModel(session, side, nchw && type === "float32" ? "nchw-float32" : "nhwc-int32");
     await model.run(new Int32Array(side * side * 3));
     return model;
   }
 
   /**
-   * Run the model on one S x S x 3 int32 input.
+   * Run the model on one S x S x 3 int32 RGB input (sequence/image.ts `cropToInput`, the TF.js reference's input).
    *
    * @returns 17 x [y, x, score], normalised to the crop
    */
   async run(input: Int32Array): Promise<Float32Array> {
-    const x = new ort.Tensor("int32", input, [1, this.side, this.side, 3]);
+    const s = this.side;
+    let x: ort.Tensor;
+    if (this.planes) {
+      // HWC -> CHW once here, so the graph starts at its first convolution with no transpose or cast.
+      const planes = this.planes;
+      const n = s * s;
+      for (let p = 0, i = 0; p < n; p++, i += 3) {
+        planes[p] = input[i];
+        planes[n + p] = input[i + 1];
+        planes[2 * n + p] = input[i + 2];
+      }
+      x = new ort.Tensor("float32", planes, [1, 3, s, s]);
+    } else {
+      x = new ort.Tensor("int32", input, [1, s, s, 3]);
+    }
     const out = await this.session.run({ [this.session.inputNames[0]]: x });
     return out[this.session.outputNames[0]].data as Float32Array;
   }

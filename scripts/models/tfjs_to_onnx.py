@@ -5,10 +5,14 @@ float32 weights are widened back to float32), and each TF op is written as the O
 
 Layout: TF.js graphs are NHWC. Convolutions, depthwise convolutions, bilinear resizes and additions of their outputs
 run in NCHW in the ONNX graph (what onnxruntime's kernels want); every other op sees the tensor in its TF (NHWC)
-layout, and a Transpose is inserted wherever a tensor crosses between the two. The model's inputs and outputs keep
-the TF signature (MoveNet: int32 [1, S, S, 3] RGB in, float32 [1, 1, 17, 3] (y, x, score) out).
+layout, and a Transpose is inserted wherever a tensor crosses between the two. The outputs keep the TF signature;
+the inputs do too (MoveNet: int32 [1, S, S, 3] RGB) unless `--input-layout nchw` / `--input-dtype` say otherwise:
+an NCHW input feeds the convolutions directly, and the transposes the graph then has in front of its NHWC
+pre-processing are pushed down and cancelled by onnxruntime's transpose optimiser (`--ort-optimize`, or at session
+start).
 
-    python3 scripts/models/tfjs_to_onnx.py --model movenet-lightning.json --out pose.onnx
+    python3 scripts/models/tfjs_to_onnx.py --model movenet-lightning.json --out pose.onnx \
+      [--input-layout nchw] [--input-dtype DT_FLOAT] [--ort-optimize extended]
 """
 
 from __future__ import annotations
@@ -74,8 +78,11 @@ def attr_bool(node: dict, key: str) -> bool:
 
 
 class Converter:
-    def __init__(self, model: dict, weights: dict[str, np.ndarray]):
+    def __init__(self, model: dict, weights: dict[str, np.ndarray], input_layout: str = "nhwc",
+                 input_dtype: str = ""):
         self.model = model
+        self.input_layout = input_layout
+        self.input_dtype = input_dtype
         self.weights = weights
         self.nodes: list[onnx.NodeProto] = []
         self.inits: list[onnx.TensorProto] = []
@@ -151,10 +158,14 @@ class Converter:
                 continue
             if op == "Placeholder":
                 dims = [int(d["size"]) for d in n["attr"]["shape"]["shape"]["dim"]]
-                inputs.append(helper.make_tensor_value_info(name, TF_DTYPES[n["attr"]["dtype"]["type"]], dims))
+                dtype = TF_DTYPES[self.input_dtype] if self.input_dtype else TF_DTYPES[n["attr"]["dtype"]["type"]]
                 self.layout[name] = "nhwc"
                 if len(dims) == 4:
                     self.hw[name] = (dims[1], dims[2])
+                    if self.input_layout == "nchw":
+                        dims = [dims[0], dims[3], dims[1], dims[2]]
+                        self.layout[name] = "nchw"
+                inputs.append(helper.make_tensor_value_info(name, dtype, dims))
                 continue
             getattr(self, "op_" + op)(n, name, ins)
         sig = self.model.get("signature", {}).get("outputs", {})
@@ -272,7 +283,7 @@ class Converter:
 
     def simple(self, op: str, ins: list[str], name: str, **attrs) -> None:
         self.node(op, [self.as_nhwc(i) for i in ins], [name], **attrs)
-        if len(ins) == 1 and ins[0] in self.hw and self.layout.get(ins[0], "nhwc") == "nhwc":
+        if len(ins) == 1 and ins[0] in self.hw:
             self.hw[name] = self.hw[ins[0]]
 
     def op_Identity(self, n, name, ins):
@@ -372,20 +383,47 @@ class Converter:
         self.node("GatherND", [self.as_nhwc(ins[0]), idx], [name])
 
 
+def ort_optimize(path: Path, level: str) -> None:
+    """Replace the model at `path` by what onnxruntime makes of it at `level`, so that sessions start from the
+    optimised graph. Kept to levels whose output is portable: "basic" (constant folding, transpose push-down and
+    cancelling, redundant node removal; standard ONNX ops) and "extended" (plus Conv+activation fusion into
+    com.microsoft FusedConv, which onnxruntime-web's CPU kernels run). Never "all": its NCHWc layout is the
+    building machine's CPU's. Folded constants are stored as float32 (the float16 storage is folded away)."""
+    import onnxruntime as ort  # build-time only
+
+    so = ort.SessionOptions()
+    so.graph_optimization_level = {
+        "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+        "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+    }[level]
+    tmp = path.with_suffix(".opt.onnx")
+    so.optimized_model_filepath = str(tmp)
+    ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+    tmp.replace(path)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", required=True, type=Path, help="TF.js graph model.json")
     ap.add_argument("--out", required=True, type=Path)
+    ap.add_argument("--input-layout", choices=["nhwc", "nchw"], default="nhwc",
+                    help="layout of 4D inputs (nchw: the tensor goes straight to the convolutions)")
+    ap.add_argument("--input-dtype", choices=["", "DT_FLOAT", "DT_INT32"], default="",
+                    help="dtype of the inputs (default: as in the TF graph)")
+    ap.add_argument("--ort-optimize", choices=["none", "basic", "extended"], default="none",
+                    help="save the graph as onnxruntime optimises it at this level (offline, with the Python package)")
     args = ap.parse_args()
     model = json.loads(args.model.read_text())
     if model.get("format") != "graph-model":
         raise SystemExit(f"{args.model}: not a TF.js graph model")
     weights = load_weights(model, args.model.parent)
-    onnx_model = Converter(model, weights).convert()
+    onnx_model = Converter(model, weights, args.input_layout, args.input_dtype).convert()
     onnx.checker.check_model(onnx_model, full_check=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     onnx.save(onnx_model, str(args.out))
-    print(f"wrote {args.out} ({args.out.stat().st_size} bytes, {len(onnx_model.graph.node)} nodes)")
+    if args.ort_optimize != "none":
+        ort_optimize(args.out, args.ort_optimize)
+    print(f"wrote {args.out} ({args.out.stat().st_size} bytes, {len(onnx.load(str(args.out)).graph.node)} nodes)")
 
 
 if __name__ == "__main__":
