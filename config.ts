@@ -86,6 +86,8 @@ export interface Config {
   poseModelDir: string;
   /** Clips that may wait for a pose worker; past it, 503 OVERLOADED. @default 16 */
   poseQueueMax: number;
+  /** Longest one clip may hold a pose worker, in ms; past it the worker is replaced and the clip answered 503 POSE_TIMEOUT. @default 60000 */
+  poseTimeoutMs: number;
   /** Most frames in one camera clip. @default 64 */
   maxClipFrames: number;
   /** Most bytes in one encoded camera frame. @default 1048576 (1 MiB) */
@@ -307,6 +309,7 @@ export function loadConfig(env: Env = Deno.env.toObject()): Readonly<Config> {
     poseWorkers: int(env, "POSE_WORKERS", 1, 0, 64),
     poseModelDir: str(env, "POSE_MODEL_DIR", "wasm-models/pose"),
     poseQueueMax: int(env, "POSE_QUEUE_MAX", 16, 1, 100_000),
+    poseTimeoutMs: int(env, "POSE_TIMEOUT_MS", 60_000, 10, 3_600_000),
     maxClipFrames: int(env, "MAX_CLIP_FRAMES", 64, 1, 10_000),
     maxImageBytes: int(env, "MAX_IMAGE_BYTES", 1024 * 1024, 1024, 256 * 1024 * 1024),
     maxImagePixels: int(env, "MAX_IMAGE_PIXELS", 1920 * 1080, 1, 100_000_000),

@@ -21,6 +21,7 @@ export type ErrorCode =
   | "OVERLOADED"
   | "RATE_LIMITED"
   | "INFERENCE_FAILED"
+  | "POSE_TIMEOUT"
   | "CIRCUIT_OPEN"
   | "MODEL_NOT_READY"
   | "OFFLOAD_TIMEOUT"
@@ -48,6 +49,8 @@ const DEFAULT_STATUS: Record<ErrorCode, ContentfulStatusCode> = {
   RATE_LIMITED: 429,
   /** An inference worker crashed or passed its deadline on this request; it is being replaced (workers/pool.ts). */
   INFERENCE_FAILED: 503,
+  /** A clip held a pose worker past `POSE_TIMEOUT_MS`; the worker is being replaced (workers/pose_pool.ts). */
+  POSE_TIMEOUT: 503,
   /** The cloud circuit is open (cloud/circuit_breaker.ts); reported as a fallback's cloudError, not as a status. */
   CIRCUIT_OPEN: 503,
   MODEL_NOT_READY: 503,

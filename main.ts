@@ -412,6 +412,7 @@ export async function startService(config: Readonly<Config>): Promise<Service> {
         versions: () => ({ ...pool.versions(), cloud: manifest.cloud.version }),
         threshold: () => config.switcherThreshold ?? follower.current().threshold,
         edgeLocation: config.edgeLocation,
+        pose: pose ? () => pose.stats() : undefined,
       }),
       logger: createLogger({ level: config.logLevel }),
       adminToken: config.adminToken,
@@ -432,6 +433,7 @@ export async function startService(config: Readonly<Config>): Promise<Service> {
         database,
         log,
         pool,
+        pose,
         cloud,
         coldCloud: child !== null,
         maxLagMs: config.logReadyMaxLagMs,
@@ -467,6 +469,7 @@ async function startPosePool(config: Readonly<Config>, life: Lifecycle): Promise
   const pose = await createPosePool((await readPoseModel(dir)).bytes, {
     size: config.poseWorkers,
     queueMax: config.poseQueueMax,
+    clipTimeoutMs: config.poseTimeoutMs,
     workerUrl: new URL(`./workers/pose_worker.${MODULE_EXT}`, import.meta.url),
   });
   life.defer("the pose workers", () => pose.close());
@@ -482,6 +485,8 @@ async function healthChecks(
     database: Database;
     log: DecisionLog;
     pool: EdgeInference;
+    /** The pose workers, when the frames routes are on. */
+    pose: PoseInference | null;
     cloud: OipClient;
     coldCloud: boolean;
     maxLagMs: number;
@@ -495,6 +500,7 @@ async function healthChecks(
   };
   return {
     modelsReady: () => parts.pool.stats().size > 0,
+    poseReady: parts.pose ? () => parts.pose!.ready() : undefined,
     database: () => parts.database.ping(),
     async cloud() {
       if (performance.now() - cloudSeen.at > 1000) {

@@ -19,6 +19,8 @@ import type { WriterState } from "../db/decision_writer.ts";
 const WRITER_STATES: readonly WriterState[] = ["disconnected", "ready", "failing", "gone", "closed"];
 import type { DecisionRecord } from "../db/schema.ts";
 import type { PoolStats } from "../workers/pool.ts";
+import type { PosePoolStats } from "../workers/pose_protocol.ts";
+import { registerPoseMetrics } from "./pose_metrics.ts";
 
 /** The versions in service. */
 export interface ServiceVersions {
@@ -41,6 +43,8 @@ export interface MetricsSources {
   threshold(): number;
   /** This app's edge location. */
   edgeLocation: string;
+  /** The pose pool's state (camera frames); absent when the frames routes are off. */
+  pose?: () => PosePoolStats;
 }
 
 /** The app's metrics. */
@@ -73,8 +77,15 @@ const HTTP_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25
 /** Decision stage buckets, in seconds. */
 const STAGE_BUCKETS = [0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5];
 
-/** A counter that mirrors a cumulative count kept elsewhere. */
-function mirroredCounter(registry: Registry, name: string, help: string, read: () => number | undefined): void {
+/**
+ * A counter that mirrors a cumulative count kept elsewhere, read at scrape time.
+ *
+ * @param registry where it is registered
+ * @param name the metric name
+ * @param help its help text
+ * @param read the current count (undefined: not exposed)
+ */
+export function mirroredCounter(registry: Registry, name: string, help: string, read: () => number | undefined): void {
   new Counter({
     name,
     help,
@@ -176,6 +187,8 @@ export function createServiceMetrics(sources: MetricsSources): ServiceMetrics {
   );
   mirroredCounter(registry, "dmd_worker_jobs_failed_total", "Inference jobs failed", () => sources.pool().failed);
   mirroredCounter(registry, "dmd_worker_restarts_total", "Crashed workers replaced", () => sources.pool().restarts);
+
+  if (sources.pose) registerPoseMetrics(registry, sources.pose);
 
   new Gauge({
     name: "dmd_decision_log_backlog",

@@ -1,6 +1,6 @@
 /**
- * `GET /healthz` (the process answers) and `GET /readyz` (models warm, database reachable, and decisions reaching
- * it in time; the cloud is reported but does not gate readiness, since the edge answers without it).
+ * `GET /healthz` (the process answers) and `GET /readyz` (models warm, a pose worker warm when the camera-frames
+ * routes are on, database reachable, and decisions reaching it in time; the cloud is reported but does not gate readiness, since the edge answers without it).
  *
  * Write health: readiness fails when the decision database file was deleted or replaced under the service, or
  * when the oldest accepted decision not yet in the database (in memory or in the outbox) is older than
@@ -15,6 +15,8 @@ import type { DecisionLogHealth } from "../db/decision_log.ts";
 export interface HealthDeps {
   /** True when every worker has its models loaded and warm. */
   modelsReady(): boolean;
+  /** True when a pose worker is loaded and warm (camera frames); absent when the frames routes are off. */
+  poseReady?: () => boolean;
   database(): Promise<boolean>;
   cloud(): Promise<boolean>;
   /** Decisions accepted but not yet written. */
@@ -26,6 +28,9 @@ export interface HealthDeps {
 const ReadySchema = z.object({
   ready: z.boolean(),
   models: z.boolean(),
+  pose: z.boolean().optional().openapi({
+    description: "A pose worker is warm (camera frames); absent when the frames routes are off",
+  }),
   database: z.boolean(),
   cloud: z.boolean(),
   logBacklog: z.number().int(),
@@ -73,8 +78,9 @@ export function healthRoutes(deps: HealthDeps): OpenAPIHono {
   app.openapi(readyRoute, async (c) => {
     const [reachable, cloud, health] = await Promise.all([deps.database(), deps.cloud(), deps.writeHealth?.()]);
     const models = deps.modelsReady();
+    const pose = deps.poseReady?.();
     const database = reachable && health?.writer !== "gone";
-    const ready = models && database && (health?.healthy ?? true);
+    const ready = models && (pose ?? true) && database && (health?.healthy ?? true);
     const writes = health && {
       healthy: health.healthy,
       reason: health.reason,
@@ -82,7 +88,7 @@ export function healthRoutes(deps: HealthDeps): OpenAPIHono {
       oldestUnwrittenMs: Math.round(health.oldestUnwrittenMs),
       outbox: health.outbox,
     };
-    return c.json({ ready, models, database, cloud, logBacklog: deps.logBacklog(), writes }, ready ? 200 : 503);
+    return c.json({ ready, models, pose, database, cloud, logBacklog: deps.logBacklog(), writes }, ready ? 200 : 503);
   });
   return app;
 }

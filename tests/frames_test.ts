@@ -148,6 +148,14 @@ Deno.test({
       const seqRow = await readDecision(dbUrl, seq.body.decisionId);
       assert.equal(seqRow?.inputKind, null);
       assert.equal(seqRow?.poseQuality, null);
+
+      // The pose pool in readiness and metrics: warm, two clips of 32 frames posed.
+      const ready = await (await fetch(`${url}/readyz`)).json();
+      assert.deepEqual([ready.ready, ready.pose], [true, true]);
+      const metrics = await (await fetch(`${url}/metrics`)).text();
+      assert.match(metrics, /^dmd_pose_clips_total\{[^}]*\} 2$/m);
+      assert.match(metrics, /^dmd_pose_frames_total\{[^}]*\} 64$/m);
+      assert.match(metrics, /^dmd_pose_workers\{state="idle"[^}]*\} 1$/m);
     });
   },
 });

@@ -26,7 +26,6 @@
  * @module
  */
 import { AppError } from "../errors.ts";
-import { backoffMs } from "../lib/deadline.ts";
 import type { ScoredBy, SwitcherRelease } from "../release/release.ts";
 import {
   type EdgeResult,
@@ -38,6 +37,7 @@ import {
   type WorkerRequest,
   type WorkerResponse,
 } from "./protocol.ts";
+import { createRespawner } from "./respawn.ts";
 
 // onnxruntime-web replaces the global `Worker` once it initialises in a realm; keep the Web Worker constructor
 // from before that.
@@ -174,8 +174,8 @@ export async function createWorkerPool(init: EngineInit, options: PoolOptions): 
   let msPerItem = 0;
   /** Fires when the oldest queued job has waited `batchWaitMs` (a worker is free but the batch is not full). */
   let fillTimer: ReturnType<typeof setTimeout> | undefined;
-  /** Pending restarts (a failed replacement waits before the next try). */
-  const respawnTimers = new Set<ReturnType<typeof setTimeout>>();
+  /** Restarts crashed workers (a failed replacement waits before the next try). */
+  const respawner = createRespawner((index) => spawn(index), { what: "inference worker", closed: () => closed });
 
   function control(slot: Slot, msg: WorkerRequest): Promise<WorkerResponse> {
     return new Promise((resolve, reject) => {
@@ -345,25 +345,7 @@ export async function createWorkerPool(init: EngineInit, options: PoolOptions): 
     console.error(JSON.stringify({ level: "error", msg: "inference worker failed; replacing it", reason }));
     if (closed) return;
     counters.restarts++;
-    respawn(index, 1);
-  }
-
-  /** Replace the worker in `index`, trying again with backoff until it starts or the pool closes. */
-  function respawn(index: number, attempt: number): void {
-    spawn(index).catch((e) => {
-      console.error(JSON.stringify({
-        level: "error",
-        msg: "inference worker restart failed; trying again",
-        attempt,
-        error: String(e),
-      }));
-      if (closed) return;
-      const t = setTimeout(() => {
-        respawnTimers.delete(t);
-        if (!closed) respawn(index, attempt + 1);
-      }, backoffMs(attempt + 1, { baseMs: 100, maxMs: 30_000 }));
-      respawnTimers.add(t);
-    });
+    respawner.respawn(index);
   }
 
   try {
@@ -421,8 +403,7 @@ export async function createWorkerPool(init: EngineInit, options: PoolOptions): 
     }),
     async close() {
       closed = true;
-      for (const t of respawnTimers) clearTimeout(t);
-      respawnTimers.clear();
+      respawner.close();
       clearTimeout(fillTimer);
       const err = new AppError("MODEL_NOT_READY", "Cannot classify: the pool is closed");
       for (const job of queue.splice(0)) job.reject(err);

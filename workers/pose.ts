@@ -29,6 +29,12 @@ export async function decodeImage(bytes: Uint8Array): Promise<Rgba> {
   return { width: img.width, height: img.height, data: img.data as Uint8ClampedArray };
 }
 
+/** An 8x8 grey JPEG and PNG, decoded once at load so that the decoders' WASM is compiled before the first clip. */
+const WARMUP_IMAGES = [
+  "/9j/4AAQSkZJRgABAgAAAQABAAD//gAQTGF2YzU5LjM3LjEwMAD/2wBDAAgUFBcUFxsbGxsbGyAeICEhISAgICAhISEkJCQqKiokJCQhISQkKCgqKi4vLisrKisvLzIyMjw8OTlGRkhWVmf/xABKAAEAAAAAAAAAAAAAAAAAAAAAAQEAAAAAAAAAAAAAAAAAAAAAEAEAAAAAAAAAAAAAAAAAAAAAEQEAAAAAAAAAAAAAAAAAAAAA/8AAEQgACAAIAwEiAAIRAAMRAP/aAAwDAQACEQMRAD8AAA//2Q==",
+  "iVBORw0KGgoAAAANSUhEUgAAAAgAAAAICAIAAABLbSncAAAACXBIWXMAAAABAAAAAQBPJcTWAAAAD0lEQVR4nGNowAEYhpYEAILzYAGc7g8kAAAAAElFTkSuQmCC",
+];
+
 /** How the model takes its input: TF's int32 NHWC (as published), or float32 NCHW (straight to the convolutions). */
 type InputLayout = "nhwc-int32" | "nchw-float32";
 
@@ -45,7 +51,8 @@ export class PoseModel {
   }
 
   /**
-   * Load the pose model in this realm's runtime and warm it up (one run, so the first frame pays no set-up).
+   * Load the pose model in this realm's runtime and warm it up (one run of the model and of both decoders, so the
+   * first clip pays no set-up).
    *
    * @param bytes the ONNX model: int32 [1, S, S, 3] or float32 [1, 3, S, S] RGB 0..255 in, float32 [1, 1, 17, 3] out
    */
@@ -59,6 +66,7 @@ export class PoseModel {
     const type = meta && "type" in meta ? meta.type : "int32";
     const model = new PoseModel(session, side, nchw && type === "float32" ? "nchw-float32" : "nhwc-int32");
     await model.run(new Int32Array(side * side * 3));
+    for (const b64 of WARMUP_IMAGES) await decodeImage(Uint8Array.from(atob(b64), (c) => c.charCodeAt(0)));
     return model;
   }
 

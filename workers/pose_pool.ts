@@ -6,12 +6,26 @@
  * keypoint request behind clips. Two pools let each be sized on its own (`POSE_WORKERS`, `WORKERS`) and the keypoints
  * a clip yields still go through the inference pool like any other request.
  *
+ * Lifecycle: spawn -> load the model + warm up (a run of the model and of both image decoders) in every worker ->
+ * ready -> close (terminate). The pool is ready ({@link PoseInference.ready}) while at least one worker is warm.
+ *
+ * Faults, as the inference pool handles them: a worker that crashes, or holds one clip past `clipTimeoutMs` (a
+ * hang), is terminated and replaced with the same model (workers/respawn.ts: backoff while a replacement fails to
+ * start). The clip it held fails, with 503 `POSE_TIMEOUT` for a hang and 503 `INFERENCE_FAILED` for a crash, both
+ * with `Retry-After`; it is not retried, because a clip that hangs or crashes a worker would take the next one down
+ * too. Queued clips wait for the replacement or another worker.
+ *
  * @module
  */
 import { AppError } from "../errors.ts";
-import type { ClipPose, PoseInference, PoseRequest, PoseResponse } from "./pose_protocol.ts";
+import type { ClipPose, PoseInference, PosePoolStats, PoseRequest, PoseResponse } from "./pose_protocol.ts";
+import { createRespawner } from "./respawn.ts";
 
-export type { PoseInference };
+export type { PoseInference, PosePoolStats };
+
+// onnxruntime-web replaces the global `Worker` once it initialises in a realm; keep the Web Worker constructor
+// from before that.
+const WebWorker: typeof Worker = globalThis.Worker;
 
 /** Options of {@link createPosePool}. */
 export interface PosePoolOptions {
@@ -19,6 +33,8 @@ export interface PosePoolOptions {
   queueMax: number;
   /** workers/pose_worker.ts (or its bundled form). */
   workerUrl: URL;
+  /** Longest one clip may hold a worker, in milliseconds; past it the worker is replaced. @default 60000 */
+  clipTimeoutMs?: number;
 }
 
 interface Job {
@@ -28,62 +44,165 @@ interface Job {
   reject: (e: unknown) => void;
 }
 
+interface Slot {
+  worker: Worker;
+  job: (Job & { id: number; startedAt: number }) | null;
+  /** Fires when the clip passes its deadline. */
+  deadline: ReturnType<typeof setTimeout> | undefined;
+  /** Loaded and warm. */
+  alive: boolean;
+  /** Settles the start of this worker (init -> ready). */
+  started: { resolve: () => void; reject: (e: unknown) => void } | null;
+}
+
 /**
- * Start the pose workers and load the model in each.
+ * Start the pose workers and load and warm the model in each.
  *
  * @param model the pose model's ONNX bytes
- * @param options pool size, queue bound, worker module
- * @returns the pool, once every worker is ready
+ * @param options pool size, queue bound, worker module, clip deadline
+ * @returns the pool, once every worker is warm
+ * @throws AppError MODEL_NOT_READY when a worker cannot load the model
  */
 export async function createPosePool(model: Uint8Array, options: PosePoolOptions): Promise<PoseInference> {
+  const clipTimeoutMs = options.clipTimeoutMs ?? 60_000;
   let nextId = 1;
   let closed = false;
   const queue: Job[] = [];
-  const slots: { worker: Worker; job: (Job & { id: number; startedAt: number }) | null }[] = [];
-  const pump = () => {
+  const slots: Slot[] = [];
+  const counters = {
+    completed: 0,
+    failed: 0,
+    crashed: 0,
+    timedOut: 0,
+    restarts: 0,
+    frames: 0,
+    decodeMs: 0,
+    poseMs: 0,
+    warmupMs: 0,
+  };
+  const respawner = createRespawner((index) => spawn(index), { what: "pose worker", closed: () => closed });
+
+  function pump(): void {
     for (const slot of slots) {
-      if (slot.job || queue.length === 0) continue;
+      if (queue.length === 0) return;
+      if (!slot?.alive || slot.job) continue;
       const job = queue.shift()!;
       const id = nextId++;
       slot.job = { ...job, id, startedAt: performance.now() };
+      slot.deadline = setTimeout(() => onFault(slot, "timeout"), clipTimeoutMs);
       slot.worker.postMessage({ type: "pose", id, images: job.images } satisfies PoseRequest);
     }
-  };
-  await Promise.all(Array.from({ length: options.size }, () =>
-    new Promise<void>((resolve, reject) => {
-      const worker = new Worker(options.workerUrl, { type: "module" });
-      const slot: (typeof slots)[number] = { worker, job: null };
-      slots.push(slot);
-      const id = nextId++;
-      worker.onmessage = (e: MessageEvent<PoseResponse>) => {
-        const msg = e.data;
-        if (msg.id === id) {
-          if (msg.type === "ready") resolve();
-          else reject(new AppError("MODEL_NOT_READY", `pose worker: ${msg.type === "error" ? msg.message : msg.type}`));
-          return;
-        }
-        const job = slot.job;
-        if (!job || job.id !== msg.id) return;
-        slot.job = null;
-        if (msg.type === "poses") {
-          const { type: _t, id: _i, ...clip } = msg;
-          job.resolve({ ...clip, queueMs: job.startedAt - job.enqueuedAt });
-        } else if (msg.type === "error") job.reject(new AppError(msg.code, msg.message));
-        pump();
-      };
-      worker.onerror = (e) => {
-        e.preventDefault();
-        const job = slot.job;
-        slot.job = null;
-        job?.reject(new AppError("INFERENCE_FAILED", `pose worker failed: ${e.message}`));
-        reject(new AppError("MODEL_NOT_READY", `pose worker failed: ${e.message}`));
-      };
-      worker.postMessage({ type: "init", id, model } satisfies PoseRequest);
-    })));
+  }
+
+  function onMessage(slot: Slot, msg: PoseResponse): void {
+    if (slot.started) {
+      const started = slot.started;
+      slot.started = null;
+      if (msg.type === "ready") {
+        counters.warmupMs = msg.warmupMs;
+        started.resolve();
+      } else {
+        started.reject(
+          new AppError("MODEL_NOT_READY", `pose worker: ${msg.type === "error" ? msg.message : msg.type}`),
+        );
+      }
+      return;
+    }
+    const job = slot.job;
+    if (!job || job.id !== msg.id) return;
+    slot.job = null;
+    clearTimeout(slot.deadline);
+    if (msg.type === "poses") {
+      const { type: _t, id: _i, ...clip } = msg;
+      counters.completed++;
+      counters.frames += clip.frames.length;
+      counters.decodeMs += clip.decodeMs;
+      counters.poseMs += clip.poseMs;
+      job.resolve({ ...clip, queueMs: job.startedAt - job.enqueuedAt });
+    } else {
+      counters.failed++;
+      job.reject(
+        msg.type === "error"
+          ? new AppError(msg.code, msg.message)
+          : new AppError("INTERNAL", `Cannot pose: the pose worker replied "${msg.type}" to a clip`),
+      );
+    }
+    pump();
+  }
+
+  /** A crash or a hang: terminate the worker, fail its clip, replace it. */
+  function onFault(slot: Slot, kind: "crash" | "timeout", reason = `clip passed its ${clipTimeoutMs} ms deadline`) {
+    const index = slots.indexOf(slot);
+    if (index < 0) return;
+    slot.alive = false;
+    clearTimeout(slot.deadline);
+    slot.worker.terminate();
+    const err = kind === "timeout"
+      ? new AppError("POSE_TIMEOUT", `Cannot pose: the clip held a pose worker past ${clipTimeoutMs} ms`, {
+        cause: reason,
+        headers: { "Retry-After": "1" },
+      })
+      : new AppError("INFERENCE_FAILED", "Cannot pose: the pose worker failed on this clip", {
+        cause: reason,
+        headers: { "Retry-After": "1" },
+      });
+    if (slot.job) {
+      counters.failed++;
+      if (kind === "timeout") counters.timedOut++;
+      else counters.crashed++;
+      slot.job.reject(err);
+      slot.job = null;
+    }
+    if (slot.started) {
+      slot.started.reject(new AppError("MODEL_NOT_READY", `pose worker failed to start: ${reason}`));
+      slot.started = null;
+      return; // spawn's caller decides: startup fails, or the respawner tries again
+    }
+    console.error(JSON.stringify({ level: "error", msg: "pose worker failed; replacing it", kind, reason }));
+    if (closed) return;
+    counters.restarts++;
+    respawner.respawn(index);
+  }
+
+  async function spawn(index: number): Promise<void> {
+    const worker = new WebWorker(options.workerUrl.href, { type: "module" });
+    const slot: Slot = { worker, job: null, deadline: undefined, alive: false, started: null };
+    slots[index] = slot;
+    worker.onmessage = (e: MessageEvent<PoseResponse>) => onMessage(slot, e.data);
+    worker.onerror = (e: ErrorEvent) => {
+      e.preventDefault();
+      onFault(slot, "crash", e.message);
+    };
+    try {
+      await new Promise<void>((resolve, reject) => {
+        slot.started = { resolve, reject };
+        worker.postMessage({ type: "init", id: nextId++, model } satisfies PoseRequest);
+      });
+    } catch (err) {
+      worker.terminate();
+      throw err;
+    }
+    if (closed) {
+      worker.terminate();
+      return;
+    }
+    slot.alive = true;
+    pump();
+  }
+
+  try {
+    await Promise.all(Array.from({ length: options.size }, (_, i) => spawn(i)));
+  } catch (err) {
+    closed = true;
+    for (const s of slots) s?.worker.terminate();
+    throw err;
+  }
+
+  const aliveCount = () => slots.filter((s) => s?.alive).length;
   return {
     pose(images) {
       if (closed) return Promise.reject(new AppError("MODEL_NOT_READY", "Cannot pose: the pose workers are closed"));
-      const idle = slots.some((s) => !s.job);
+      const idle = slots.some((s) => s?.alive && !s.job);
       if (!idle && queue.length >= options.queueMax) {
         return Promise.reject(
           new AppError("OVERLOADED", "Cannot pose: the pose queue is full", { headers: { "Retry-After": "1" } }),
@@ -94,18 +213,25 @@ export async function createPosePool(model: Uint8Array, options: PosePoolOptions
         pump();
       });
     },
+    ready: () => !closed && aliveCount() > 0,
     stats: () => ({
-      workers: slots.length,
-      busy: slots.filter((s) => s.job).length,
+      workers: options.size,
+      alive: aliveCount(),
+      busy: slots.filter((s) => s?.job).length,
       queued: queue.length,
       queueMax: options.queueMax,
+      ...counters,
     }),
     close() {
       closed = true;
+      respawner.close();
       const err = new AppError("MODEL_NOT_READY", "Cannot pose: the service is shutting down");
       for (const job of queue.splice(0)) job.reject(err);
       for (const s of slots) {
+        s.alive = false;
+        clearTimeout(s.deadline);
         s.job?.reject(err);
+        s.job = null;
         s.worker.terminate();
       }
       return Promise.resolve();

@@ -20,12 +20,45 @@ export interface ClipPose {
   poseMs: number;
 }
 
+/** The pose pool's state, for readiness and metrics; the counts and sums are cumulative since start. */
+export interface PosePoolStats {
+  /** Workers configured. */
+  workers: number;
+  /** Workers loaded, warm and serving now (below `workers` while a replacement starts). */
+  alive: number;
+  busy: number;
+  queued: number;
+  queueMax: number;
+  /** Clips posed. */
+  completed: number;
+  /** Clips that failed (bad image data, a crash, a hang). */
+  failed: number;
+  /** Clips whose worker crashed. */
+  crashed: number;
+  /** Clips that held their worker past the deadline. */
+  timedOut: number;
+  /** Workers replaced. */
+  restarts: number;
+  /** Frames posed, and the time spent decoding them and in the pose model, in milliseconds. */
+  frames: number;
+  decodeMs: number;
+  poseMs: number;
+  /** The last worker start's load + warm-up time, in milliseconds. */
+  warmupMs: number;
+}
+
 /** Pose estimation for clips, behind which the pose workers run (workers/pose_pool.ts). */
 export interface PoseInference {
-  /** Decode and pose one clip. @throws AppError OVERLOADED when the queue is full, INVALID_INPUT on bad image data */
+  /**
+   * Decode and pose one clip.
+   * @throws AppError OVERLOADED when the queue is full, INVALID_INPUT on bad image data, POSE_TIMEOUT when the clip
+   *   held its worker past the deadline, INFERENCE_FAILED when the worker crashed
+   */
   pose(images: Uint8Array[]): Promise<ClipPose & { queueMs: number }>;
-  /** Workers and queue. */
-  stats(): { workers: number; busy: number; queued: number; queueMax: number };
+  /** Whether a warm worker serves now. */
+  ready(): boolean;
+  /** Workers, queue and counters. */
+  stats(): PosePoolStats;
   /** Terminate the workers; queued clips fail. */
   close(): Promise<void>;
 }
