@@ -37,7 +37,7 @@ import {
   type WorkerRequest,
   type WorkerResponse,
 } from "./protocol.ts";
-import { createRespawner } from "./respawn.ts";
+import { createRespawner, startAll } from "./respawn.ts";
 
 // onnxruntime-web replaces the global `Worker` once it initialises in a realm; keep the Web Worker constructor
 // from before that.
@@ -348,13 +348,10 @@ export async function createWorkerPool(init: EngineInit, options: PoolOptions): 
     respawner.respawn(index);
   }
 
-  try {
-    await Promise.all(Array.from({ length: options.size }, (_, i) => spawn(i)));
-  } catch (err) {
+  await startAll(options.size, spawn, () => {
     closed = true;
     for (const s of slots) s?.worker.terminate();
-    throw err;
-  }
+  });
 
   return {
     classify(items) {

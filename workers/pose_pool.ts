@@ -19,7 +19,7 @@
  */
 import { AppError } from "../errors.ts";
 import type { ClipPose, PoseInference, PosePoolStats, PoseRequest, PoseResponse } from "./pose_protocol.ts";
-import { createRespawner } from "./respawn.ts";
+import { createRespawner, startAll } from "./respawn.ts";
 
 export type { PoseInference, PosePoolStats };
 
@@ -190,13 +190,10 @@ export async function createPosePool(model: Uint8Array, options: PosePoolOptions
     pump();
   }
 
-  try {
-    await Promise.all(Array.from({ length: options.size }, (_, i) => spawn(i)));
-  } catch (err) {
+  await startAll(options.size, spawn, () => {
     closed = true;
     for (const s of slots) s?.worker.terminate();
-    throw err;
-  }
+  });
 
   const aliveCount = () => slots.filter((s) => s?.alive).length;
   return {

@@ -1,7 +1,8 @@
 /**
- * Replacing a worker that crashed or hung: start it again, and when the replacement fails to start, try again with
- * backoff (200 ms doubling to 30 s) until it starts or its pool closes, so a pool never shrinks for good. One helper
- * for the inference pool (workers/pool.ts) and the pose pool (workers/pose_pool.ts).
+ * Starting a pool's workers (all or none), and replacing a worker that crashed or hung: start it again, and when
+ * the replacement fails to start, try again with backoff (200 ms doubling to 30 s) until it starts or its pool
+ * closes, so a pool never shrinks for good. One helper for the inference pool (workers/pool.ts) and the pose pool
+ * (workers/pose_pool.ts).
  *
  * @module
  */
@@ -58,4 +59,25 @@ export function createRespawner(spawn: (index: number) => Promise<void>, options
       timers.clear();
     },
   };
+}
+
+/**
+ * Start every worker of a pool; when one cannot start, terminate all (those started and those starting) and fail.
+ *
+ * @param size the number of workers
+ * @param spawn starts the worker of a slot
+ * @param abort marks the pool closed and terminates its workers
+ * @throws the first start failure
+ */
+export async function startAll(
+  size: number,
+  spawn: (index: number) => Promise<void>,
+  abort: () => void,
+): Promise<void> {
+  try {
+    await Promise.all(Array.from({ length: size }, (_, i) => spawn(i)));
+  } catch (err) {
+    abort();
+    throw err;
+  }
 }
