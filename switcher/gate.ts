@@ -182,7 +182,9 @@ export function gateOnFolds(
       promote: false,
       reason: Number.isNaN(c.difference)
         ? `no held-out fold ranks the candidate against ${c.name}`
-        : `candidate AUC is ${f(-c.difference)} below ${c.name} on held-out folds (tolerance ${Number(allowed(c.name).toFixed(4))})`,
+        : `candidate AUC is ${f(-c.difference)} below ${c.name} on held-out folds (tolerance ${
+          Number(allowed(c.name).toFixed(4))
+        })`,
       comparisons,
     };
   }
