@@ -54,6 +54,7 @@ Deno.test({
       assert.deepEqual({ ...ready, logBacklog: 0, writes: { ...ready.writes, writer: "-" } }, {
         ready: true,
         models: true,
+        pose: true,
         database: true,
         cloud: true,
         logBacklog: 0,
