@@ -141,6 +141,7 @@ for (const workers of [1, 2]) {
     });
     const a = await res.json();
     if (res.status !== 200 || a.route !== "edge") throw new Error(`unexpected answer ${res.status}`);
+    return a.input as { decodeMs: number; poseMs: number };
   };
   const t = performance.now();
   await post();
@@ -152,6 +153,8 @@ const inFlight = async (post: () => Promise<unknown>) => {
   return 4 / ((performance.now() - t) / 1000);
 };
 const latency: number[][] = services.map(() => []);
+/** Latency less the decode + pose time the pose worker reported: what serving adds (HTTP, JSON, hand-over, edge). */
+const overhead: number[][] = services.map(() => []);
 const clipsPerS: number[][] = services.map(() => []);
 const bareRuns: number[] = [];
 for (let r = 0; r < rounds; r++) {
@@ -161,18 +164,20 @@ for (let r = 0; r < rounds; r++) {
   bareRuns.push(performance.now() - t);
   for (const [k, s] of services.entries()) {
     const t = performance.now();
-    await s.post();
+    const input = await s.post();
     latency[k].push(performance.now() - t);
+    overhead[k].push(latency[k].at(-1)! - input.decodeMs - input.poseMs);
     clipsPerS[k].push(await inFlight(s.post));
   }
 }
 await edge.close();
 const bareMs = median(bareRuns);
-const served: Record<string, { firstClipMs: number; latencyMs: number; clipsPerS: number }> = {};
+const served: Record<string, { firstClipMs: number; latencyMs: number; overheadMs: number; clipsPerS: number }> = {};
 for (const [k, s] of services.entries()) {
   served[`poseWorkers${s.workers}`] = {
     firstClipMs: s.firstClipMs,
     latencyMs: median(latency[k]),
+    overheadMs: median(overhead[k]),
     clipsPerS: median(clipsPerS[k]),
   };
   await s.service.shutdown();
