@@ -28,6 +28,7 @@
  *
  * @module
  */
+import { within } from "../lib/deadline.ts";
 import { Http1Framer } from "./http1_framing.ts";
 
 /** The field that carries the client's address from the guard to the handler: `<address> <port>`. */
@@ -90,6 +91,8 @@ export interface ConnGuard {
 }
 
 const encoder = new TextEncoder();
+/** At shutdown, how long the last answers may take to reach their clients once the server has closed, in ms. */
+const SHUTDOWN_RELAY_MS = 1000;
 
 /** An answer the guard writes itself, always closing the connection. */
 function answer(status: number, reason: string, code: string, message: string, extra = ""): Uint8Array {
@@ -166,6 +169,9 @@ class GuardedConnection {
   #clientEnded = false;
   #serverWriteClosed = false;
   #closed = false;
+  #onClosed!: () => void;
+  /** Resolves once the connection is closed. */
+  readonly closed = new Promise<void>((resolve) => this.#onClosed = resolve);
 
   constructor(client: Deno.TcpConn, shared: Shared) {
     this.#client = client;
@@ -217,6 +223,12 @@ class GuardedConnection {
       this.#server?.close();
     } catch { /* already closed */ }
     this.#shared.release(this);
+    this.#onClosed();
+  }
+
+  /** @returns whether a request reached the server (so that an answer may still be on its way) */
+  reachedServer(): boolean {
+    return this.#server !== null;
   }
 
   async #readClient(): Promise<void> {
@@ -402,6 +414,10 @@ export function createConnGuard(options: ConnGuardOptions): ConnGuard {
           await accepting;
           try {
             await inner.shutdown();
+            // The server has written its last answers and closed its ends: let them reach the clients (bounded);
+            // a client that never sent a whole head has nothing coming.
+            for (const c of conns) if (!c.reachedServer()) c.close();
+            await within(Promise.all([...conns].map((c) => c.closed)), SHUTDOWN_RELAY_MS);
           } finally {
             for (const c of conns) c.close();
             clearInterval(timer);
