@@ -28,6 +28,7 @@
  *
  * @module
  */
+import type { ErrorCode } from "../errors.ts";
 import { within } from "../lib/deadline.ts";
 import { Http1Framer } from "./http1_framing.ts";
 
@@ -95,7 +96,7 @@ const encoder = new TextEncoder();
 const SHUTDOWN_RELAY_MS = 1000;
 
 /** An answer the guard writes itself, always closing the connection. */
-function answer(status: number, reason: string, code: string, message: string, extra = ""): Uint8Array {
+function answer(status: number, reason: string, code: ErrorCode, message: string, extra = ""): Uint8Array {
   const body = JSON.stringify({ code, message });
   return encoder.encode(
     `HTTP/1.1 ${status} ${reason}\r\ncontent-type: application/json\r\ncontent-length: ${body.length}\r\n` +
