@@ -94,6 +94,12 @@ export interface ConnGuard {
 const encoder = new TextEncoder();
 /** At shutdown, how long the last answers may take to reach their clients once the server has closed, in ms. */
 const SHUTDOWN_RELAY_MS = 1000;
+/**
+ * After the guard or the server ends a connection, how long the client may take to close its side, in ms: closing at
+ * once with the client's bytes unread would reset the connection, and the client could lose the answer it has not
+ * read yet.
+ */
+const LINGER_MS = 2000;
 
 /** An answer the guard writes itself, always closing the connection. */
 function answer(status: number, reason: string, code: ErrorCode, message: string, extra = ""): Uint8Array {
@@ -169,6 +175,8 @@ class GuardedConnection {
   #finishing: Uint8Array | null = null;
   #clientEnded = false;
   #serverWriteClosed = false;
+  /** Once the client's side is closed for writing: when the connection is closed anyway. */
+  #lingerUntil = Infinity;
   #closed = false;
   #onClosed!: () => void;
   /** Resolves once the connection is closed. */
@@ -200,7 +208,8 @@ class GuardedConnection {
    * @param now the time, in milliseconds
    */
   tick(now: number): void {
-    if (this.#closed || this.#finishing) return;
+    if (now > this.#lingerUntil) return this.close();
+    if (this.#closed || this.#finishing || this.#lingerUntil !== Infinity) return;
     if (now > this.#headDeadline) {
       this.#shared.counts.headerTimeouts++;
       this.#finish(TIMEOUT_ANSWER);
@@ -238,7 +247,7 @@ class GuardedConnection {
       const n = await this.#client.read(buf).catch(() => null);
       if (n === null) return this.#onClientEnd();
       this.#lastActivity = performance.now();
-      if (this.#finishing) continue;
+      if (this.#finishing || this.#lingerUntil !== Infinity) continue;
       const out = this.#requests.push(buf.subarray(0, n));
       if (this.#requests.methods.length > 0) {
         for (const method of this.#requests.methods.splice(0)) this.#responses.expect(method);
@@ -298,8 +307,10 @@ class GuardedConnection {
       }
     }
     // The server closed (`Connection: close`, a drain, a shutdown): the guard's own answer if one waits and no
-    // answer is cut in the middle, then close.
+    // answer is cut in the middle, then hang up; an answer cut in the middle: close at once.
+    const whole = this.#responses.phase === "idle" || this.#responses.phase === "opaque";
     if (this.#finishing && this.#responses.phase === "idle") return this.#writeFinal();
+    if (whole) return this.#hangUp();
     this.close();
   }
 
@@ -318,14 +329,27 @@ class GuardedConnection {
     const response = this.#finishing!;
     try {
       await writeAll(this.#client, response);
+    } catch {
+      return this.close();
+    }
+    await this.#hangUp();
+  }
+
+  /** Close the client's side for writing; the connection closes when the client closes its own, or at the linger. */
+  async #hangUp(): Promise<void> {
+    if (this.#closed || this.#lingerUntil !== Infinity) return;
+    this.#lingerUntil = performance.now() + LINGER_MS;
+    try {
       await this.#client.closeWrite();
-    } catch { /* the client is gone */ }
-    this.close();
+    } catch {
+      return this.close();
+    }
+    if (this.#clientEnded) this.close();
   }
 
   #onClientEnd(): void {
-    if (this.#finishing || !this.#server) return this.close();
     this.#clientEnded = true;
+    if (this.#finishing || !this.#server || this.#lingerUntil !== Infinity) return this.close();
     // Once every request is answered, the server may close (it drops an answer in progress on a half-close); a
     // request whose body was cut: the server sees the cut at once.
     const cut = this.#requests.headsCompleted > this.#requests.messagesCompleted;

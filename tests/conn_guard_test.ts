@@ -228,6 +228,21 @@ Deno.test("guard: a pipelined pair is answered in order, and a half-close waits 
   }
 });
 
+Deno.test("guard: after Connection: close the answer arrives whole, bytes sent after it notwithstanding", async () => {
+  const { server, port } = echoServer();
+  try {
+    const c = await rawClient(port);
+    await c.send(
+      `GET /last HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n${"junk after the last request ".repeat(500)}`,
+    );
+    const { text, reset } = await c.ended;
+    assert.equal(reset, false);
+    assert.match(text, /^HTTP\/1\.1 200 OK\r\n[^]*"path":"\/last"/);
+  } finally {
+    await server.shutdown();
+  }
+});
+
 Deno.test("guard: the handler sees the client's address; a forged peer field is dropped", async () => {
   const { server, port } = echoServer();
   try {
