@@ -5,7 +5,9 @@
  * alternates, the load generator (scripts/bench_load.ts, a process of its own) against each: `/healthz` at c=1 (the
  * HTTP floor), `POST /v1/classify` at c=1 and at c=16. For each phase: p50, p99, throughput, and the service's CPU
  * time per answered request (user + system, from /proc, so Linux only), each as the median over the repetitions,
- * the difference (guard - none) and the range. On a shared machine, read the CPU time and the paired differences.
+ * the difference (guard - none) and the range. Then two measures that a shared machine disturbs less: c=1 with one
+ * client alternating requests between the services (same moments for both), and c=16 with both services loaded at
+ * once (they share the cores alike). On a shared machine, read those and the CPU time per request.
  *
  * Flags: --models DIR, --workers N (2), --reps N (5), --phase-ms N (4000), --json
  *
@@ -106,6 +108,24 @@ const services = {
   guard: await startService(`${dir}/guard`, {}),
 };
 const results: Record<string, Record<string, Phase[]>> = {};
+/** Interleaved c=1 latencies, in ms, per path and service. */
+const interleaved: Record<string, { none: number[]; guard: number[] }> = {};
+/** Both services loaded at once at c=16, per repetition. */
+const together: { none: Phase; guard: Phase }[] = [];
+const bodyText = await Deno.readTextFile(bodyFile);
+
+/** One request; its latency in ms. */
+async function timed(url: string, post: boolean): Promise<number> {
+  const t = performance.now();
+  const res = await fetch(
+    url,
+    post ? { method: "POST", headers: { "content-type": "application/json" }, body: bodyText } : {},
+  );
+  await res.arrayBuffer();
+  if (res.status !== 200) throw new Error(`Cannot bench: ${url} answered ${res.status}`);
+  return performance.now() - t;
+}
+
 try {
   log("warming both services (c=16, 4 s each)");
   for (const s of Object.values(services)) {
@@ -126,6 +146,31 @@ try {
           Object.entries(phases).map(([p, r]) => `${p} p50 ${r.p50Ms.toFixed(2)} ms`).join(", "),
       );
     }
+  }
+  // Interleaved c=1: one client here alternates requests between the services (the order flips every pair), so
+  // that both are measured at the same moments of a shared machine.
+  log("interleaved c=1");
+  for (const [path, post] of [["/healthz", false], ["/v1/classify", true]] as const) {
+    const by = interleaved[path] = { none: [] as number[], guard: [] as number[] };
+    for (let i = 0; i < 150 * phaseMs / 1000; i++) {
+      for (const name of i % 2 === 0 ? (["none", "guard"] as const) : (["guard", "none"] as const)) {
+        by[name].push(await timed(`${services[name].url}${path}`, post));
+      }
+    }
+  }
+  // Both at once at c=16: one load generator per service, running together, so that they share the cores alike.
+  for (let rep = 0; rep < reps; rep++) {
+    const [none, guard] = await Promise.all(
+      (["none", "guard"] as const).map((name) =>
+        load(services[name], "/v1/classify", { concurrency: 16, durationMs: phaseMs, body: bodyFile })
+      ),
+    );
+    together.push({ none, guard });
+    log(
+      `together ${rep + 1}/${reps}: none ${none.throughputRps.toFixed(0)} rps, guard ${
+        guard.throughputRps.toFixed(0)
+      } rps`,
+    );
   }
 } finally {
   for (const s of Object.values(services)) await s.stop();
@@ -155,8 +200,28 @@ const summary = Object.entries(results).map(([phase, by]) => ({
     }];
   })) as Record<(typeof metrics)[number], Compared>,
 }));
-if (flags.json) console.log(JSON.stringify({ workers, reps, phaseMs, summary }, null, 2));
-else {
+const quantile = (v: number[], q: number) => [...v].sort((a, b) => a - b)[Math.floor(q * (v.length - 1))];
+const interleavedSummary = Object.entries(interleaved).map(([path, by]) => ({
+  path,
+  requests: by.none.length,
+  p50Ms: { none: quantile(by.none, 0.5), guard: quantile(by.guard, 0.5) },
+  p90Ms: { none: quantile(by.none, 0.9), guard: quantile(by.guard, 0.9) },
+}));
+const togetherSummary = (["throughputRps", "p50Ms", "cpuMsPerRequest"] as const).map((m) => ({
+  metric: m,
+  none: median(together.map((t) => t.none[m])),
+  guard: median(together.map((t) => t.guard[m])),
+  ratio: median(together.map((t) => t.guard[m] / t.none[m])),
+}));
+if (flags.json) {
+  console.log(
+    JSON.stringify(
+      { workers, reps, phaseMs, summary, interleaved: interleavedSummary, together: togetherSummary },
+      null,
+      2,
+    ),
+  );
+} else {
   console.log(
     `guard vs none, ${reps} paired repetitions of ${phaseMs} ms (median; guard - none per pair, median [range])`,
   );
@@ -170,5 +235,24 @@ else {
       );
     }
     if (row.failed > 0) console.log(`${row.phase}: ${row.failed} requests failed or shed`);
+  }
+  console.log("interleaved c=1 (one client alternating between the services; ms)");
+  for (const r of interleavedSummary) {
+    console.log(
+      `${r.path.padEnd(14)} ${r.requests} each  p50 none ${r.p50Ms.none.toFixed(3)} guard ${
+        r.p50Ms.guard.toFixed(3)
+      } ` +
+        `(diff ${(r.p50Ms.guard - r.p50Ms.none).toFixed(3)})  p90 none ${r.p90Ms.none.toFixed(3)} guard ${
+          r.p90Ms.guard.toFixed(3)
+        }`,
+    );
+  }
+  console.log("classify c=16, both services loaded at once (median over repetitions; ratio guard / none per pair)");
+  for (const r of togetherSummary) {
+    console.log(
+      `${r.metric.padEnd(16)} none ${r.none.toFixed(3).padStart(9)}  guard ${r.guard.toFixed(3).padStart(9)}  ratio ${
+        r.ratio.toFixed(3)
+      }`,
+    );
   }
 }

@@ -242,7 +242,9 @@ class GuardedConnection {
   }
 
   async #readClient(): Promise<void> {
-    const buf = new Uint8Array(16384);
+    // 16 KiB, grown to 64 KiB once a read fills it: larger bodies pass in fewer reads and writes, idle and slow
+    // clients hold little.
+    let buf = new Uint8Array(16384);
     while (!this.#closed) {
       const n = await this.#client.read(buf).catch(() => null);
       if (n === null) return this.#onClientEnd();
@@ -258,6 +260,7 @@ class GuardedConnection {
         if (!server) return;
         await writeAll(server, joined(out));
       }
+      if (n === buf.length && buf.length < 65536) buf = new Uint8Array(65536);
       const rejection = this.#requests.rejection;
       if (rejection) {
         this.#shared.counts.badRequests++;
