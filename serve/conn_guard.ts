@@ -175,6 +175,8 @@ class GuardedConnection {
   #finishing: Uint8Array | null = null;
   #clientEnded = false;
   #serverWriteClosed = false;
+  /** The server stopped taking bytes (it closed after `Connection: close`): the client's next bytes are dropped. */
+  #serverGone = false;
   /** Once the client's side is closed for writing: when the connection is closed anyway. */
   #lingerUntil = Infinity;
   #closed = false;
@@ -249,7 +251,7 @@ class GuardedConnection {
       const n = await this.#client.read(buf).catch(() => null);
       if (n === null) return this.#onClientEnd();
       this.#lastActivity = performance.now();
-      if (this.#finishing || this.#lingerUntil !== Infinity) continue;
+      if (this.#finishing || this.#serverGone || this.#lingerUntil !== Infinity) continue;
       const out = this.#requests.push(buf.subarray(0, n));
       if (this.#requests.methods.length > 0) {
         for (const method of this.#requests.methods.splice(0)) this.#responses.expect(method);
@@ -258,7 +260,12 @@ class GuardedConnection {
       if (out.length > 0) {
         const server = this.#server ?? await this.#connect();
         if (!server) return;
-        await writeAll(server, joined(out));
+        try {
+          await writeAll(server, joined(out));
+        } catch {
+          // Its answers so far still reach the client (#readServer), then the connection ends.
+          this.#serverGone = true;
+        }
       }
       if (n === buf.length && buf.length < 65536) buf = new Uint8Array(65536);
       const rejection = this.#requests.rejection;
