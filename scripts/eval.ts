@@ -30,7 +30,7 @@
  * (the distance between the two answers as a rule) and `measured: mlp:confidence+quality+consistency`, fitted on the
  * pool like the candidates; both are reported, neither can be installed.
  *
- * Outputs in --out (default build/eval): eval.json (every figure, per seed and aggregated, and the figure's data),
+ * Outputs in --out (default build/eval): eval.json (every figure, per seed and aggregated, and the plotted curves),
  * eval.md (the tables) and curves.svg (scripts/eval_figure.ts: accuracy against offload for the switcher dmd
  * installs, the best confidence rule and the oracle, mean over seeds, with edge only and cloud only).
  *
@@ -54,8 +54,8 @@ import { loadModelSet } from "../workers/artefacts.ts";
 import { createWorkerPool } from "../workers/pool.ts";
 import { type DatasetRow, readDataset, readLabelledDataset } from "./dataset.ts";
 import { parseFlags, usageError } from "./cli.ts";
-import { aggregate, type EvalCost, markdown, type SeedRun, spread } from "./eval_report.ts";
-import { choiceLabel, type FigureData, meanCurvePct, renderFigure } from "./eval_figure.ts";
+import { aggregate, type EvalCost, markdown, type SeedRun } from "./eval_report.ts";
+import { type FigureCurves, figureData, meanCurvePct, renderFigure } from "./eval_figure.ts";
 import { datasetItems } from "./dataset_pairs.ts";
 import { progressBar } from "./progress.ts";
 
@@ -294,47 +294,7 @@ function runSeed(
 }
 
 /** One seed's curves for the figure (accuracy against offload rate, fractions). */
-type SeedCurves = Record<"installed" | "rule" | "oracle", { rate: number; accuracy: number }[]>;
-
-/** The figure's data: each plotted policy's curve averaged over seeds, named as dmd names what it installs. */
-function figureData(runs: SeedRun[], curves: SeedCurves[]): FigureData {
-  const mean = (k: keyof SeedCurves) => meanCurvePct(curves.map((c) => c[k]));
-  const seeds = runs.map((r) => r.seed);
-  const dataName = args.dataset === DEFAULT_DATASET
-    ? `held-out motion capture (${
-      args.dataset!.split("/").pop()
-    }: new cameras and time spans, one performance per action)`
-    : args.dataset!.split("/").pop()!;
-  return {
-    title: "Accuracy against the share of requests offloaded to the cloud",
-    subtitle: [
-      `Data: ${dataName}, ${runs[0].evalRows} labelled sequences evaluated per seed`,
-      `Models: edge ${edgeSpec.version}, cloud ${manifest.cloud.version}`,
-      args.protocol === "deploy"
-        ? `DMD learns from the other half, labels unused; mean of seeds ${seeds.join(", ")}`
-        : `DMD learns from ${args["dmd-dataset"]!.split("/").pop()}, labels unused; mean of seeds ${seeds.join(", ")}`,
-    ],
-    series: [
-      {
-        label: `switcher installed by dmd: ${choiceLabel(runs.map((r) => ({ seed: r.seed, name: r.installed })))}`,
-        role: "installed",
-        points: mean("installed"),
-      },
-      {
-        label: `best confidence rule: ${choiceLabel(runs.map((r) => ({ seed: r.seed, name: r.bestRule })))}`,
-        role: "rule",
-        points: mean("rule"),
-      },
-      {
-        label: "oracle: offloads exactly the requests only the cloud gets right",
-        role: "oracle",
-        points: mean("oracle"),
-      },
-    ],
-    edgeOnlyPct: 100 * spread(runs.map((r) => r.edgeAccuracy)).mean,
-    cloudOnlyPct: 100 * spread(runs.map((r) => r.cloudAccuracy)).mean,
-  };
-}
+type SeedCurves = Record<keyof FigureCurves, { rate: number; accuracy: number }[]>;
 
 try {
   const test = await outputsOf(args.dataset!, "evaluation set");
@@ -394,11 +354,19 @@ try {
     edgeFlops: edgeSpec.flops ?? null,
     cloudFlops: manifest.cloud.flops ?? null,
   };
-  const figure = figureData(runs, curves);
+  const mean = (k: keyof FigureCurves) => meanCurvePct(curves.map((c) => c[k]));
+  const figureCurves: FigureCurves = { installed: mean("installed"), rule: mean("rule"), oracle: mean("oracle") };
   const md = markdown(runs, rows, { header, offloadRate, rates: RATES, cost, figure: "curves.svg" });
+  const data = {
+    file: args.dataset!,
+    description: args.dataset === DEFAULT_DATASET
+      ? "motion capture, new cameras and time spans; one performance per action"
+      : null,
+  };
   await Deno.mkdir(args.out!, { recursive: true });
   const json = {
     dataset: args.dataset,
+    data,
     protocol: args.protocol,
     dmdDataset: args["dmd-dataset"] ?? null,
     models: { edge: edgeSpec.version, cloud: manifest.cloud.version, switcher: manifest.switcher?.version ?? null },
@@ -415,11 +383,11 @@ try {
     cost: { ...cost, batch: BATCH },
     aggregate: rows,
     runs,
-    figure,
+    curves: figureCurves,
   };
   await Deno.writeTextFile(`${args.out}/eval.json`, JSON.stringify(json, null, 1) + "\n");
   await Deno.writeTextFile(`${args.out}/eval.md`, md + "\n");
-  await Deno.writeTextFile(`${args.out}/curves.svg`, await renderFigure(figure));
+  await Deno.writeTextFile(`${args.out}/curves.svg`, await renderFigure(figureData(json)));
   console.log(md);
   console.log(`\nwrote ${args.out}/eval.json, eval.md, curves.svg`);
 } finally {

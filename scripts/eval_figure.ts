@@ -67,11 +67,11 @@ export function referenceLabels(
  * The vega-lite specification of the figure.
  *
  * @param data what to plot
- * @param options `width` of the plotting area in pixels (default 480; the legend and the titles may add to it)
+ * @param options `width` of the plotting area in pixels (default 420; the legend and the titles may add to it)
  * @returns a vega-lite specification
  */
 export function figureSpec(data: FigureData, options: { width?: number } = {}): vl.TopLevelSpec {
-  const width = options.width ?? 480;
+  const width = options.width ?? 420;
   const refLabels = referenceLabels(data);
   const lines: { label: string; style: LineStyle; points: FigureSeries["points"] }[] = [
     ...data.series.map((s) => ({ label: s.label, style: STYLE[s.role], points: s.points })),
@@ -104,6 +104,8 @@ export function figureSpec(data: FigureData, options: { width?: number } = {}): 
       text: data.title,
       subtitle: data.subtitle,
       anchor: "start",
+      font: FONT,
+      subtitleFont: FONT,
       fontSize: 17,
       subtitleFontSize: 13,
       subtitleColor: "#333333",
@@ -114,7 +116,7 @@ export function figureSpec(data: FigureData, options: { width?: number } = {}): 
     background: "white",
     padding: 12,
     config: {
-      font: "sans-serif",
+      font: FONT,
       axis: { labelFontSize: 13, titleFontSize: 14, gridColor: "#e8e8e8" },
       legend: { labelFontSize: 14, labelLimit: 10_000, symbolSize: 700, symbolStrokeWidth: 2.5, rowPadding: 6 },
     },
@@ -144,12 +146,131 @@ export function figureSpec(data: FigureData, options: { width?: number } = {}): 
           shape: STYLE[s.role].shape,
           color: STYLE[s.role].colour,
           filled: true,
+          opacity: 1,
           size: 80,
         },
         encoding: { x, y },
       })),
     ],
   } as vl.TopLevelSpec;
+}
+
+/** Advance widths of Helvetica/Arial (and the metric-compatible Liberation Sans), in 1/1000 em, for ' ' to '~'. */
+const ARIAL_WIDTHS = [
+  278,
+  278,
+  355,
+  556,
+  556,
+  889,
+  667,
+  191,
+  333,
+  333,
+  389,
+  584,
+  278,
+  333,
+  278,
+  278,
+  556,
+  556,
+  556,
+  556,
+  556,
+  556,
+  556,
+  556,
+  556,
+  556,
+  278,
+  278,
+  584,
+  584,
+  584,
+  556,
+  1015,
+  667,
+  667,
+  722,
+  722,
+  667,
+  611,
+  778,
+  722,
+  278,
+  500,
+  667,
+  556,
+  833,
+  722,
+  778,
+  667,
+  778,
+  722,
+  667,
+  611,
+  722,
+  667,
+  944,
+  667,
+  667,
+  611,
+  278,
+  278,
+  278,
+  469,
+  556,
+  333,
+  556,
+  556,
+  500,
+  556,
+  556,
+  278,
+  556,
+  556,
+  222,
+  222,
+  500,
+  222,
+  833,
+  556,
+  556,
+  556,
+  556,
+  333,
+  500,
+  278,
+  556,
+  500,
+  722,
+  500,
+  500,
+  500,
+  334,
+  260,
+  334,
+  584,
+];
+/** Room for a wider fallback font (DejaVu Sans is about 10% wider than Arial) and bold text. */
+const WIDTH_MARGIN = 1.12;
+const BOLD = 1.1;
+const FONT = "Helvetica, Arial, 'Liberation Sans', sans-serif";
+
+/**
+ * The width of a text in the figure's font, for vega's layout: without a canvas (Deno), vega estimates 0.8 em per
+ * character, which leaves the figure mostly blank on the right and so draws it small on a narrow screen.
+ */
+function textWidth(item: { fontSize?: number; fontWeight?: string | number; limit?: number }, text: string): number {
+  const size = item.fontSize ?? 11;
+  const bold = item.fontWeight === "bold" || Number(item.fontWeight) >= 600 ? BOLD : 1;
+  let em = 0;
+  for (const ch of String(text ?? "").trim()) {
+    const code = ch.codePointAt(0)!;
+    em += (code >= 32 && code <= 126 ? ARIAL_WIDTHS[code - 32] : 1000) / 1000;
+  }
+  return em * size * bold * WIDTH_MARGIN;
 }
 
 /**
@@ -160,10 +281,81 @@ export function figureSpec(data: FigureData, options: { width?: number } = {}): 
  * @returns SVG text
  */
 export async function renderFigure(data: FigureData, options: { width?: number } = {}): Promise<string> {
-  const view = new vega.View(vega.parse(compile(figureSpec(data, options)).spec), { renderer: "none" });
-  const svg = await view.toSVG();
-  view.finalize();
-  return svg;
+  // vega exports its text metrics (vega-scenegraph) without a type: a user-defined width is a documented use.
+  const metrics = (vega as unknown as { textMetrics: { width: (item: unknown, text: string) => number } }).textMetrics;
+  const before = metrics.width;
+  metrics.width = (item, text) => textWidth(item as Parameters<typeof textWidth>[0], text);
+  try {
+    const view = new vega.View(vega.parse(compile(figureSpec(data, options)).spec), { renderer: "none" });
+    const svg = await view.toSVG();
+    view.finalize();
+    return svg;
+  } finally {
+    metrics.width = before;
+  }
+}
+
+/** The plotted policies' curves, mean over seeds, in % (eval.json's `curves`). */
+export type FigureCurves = Record<"installed" | "rule" | "oracle", FigureSeries["points"]>;
+
+/** What {@link figureData} reads of eval.json. */
+export interface EvalSummary {
+  data: { file: string; description: string | null };
+  protocol: string;
+  dmdDataset: string | null;
+  models: { edge: string; cloud: string };
+  runs: {
+    seed: number;
+    evalRows: number;
+    installed: string;
+    bestRule: string;
+    edgeAccuracy: number;
+    cloudAccuracy: number;
+  }[];
+  curves: FigureCurves;
+}
+
+const fileName = (path: string) => path.split("/").pop()!;
+
+/**
+ * The figure of an evaluation: what it shows, on which data, named as dmd names what it installs.
+ *
+ * @param report eval.json (or the part of it the figure reads)
+ * @returns the figure's data
+ */
+export function figureData(report: EvalSummary): FigureData {
+  const { runs } = report;
+  const mean = (pick: (r: EvalSummary["runs"][number]) => number) =>
+    runs.reduce((a, r) => a + pick(r), 0) / runs.length;
+  const seeds = `${runs.length > 1 ? "mean of seeds" : "seed"} ${runs.map((r) => r.seed).join(", ")}`;
+  return {
+    title: "Accuracy against offload to the cloud",
+    subtitle: [
+      `Data: ${fileName(report.data.file)}, ${
+        runs[0].evalRows.toLocaleString("en-US")
+      } labelled sequences evaluated per seed`,
+      ...(report.data.description ? [report.data.description[0].toUpperCase() + report.data.description.slice(1)] : []),
+      report.protocol === "pool"
+        ? `DMD learned from ${fileName(report.dmdDataset ?? "")}, labels unused; ${seeds}`
+        : `DMD learned from the other half, labels unused; ${seeds}`,
+      `Models: ${report.models.edge} (edge), ${report.models.cloud} (cloud)`,
+    ],
+    series: [
+      {
+        label: `switcher installed by dmd: ${choiceLabel(runs.map((r) => ({ seed: r.seed, name: r.installed })))}`,
+        role: "installed",
+        points: report.curves.installed,
+      },
+      {
+        label: `best confidence rule: ${choiceLabel(runs.map((r) => ({ seed: r.seed, name: r.bestRule })))}`,
+        role: "rule",
+        points: report.curves.rule,
+      },
+      { label: "oracle: offloads first where only the cloud is right", role: "oracle", points: report.curves.oracle },
+    ],
+    edgeOnlyPct: 100 * mean((r) => r.edgeAccuracy),
+    cloudOnlyPct: 100 * mean((r) => r.cloudAccuracy),
+  };
 }
 
 /**

@@ -173,8 +173,8 @@ export function markdown(
   lines.push(
     "### Accuracy against offload",
     "",
-    "Mean over seeds (± sample SD over seeds where shown). Accuracy area: the mean accuracy over offload rates from " +
-      "0 to 100%. Offload to reach cloud-only accuracy: lower is better. Operating point: the threshold calibrated " +
+    "Mean over seeds (± sample SD over seeds where shown). Accuracy area: the mean accuracy over every offload " +
+      "rate. Offload to reach cloud-only accuracy: lower is better. Operating point: the threshold calibrated " +
       `on the DMD pool to ${pct(offloadRate)} offload, applied to the evaluation half.`,
     "",
     row([

@@ -160,7 +160,8 @@ Deno.test({
   async fn() {
     const grey = new ImageData(new Uint8ClampedArray(320 * 240 * 4).fill(128), 320, 240);
     const empty = new Uint8Array(await encodePng(grey));
-    const clip = await readClip(8);
+    // 10 frames at 10 fps: 0.9 s, more than the 0.83 s the default edge model reads at least (sequence/window.ts).
+    const clip = await readClip(10);
     await withService(async (url) => {
       const none = await post(url, "/v1/classify/frames", { fps: 10, images: [b64(empty), b64(empty)] });
       assert.equal(none.status, 422, JSON.stringify(none.body));
@@ -182,7 +183,7 @@ Deno.test({
       const [walkers, nobody, mixed] = batch.body.results;
       assert.equal(walkers.ok, true);
       assert.equal(walkers.id, "walkers");
-      assert.equal(walkers.input.frames, 8);
+      assert.equal(walkers.input.frames, 10);
       assert.deepEqual([nobody.ok, nobody.code], [false, "NO_PERSON"]);
       assert.deepEqual([mixed.ok, mixed.code], [false, "INVALID_INPUT"]);
 
