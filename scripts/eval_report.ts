@@ -85,7 +85,11 @@ const f3 = (v: number) => v.toFixed(3);
 /** A fraction as a percentage with one decimal, e.g. `72.5%`: every percentage of the report is written so. */
 const pct = (v: number) => `${(v * 100).toFixed(1)}%`;
 const points = (v: number) => (v * 100).toFixed(1);
-const sign = (v: number, fmt: (v: number) => string) => `${v >= 0 ? "+" : "−"}${fmt(Math.abs(v))}`;
+/** A signed figure (`+1.2`, `−0.4`); one that rounds to zero has no sign (`0.0`, not `−0.0`). */
+const sign = (v: number, fmt: (v: number) => string) => {
+  const text = fmt(Math.abs(v));
+  return parseFloat(text) === 0 ? text : `${v >= 0 ? "+" : "−"}${text}`;
+};
 const row = (cells: string[]) => `| ${cells.join(" | ")} |`;
 const rule = (n: number) => row(Array(n).fill("---"));
 
