@@ -15,6 +15,10 @@ export interface SeedRun {
   installed: string;
   folds: string;
   bestRule: string;
+  /** The rule the pool's cross-validation ranks best (chosen without the evaluation half). */
+  poolRule: string;
+  /** The installed switcher minus that rule on the evaluation half, with paired bootstrap SEs. */
+  installedVsPoolRule: PolicyComparison["vsBaseline"];
   selection: { name: string; meanAuc: number; standardError: number }[];
   comparisons: PolicyComparison[];
   edgeAccuracy: number;
@@ -208,6 +212,10 @@ export function markdown(
     `${sign(x.difference.mean, fmt)} (SE ${fmt(x.standardError)}; z ${
       x.standardError > 0 ? sign(x.difference.mean / x.standardError, (v) => v.toFixed(1)) : "–"
     })`;
+  const vsPool = (get: (v: PolicyComparison["vsBaseline"]) => { difference: number; standardError: number }) => ({
+    difference: spread(runs.map((r) => get(r.installedVsPoolRule).difference)),
+    standardError: spread(runs.map((r) => get(r.installedVsPoolRule).standardError)).mean,
+  });
   lines.push(
     "",
     "### Differences to the best confidence rule",
@@ -233,6 +241,11 @@ export function markdown(
         d(r.vsBestRule.rateToCloudAccuracy, points),
       ])
     ),
+    "",
+    "Installed by dmd against the best rule chosen on the pool (the bar a deployer without labels has; per seed: " +
+      `${runs.map((r) => r.poolRule).join(", ")}): Δ disagreement AUC ${d(vsPool((v) => v.disagreementAuc), f3)}, ` +
+      `Δ accuracy @ ${pct(options.rates[0])} ${d(vsPool((v) => v.accuracyAt[0]), points)} points, Δ accuracy area ` +
+      `${d(vsPool((v) => v.accuracyArea), points)} points.`,
     "",
     "### Compute at cloud-accuracy parity",
     "",

@@ -118,6 +118,8 @@ Deno.test("eval Markdown: percentages with one decimal, the figure, and the comp
     installed: "mlp:all",
     folds: "5 by random",
     bestRule: "rule:margin",
+    poolRule: "rule:max_prob",
+    installedVsPoolRule: comparison("installed by dmd", 0.72, 0.1).vsBaseline,
     selection: [{ name: "rule:margin", meanAuc: 0.8, standardError: 0.01 }],
     comparisons: [comparison("rule:margin", 0.7, 0.3), comparison("installed by dmd", 0.72, 0.123456789)],
     edgeAccuracy: 0.65,
