@@ -90,6 +90,19 @@ function echoServer(options: Partial<Parameters<typeof createConnGuard>[0]> = {}
   return { guard, server, url: `http://127.0.0.1:${server.addr.port}`, port: server.addr.port };
 }
 
+/** Run `fn` against a guarded echo server, shut down afterwards. */
+async function withEcho(
+  options: Partial<Parameters<typeof createConnGuard>[0]>,
+  fn: (echo: ReturnType<typeof echoServer>) => Promise<void>,
+): Promise<void> {
+  const echo = echoServer(options);
+  try {
+    await fn(echo);
+  } finally {
+    await echo.server.shutdown();
+  }
+}
+
 function byteSum(bytes: Uint8Array): number {
   let sum = 0;
   for (const b of bytes) sum = (sum + b) % 1_000_003;
@@ -148,12 +161,9 @@ Deno.test({
       const slowAtExit = await rawClient(port);
       trickle(slowAtExit, 50);
       await new Promise((r) => setTimeout(r, 300));
+      // (That new requests get 503 meanwhile, through the guard: tests/shutdown_test.ts.)
       const t0 = performance.now();
       svc.child.kill("SIGTERM");
-      await new Promise((r) => setTimeout(r, 100));
-      const late = await classify(svc.url, tinyBody({ route: "edge" }));
-      assert.equal(late?.status, 503);
-      assert.equal(late?.json.code, "SHUTTING_DOWN");
       const answered = await inFlight;
       assert.equal(answered?.status, 200);
       assert.equal(answered?.json.route, "cloud");
@@ -210,9 +220,8 @@ Deno.test("guard: one kept-alive connection carries Content-Length, chunked and 
   }
 });
 
-Deno.test("guard: a pipelined pair is answered in order, and a half-close waits for the answers", async () => {
-  const { server, port } = echoServer();
-  try {
+Deno.test("guard: a pipelined pair is answered in order, and a half-close waits for the answers", () =>
+  withEcho({}, async ({ port }) => {
     const c = await rawClient(port);
     await c.send(
       "POST /one HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc" +
@@ -223,14 +232,10 @@ Deno.test("guard: a pipelined pair is answered in order, and a half-close waits 
     assert.equal(reset, false);
     const bodies = [...text.matchAll(/\r\n\r\n(\{[^}]*\})/g)].map((m) => JSON.parse(m[1]));
     assert.deepEqual(bodies.map((b) => [b.path, b.length]), [["/one", 3], ["/two", 2]]);
-  } finally {
-    await server.shutdown();
-  }
-});
+  }));
 
-Deno.test("guard: after Connection: close the answer arrives whole, bytes sent after it notwithstanding", async () => {
-  const { server, port } = echoServer();
-  try {
+Deno.test("guard: after Connection: close the answer arrives whole, bytes sent after it notwithstanding", () =>
+  withEcho({}, async ({ port }) => {
     const c = await rawClient(port);
     await c.send(
       `GET /last HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n${"junk after the last request ".repeat(500)}`,
@@ -238,14 +243,10 @@ Deno.test("guard: after Connection: close the answer arrives whole, bytes sent a
     const { text, reset } = await c.ended;
     assert.equal(reset, false);
     assert.match(text, /^HTTP\/1\.1 200 OK\r\n[^]*"path":"\/last"/);
-  } finally {
-    await server.shutdown();
-  }
-});
+  }));
 
-Deno.test("guard: the handler sees the client's address; a forged peer field is dropped", async () => {
-  const { server, port } = echoServer();
-  try {
+Deno.test("guard: the handler sees the client's address; a forged peer field is dropped", () =>
+  withEcho({}, async ({ port }) => {
     const c = await rawClient(port);
     await c.send(
       `GET /who HTTP/1.1\r\nHost: x\r\n${PEER_FIELD}: 6.6.6.6 66\r\nX-Forged: kept\r\nConnection: close\r\n\r\n`,
@@ -253,14 +254,10 @@ Deno.test("guard: the handler sees the client's address; a forged peer field is 
     const body = JSON.parse((await c.ended).text.split("\r\n\r\n")[1]);
     assert.equal(body.peer, `127.0.0.1:${(c.conn.localAddr as Deno.NetAddr).port}`);
     assert.equal(body.forged, "kept");
-  } finally {
-    await server.shutdown();
-  }
-});
+  }));
 
-Deno.test("guard: an idle kept-alive connection is closed after keepAliveIdleMs, not before", async () => {
-  const { guard, server, port } = echoServer({ headerTimeoutMs: 5000, keepAliveIdleMs: 500 });
-  try {
+Deno.test("guard: an idle kept-alive connection is closed after keepAliveIdleMs, not before", () =>
+  withEcho({ headerTimeoutMs: 5000, keepAliveIdleMs: 500 }, async ({ guard, port }) => {
     const c = await rawClient(port);
     await c.send("GET /a HTTP/1.1\r\nHost: x\r\n\r\n");
     await new Promise((r) => setTimeout(r, 300));
@@ -272,14 +269,10 @@ Deno.test("guard: an idle kept-alive connection is closed after keepAliveIdleMs,
     assert.ok(idleMs >= 450 && idleMs < 2000, `closed after ${idleMs} ms idle`);
     assert.equal(guard.stats().idleClosed, 1);
     assert.equal(guard.stats().headerTimeouts, 0);
-  } finally {
-    await server.shutdown();
-  }
-});
+  }));
 
-Deno.test("guard: past maxConnections a new connection gets 503 and is closed; a freed slot is reused", async () => {
-  const { guard, server, port } = echoServer({ maxConnections: 2, headerTimeoutMs: 5000 });
-  try {
+Deno.test("guard: past maxConnections a new connection gets 503 and is closed; a freed slot is reused", () =>
+  withEcho({ maxConnections: 2, headerTimeoutMs: 5000 }, async ({ guard, port }) => {
     const held = [await rawClient(port), await rawClient(port)];
     await new Promise((r) => setTimeout(r, 50));
     const refused = await rawClient(port);
@@ -293,14 +286,10 @@ Deno.test("guard: past maxConnections a new connection gets 503 and is closed; a
     await next.send("GET /again HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
     assert.match((await next.ended).text, /^HTTP\/1\.1 200 OK/);
     held[1].conn.close();
-  } finally {
-    await server.shutdown();
-  }
-});
+  }));
 
-Deno.test("guard: a head over the limit is 431 and a malformed request 400, after the answer before it", async () => {
-  const { guard, server, port } = echoServer({ maxHeadBytes: 1024 });
-  try {
+Deno.test("guard: a head over the limit is 431 and a malformed request 400, after the answer before it", () =>
+  withEcho({ maxHeadBytes: 1024 }, async ({ guard, port }) => {
     const big = await rawClient(port);
     await big.send(`GET / HTTP/1.1\r\nX-Big: ${"b".repeat(2000)}`);
     assert.match((await big.ended).text, /^HTTP\/1\.1 431 Request Header Fields Too Large\r\n/);
@@ -312,7 +301,4 @@ Deno.test("guard: a head over the limit is 431 and a malformed request 400, afte
     assert.match(text, /^HTTP\/1\.1 200 OK\r\n[^]*"path":"\/first"[^]*HTTP\/1\.1 400 Bad Request\r\n/);
     assert.match(text, /both Transfer-Encoding and Content-Length/);
     assert.equal(guard.stats().badRequests, 2);
-  } finally {
-    await server.shutdown();
-  }
-});
+  }));
