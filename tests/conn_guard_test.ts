@@ -4,6 +4,7 @@
  * still works through it. Loopback only; each test is bounded by its timeouts (a few seconds).
  */
 import assert from "node:assert/strict";
+import { loadConfig } from "../config.ts";
 import { createConnGuard, type GuardedServer, PEER_FIELD } from "../serve/conn_guard.ts";
 import { classify, spawnService, tinyBody } from "./reliability_helpers.ts";
 
@@ -302,3 +303,13 @@ Deno.test("guard: a head over the limit is 431 and a malformed request 400, afte
     assert.match(text, /both Transfer-Encoding and Content-Length/);
     assert.equal(guard.stats().badRequests, 2);
   }));
+
+Deno.test("loadConfig(): the guard is on by default (10 s, 30 s, 1000); HEADER_TIMEOUT_MS=0 turns it off; bad values stop", () => {
+  const base = { DATABASE_URL: ":memory:" };
+  const c = loadConfig(base);
+  assert.deepEqual([c.headerTimeoutMs, c.keepAliveIdleMs, c.maxConnections], [10_000, 30_000, 1000]);
+  assert.equal(loadConfig({ ...base, HEADER_TIMEOUT_MS: "0" }).headerTimeoutMs, 0);
+  assert.throws(() => loadConfig({ ...base, HEADER_TIMEOUT_MS: "-1" }), /Invalid HEADER_TIMEOUT_MS/);
+  assert.throws(() => loadConfig({ ...base, KEEPALIVE_IDLE_MS: "0" }), /Invalid KEEPALIVE_IDLE_MS/);
+  assert.throws(() => loadConfig({ ...base, MAX_CONNECTIONS: "many" }), /Invalid MAX_CONNECTIONS/);
+});
