@@ -16,6 +16,7 @@ export type ErrorCode =
   | "NOT_FOUND"
   | "METHOD_NOT_ALLOWED"
   | "NO_USABLE_INPUT"
+  | "SEQUENCE_TOO_SHORT"
   | "CONFLICT"
   | "UNAUTHORIZED"
   | "OVERLOADED"
@@ -28,6 +29,7 @@ export type ErrorCode =
   | "OFFLOAD_FAILED"
   | "DB_UNAVAILABLE"
   | "SHUTTING_DOWN"
+  | "REQUEST_TIMEOUT"
   | "INTERNAL";
 
 const DEFAULT_STATUS: Record<ErrorCode, ContentfulStatusCode> = {
@@ -41,6 +43,8 @@ const DEFAULT_STATUS: Record<ErrorCode, ContentfulStatusCode> = {
   METHOD_NOT_ALLOWED: 405,
   /** Well-formed input with nothing to classify (every point missing: nobody in view); nothing is logged. */
   NO_USABLE_INPUT: 422,
+  /** Well-formed input spanning less time than the model reads (sequence/window.ts); the message names the minimum. */
+  SEQUENCE_TOO_SHORT: 422,
   /** Another job holds the models folder's lock (loop/job_lock.ts); try again when it is done. */
   CONFLICT: 409,
   UNAUTHORIZED: 401,
@@ -59,6 +63,8 @@ const DEFAULT_STATUS: Record<ErrorCode, ContentfulStatusCode> = {
   DB_UNAVAILABLE: 503,
   /** The service is draining after SIGTERM (routes/drain.ts), with `Connection: close` and `Retry-After`. */
   SHUTTING_DOWN: 503,
+  /** A request head slower than `HEADER_TIMEOUT_MS`, answered by the connection guard (serve/conn_guard.ts). */
+  REQUEST_TIMEOUT: 408,
   INTERNAL: 500,
 };
 
