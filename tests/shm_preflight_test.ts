@@ -102,11 +102,14 @@ Deno.test({
   fn: () =>
     withDir(async (dir) => {
       const path = `${dir}/d.db`;
-      // A -shm as a running process leaves it: copied while a connection had the database open.
-      const live = await openDatabase(`file:${path}`);
-      await live.client.execute("SELECT count(*) FROM decisions");
-      const used = await Deno.readFile(`${path}-shm`);
-      live.close();
+      // A -shm as a running process leaves it, taken from another database (rewriting a -shm that a connection of
+      // this process maps would itself end this process with SIGBUS).
+      const other = await openDatabase(`file:${dir}/other.db`);
+      await other.client.execute("SELECT count(*) FROM decisions");
+      const used = await Deno.readFile(`${dir}/other.db-shm`);
+      other.close();
+      assert.ok(used.length > 0);
+      await Deno.copyFile(`${dir}/other.db`, path);
       for (const shm of [new Uint8Array(0), used]) {
         await Deno.writeFile(`${path}-shm`, shm);
         chattr("+i", `${path}-shm`);
@@ -140,7 +143,7 @@ Deno.test({
         const send = async (n: number) => {
           for (let i = 0; i < n; i++) {
             const r = await classify(svc.url);
-            assert.equal(r?.status, 200, `answered while the -shm is ${answered.length}:\n${svc.output()}`);
+            assert.equal(r?.status, 200, `request ${answered.length + 1} was answered:\n${svc.output()}`);
             answered.push(String(r!.json.decisionId));
           }
         };
@@ -176,16 +179,19 @@ Deno.test({
 });
 
 Deno.test({
-  name: "a fresh start with an immutable -shm exits 1 with one line naming the file",
+  name: "a start with an immutable -shm exits 1 with one line naming the file",
   ignore: unusable !== null,
   sanitizeResources: false,
   sanitizeOps: false,
   fn: () =>
     withDir(async (dir) => {
       const path = `${dir}/d.db`;
-      (await openDatabase(`file:${path}`)).close();
-      await Deno.writeFile(`${path}-shm`, new Uint8Array(0));
-      chattr("+i", `${path}-shm`);
+      // The database and the -shm a stopped service leaves behind, made immutable.
+      const first = await spawnService({ DATABASE_URL: `file:${path}` });
+      first.child.kill("SIGTERM");
+      assert.equal((await first.status).code, 0);
+      assert.ok((await Deno.stat(`${path}-shm`)).size > 0, "the stopped service left its -shm");
+      assert.ok(chattr("+i", `${path}-shm`));
       const err = await spawnService({ DATABASE_URL: `file:${path}` }).then(
         async (svc) => (svc.child.kill("SIGKILL"), await svc.status, null),
         (e: Error) => e,
