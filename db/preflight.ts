@@ -92,9 +92,16 @@ function loadLibc(): Libc | null {
         } as const,
       );
       const encoder = new TextEncoder();
+      // The same few paths are checked before every call: encode each once.
+      const encoded = new Map<string, Uint8Array<ArrayBuffer>>();
+      const cString = (path: string) => {
+        let bytes = encoded.get(path);
+        if (!bytes) encoded.set(path, bytes = encoder.encode(path + "\0"));
+        return bytes;
+      };
       const errnoAt = lib.symbols[errnoSymbol] as () => Deno.PointerValue;
       return {
-        access: (path, mode) => lib.symbols.access(encoder.encode(path + "\0"), mode) as number,
+        access: (path, mode) => lib.symbols.access(cString(path), mode) as number,
         errno: () => {
           const at = errnoAt();
           return at === null ? 0 : new Deno.UnsafePointerView(at).getInt32();
@@ -134,7 +141,7 @@ export function unwritableDatabaseFile(path: string): DatabaseFileError | null {
       continue;
     }
     const mapped = file.endsWith("-shm")
-      ? "; SQLite maps this file into memory, and a write to it would end the process with SIGBUS"
+      ? "; SQLite maps this file into memory and writes to it (an immutable one ends the process with SIGBUS)"
       : "";
     return new DatabaseFileError(
       file,
