@@ -9,8 +9,10 @@
  */
 import assert from "node:assert/strict";
 import { AppError } from "../errors.ts";
-import { openDatabase } from "../db/client.ts";
+import { openDatabase, type WriteConnection } from "../db/client.ts";
+import { createDecisionWriter } from "../db/decision_writer.ts";
 import { DatabaseFileError, DB_FILE_UNWRITABLE, unwritableDatabaseFile } from "../db/preflight.ts";
+import { decision } from "./fixtures/db_records.ts";
 import { classify, loggedIds, spawnService } from "./reliability_helpers.ts";
 
 function chattr(flag: "+i" | "-i", path: string): boolean {
@@ -68,6 +70,28 @@ async function waitFor(what: string, check: () => Promise<boolean>, timeoutMs: n
     await new Promise((r) => setTimeout(r, 100));
   }
 }
+
+Deno.test("the writer is blocked while a database file cannot be written, and unblocked by the next commit", async () => {
+  const problem = new DatabaseFileError("/x/d.db-shm", "EPERM", "/x/d.db-shm cannot be opened read-write");
+  const memory = await openDatabase(":memory:");
+  let fixed = false;
+  const writer = createDecisionWriter({
+    connect: () =>
+      fixed
+        ? Promise.resolve<WriteConnection>({ db: memory.db, moved: () => Promise.resolve(null), close() {} })
+        : Promise.reject(new AppError("DB_UNAVAILABLE", `Cannot connect: ${problem.message}`, { cause: problem })),
+  });
+  const row = decision();
+  await assert.rejects(writer.write([row]), /Cannot connect: \/x\/d\.db-shm cannot be opened read-write/);
+  assert.equal(writer.state(), "failing");
+  assert.equal(writer.blocked?.(), "Cannot connect: /x/d.db-shm cannot be opened read-write");
+  fixed = true;
+  await writer.write([row]);
+  assert.equal(writer.state(), "ready");
+  assert.equal(writer.blocked?.(), null);
+  writer.close();
+  memory.close();
+});
 
 Deno.test({
   name: "unwritableDatabaseFile() names an immutable -shm, an immutable -wal and a folder that cannot take them",
@@ -158,6 +182,8 @@ Deno.test({
         assert.equal(down.json.database, false);
         const writes = down.json.writes as Record<string, unknown>;
         assert.equal(writes.writer, "failing");
+        assert.equal(writes.healthy, false);
+        assert.match(String(writes.reason), /d\.db-shm cannot be opened read-write by this process \(EPERM/);
         assert.ok((writes.outbox as number) > 0, "the decisions wait in the outbox");
         assert.match(svc.output(), /"to":"failing","reason":"[^"]*d\.db-shm cannot be opened read-write/);
         await new Promise((r) =>
