@@ -15,7 +15,7 @@
  * - `closed`.
  *
  * A write is: connect if needed -> insert (bounded by `writeTimeoutMs`) -> check that the file is still the one
- * opened -> `ready`. Any failure drops the connection. Rows of a failed write are the caller's to keep (the
+ * opened -> `ready`. Any failure drops the connection, except a write the pre-flight refused (it never reached SQLite). Rows of a failed write are the caller's to keep (the
  * decision log moves them to the outbox); inserts ignore ids already written, so writing them again is safe.
  *
  * @module
@@ -148,8 +148,12 @@ export function createDecisionWriter(options: DecisionWriterOptions): DecisionWr
         await withDeadline(work, writeTimeoutMs, "the write");
         what = await conn.moved();
       } catch (err) {
-        drop(work);
         blockedBy = fileProblemOf(err);
+        // A write the pre-flight refused never reached SQLite: the connection is sound, and is kept for the next
+        // write. Closing it would checkpoint into the mapping of the unwritable -shm; and @libsql/client 0.18.0 closes
+        // the native connection only when garbage collection finalises its statements, which could be after the file
+        // became unwritable again.
+        if (!blockedBy) drop(work);
         become("failing", messageOf(err));
         throw err;
       }
