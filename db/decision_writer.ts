@@ -15,8 +15,9 @@
  * - `closed`.
  *
  * A write is: connect if needed -> insert (bounded by `writeTimeoutMs`) -> check that the file is still the one
- * opened -> `ready`. Any failure drops the connection, except a write the pre-flight refused (it never reached SQLite). Rows of a failed write are the caller's to keep (the
- * decision log moves them to the outbox); inserts ignore ids already written, so writing them again is safe.
+ * opened -> `ready`. Any failure drops the connection, except a write the pre-flight refused (it never reached
+ * SQLite). Rows of a failed write are the caller's to keep (the decision log moves them to the outbox); inserts ignore
+ * ids already written, so writing them again is safe.
  *
  * @module
  */
@@ -78,7 +79,7 @@ function messageOf(err: unknown): string {
  * @param err what a connect or a write threw
  * @returns the message, or null
  */
-export function fileProblemOf(err: unknown): string | null {
+function fileProblemOf(err: unknown): string | null {
   for (let e = err, depth = 0; e instanceof Error && depth < 5; e = e.cause, depth++) {
     if (e instanceof DatabaseFileError) return messageOf(err);
   }
