@@ -214,6 +214,8 @@ Deno.test({
       const path = `${dir}/d.db`;
       // The database and the -shm a stopped service leaves behind, made immutable.
       const first = await spawnService({ DATABASE_URL: `file:${path}` });
+      // Once it answers, its SIGTERM handler is in place (it is installed just after the "listening" line).
+      assert.equal((await readyz(first.url)).status, 200);
       first.child.kill("SIGTERM");
       assert.equal((await first.status).code, 0);
       assert.ok((await Deno.stat(`${path}-shm`)).size > 0, "the stopped service left its -shm");
