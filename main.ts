@@ -573,8 +573,6 @@ if (import.meta.main) {
     console.error(JSON.stringify({ level: "error", msg: "cannot start dmd-edge", error: (err as Error).message }));
     Deno.exit(1);
   }
-  console.log(JSON.stringify({ level: "info", msg: "dmd-edge listening", url: service.url }));
-  console.log(`dmd-edge listening on ${service.url}  (try: curl ${service.url}/v1/models)`);
   let stopping = false;
   const stop = async () => {
     // A second signal while draining: the operator wants out now.
@@ -592,4 +590,7 @@ if (import.meta.main) {
   };
   Deno.addSignalListener("SIGINT", stop);
   Deno.addSignalListener("SIGTERM", stop);
+  // Announced once a signal drains the service: whoever waits for this line may stop it at once.
+  console.log(JSON.stringify({ level: "info", msg: "dmd-edge listening", url: service.url }));
+  console.log(`dmd-edge listening on ${service.url}  (try: curl ${service.url}/v1/models)`);
 }

@@ -11,6 +11,10 @@
  * progress"). For a local file it also records the file's identity (device and inode), so that a database file
  * deleted or replaced under the running service is noticed instead of written to while unlinked.
  *
+ * Every client on a local file is opened by {@link openClient}: the pre-flight check (`db/preflight.ts`) runs before
+ * it opens and before each call on it, so that a `-shm` file this process cannot write is refused with a clear error
+ * instead of being mapped, and a connection is never closed while its `-shm` would end the process with SIGBUS.
+ *
  * @module
  */
 import { dirname } from "node:path";
@@ -20,6 +24,7 @@ import { drizzle, type LibSQLDatabase } from "drizzle-orm/libsql";
 import { migrate } from "drizzle-orm/libsql/migrator";
 import { AppError } from "../errors.ts";
 import { backoffMs, sleep } from "../lib/deadline.ts";
+import { checkDatabaseFiles, closeWhenWritable, unwritableDatabaseFile } from "./preflight.ts";
 import * as schema from "./schema.ts";
 
 /** The drizzle database with the project's schema. */
@@ -97,7 +102,7 @@ export async function connectForWrites(url: string, options: OpenDatabaseOptions
   }
   let client: Client | undefined;
   try {
-    client = createClient({ url, authToken: options.authToken, timeout: options.busyTimeoutMs ?? 5000 });
+    client = openClient(url, path, options);
     const db = drizzle(client, { schema });
     const tables = await client.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'decisions'");
     if (tables.rows.length === 0) {
@@ -120,6 +125,45 @@ export async function connectForWrites(url: string, options: OpenDatabaseOptions
       cause: err,
     });
   }
+}
+
+/** Client methods that reach the database (each is checked first); `close` is handled apart. */
+const CALLS = new Set(["execute", "batch", "migrate", "transaction", "executeMultiple", "sync"]);
+
+/**
+ * Open a libSQL client. On a local file the pre-flight check runs first and before each call: a call on a file
+ * whose `-shm` (or `-wal`, or the database itself) this process cannot write fails with `DB_UNAVAILABLE` instead of
+ * touching the mapping, and `close()` waits until the file is writable again ({@link closeWhenWritable}). A
+ * transaction's own statements are not checked again after it began.
+ *
+ * @param url the database URL
+ * @param path its local path, or null for a remote database
+ * @param options `authToken`, `busyTimeoutMs`
+ * @returns the client
+ * @throws DatabaseFileError when a file cannot be written (the callers wrap it in `DB_UNAVAILABLE`)
+ */
+function openClient(url: string, path: string | null, options: OpenDatabaseOptions): Client {
+  const local = path !== null && path !== ":memory:" ? path : null;
+  const problem = local === null ? null : unwritableDatabaseFile(local);
+  if (problem) throw problem;
+  // `timeout` is SQLite's busy timeout, applied by the client to every connection it opens.
+  const client = createClient({ url, authToken: options.authToken, timeout: options.busyTimeoutMs ?? 5000 });
+  if (local === null) return client;
+  return new Proxy(client, {
+    get(target, prop) {
+      const value = Reflect.get(target, prop, target);
+      if (prop === "close") return () => closeWhenWritable(local, () => target.close());
+      if (typeof value !== "function" || !CALLS.has(String(prop))) return value;
+      return (...args: unknown[]) => {
+        try {
+          checkDatabaseFiles(local, "Cannot use the decision database");
+        } catch (err) {
+          return Promise.reject(err);
+        }
+        return value.apply(target, args);
+      };
+    },
+  });
 }
 
 /** Attempts at migrating, so that processes opening a fresh database together all succeed. */
@@ -191,8 +235,7 @@ export async function openDatabase(url: string, options: OpenDatabaseOptions = {
     if (path !== null && path !== ":memory:" && dirname(path) !== ".") {
       await Deno.mkdir(dirname(path), { recursive: true });
     }
-    // `timeout` is SQLite's busy timeout, applied by the client to every connection it opens.
-    client = createClient({ url, authToken: options.authToken, timeout: options.busyTimeoutMs ?? 5000 });
+    client = openClient(url, path, options);
     if (path !== null && path !== ":memory:") {
       // WAL lets analysts and DMD jobs read while the edge app writes. It is a property of the file, set once.
       await client.execute("PRAGMA journal_mode = WAL");

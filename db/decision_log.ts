@@ -82,7 +82,8 @@ export type LogMode = "direct" | "outbox";
 
 /**
  * Whether decisions are reaching durable storage, for readiness: `healthy` is false when the database file is gone,
- * or when the oldest decision not yet in the database is older than `maxLagMs`.
+ * when a database file cannot be written (`DecisionWriter.blocked`), or when the oldest decision not yet in the
+ * database is older than `maxLagMs`.
  */
 export interface DecisionLogHealth {
   healthy: boolean;
@@ -467,6 +468,7 @@ export function createDecisionLog(db: Db, options: DecisionLogOptions): Decision
       const s = stats();
       let reason: string | null = null;
       if (s.writer === "gone") reason = "the database file was deleted or replaced";
+      else if (writer?.blocked?.()) reason = writer.blocked!();
       else if (s.oldestUnwrittenMs > maxLagMs) {
         reason = `the oldest decision not in the database is ${Math.round(s.oldestUnwrittenMs)} ms old ` +
           `(at most ${maxLagMs} ms)`;

@@ -6,21 +6,25 @@
  * - `disconnected`: no connection; the next write opens one (it never creates a missing local file);
  * - `ready`: the last write on this connection committed, to the file that is still at the database's path;
  * - `failing`: the last write failed (busy, locked, disk full, read-only, timeout, unreachable); its connection
- *   was dropped, and the next write opens a fresh one;
+ *   was dropped, and the next write opens a fresh one. When the failure was a database file this process cannot
+ *   write (`db/preflight.ts`: e.g. an immutable `-shm`, which SQLite would map), {@link DecisionWriter.blocked} says
+ *   so until a write commits: that fault needs an operator, it does not pass by itself;
  * - `gone`: the local database file was deleted or replaced under the service; what was written since the last
  *   check may be in an unlinked file, so that write counts as failed; the writer stays `gone` until a file is at
  *   the path again;
  * - `closed`.
  *
  * A write is: connect if needed -> insert (bounded by `writeTimeoutMs`) -> check that the file is still the one
- * opened -> `ready`. Any failure drops the connection. Rows of a failed write are the caller's to keep (the
- * decision log moves them to the outbox); inserts ignore ids already written, so writing them again is safe.
+ * opened -> `ready`. Any failure drops the connection, except a write the pre-flight refused (it never reached
+ * SQLite). Rows of a failed write are the caller's to keep (the decision log moves them to the outbox); inserts ignore
+ * ids already written, so writing them again is safe.
  *
  * @module
  */
 import { AppError } from "../errors.ts";
 import { withDeadline } from "../lib/deadline.ts";
 import { type WriteConnection } from "./client.ts";
+import { DatabaseFileError } from "./preflight.ts";
 import { insertDecisions } from "./queries.ts";
 import type { DecisionRecord } from "./schema.ts";
 
@@ -38,6 +42,13 @@ export interface DecisionWriter {
   write(rows: DecisionRecord[]): Promise<void>;
   /** @returns the state now */
   state(): WriterState;
+  /**
+   * Why no write can succeed until a database file is made writable (`db/preflight.ts`), or null; cleared by the
+   * next write that commits.
+   *
+   * @returns the message naming the file and the fix, or null
+   */
+  blocked?(): string | null;
   /**
    * Check now whether the database file is still the one the connection opened (no query is made).
    *
@@ -63,6 +74,19 @@ function messageOf(err: unknown): string {
 }
 
 /**
+ * The message of a {@link DatabaseFileError} in an error's cause chain, or null.
+ *
+ * @param err what a connect or a write threw
+ * @returns the message, or null
+ */
+function fileProblemOf(err: unknown): string | null {
+  for (let e = err, depth = 0; e instanceof Error && depth < 5; e = e.cause, depth++) {
+    if (e instanceof DatabaseFileError) return messageOf(err);
+  }
+  return null;
+}
+
+/**
  * Create the decision writer.
  *
  * @param options how to connect, the write deadline
@@ -75,6 +99,7 @@ export function createDecisionWriter(options: DecisionWriterOptions): DecisionWr
   const writeTimeoutMs = options.writeTimeoutMs ?? 5000;
   let connection: WriteConnection | null = null;
   let state: WriterState = "disconnected";
+  let blockedBy: string | null = null;
 
   function become(next: WriterState, reason: string): void {
     if (next === state) return;
@@ -112,6 +137,7 @@ export function createDecisionWriter(options: DecisionWriterOptions): DecisionWr
         } catch (err) {
           // A local file that is missing: gone until one is back; anything else: failing.
           const missing = err instanceof AppError && err.cause instanceof Deno.errors.NotFound;
+          blockedBy = fileProblemOf(err);
           become(missing ? "gone" : "failing", messageOf(err));
           throw err;
         }
@@ -123,7 +149,12 @@ export function createDecisionWriter(options: DecisionWriterOptions): DecisionWr
         await withDeadline(work, writeTimeoutMs, "the write");
         what = await conn.moved();
       } catch (err) {
-        drop(work);
+        blockedBy = fileProblemOf(err);
+        // A write the pre-flight refused never reached SQLite: the connection is sound, and is kept for the next
+        // write. Closing it would checkpoint into the mapping of the unwritable -shm; and @libsql/client 0.18.0 closes
+        // the native connection only when garbage collection finalises its statements, which could be after the file
+        // became unwritable again.
+        if (!blockedBy) drop(work);
         become("failing", messageOf(err));
         throw err;
       }
@@ -133,9 +164,11 @@ export function createDecisionWriter(options: DecisionWriterOptions): DecisionWr
         become("gone", `the database file was ${what}`);
         throw new AppError("DB_UNAVAILABLE", `Cannot write decisions: the database file was ${what} under the service`);
       }
+      blockedBy = null;
       become("ready", "a write committed");
     },
     state: () => state,
+    blocked: () => blockedBy,
     async check() {
       if (state === "ready" || state === "disconnected") {
         const what = await moved().catch(() => null);

@@ -22,11 +22,11 @@ export type WriterThreadRequest =
   | { type: "check"; id: number }
   | { type: "close"; id: number };
 
-/** Messages from the writer thread. */
+/** Messages from the writer thread; each carries the writer's {@link DecisionWriter.blocked} as it is then. */
 export type WriterThreadResponse =
-  | { type: "done"; id: number; state: WriterState }
-  | { type: "failed"; id: number; state: WriterState; code: ErrorCode; message: string }
-  | { type: "state"; from: WriterState; to: WriterState; reason: string };
+  | { type: "done"; id: number; state: WriterState; blocked: string | null }
+  | { type: "failed"; id: number; state: WriterState; code: ErrorCode; message: string; blocked: string | null }
+  | { type: "state"; from: WriterState; to: WriterState; reason: string; blocked: string | null };
 
 /** Options of {@link createThreadedDecisionWriter}. */
 export interface ThreadedWriterOptions {
@@ -58,6 +58,7 @@ export function createThreadedDecisionWriter(options: ThreadedWriterOptions): De
   const writeTimeoutMs = options.writeTimeoutMs ?? 5000;
   const url = new URL("./decision_writer_worker.ts", import.meta.url);
   let state: WriterState = "disconnected";
+  let blocked: string | null = null;
   let nextId = 1;
   const pending = new Map<number, { resolve: (m: WriterThreadResponse) => void; reject: (e: unknown) => void }>();
   let worker = start();
@@ -73,6 +74,7 @@ export function createThreadedDecisionWriter(options: ThreadedWriterOptions): De
     const w = new Worker(url.href, { type: "module" });
     w.onmessage = (e: MessageEvent<WriterThreadResponse>) => {
       const msg = e.data;
+      blocked = msg.blocked;
       if (msg.type === "state") return become(msg.to, msg.reason);
       const p = pending.get(msg.id);
       if (!p) return; // answered after its deadline: the write already counted as failed
@@ -132,6 +134,7 @@ export function createThreadedDecisionWriter(options: ThreadedWriterOptions): De
       if (reply.type === "failed") throw new AppError(reply.code, reply.message);
     },
     state: () => state,
+    blocked: () => blocked,
     async check() {
       if (state === "closed") return state;
       // The thread posts every state change before it replies, in order: the state is already current here. (A reply's

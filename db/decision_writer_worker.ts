@@ -17,9 +17,12 @@ import type { WriterThreadRequest, WriterThreadResponse } from "./decision_write
 
 let writer: DecisionWriter | null = null;
 
-function post(msg: WriterThreadResponse): void {
-  self.postMessage(msg);
+/** Post a message with the writer's `blocked()` as it is now. */
+function post(msg: DistributiveOmit<WriterThreadResponse, "blocked">): void {
+  self.postMessage({ ...msg, blocked: writer?.blocked?.() ?? null });
 }
+
+type DistributiveOmit<T, K extends PropertyKey> = T extends unknown ? Omit<T, K> : never;
 
 self.onmessage = async (event: MessageEvent<WriterThreadRequest>) => {
   const msg = event.data;

@@ -54,7 +54,7 @@ async function countIn(url: string, ids: string[]): Promise<number> {
 }
 
 for (const [writerName, makeWriter] of WRITERS) {
-  Deno.test(`${writerName}: the log recovers within a second after another process's write lock ends`, async () => {
+  Deno.test(`${writerName}: the log recovers within seconds after another process's write lock ends (not after 20 s or never)`, async () => {
     await withTempDir(async (dir) => {
       const url = `file:${dir}/d.db`;
       const s = await serviceLog(dir, url, makeWriter);
@@ -66,15 +66,17 @@ for (const [writerName, makeWriter] of WRITERS) {
         const holder = createClient({ url, timeout: 50 });
         const tx = await holder.transaction("write");
         for (const r of rows.slice(1, 30)) s.log.append(r);
-        await until(() => s.outbox.size() > 0, 5000);
+        // Generous deadlines: a first run compiles the writer thread's modules on a possibly loaded machine.
+        await until(() => s.outbox.size() > 0, 15_000);
         assert.equal(s.log.stats().writer, "failing");
         await tx.rollback();
         holder.close();
         const released = performance.now();
         for (const r of rows.slice(30)) s.log.append(r);
-        await until(() => s.log.backlog() === 0, 5000);
+        await until(() => s.log.backlog() === 0, 15_000);
         const recoveredMs = performance.now() - released;
-        assert.ok(recoveredMs < 1000, `recovered after ${Math.round(recoveredMs)} ms`);
+        // The stuck connection this guards against kept failing for 20 s or more (until garbage collection).
+        assert.ok(recoveredMs < 5000, `recovered after ${Math.round(recoveredMs)} ms`);
         assert.equal(s.log.stats().writer, "ready");
         // Back to direct writes once the replay loop has seen the outbox empty.
         await until(() => s.log.stats().mode === "direct", 2000);
