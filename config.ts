@@ -422,3 +422,41 @@ export function loadCloudServerConfig(env: Env = Deno.env.toObject()): Readonly<
     exitWithParent: bool(env, "CLOUD_SERVER_EXIT_WITH_PARENT", false),
   });
 }
+
+/** The reference VLM server's resolved configuration (`deno task cloud:vlm`, cloud/vlm_reference_server.ts). */
+export interface VlmServerConfig {
+  /** Loopback only (the server has no authentication). @default "127.0.0.1" */
+  host: string;
+  /** @default 8002 */
+  port: number;
+  /** @default "wasm-models" */
+  modelsDir: string;
+  /** @default "wasm-models/pose" */
+  poseModelDir: string;
+  /** The `model` it answers to and lists. @default "dmd-reference-vlm" */
+  modelName: string;
+  /** Runtime of the cloud classifier, as for the reference cloud server. @default "auto" */
+  runtime: "auto" | "native" | "wasm";
+  /** Exit when stdin closes (`VLM_SERVER_EXIT_WITH_PARENT=true`). @default false */
+  exitWithParent: boolean;
+}
+
+/**
+ * Resolve the reference VLM server's configuration (`VLM_SERVER_HOST`, `VLM_SERVER_PORT`, `VLM_SERVER_MODEL`,
+ * `MODELS_DIR`, `POSE_MODEL_DIR`, `CLOUD_RUNTIME`, `VLM_SERVER_EXIT_WITH_PARENT`).
+ *
+ * @param env the environment (default: `Deno.env.toObject()`)
+ * @returns the frozen configuration
+ */
+export function loadVlmServerConfig(env: Env = Deno.env.toObject()): Readonly<VlmServerConfig> {
+  const cloud = loadCloudServerConfig(env);
+  return Object.freeze({
+    host: str(env, "VLM_SERVER_HOST", "127.0.0.1"),
+    port: int(env, "VLM_SERVER_PORT", 8002, 0, 65535),
+    modelsDir: cloud.modelsDir,
+    poseModelDir: str(env, "POSE_MODEL_DIR", "wasm-models/pose"),
+    modelName: str(env, "VLM_SERVER_MODEL", "dmd-reference-vlm"),
+    runtime: cloud.runtime,
+    exitWithParent: bool(env, "VLM_SERVER_EXIT_WITH_PARENT", false),
+  });
+}
