@@ -6,6 +6,7 @@
  * @module
  */
 import { LOG_LEVELS, type LogLevel } from "./observability/logger.ts";
+import { parseTiers, type Tier } from "./serve/tiers.ts";
 
 /** The edge app's resolved configuration. */
 export interface Config {
@@ -149,6 +150,13 @@ export interface Config {
    * `error` or `silent`. Requests are logged at `info` (scrapes and probes at `debug`). @default "info"
    */
   logLevel: LogLevel;
+  /**
+   * The tiers a request may climb (serve/tiers.ts), from `TIERS` (JSON) or `TIERS_FILE`: tier 1's url, model,
+   * deadline, breaker, budget and key replace the `CLOUD_*` values above; tiers 2 and up are climbed by
+   * serve/cascade.ts. API keys are resolved from the variables the tiers name and never logged. @default null (the
+   * two default tiers: the edge model and the `CLOUD_*` cloud model)
+   */
+  tiers: Tier[] | null;
 }
 
 /** A credential the cloud clients send with every call: one header and its value. */
@@ -282,8 +290,61 @@ function databaseUrl(env: Env): string {
  * @throws RangeError naming the variable when a value is out of range
  */
 export function loadConfig(env: Env = Deno.env.toObject()): Readonly<Config> {
+  return Object.freeze(withTiers(baseConfig(env), env));
+}
+
+/**
+ * The configuration with its tiers: `TIERS` or `TIERS_FILE` parsed, and tier 1's settings in the `CLOUD_*` fields
+ * (the hop-0 offload reads them), so that two configured tiers behave exactly as the same `CLOUD_*` values do.
+ */
+function withTiers(base: Config, env: Env): Config {
+  const inline = env.TIERS || undefined;
+  const file = env.TIERS_FILE || undefined;
+  if (inline && file) throw new RangeError("Invalid TIERS: set TIERS or TIERS_FILE, not both");
+  if (!inline && !file) return base;
+  let text = inline;
+  if (file) {
+    try {
+      text = Deno.readTextFileSync(file);
+    } catch (err) {
+      throw new RangeError(`Invalid TIERS_FILE: cannot read "${file}": ${(err as Error).message}`);
+    }
+  }
+  const tiers = parseTiers(text!, {
+    defaults: {
+      timeoutMs: base.cloudTimeoutMs,
+      budgetPerS: base.offloadBudgetPerS,
+      breaker: {
+        failures: base.cloudBreakerFailures,
+        failureRatio: base.cloudBreakerFailureRatio,
+        window: base.cloudBreakerWindow,
+        openMs: base.cloudBreakerOpenMs,
+        maxOpenMs: base.cloudBreakerMaxOpenMs,
+      },
+      explore: base.explorationRate,
+    },
+    env,
+  });
+  const first = tiers[1] as Extract<Tier, { kind: "oip" }>;
+  return {
+    ...base,
+    tiers,
+    cloudUrl: first.url ?? base.cloudUrl,
+    cloudModelName: first.model,
+    cloudTimeoutMs: first.timeoutMs,
+    cloudAuth: first.apiKey ? { header: "authorization", value: `Bearer ${first.apiKey}` } : base.cloudAuth,
+    cloudBreakerFailures: first.breaker.failures,
+    cloudBreakerFailureRatio: first.breaker.failureRatio,
+    cloudBreakerWindow: first.breaker.window,
+    cloudBreakerOpenMs: first.breaker.openMs,
+    cloudBreakerMaxOpenMs: first.breaker.maxOpenMs,
+    offloadBudgetPerS: first.budgetPerS,
+  };
+}
+
+function baseConfig(env: Env): Config {
   const cores = navigator.hardwareConcurrency ?? 2;
-  return Object.freeze({
+  return {
     host: str(env, "HOST", "127.0.0.1"),
     port: int(env, "PORT", 8000, 0, 65535),
     modelsDir: str(env, "MODELS_DIR", "wasm-models"),
@@ -326,7 +387,8 @@ export function loadConfig(env: Env = Deno.env.toObject()): Readonly<Config> {
     switcherPollMs: int(env, "SWITCHER_POLL_MS", 30_000, 0, 86_400_000),
     adminToken: adminToken(env),
     logLevel: logLevel(env),
-  });
+    tiers: null,
+  };
 }
 
 function logLevel(env: Env): LogLevel {
