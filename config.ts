@@ -339,6 +339,7 @@ function withTiers(base: Config, env: Env): Config {
     cloudBreakerOpenMs: first.breaker.openMs,
     cloudBreakerMaxOpenMs: first.breaker.maxOpenMs,
     offloadBudgetPerS: first.budgetPerS,
+    switcherThreshold: first.threshold ?? base.switcherThreshold,
   };
 }
 

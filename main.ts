@@ -506,7 +506,11 @@ async function startCascade(
   return createCascade({
     first: tiers[1] as Exclude<(typeof tiers)[1], { kind: "edge" }>,
     models,
-    switcher: (hop) => hops.current(hop),
+    // A tier's `threshold` replaces the release's of the hop leading to it (as SWITCHER_THRESHOLD does for hop 0).
+    switcher: (hop) => {
+      const threshold = models[hop - 1].tier.threshold;
+      return threshold === null ? hops.current(hop) : { ...hops.current(hop), threshold };
+    },
     labels: parts.manifest.cloud.labels,
   });
 }

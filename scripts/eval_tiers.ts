@@ -73,6 +73,7 @@ const tiers: Tier[] = config.tiers ?? [
     apiKey: undefined,
     costMs: null,
     pricePerCall: null,
+    threshold: null,
   },
 ];
 

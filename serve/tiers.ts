@@ -70,6 +70,11 @@ interface CloudTierBase extends TierBase {
   explore: number;
   /** The credential, resolved from the variable the tier names (`apiKeyEnv`); never logged. */
   apiKey: string | undefined;
+  /**
+   * The threshold of the hop that leads to this tier, replacing its switcher release's (as `SWITCHER_THRESHOLD` does
+   * for hop 0; tier 1's sets `SWITCHER_THRESHOLD`). Null: the release's own.
+   */
+  threshold: number | null;
 }
 
 /** An Open Inference Protocol cloud model (keypoint windows). */
@@ -122,6 +127,7 @@ const KEYS: Record<Tier["kind"], string[]> = {
     "apiKeyEnv",
     "costMs",
     "pricePerCall",
+    "threshold",
   ],
   openai: [
     "name",
@@ -136,6 +142,7 @@ const KEYS: Record<Tier["kind"], string[]> = {
     "apiKeyEnv",
     "costMs",
     "pricePerCall",
+    "threshold",
     "frames",
     "constraint",
     "logprobs",
@@ -222,6 +229,7 @@ function cloudBase(raw: Raw, where: string, d: TierDefaults, env: Record<string,
     apiKey,
     costMs: number(raw, "costMs", where, [0, 1e9], null),
     pricePerCall: number(raw, "pricePerCall", where, [0, 1e9], null),
+    threshold: number(raw, "threshold", where, [0, 1], null),
   };
 }
 

@@ -223,6 +223,10 @@ Deno.test("tiers: parsed with defaults; bad lists refused with the tier named; t
   assert.equal(config.cloudUrl, "http://127.0.0.1:8001");
   assert.equal(config.cloudModelName, "m");
   assert.equal(config.cloudTimeoutMs, 250);
+  assert.equal(config.switcherThreshold, undefined);
+  const demo = loadConfig({ TIERS_FILE: new URL("../docs/tiers-three-demo.json", import.meta.url).pathname });
+  assert.deepEqual(demo.tiers!.map((t) => (t.kind === "edge" ? null : t.threshold)), [null, 0, 0]);
+  assert.equal(demo.switcherThreshold, 0, "tier 1's threshold is hop 0's");
   assert.deepEqual(config.cloudAuth, { header: "authorization", value: `Bearer ${key}` });
   assert.throws(() => loadConfig({ TIERS: "[", TIERS_FILE: "x.json" }), /set TIERS or TIERS_FILE, not both/);
   assert.equal(loadConfig({}).tiers, null);
