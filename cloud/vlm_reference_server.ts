@@ -33,6 +33,7 @@ import { readPoseModel } from "../workers/pose_artefact.ts";
 import { createPosePool, type PoseInference } from "../workers/pose_pool.ts";
 import { parseFlags } from "../scripts/cli.ts";
 import { type CloudSession, loadCloudSession } from "./reference_server.ts";
+import { serveApp, stopOnSignals } from "./serve_app.ts";
 import { type ChatRequest, ChatRequestError, readChatRequest } from "./vlm_request.ts";
 import type { ChatCompletionResponse, TokenLogprob } from "./vlm_protocol.ts";
 
@@ -275,28 +276,15 @@ export async function startVlmReferenceServer(config: Readonly<VlmServerConfig>)
     throw err;
   }
   const app = createVlmReferenceApp({ model: poseClassifier({ pose, session, spec }), modelName: config.modelName });
-  let server: Deno.HttpServer<Deno.NetAddr>;
-  try {
-    server = Deno.serve({ hostname: config.host, port: config.port, onListen: () => {} }, app.fetch);
-  } catch (err) {
-    await pose.close();
-    await session.release();
-    throw err;
-  }
-  let stopping: Promise<void> | null = null;
-  return {
-    url: `http://${config.host.includes(":") ? `[${config.host}]` : config.host}:${server.addr.port}`,
-    modelName: config.modelName,
-    modelVersion: spec.version,
-    shutdown() {
-      stopping ??= (async () => {
-        await server.shutdown();
-        await pose.close();
-        await session.release();
-      })();
-      return stopping;
+  const served = await serveApp(app.fetch, {
+    host: config.host,
+    port: config.port,
+    release: async () => {
+      await pose.close();
+      await session.release();
     },
-  };
+  });
+  return { ...served, modelName: config.modelName, modelVersion: spec.version };
 }
 
 if (import.meta.main) {
@@ -317,18 +305,5 @@ if (import.meta.main) {
     model: server.modelName,
     version: server.modelVersion,
   }));
-  const stop = async () => {
-    await server.shutdown();
-    Deno.exit(0);
-  };
-  Deno.addSignalListener("SIGINT", stop);
-  Deno.addSignalListener("SIGTERM", stop);
-  if (config.exitWithParent) {
-    (async () => {
-      for await (const _ of Deno.stdin.readable) {
-        // nothing is sent: only the end of the pipe matters
-      }
-      await stop();
-    })();
-  }
+  stopOnSignals(server, config.exitWithParent);
 }

@@ -112,44 +112,27 @@ export interface TierDefaults {
 
 type Raw = Record<string, unknown>;
 
+/** The members a cloud tier of either kind may set. */
+const CLOUD_KEYS = [
+  "name",
+  "kind",
+  "input",
+  "url",
+  "model",
+  "timeoutMs",
+  "budgetPerS",
+  "breaker",
+  "explore",
+  "apiKeyEnv",
+  "costMs",
+  "pricePerCall",
+  "threshold",
+];
+
 const KEYS: Record<Tier["kind"], string[]> = {
   edge: ["name", "kind", "input", "costMs", "pricePerCall"],
-  oip: [
-    "name",
-    "kind",
-    "input",
-    "url",
-    "model",
-    "timeoutMs",
-    "budgetPerS",
-    "breaker",
-    "explore",
-    "apiKeyEnv",
-    "costMs",
-    "pricePerCall",
-    "threshold",
-  ],
-  openai: [
-    "name",
-    "kind",
-    "input",
-    "url",
-    "model",
-    "timeoutMs",
-    "budgetPerS",
-    "breaker",
-    "explore",
-    "apiKeyEnv",
-    "costMs",
-    "pricePerCall",
-    "threshold",
-    "frames",
-    "constraint",
-    "logprobs",
-    "topLogprobs",
-    "prompt",
-    "keys",
-  ],
+  oip: CLOUD_KEYS,
+  openai: [...CLOUD_KEYS, "frames", "constraint", "logprobs", "topLogprobs", "prompt", "keys"],
 };
 
 function fail(where: string, message: string): never {

@@ -6,7 +6,13 @@
 import assert from "node:assert/strict";
 import { CallError } from "../cloud/bounded_call.ts";
 import { createVlmClient, type VlmClientOptions } from "../cloud/vlm_client.ts";
-import type { ChatCompletionRequest, ChatImagePart, ChatTextPart, TokenLogprob } from "../cloud/vlm_protocol.ts";
+import type {
+  ChatCompletionRequest,
+  ChatImagePart,
+  ChatTextPart,
+  JsonSchemaFormat,
+  TokenLogprob,
+} from "../cloud/vlm_protocol.ts";
 import { keyProbabilities, sampleFrames, tokenKey } from "../cloud/vlm_protocol.ts";
 
 const LABELS = ["walk", "run", "jump_high"];
@@ -107,19 +113,11 @@ Deno.test("vlm client: sends sampled frames as data URLs, the keyed prompt, the 
     assert.equal(body.logprobs, true);
     assert.equal(body.top_logprobs, 3);
     assert.equal(body.structured_outputs, undefined);
-    assert.deepEqual(body.response_format, {
-      type: "json_schema",
-      json_schema: {
-        name: "action",
-        strict: true,
-        schema: {
-          type: "object",
-          properties: { answer: { type: "string", enum: ["A", "B", "C"] } },
-          required: ["answer"],
-          additionalProperties: false,
-        },
-      },
-    });
+    const format = body.response_format as JsonSchemaFormat;
+    assert.equal(format.type, "json_schema");
+    assert.deepEqual(format.json_schema.schema.properties, { answer: { type: "string", enum: ["A", "B", "C"] } });
+    assert.deepEqual(format.json_schema.schema.required, ["answer"]);
+    assert.equal(format.json_schema.schema.additionalProperties, false);
     const parts = body.messages[0].content as (ChatImagePart | ChatTextPart)[];
     const images = parts.filter((p): p is ChatImagePart => p.type === "image_url").map((p) => p.image_url.url);
     // 4 of 10 frames, evenly: 0, 3, 6, 9 (each frame's one byte is its index).
