@@ -15,6 +15,7 @@ import {
   type FramesModel,
   startVlmReferenceServer,
 } from "../cloud/vlm_reference_server.ts";
+import { framesMissing, readVtestFrames } from "./fixtures/opencv_frames.ts";
 
 const LABELS = ["walk", "run", "jump_high"];
 const KEYS = ["A", "B", "C"];
@@ -207,21 +208,12 @@ Deno.test("vlm reference: refuses to listen beyond loopback (it has no authentic
   );
 });
 
-const FRAMES_DIR = new URL("../build/testdata/opencv/vtest/", import.meta.url);
-let haveFrames = true;
-try {
-  Deno.statSync(new URL("frame-016.jpg", FRAMES_DIR));
-} catch {
-  haveFrames = false;
-  console.error(
-    "cloud_vlm_reference_server_test: no build/testdata/opencv (deno task testdata); the real-frames test is ignored",
-  );
-}
+if (framesMissing) console.error(`cloud_vlm_reference_server_test: the real-frames test is ignored: ${framesMissing}`);
 
 Deno.test({
   name:
     "vlm reference: the real stand-in (pose + cloud classifier) answers the client deterministically on real frames",
-  ignore: !haveFrames,
+  ignore: framesMissing !== "",
   sanitizeResources: false,
   sanitizeOps: false,
   async fn() {
@@ -229,12 +221,7 @@ Deno.test({
     try {
       const labels = JSON.parse(await Deno.readTextFile(new URL("../wasm-models/manifest.json", import.meta.url)))
         .cloud.labels as string[];
-      const images = await Promise.all(
-        Array.from(
-          { length: 16 },
-          (_, i) => Deno.readFile(new URL(`frame-${String(i + 1).padStart(3, "0")}.jpg`, FRAMES_DIR)),
-        ),
-      );
+      const images = await readVtestFrames(16);
       const client = createVlmClient({
         baseUrl: server.url,
         model: server.modelName,

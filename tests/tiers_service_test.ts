@@ -15,15 +15,9 @@ import { seedRegistry } from "../loop/registry.ts";
 import { startService } from "../main.ts";
 import { ruleRelease } from "../release/release.ts";
 import { readDecision } from "./fixtures/db_records.ts";
+import { framesMissing, readVtestFrames } from "./fixtures/opencv_frames.ts";
 
-const DATA = new URL("../build/testdata/opencv/vtest/", import.meta.url);
-let haveClip = true;
-try {
-  Deno.statSync(new URL("frame-008.jpg", DATA));
-} catch {
-  haveClip = false;
-  console.error("tiers_service_test: no build/testdata/opencv (deno task testdata); the test is ignored");
-}
+if (framesMissing) console.error(`tiers_service_test: ignored: ${framesMissing}`);
 
 function closedPort(): number {
   const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
@@ -44,7 +38,7 @@ async function post(url: string, path: string, body: unknown) {
 Deno.test({
   name:
     "tiers: a clip climbs edge -> OIP cloud -> VLM, a dead fourth tier falls back to the VLM's answer; keypoints stop at the OIP cloud",
-  ignore: !haveClip,
+  ignore: framesMissing !== "",
   sanitizeResources: false,
   sanitizeOps: false,
   async fn() {
@@ -97,9 +91,7 @@ Deno.test({
     }));
     let clipId = "", seqId = "";
     try {
-      const images = await Promise.all(
-        Array.from({ length: 8 }, (_, i) => Deno.readFile(new URL(`frame-00${i + 1}.jpg`, DATA))),
-      );
+      const images = await readVtestFrames(8);
       const clip = await post(service.url, "/v1/classify/frames", {
         fps: 10,
         images: images.map((b) => Buffer.from(b).toString("base64")),

@@ -6,17 +6,10 @@
  */
 import assert from "node:assert/strict";
 import { createVlmClient } from "../cloud/vlm_client.ts";
+import { framesMissing, readVtestFrames } from "./fixtures/opencv_frames.ts";
 
 const url = Deno.env.get("VLM_URL");
-const framesDir = new URL("../build/testdata/opencv/vtest/", import.meta.url);
-let reason = url ? "" : "VLM_URL is not set";
-if (!reason) {
-  try {
-    Deno.statSync(new URL("frame-008.jpg", framesDir));
-  } catch {
-    reason = "no build/testdata/opencv frames (deno task testdata)";
-  }
-}
+const reason = url ? framesMissing : "VLM_URL is not set";
 if (reason) console.error(`vlm_live_test: ignored: ${reason}`);
 
 Deno.test({
@@ -39,9 +32,7 @@ Deno.test({
       apiKey: Deno.env.get("VLM_API_KEY") || undefined,
     });
     assert.equal(await client.ready(), true, "the server lists the model at /v1/models");
-    const images = await Promise.all(
-      Array.from({ length: 8 }, (_, i) => Deno.readFile(new URL(`frame-00${i + 1}.jpg`, framesDir))),
-    );
+    const images = await readVtestFrames(8);
     const r = await client.classify({ kind: "jpeg", images });
     assert.ok(labels.includes(r.label));
     assert.equal(r.probs.length, labels.length);
