@@ -43,7 +43,7 @@ import { statsRoutes } from "./routes/stats.ts";
 import { startChildCloud } from "./serve/child_cloud.ts";
 import { type Cascade, createCascade } from "./serve/cascade.ts";
 import { followHopSwitchers } from "./serve/hop_switchers.ts";
-import { createTierModel } from "./serve/tier_models.ts";
+import { createTierModel } from "./cloud/tier_models.ts";
 import { createTierMetrics } from "./observability/tier_metrics.ts";
 import { createHybridClassifier, type HybridClassifier } from "./serve/classifier.ts";
 import { answerWhenLogged } from "./serve/durable.ts";

@@ -23,7 +23,7 @@ import { createOipClient } from "../cloud/oip_client.ts";
 import { loadConfig } from "../config.ts";
 import { resample } from "../sequence/preprocess.ts";
 import { collectPairs } from "../loop/pairs.ts";
-import { createTierModel } from "../serve/tier_models.ts";
+import { createTierModel } from "../cloud/tier_models.ts";
 import type { Tier } from "../serve/tiers.ts";
 import { type CascadeEvaluation, evaluateCascade } from "../switcher/cascade_eval.ts";
 import { loadModelSet, readManifest } from "../workers/artefacts.ts";

@@ -36,7 +36,7 @@ export type TierOutcome =
   | { probs: Float64Array; hasProbabilities: boolean; version: string; ms: number }
   | { error: AppError; reason: string | null; ms: number };
 
-/** A cloud tier as the climb calls it (serve/tier_models.ts builds them: client, breaker, budget). */
+/** A cloud tier as the climb calls it (cloud/tier_models.ts builds them: client, breaker, budget). */
 export interface TierModel {
   tier: CloudTier;
   /** Call the tier for one request. Never throws. */

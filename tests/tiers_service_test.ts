@@ -11,6 +11,7 @@ import { loadConfig, loadVlmServerConfig } from "../config.ts";
 import { startVlmReferenceServer } from "../cloud/vlm_reference_server.ts";
 import { openDatabase } from "../db/client.ts";
 import { listDecisionTiers } from "../db/queries.ts";
+import { tierFigures } from "../db/tier_analytics.ts";
 import { seedRegistry } from "../loop/registry.ts";
 import { startService } from "../main.ts";
 import { ruleRelease } from "../release/release.ts";
@@ -139,6 +140,14 @@ Deno.test({
       assert.equal(row?.cloudLabel, rows[0].label, "its cloud columns stay tier 1's");
       assert.equal(rows[1].price, 0.01);
       assert.equal(rows[0].switcherVersion, "all-hop1");
+      const figures = await tierFigures(db2.db, { fromMs: 0, toMs: Date.now() + 1 });
+      assert.deepEqual(figures.map((f) => [f.name, f.calls, f.answered, f.share, f.errors]), [
+        ["cloud", 2, 1, 0.5, 0],
+        ["vlm", 1, 1, 0.5, 0],
+        ["dead", 1, 0, 0, 1],
+      ]);
+      assert.equal(figures[1].agreement, rows[1].label === rows[0].label ? 1 : 0);
+      assert.equal(figures[1].price, 0.01);
       const seqRows = (await listDecisionTiers(db2.db)).filter((r) => r.decisionId === seqId);
       assert.deepEqual(seqRows.map((r) => [r.tierName, r.answered, r.next]), [["cloud", true, "no_frames"]]);
     } finally {

@@ -5,14 +5,14 @@
  *
  * @module
  */
-import { circuitOpenError, createCircuitBreaker, throughBreaker } from "../cloud/circuit_breaker.ts";
-import { createOipClient } from "../cloud/oip_client.ts";
-import { createVlmClient } from "../cloud/vlm_client.ts";
+import { circuitOpenError, createCircuitBreaker, throughBreaker } from "./circuit_breaker.ts";
+import { createOipClient } from "./oip_client.ts";
+import { createVlmClient } from "./vlm_client.ts";
 import { createOffloadBudget } from "../switcher/decide.ts";
 import { softmax } from "../switcher/features.ts";
 import type { ClassifierSpec } from "../wasm-models/manifest.ts";
-import { failedOutcome, type TierModel, type TierOutcome } from "./cascade.ts";
-import type { CloudTier } from "./tiers.ts";
+import { failedOutcome, type TierModel, type TierOutcome } from "../serve/cascade.ts";
+import type { CloudTier } from "../serve/tiers.ts";
 
 /** Options of {@link createTierModel}. */
 export interface TierModelOptions {
