@@ -252,6 +252,14 @@ function runSeed(
     .reduce((b, p) => (ruleAuc(p) > ruleAuc(b) ? p : b)).name;
   policies.push({ name: "oracle", scores: baselines.oracle({ edgePred, cloudPred, truth }) });
   const comparisons = comparePolicies(inputs, policies, bestRule, { resamples, seed, rates: RATES });
+  // The bar a deployer without labels has: the rule the same cross-validation ranks best on the pool.
+  const poolRule = selection.bestRule.candidate.name;
+  const installedVsPoolRule = comparePolicies(
+    inputs,
+    policies.filter((p) => p.name === "installed by dmd" || p.name === poolRule),
+    poolRule,
+    { resamples, seed, rates: RATES },
+  ).find((c) => c.name === "installed by dmd")!.vsBaseline;
   const acc = (pred: number[]) => pred.filter((p, i) => p === truth[i]).length / truth.length;
   return {
     run: {
@@ -264,6 +272,8 @@ function runSeed(
         selection.folds.groups > 1 ? ` (${selection.folds.groups} groups)` : ""
       }`,
       bestRule,
+      poolRule,
+      installedVsPoolRule,
       selection: [
         ...selection.trials.map((t) => ({
           name: t.candidate.name,

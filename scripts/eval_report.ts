@@ -15,6 +15,10 @@ export interface SeedRun {
   installed: string;
   folds: string;
   bestRule: string;
+  /** The rule the pool's cross-validation ranks best (chosen without the evaluation half). */
+  poolRule: string;
+  /** The installed switcher minus that rule on the evaluation half, with paired bootstrap SEs. */
+  installedVsPoolRule: PolicyComparison["vsBaseline"];
   selection: { name: string; meanAuc: number; standardError: number }[];
   comparisons: PolicyComparison[];
   edgeAccuracy: number;
@@ -130,6 +134,16 @@ export function markdown(
       } | ${pct(r.rateToCloudAccuracy.mean)}% | ${d(r.vsBestRule.rateToCloudAccuracy, pct)} | ${op} |`,
     );
   }
+  const vsPool = (get: (v: PolicyComparison["vsBaseline"]) => { difference: number; standardError: number }) => ({
+    difference: spread(runs.map((r) => get(r.installedVsPoolRule).difference)),
+    standardError: spread(runs.map((r) => get(r.installedVsPoolRule).standardError)).mean,
+  });
+  lines.push(
+    "",
+    "Installed by dmd against the best rule chosen on the pool (the bar a deployer without labels has; " +
+      `per seed: ${runs.map((r) => r.poolRule).join(", ")}): Δ AUC ${d(vsPool((v) => v.disagreementAuc), f3)}, ` +
+      `Δ acc@10% ${d(vsPool((v) => v.accuracyAt[0]), pct)}, Δ accuracy area ${d(vsPool((v) => v.accuracyArea), pct)}.`,
+  );
   lines.push("", "Selection on the pool (mean fold AUC ± SE), per seed:", "");
   for (const r of runs) {
     lines.push(

@@ -37,18 +37,22 @@ export interface MlpCandidate {
 /** A candidate switcher. */
 export type Candidate = RuleCandidate | MlpCandidate;
 
-/** The candidates `deno task dmd` and retraining choose from, simplest first. */
+/**
+ * The candidates `deno task dmd` and retraining choose from, simplest first. The rules are ordered by how much of the
+ * probability vector they read (the top probability; the top two; all of them), so that between rules whose fold
+ * AUCs lie within one standard error the one-SE rule takes the one with the least to overfit, never the luckier one.
+ */
 export const DEFAULT_CANDIDATES: readonly Candidate[] = [
   { kind: "rule", name: "rule:max_prob", rule: "max_prob", complexity: 0 },
-  { kind: "rule", name: "rule:margin", rule: "margin", complexity: 0 },
-  { kind: "rule", name: "rule:entropy", rule: "entropy", complexity: 0 },
-  { kind: "mlp", name: "mlp:confidence", set: "confidence", complexity: 1, hidden: [16], l2: 1e-4 },
-  { kind: "mlp", name: "mlp:confidence+quality", set: "confidence+quality", complexity: 2, hidden: [16], l2: 1e-4 },
+  { kind: "rule", name: "rule:margin", rule: "margin", complexity: 1 },
+  { kind: "rule", name: "rule:entropy", rule: "entropy", complexity: 2 },
+  { kind: "mlp", name: "mlp:confidence", set: "confidence", complexity: 3, hidden: [16], l2: 1e-4 },
+  { kind: "mlp", name: "mlp:confidence+quality", set: "confidence+quality", complexity: 4, hidden: [16], l2: 1e-4 },
   {
     kind: "mlp",
     name: "mlp:confidence+quality+novelty",
     set: "confidence+quality+novelty",
-    complexity: 3,
+    complexity: 5,
     hidden: [16],
     l2: 1e-4,
     embedding: { components: 0 },
@@ -57,12 +61,12 @@ export const DEFAULT_CANDIDATES: readonly Candidate[] = [
     kind: "mlp",
     name: "mlp:confidence+quality+pca",
     set: "confidence+quality+pca",
-    complexity: 4,
+    complexity: 6,
     hidden: [16],
     l2: 1e-3,
     embedding: { components: 8 },
   },
-  { kind: "mlp", name: "mlp:all", set: "all", complexity: 5, hidden: [32], l2: 1e-3 },
+  { kind: "mlp", name: "mlp:all", set: "all", complexity: 7, hidden: [32], l2: 1e-3 },
 ];
 
 /**

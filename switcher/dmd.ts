@@ -9,7 +9,7 @@
  */
 import { thresholdForAgreement, thresholdForOffloadRate } from "./calibration.ts";
 import { dmdLabel } from "./dmd_labels.ts";
-import { featureColumns, type FeatureSet, probabilityStats, selectColumns } from "./features.ts";
+import { probabilityStats, selectColumns } from "./features.ts";
 import { rocAuc } from "./metrics.ts";
 import { type MlpModel, predictMlp, trainMlp, type TrainOptions } from "./mlp.ts";
 import { createPrng } from "./prng.ts";
@@ -151,38 +151,4 @@ export function trainDmdSwitcher(pairs: Pair[], options: DmdOptions = {}): DmdRe
     counts: { pairs: pairs.length, train: train.length, holdout: hold.length, skipped: pairs.length - usable.length },
     bestEpoch: result.bestEpoch,
   };
-}
-
-/** One feature subset tried by {@link trainDmdSwitcherSelected}. */
-export interface FeatureSetTrial {
-  set: FeatureSet;
-  result: DmdResult;
-}
-
-/**
- * Train one switcher per feature subset on the same split and keep the one with the highest held-out AUC for
- * edge/cloud disagreement (ties: the smaller subset). Which features pay off depends on the traffic: with few
- * disagreements the embedding overfits and confidence alone wins; with many it finds the inputs the edge gets
- * wrong. The held-out pairs both select and report, so the winner's figures are a maximum over the subsets tried.
- *
- * @param pairs edge features and probabilities with cloud probabilities
- * @param sets the subsets to try, smallest first
- * @param options as {@link trainDmdSwitcher} (its `columns` is set per subset)
- * @returns the chosen subset's result and every trial
- */
-export function trainDmdSwitcherSelected(
-  pairs: Pair[],
-  sets: readonly FeatureSet[],
-  options: Omit<DmdOptions, "columns"> = {},
-): { chosen: FeatureSetTrial; trials: FeatureSetTrial[] } {
-  if (sets.length === 0) throw new RangeError("Cannot train switcher: expected at least one feature set");
-  const featureCount = pairs[0]?.features.length ?? 0;
-  const trials = sets.map((set) => ({
-    set,
-    result: trainDmdSwitcher(pairs, { ...options, columns: featureColumns(set, featureCount) }),
-  }));
-  const chosen = trials.reduce((best, t) =>
-    t.result.evaluation.switcherAuc > best.result.evaluation.switcherAuc ? t : best
-  );
-  return { chosen, trials };
 }

@@ -148,19 +148,21 @@ export interface FoldGateVerdict {
 
 /**
  * The gate on held-out grouped folds: the candidate's out-of-fold disagreement AUC, fold by fold, against each
- * opponent's AUC on the same fold. It passes when no opponent is better on average by more than `tolerance`.
+ * opponent's AUC on the same fold. It passes when no opponent is better on average by more than `tolerance` (or the
+ * opponent's own tolerance, when larger).
  *
  * @param candidateFoldAuc the candidate's AUC on each held-out fold (trained without it)
- * @param opponents each opponent's AUC on the same folds
+ * @param opponents each opponent's AUC on the same folds, and optionally the tolerance allowed against it
  * @param options `tolerance` (default 0)
  * @returns the verdict with one comparison per opponent
  */
 export function gateOnFolds(
   candidateFoldAuc: number[],
-  opponents: { name: string; foldAuc: number[] }[],
+  opponents: { name: string; foldAuc: number[]; tolerance?: number }[],
   options: { tolerance?: number } = {},
 ): FoldGateVerdict {
   const tolerance = options.tolerance ?? 0;
+  const allowed = (name: string) => Math.max(tolerance, opponents.find((o) => o.name === name)?.tolerance ?? 0);
   const comparisons = opponents.map((o): FoldComparison => {
     const d = candidateFoldAuc.map((c, f) => c - o.foldAuc[f]).filter((v) => !Number.isNaN(v));
     const mean = d.length ? d.reduce((a, b) => a + b, 0) / d.length : NaN;
@@ -173,14 +175,16 @@ export function gateOnFolds(
     };
   });
   const f = (v: number) => v.toFixed(4);
-  const losing = comparisons.filter((c) => Number.isNaN(c.difference) || c.difference < -tolerance);
+  const losing = comparisons.filter((c) => Number.isNaN(c.difference) || c.difference < -allowed(c.name));
   if (losing.length > 0) {
     const c = losing[0];
     return {
       promote: false,
       reason: Number.isNaN(c.difference)
         ? `no held-out fold ranks the candidate against ${c.name}`
-        : `candidate AUC is ${f(-c.difference)} below ${c.name} on held-out folds (tolerance ${tolerance})`,
+        : `candidate AUC is ${f(-c.difference)} below ${c.name} on held-out folds (tolerance ${
+          Number(allowed(c.name).toFixed(4))
+        })`,
       comparisons,
     };
   }

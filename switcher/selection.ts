@@ -217,7 +217,16 @@ export function gateSelection(
   active: { name: string; scores: ArrayLike<number> } | null,
   options: { tolerance?: number } = {},
 ): FoldGateVerdict {
-  const opponents = [{ name: `best rule (${selection.bestRule.candidate.name})`, foldAuc: selection.bestRule.foldAuc }];
+  const rule = selection.bestRule;
+  // A rule chosen over a rule with a higher mean was chosen by the one-SE rule: it may trail that rule by that SE.
+  const ruleTolerance = selection.chosen.candidate.kind === "rule" && rule !== selection.chosen
+    ? selection.best.standardError
+    : 0;
+  const opponents: { name: string; foldAuc: number[]; tolerance?: number }[] = [{
+    name: `best rule (${rule.candidate.name}${ruleTolerance > 0 ? "; the chosen rule reads less, within one SE" : ""})`,
+    foldAuc: rule.foldAuc,
+    tolerance: ruleTolerance,
+  }];
   if (active) {
     const scores = selection.pool.index.map((i) => active.scores[i]);
     opponents.push({ name: `active (${active.name})`, foldAuc: foldAucs(scores, selection.pool, selection.folds) });

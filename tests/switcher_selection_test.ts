@@ -96,6 +96,26 @@ Deno.test("oneStandardErrorChoice() takes the simplest candidate within one stan
   assert.equal(beyond.chosen.candidate.name, "mlp:y");
   const simplerWins = oneStandardErrorChoice([...rules, trial("mlp:x", 1, 0.94, 0.01), trial("mlp:y", 3, 0.95, 0.02)]);
   assert.equal(simplerWins.chosen.candidate.name, "mlp:x");
+  // Rules within one SE of each other: the one reading the least of the probabilities, not the luckier one.
+  const byRule = (name: string) => {
+    const candidate = DEFAULT_CANDIDATES.find((c) => c.name === name)!;
+    return (mean: number, se: number): CandidateCv => ({
+      candidate,
+      foldAuc: [],
+      mean,
+      standardError: se,
+      oof: new Float64Array(),
+    });
+  };
+  const closeRules = oneStandardErrorChoice([
+    byRule("rule:max_prob")(0.960, 0.011),
+    byRule("rule:margin")(0.961, 0.012),
+    byRule("rule:entropy")(0.954, 0.013),
+  ]);
+  assert.equal(closeRules.best.candidate.name, "rule:margin");
+  assert.equal(closeRules.chosen.candidate.name, "rule:max_prob");
+  const clearRule = oneStandardErrorChoice([byRule("rule:max_prob")(0.90, 0.005), byRule("rule:margin")(0.93, 0.005)]);
+  assert.equal(clearRule.chosen.candidate.name, "rule:margin");
   assert.throws(
     () => oneStandardErrorChoice([trial("rule:a", 0, NaN, NaN)]),
     (e: Error) =>
@@ -215,6 +235,15 @@ Deno.test("gateOnFolds() refuses a candidate worse than the active release or th
     gateOnFolds([0.8, 0.8, 0.8], [{ name: "rule:margin", foldAuc: [0.81, 0.8, 0.82] }], { tolerance: 0.01 }).promote,
     true,
   );
+  // An opponent's own tolerance (a rule chosen within one SE of a better-ranked rule) widens the bar for it alone.
+  const ruleOverRule = gateOnFolds([0.8, 0.8, 0.8], [
+    { name: "rule:margin", foldAuc: [0.81, 0.8, 0.82], tolerance: 0.012 },
+    { name: "active", foldAuc: [0.79, 0.8, 0.8] },
+  ]);
+  assert.equal(ruleOverRule.promote, true);
+  const beyond = gateOnFolds([0.8, 0.8, 0.8], [{ name: "rule:margin", foldAuc: [0.83, 0.8, 0.82], tolerance: 0.012 }]);
+  assert.equal(beyond.promote, false);
+  assert.equal(beyond.reason, "candidate AUC is 0.0167 below rule:margin on held-out folds (tolerance 0.012)");
   const none = gateOnFolds([NaN, NaN], [{ name: "active", foldAuc: [0.5, 0.5] }]);
   assert.equal(none.promote, false);
   assert.equal(none.reason, "no held-out fold ranks the candidate against active");

@@ -7,7 +7,6 @@ import * as ortNode from "onnxruntime-node";
 import * as ortWeb from "onnxruntime-web/wasm";
 import { offloadRate, thresholdForAgreement, thresholdForOffloadRate } from "../switcher/calibration.ts";
 import { dmdLabel } from "../switcher/dmd_labels.ts";
-import { trainDmdSwitcherSelected } from "../switcher/dmd.ts";
 import { predictMlp, trainMlp } from "../switcher/mlp.ts";
 import { exportSwitcherOnnx } from "../switcher/onnx_writer.ts";
 import { createPrng } from "../switcher/prng.ts";
@@ -162,42 +161,4 @@ Deno.test("exportSwitcherOnnx() with columns reads only those features, in both 
   );
   await web.release();
   await native.release();
-});
-
-/**
- * Seeded pairs over 6 confidence/quality features plus a 4-d embedding. The edge is uncertain at random; where
- * the two models disagree is decided by the embedding (`embeddingDecides`) or by the max probability.
- */
-function seededPairs(n: number, embeddingDecides: boolean) {
-  const rng = createPrng(21);
-  return Array.from({ length: n }, () => {
-    const pMax = 0.5 + 0.5 * rng.next();
-    const emb = [rng.next(), rng.next(), rng.next(), rng.next()];
-    const disagree = embeddingDecides ? emb[0] + emb[1] > 1.2 : pMax < 0.7 + 0.05 * (rng.next() - 0.5);
-    const features = Float32Array.from([pMax, pMax - 0.3, 1 - pMax, 0.9, 0, 0.1, ...emb]);
-    const edgeProbs = [pMax, 1 - pMax];
-    const cloudProbs = disagree ? [0.1, 0.9] : [0.9, 0.1];
-    return { features, edgeProbs, cloudProbs };
-  });
-}
-
-Deno.test("trainDmdSwitcherSelected() keeps the feature set with the best held-out AUC", () => {
-  const sets = ["confidence", "all"] as const;
-  const byEmbedding = trainDmdSwitcherSelected(seededPairs(800, true), sets, { seed: 3, train: { epochs: 40 } });
-  assert.equal(byEmbedding.chosen.set, "all");
-  assert.equal(byEmbedding.trials.length, 2);
-  assert.ok(byEmbedding.chosen.result.evaluation.switcherAuc > 0.9);
-  assert.ok(byEmbedding.trials[0].result.evaluation.switcherAuc < 0.7);
-  assert.deepEqual(byEmbedding.chosen.result.columns, [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
-
-  const byConfidence = trainDmdSwitcherSelected(seededPairs(800, false), sets, { seed: 3, train: { epochs: 40 } });
-  assert.ok(byConfidence.trials[0].result.evaluation.switcherAuc > 0.9);
-  assert.equal(
-    byConfidence.chosen.result.evaluation.switcherAuc,
-    Math.max(
-      byConfidence.trials[0].result.evaluation.switcherAuc,
-      byConfidence.trials[1].result.evaluation.switcherAuc,
-    ),
-  );
-  assert.throws(() => trainDmdSwitcherSelected(seededPairs(40, true), []), RangeError);
 });
