@@ -5,8 +5,8 @@
  * its probabilities: release/release.ts `ruleRelease` with `hop` N), and the request goes to tier N + 1 when the
  * score reaches the threshold, the tier's budget has a token and its circuit is closed, until a switcher keeps it or
  * the last tier answers. A tier that fails leaves the best answer so far (the highest tier that answered) as the
- * answer. A tier that takes frames is skipped for a request that has none (keypoint requests): the edge never sends
- * frames to a tier that takes keypoints, nor keypoints to one that takes frames.
+ * answer. A request without frames (a keypoint request) stops below the first tier that takes frames: the edge
+ * never sends frames to a tier that takes keypoints, nor keypoints to one that takes frames.
  *
  * Hop exploration: when hop N's switcher keeps a request, tier N + 1 is still called with probability `explore`
  * (its own budget and circuit permitting) after the answer is settled; its output is logged (a shadow row), never
