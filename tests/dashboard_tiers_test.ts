@@ -9,6 +9,7 @@ import type { DecisionTierRecord } from "../db/schema.ts";
 import { testApp, TOKEN } from "./analytics_app.ts";
 import { sleep } from "./fixtures/wait.ts";
 import { decision } from "./fixtures/db_records.ts";
+import { tierRecord } from "./fixtures/tier_records.ts";
 
 const CHROMIUM = "/usr/bin/chromium";
 let reason = "";
@@ -19,31 +20,14 @@ try {
 }
 if (reason) console.warn(`dashboard tiers test ignored: ${reason}`);
 
-function tier(id: string, index: number, name: string, label: string, extra: Partial<DecisionTierRecord> = {}) {
-  return {
-    decisionId: id,
-    tier: index,
+/** A row of tier `index` named `name` answering `label` (a: 0.9), a minute ago. */
+function tier(id: string, index: number, name: string, label: "a" | "b", extra: Partial<DecisionTierRecord> = {}) {
+  return tierRecord(id, index, label === "a" ? [0.9, 0.05, 0.05] : [0.05, 0.9, 0.05], {
     tierName: name,
     createdAt: Date.now() - 60_000,
-    modelVersion: `${name}-1`,
-    label,
-    prob: 0.9,
-    probs: [0.9, 0.05, 0.05],
-    hasProbabilities: true,
-    error: null,
-    errorReason: null,
-    ms: 20,
-    costMs: 20,
     price: name === "vlm" ? 0.5 : null,
-    propensity: 1,
-    shadow: false,
-    answered: false,
-    switcherVersion: null,
-    switcherScore: null,
-    switcherThreshold: null,
-    next: "last_tier",
     ...extra,
-  } satisfies DecisionTierRecord;
+  });
 }
 
 Deno.test({
@@ -82,11 +66,11 @@ Deno.test({
         {
           ...a,
           tiers: [
-            tier(a.id, 1, "cloud", "walk", { next: "escalated" }),
-            tier(a.id, 2, "vlm", "walk", { answered: true }),
+            tier(a.id, 1, "cloud", "a", { next: "escalated" }),
+            tier(a.id, 2, "vlm", "a", { answered: true }),
           ],
         },
-        { ...b, tiers: [tier(b.id, 1, "cloud", "run", { answered: true, next: "kept" })] },
+        { ...b, tiers: [tier(b.id, 1, "cloud", "b", { answered: true, next: "kept" })] },
       ]);
       // GET /v1/stats reuses a report for 2 s.
       await sleep(2500);

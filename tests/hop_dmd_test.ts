@@ -6,7 +6,6 @@
 import assert from "node:assert/strict";
 import { openDatabase } from "../db/client.ts";
 import { insertDecisions } from "../db/queries.ts";
-import type { DecisionTierRecord } from "../db/schema.ts";
 import { hopPairs } from "../loop/hop_dmd.ts";
 import { activeRelease, seedFromManifest } from "../loop/registry.ts";
 import { runHopDmd } from "../scripts/dmd_hop.ts";
@@ -14,40 +13,8 @@ import { createPrng } from "../switcher/prng.ts";
 import { readManifest } from "../workers/artefacts.ts";
 import { copy } from "./fixtures/copy_dir.ts";
 import { decision } from "./fixtures/db_records.ts";
+import { tierRecord } from "./fixtures/tier_records.ts";
 import { TINY } from "./fixtures/loop_service.ts";
-
-function tierRow(
-  id: string,
-  tier: number,
-  probs: number[],
-  extra: Partial<DecisionTierRecord> = {},
-): DecisionTierRecord {
-  const top = probs.indexOf(Math.max(...probs));
-  return {
-    decisionId: id,
-    tier,
-    tierName: `t${tier}`,
-    createdAt: 1_790_000_000_000,
-    modelVersion: `m${tier}`,
-    label: ["a", "b", "c"][top],
-    prob: probs[top],
-    probs,
-    hasProbabilities: true,
-    error: null,
-    errorReason: null,
-    ms: 10,
-    costMs: 10,
-    price: null,
-    propensity: 1,
-    shadow: false,
-    answered: false,
-    switcherVersion: null,
-    switcherScore: null,
-    switcherThreshold: null,
-    next: "last_tier",
-    ...extra,
-  };
-}
 
 /**
  * Decisions that reached tiers 1 and 2: tier 1 unsure (low max probability) disagrees with tier 2 more often, so
@@ -66,8 +33,8 @@ function logged(n: number, seed: number) {
     return {
       ...d,
       tiers: [
-        tierRow(d.id, 1, t1, { next: explored ? "kept" : "escalated" }),
-        tierRow(d.id, 2, t2, { shadow: explored, propensity: explored ? 0.25 : 1, answered: !explored }),
+        tierRecord(d.id, 1, t1, { next: explored ? "kept" : "escalated" }),
+        tierRecord(d.id, 2, t2, { shadow: explored, propensity: explored ? 0.25 : 1, answered: !explored }),
       ],
     };
   });
@@ -75,8 +42,8 @@ function logged(n: number, seed: number) {
 
 Deno.test("hop dmd: pairs join tier N and N + 1 of one decision, weighted by inverse propensity; failures skipped", () => {
   const rows = logged(8, 3).flatMap((d) => d.tiers);
-  rows.push(tierRow("x", 1, [0.5, 0.3, 0.2]), {
-    ...tierRow("x", 2, [0.5, 0.3, 0.2]),
+  rows.push(tierRecord("x", 1, [0.5, 0.3, 0.2]), {
+    ...tierRecord("x", 2, [0.5, 0.3, 0.2]),
     probs: null,
     error: "OFFLOAD_TIMEOUT",
   });
