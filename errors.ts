@@ -16,6 +16,7 @@ export type ErrorCode =
   | "NOT_FOUND"
   | "METHOD_NOT_ALLOWED"
   | "NO_USABLE_INPUT"
+  | "SEQUENCE_TOO_SHORT"
   | "CONFLICT"
   | "UNAUTHORIZED"
   | "OVERLOADED"
@@ -40,6 +41,8 @@ const DEFAULT_STATUS: Record<ErrorCode, ContentfulStatusCode> = {
   METHOD_NOT_ALLOWED: 405,
   /** Well-formed input with nothing to classify (every point missing: nobody in view); nothing is logged. */
   NO_USABLE_INPUT: 422,
+  /** Well-formed input spanning less time than the model reads (sequence/window.ts); the message names the minimum. */
+  SEQUENCE_TOO_SHORT: 422,
   /** Another job holds the models folder's lock (loop/job_lock.ts); try again when it is done. */
   CONFLICT: 409,
   UNAUTHORIZED: 401,

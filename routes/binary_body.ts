@@ -8,7 +8,7 @@
  * | `x-frames` | T, the number of frames (1 to `MAX_FRAMES`) |
  * | `x-joints`, `x-channels` | J and C; must be the loaded model's |
  * | `x-layout` | the keypoint layout; must be the loaded model's |
- * | `x-fps` | frames per second (> 0) |
+ * | `x-fps` | frames per second (> 0); when missing, the edge model's rate |
  * | `x-route` | optional: `edge` or `cloud` to force the route |
  * | `x-sequence-id` | optional: the caller's id of the sequence (at most 256 characters) |
  *
@@ -78,7 +78,7 @@ export function readBinaryHeader(headers: Headers, options: { spec: ClassifierSp
     throw invalid(`the loaded model was built for layout "${spec.layout}", got "${layout.slice(0, 64)}"`);
   }
   const rawFps = headers.get("x-fps");
-  const fps = rawFps === null ? NaN : Number(rawFps);
+  const fps = rawFps === null ? spec.fps : Number(rawFps);
   if (!(Number.isFinite(fps) && fps > 0 && fps <= 10_000)) throw invalid("x-fps must be a number in (0, 10000]");
   const rawRoute = headers.get("x-route");
   if (rawRoute !== null && rawRoute !== "edge" && rawRoute !== "cloud") {

@@ -17,6 +17,7 @@ import {
 import { BINARY_MEDIA_TYPE, readBinaryHeader, toBinarySequence } from "./binary_body.ts";
 import { checkBodyShape } from "./body_shape.ts";
 import { toSequenceItem, validationHook } from "./validation.ts";
+import { toModelTime } from "../sequence/window.ts";
 
 /** What the classify routes need. */
 export interface ClassifyDeps {
@@ -85,7 +86,16 @@ export function classifyRoutes(deps: ClassifyDeps): OpenAPIHono {
     const type = c.req.header("content-type") ?? "";
     if (c.req.method !== "POST" || !type.toLowerCase().startsWith(BINARY_MEDIA_TYPE)) return await next();
     const header = readBinaryHeader(c.req.raw.headers, check);
-    const item = toBinarySequence(header, await c.req.arrayBuffer());
+    const raw = toBinarySequence(header, await c.req.arrayBuffer());
+    const item = {
+      ...raw,
+      ...toModelTime(raw.data, {
+        inFrames: raw.length,
+        fps: raw.fps,
+        pointSize: deps.edgeSpec.joints * deps.edgeSpec.channels,
+        model: deps.edgeSpec,
+      }),
+    };
     const [answer] = await deps.classifier.classify([item], { forced: header.route, requestId: c.get("requestId") });
     return c.json(present(answer), 200);
   });

@@ -23,7 +23,10 @@ export interface FramesRouteDeps extends FramesDeps {
 
 const ClipSchema = z.object({
   id: z.string().max(256).optional().openapi({ description: "The caller's own id, echoed and logged" }),
-  fps: z.number().positive().max(10_000).openapi({ example: 30, description: "Frames per second of the clip" }),
+  fps: z.number().positive().max(10_000).optional().openapi({
+    example: 30,
+    description: "Frames per second of the clip; when missing, the edge model's rate (`GET /v1/models`)",
+  }),
   images: z.array(z.string()).min(1).openapi({
     description: "The frames in order: base64 JPEG or PNG (a `data:image/...;base64,` prefix is accepted); " +
       "one kind and size per clip",
@@ -40,7 +43,7 @@ const FramesBatchRequestSchema = z.object({
 }).openapi("FramesBatchRequest");
 
 const FramesMultipartSchema = z.object({
-  fps: z.string().openapi({ example: "30" }),
+  fps: z.string().optional().openapi({ example: "30" }),
   id: z.string().optional(),
   route: ForcedRouteSchema.optional(),
   keypoints: z.enum(["true", "false"]).optional(),
@@ -170,8 +173,8 @@ async function readMultipart(
     }
     return v;
   };
-  const fps = Number(one("fps"));
-  if (!(fps > 0 && fps <= 10_000)) {
+  const fps = one("fps") === undefined ? undefined : Number(one("fps"));
+  if (fps !== undefined && !(fps > 0 && fps <= 10_000)) {
     throw new AppError(
       "INVALID_INPUT",
       `Cannot validate request: fps: expected a number in (0, 10000], got "${one("fps")}"`,

@@ -8,6 +8,7 @@ import { redactUrl } from "../config.ts";
 import type { SwitcherRelease } from "../release/release.ts";
 import type { Manifest } from "../wasm-models/manifest.ts";
 import type { EngineVersions } from "../workers/protocol.ts";
+import { minimumFrames } from "../sequence/window.ts";
 import { rateLimitedResponse } from "./schemas.ts";
 
 /** What the models route needs. */
@@ -53,6 +54,7 @@ function describe(spec: Manifest["edge"]) {
     channels: spec.channels,
     windowFrames: spec.windowFrames,
     fps: spec.fps,
+    minFrames: minimumFrames(spec),
     labels: spec.labels,
     params: spec.params ?? null,
     flops: spec.flops ?? null,

@@ -17,16 +17,21 @@ export const ForcedRouteSchema = z.enum(["edge", "cloud"]).openapi({
   description: "Force the route (debugging); the decision log records that it was forced",
 });
 
-/** Two frames of 17 COCO keypoints (x, y, confidence): a request the default models accept. */
-const EXAMPLE_FRAMES = [0, 1].map((f) =>
-  Array.from({ length: 17 }, (_, j) => [0.4 + 0.01 * j + 0.02 * f, 0.1 + 0.05 * j, 0.9].map((v) => +v.toFixed(3)))
+/** One window of the default models (32 frames at 30 fps) of 17 COCO keypoints (x, y, confidence). */
+const EXAMPLE_FRAMES = Array.from(
+  { length: 32 },
+  (_, f) =>
+    Array.from({ length: 17 }, (_, j) => [0.4 + 0.01 * j + 0.002 * f, 0.1 + 0.05 * j, 0.9].map((v) => +v.toFixed(3))),
 );
 
 /** The members of a sequence. */
 const sequenceShape = {
   id: z.string().max(256).optional().openapi({ description: "The caller's own id, echoed and logged" }),
   layout: z.string().min(1).max(64).openapi({ example: "coco17", description: "Keypoint or sensor layout name" }),
-  fps: z.number().positive().max(10_000).openapi({ example: 30, description: "Frames per second" }),
+  fps: z.number().positive().max(10_000).optional().openapi({
+    example: 30,
+    description: "Frames per second of `frames`; when missing, the edge model's rate (`GET /v1/models`)",
+  }),
   // Checked element by element once, by flattenFrames (routes/validation.ts), after the limits (routes/body_shape.ts):
   // a zod pass over every number would be a second walk of up to a million values on the HTTP thread.
   frames: z.array(z.unknown()).openapi({
@@ -40,7 +45,8 @@ const sequenceShape = {
 /** One sequence in the project's sequence format. */
 export const SequenceSchema = z.object(sequenceShape).strict().openapi("Sequence", {
   description: "Unknown members are refused (400 INVALID_INPUT naming them). `fps` is the rate of `frames`: the " +
-    "sequence is resampled in time to the rate the edge model was built for (`GET /v1/models`)",
+    "sequence is resampled in time to the rate the edge model was built for and the model reads its most recent " +
+    "window (`GET /v1/models`: `fps`, `windowFrames`, `minFrames`); shorter than `minFrames` is 422 SEQUENCE_TOO_SHORT",
 });
 
 /** Body of `POST /v1/classify`. */
@@ -58,7 +64,7 @@ export const BatchRequestSchema = z.object({
     items: [{ id: "cam-1", layout: "coco17", fps: 30, frames: EXAMPLE_FRAMES }, {
       id: "cam-2",
       layout: "coco17",
-      fps: 60,
+      fps: 25,
       frames: EXAMPLE_FRAMES,
     }],
   },
@@ -176,10 +182,14 @@ export const rateLimitedResponse = {
 
 /** Errors every classify route may return. */
 export const errorResponses = {
-  400: { content: errorBody, description: "Invalid input, unknown members, or too many frames at the model's rate" },
+  400: { content: errorBody, description: "Invalid input, unknown members, or too many frames" },
   413: { content: errorBody, description: "Body over the size limit" },
   415: { content: errorBody, description: "Body is not JSON" },
-  422: { content: errorBody, description: "Nothing usable in view: every point missing (`NO_USABLE_INPUT`)" },
+  422: {
+    content: errorBody,
+    description: "Nothing usable in view: every point missing (`NO_USABLE_INPUT`); or the sequence spans less time " +
+      "than the model reads (`SEQUENCE_TOO_SHORT`, naming the minimum frames at the request's fps)",
+  },
   ...rateLimitedResponse,
   503: {
     content: errorBody,

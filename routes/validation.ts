@@ -9,7 +9,8 @@ import type { Env } from "hono";
 import { AppError } from "../errors.ts";
 import type { SequenceItem } from "../serve/classifier.ts";
 import type { ClassifierSpec } from "../wasm-models/manifest.ts";
-import { flattenFrames, resampleToRate } from "../sequence/preprocess.ts";
+import { flattenFrames } from "../sequence/preprocess.ts";
+import { toModelTime } from "../sequence/window.ts";
 
 /** The `defaultHook` of every sub-app: a failed schema check throws `INVALID_INPUT` naming the first problem. */
 // deno-lint-ignore no-explicit-any
@@ -21,15 +22,17 @@ export const validationHook: Hook<any, Env, any, any> = (result) => {
 };
 
 /**
- * Check one sequence against the loaded edge model, flatten it and resample it in time to the model's frame rate.
+ * Check one sequence against the loaded edge model, flatten it and turn it into the span of time the model reads
+ * (sequence/window.ts: resampled to the model's rate, the most recent window).
  *
  * @param body the schema-valid sequence
  * @param options the edge model's spec and the most frames accepted
- * @returns the sequence ready for the classifier, at the model's `fps`
- * @throws AppError INVALID_INPUT naming what does not fit; NO_USABLE_INPUT when no point of any frame is usable
+ * @returns the sequence ready for the classifier, at the model's `fps`, at most its window
+ * @throws AppError INVALID_INPUT naming what does not fit; NO_USABLE_INPUT when no point of any frame is usable;
+ *   SEQUENCE_TOO_SHORT when it spans less than the model reads
  */
 export function toSequenceItem(
-  body: { id?: string; layout: string; fps: number; frames: unknown[] },
+  body: { id?: string; layout: string; fps?: number; frames: unknown[] },
   options: { spec: ClassifierSpec; maxFrames: number },
 ): SequenceItem {
   const { spec, maxFrames } = options;
@@ -54,14 +57,13 @@ export function toSequenceItem(
           : `Cannot classify: every point of the ${flat.length} frames has confidence 0 (nobody in view)`,
       );
     }
-    const { data, length } = resampleToRate(flat.data, {
+    const { data, length, fps } = toModelTime(flat.data, {
       inFrames: flat.length,
-      fromFps: body.fps,
-      toFps: spec.fps,
+      fps: body.fps,
       pointSize: spec.joints * spec.channels,
-      maxFrames,
+      model: spec,
     });
-    return { data, length, fps: spec.fps, layout: body.layout, clientId: body.id ?? null };
+    return { data, length, fps, layout: body.layout, clientId: body.id ?? null };
   } catch (err) {
     if (err instanceof TypeError || err instanceof RangeError) {
       throw new AppError("INVALID_INPUT", err.message, { cause: err });

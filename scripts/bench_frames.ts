@@ -21,15 +21,20 @@ import { loadModelSet } from "../workers/artefacts.ts";
 import { createInProcessInference } from "../workers/in_process.ts";
 import { decodeImage, PoseModel, readPoseModel } from "../workers/pose.ts";
 import { loadReferencePose } from "./pose_reference.ts";
+import { parseFlags, usageError } from "./cli.ts";
 import { Buffer } from "node:buffer";
 
-const args = Deno.args;
-const flag = (name: string, fallback: string) => {
-  const i = args.indexOf(`--${name}`);
-  return i >= 0 && args[i + 1] ? args[i + 1] : fallback;
-};
-const iterations = Number(flag("iterations", "10"));
-const outPath = flag("out", "build/bench/frames.json");
+const USAGE = `usage: deno task bench:frames [--iterations 10] [--out build/bench/frames.json]
+  The camera-frames path against its targets, on Debian's opencv-doc frames (deno task testdata fetches them).`;
+const flags = parseFlags({
+  iterations: { type: "string", default: "10" },
+  out: { type: "string", default: "build/bench/frames.json" },
+}, USAGE);
+const iterations = Number(flags.iterations);
+if (!Number.isInteger(iterations) || iterations < 1) {
+  usageError("Cannot benchmark: --iterations must be a positive integer", USAGE);
+}
+const outPath = flags.out!;
 const DATA = new URL("../build/testdata/opencv/", import.meta.url);
 const REF = new URL("../build/pose-src/package/models/movenet-lightning.json", import.meta.url);
 

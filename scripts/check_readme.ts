@@ -90,11 +90,10 @@ export function denoInvocation(text: string): DenoInvocation | undefined {
 }
 
 /**
- * Tasks whose `--help` is not run: it would start the job itself (flags read by hand), or the task is not a Deno
- * script. Each is still checked to exist; `checkReadme` lists them as not run.
+ * Tasks whose `--help` is not run: the task is not a Deno script. Each is still checked to exist; `checkReadme` lists
+ * them as not run.
  */
 export const HELP_NOT_RUN: Record<string, string> = {
-  "bench:frames": "reads its flags by hand: --help would run the benchmark",
   testdata: "a shell script that downloads the test images",
 };
 

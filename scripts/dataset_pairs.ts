@@ -11,6 +11,7 @@ import type { ClassifierSpec, Manifest } from "../wasm-models/manifest.ts";
 import type { EngineInit } from "../workers/protocol.ts";
 import { createWorkerPool } from "../workers/pool.ts";
 import { flattenFrames } from "../sequence/preprocess.ts";
+import { toModelTime } from "../sequence/window.ts";
 import { type DatasetRow, readDataset } from "./dataset.ts";
 
 /**
@@ -34,8 +35,10 @@ export interface DatasetItem {
 }
 
 /**
- * Dataset rows as the edge model's inputs. Rows of another layout, or whose frames do not fit the model (joints,
- * channels, at most `maxFrames` frames, finite numbers), are skipped and counted.
+ * Dataset rows as the edge model's inputs, in the span of time the model reads, as the service takes a request
+ * (sequence/window.ts: resampled to the model's rate, the most recent window). Rows of another layout, or whose
+ * frames do not fit the model (joints, channels, at most `maxFrames` frames, finite numbers, at least the frames the
+ * model reads), are skipped and counted.
  *
  * @param rows the dataset's rows
  * @param edge the edge model's spec
@@ -51,18 +54,24 @@ export function datasetItems(
   const kept: DatasetRow[] = [];
   for (const r of rows) {
     if (r.layout !== edge.layout) continue;
-    let flat;
+    let timed;
     try {
-      flat = flattenFrames(r.frames, {
+      const flat = flattenFrames(r.frames, {
         joints: edge.joints,
         channels: edge.channels,
         maxFrames: options.maxFrames ?? 100_000,
+      });
+      timed = toModelTime(flat.data, {
+        inFrames: flat.length,
+        fps: r.fps,
+        pointSize: edge.joints * edge.channels,
+        model: edge,
       });
     } catch {
       continue;
     }
     items.push({
-      item: { ...flat, fps: r.fps, layout: r.layout, clientId: String(r.id) },
+      item: { ...timed, layout: r.layout, clientId: String(r.id) },
       sourceRef: String(r.id),
       trueLabel: options.keepLabels ? r.label ?? null : null,
     });

@@ -30,12 +30,12 @@
  * (the distance between the two answers as a rule) and `measured: mlp:confidence+quality+consistency`, fitted on the
  * pool like the candidates; both are reported, neither can be installed.
  *
- * Outputs in --out (default build/eval): eval.json, eval.md, curves.svg (the first seed, vega-lite).
+ * Outputs in --out (default build/eval): eval.json (every figure, per seed and aggregated, and the plotted curves),
+ * eval.md (the tables) and curves.svg (scripts/eval_figure.ts: accuracy against offload for the switcher dmd
+ * installs, the best confidence rule and the oracle, mean over seeds, with edge only and cloud only).
  *
  * @module
  */
-import * as vega from "vega";
-import * as vl from "vega-lite";
 import { createOipClient } from "../cloud/oip_client.ts";
 import { startReferenceServer } from "../cloud/reference_server.ts";
 import { loadConfig } from "../config.ts";
@@ -54,15 +54,17 @@ import { loadModelSet } from "../workers/artefacts.ts";
 import { createWorkerPool } from "../workers/pool.ts";
 import { type DatasetRow, readDataset, readLabelledDataset } from "./dataset.ts";
 import { parseFlags, usageError } from "./cli.ts";
-import { aggregate, markdown, type SeedRun } from "./eval_report.ts";
+import { aggregate, type EvalCost, markdown, type SeedRun } from "./eval_report.ts";
+import { type FigureCurves, figureData, meanCurvePct, renderFigure } from "./eval_figure.ts";
 import { datasetItems } from "./dataset_pairs.ts";
 import { progressBar } from "./progress.ts";
 
+const DEFAULT_DATASET = "datasets/mocap/test.jsonl.gz";
 const USAGE = `usage: deno task eval [--dataset FILE] [--models DIR] [--out DIR] [--protocol deploy|pool]
   [--dmd-dataset FILE] [--seeds 1,2,3] [--offload-rate 0.2] [--target soft|hard] [--features auto|SET] [--folds 5]
   [--epochs 60] [--resamples 500] [--consistency]`;
 const args = parseFlags({
-  dataset: { type: "string", default: "datasets/mocap/test.jsonl.gz" },
+  dataset: { type: "string", default: DEFAULT_DATASET },
   models: { type: "string" },
   out: { type: "string", default: "build/eval" },
   "dmd-dataset": { type: "string" },
@@ -191,7 +193,7 @@ function runSeed(
   evalPairs: CollectedPair[],
   split: string,
   consistency: Consistency | null,
-): { run: SeedRun; policies: ComparedPolicy[]; truth: number[] } {
+): { run: SeedRun; curves: SeedCurves } {
   const options = {
     target: args.target as "soft" | "hard",
     seed,
@@ -261,6 +263,17 @@ function runSeed(
     { resamples, seed, rates: RATES },
   ).find((c) => c.name === "installed by dmd")!.vsBaseline;
   const acc = (pred: number[]) => pred.filter((p, i) => p === truth[i]).length / truth.length;
+  // The figure's curves: the installed switcher, the best rule and the oracle, on a grid of offload rates.
+  const figured = ["installed by dmd", bestRule, "oracle"].map((name) => policies.find((p) => p.name === name)!);
+  const [installed, rule, oracle] = evaluatePolicies(
+    {
+      truth,
+      edgeProbs: evalPairs.map((p) => p.record.edgeProbs),
+      cloudProbs: evalPairs.map((p) => p.record.cloudProbs!),
+      classes: labels.length,
+    },
+    figured.map((p) => ({ name: p.name, scores: p.scores })),
+  ).policies.map((p) => p.curve);
   return {
     run: {
       seed,
@@ -286,47 +299,12 @@ function runSeed(
       edgeAccuracy: acc(edgePred),
       cloudAccuracy: acc(cloudPred),
     },
-    policies,
-    truth,
+    curves: { installed, rule, oracle },
   };
 }
 
-function plot(policies: ComparedPolicy[], truth: number[], evalPairs: CollectedPair[], title: string) {
-  const report = evaluatePolicies(
-    {
-      truth,
-      edgeProbs: evalPairs.map((p) => p.record.edgeProbs),
-      cloudProbs: evalPairs.map((p) => p.record.cloudProbs!),
-      classes: labels.length,
-    },
-    policies.map((p) => ({ name: p.name, scores: p.scores })),
-  );
-  const values = report.policies.flatMap((p) =>
-    p.curve.map((c) => ({ policy: p.name, offload: c.rate * 100, accuracy: c.accuracy }))
-  );
-  const spec: vl.TopLevelSpec = {
-    title,
-    width: 640,
-    height: 400,
-    data: { values },
-    layer: [
-      {
-        mark: { type: "line", strokeWidth: 1.5 },
-        encoding: {
-          x: { field: "offload", type: "quantitative", title: "offloaded to the cloud (%)" },
-          y: { field: "accuracy", type: "quantitative", title: "hybrid accuracy", scale: { zero: false } },
-          color: { field: "policy", type: "nominal" },
-        },
-      },
-      {
-        data: { values: [{ y: report.cloudOnly.accuracy, label: "cloud only" }] },
-        mark: { type: "rule", strokeDash: [4, 4], color: "gray" },
-        encoding: { y: { field: "y", type: "quantitative" } },
-      },
-    ],
-  };
-  return new vega.View(vega.parse(vl.compile(spec).spec), { renderer: "none" }).toSVG();
-}
+/** One seed's curves for the figure (accuracy against offload rate, fractions). */
+type SeedCurves = Record<keyof FigureCurves, { rate: number; accuracy: number }[]>;
 
 try {
   const test = await outputsOf(args.dataset!, "evaluation set");
@@ -335,7 +313,7 @@ try {
   const cloudMs = pairs.reduce((a, p) => a + (p.record.cloudMs ?? 0), 0) / pairs.length / BATCH;
   const dmdPool = args.protocol === "pool" ? await outputsOf(args["dmd-dataset"]!, "DMD pool") : null;
   const runs: SeedRun[] = [];
-  let firstPlot: string | null = null;
+  const curves: SeedCurves[] = [];
   for (const seed of seeds) {
     let poolPairs: CollectedPair[];
     let poolGroups: (string | null)[];
@@ -367,9 +345,9 @@ try {
     const consistency = test.consistency && dmdPool?.consistency
       ? new Map([...test.consistency, ...dmdPool.consistency])
       : test.consistency;
-    const { run, policies, truth } = runSeed(seed, poolPairs, poolGroups, evalPairs, split, consistency);
-    runs.push(run);
-    firstPlot ??= await plot(policies, truth, evalPairs, `${args.dataset} — ${args.protocol}, seed ${seed}`);
+    const seedRun = runSeed(seed, poolPairs, poolGroups, evalPairs, split, consistency);
+    runs.push(seedRun.run);
+    curves.push(seedRun.curves);
   }
   const rows = aggregate(runs);
   const header = [
@@ -380,10 +358,25 @@ try {
     }. DMD: ${args.target} labels, ${folds}-fold grouped cross-validation, features ${args.features}. Cost per ` +
     `sequence: edge ${edgeMs.toFixed(3)} ms, cloud ${cloudMs.toFixed(3)} ms (batches of ${BATCH}, shared machine).`,
   ].join("\n");
-  const md = markdown(runs, rows, { header, offloadRate });
+  const cost: EvalCost = {
+    edgeMsPerSequence: edgeMs,
+    cloudMsPerSequence: cloudMs,
+    edgeFlops: edgeSpec.flops ?? null,
+    cloudFlops: manifest.cloud.flops ?? null,
+  };
+  const mean = (k: keyof FigureCurves) => meanCurvePct(curves.map((c) => c[k]));
+  const figureCurves: FigureCurves = { installed: mean("installed"), rule: mean("rule"), oracle: mean("oracle") };
+  const md = markdown(runs, rows, { header, offloadRate, rates: RATES, cost, figure: "curves.svg" });
+  const data = {
+    file: args.dataset!,
+    description: args.dataset === DEFAULT_DATASET
+      ? "motion capture, new cameras and time spans; one performance per action"
+      : null,
+  };
   await Deno.mkdir(args.out!, { recursive: true });
   const json = {
     dataset: args.dataset,
+    data,
     protocol: args.protocol,
     dmdDataset: args["dmd-dataset"] ?? null,
     models: { edge: edgeSpec.version, cloud: manifest.cloud.version, switcher: manifest.switcher?.version ?? null },
@@ -397,13 +390,14 @@ try {
       resamples,
       rates: RATES,
     },
-    cost: { edgeMsPerSequence: edgeMs, cloudMsPerSequence: cloudMs, batch: BATCH },
+    cost: { ...cost, batch: BATCH },
     aggregate: rows,
     runs,
+    curves: figureCurves,
   };
   await Deno.writeTextFile(`${args.out}/eval.json`, JSON.stringify(json, null, 1) + "\n");
   await Deno.writeTextFile(`${args.out}/eval.md`, md + "\n");
-  if (firstPlot) await Deno.writeTextFile(`${args.out}/curves.svg`, firstPlot);
+  await Deno.writeTextFile(`${args.out}/curves.svg`, await renderFigure(figureData(json)));
   console.log(md);
   console.log(`\nwrote ${args.out}/eval.json, eval.md, curves.svg`);
 } finally {

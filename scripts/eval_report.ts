@@ -77,74 +77,189 @@ export function aggregate(runs: SeedRun[]) {
   });
 }
 
+/** Cost per sequence of each model, measured (ms) and from the manifest (FLOPs, when it has them). */
+export interface EvalCost {
+  edgeMsPerSequence: number;
+  cloudMsPerSequence: number;
+  edgeFlops: number | null;
+  cloudFlops: number | null;
+}
+
 const f3 = (v: number) => v.toFixed(3);
-const pct = (v: number) => (v * 100).toFixed(1);
-const sign = (v: number, fmt: (v: number) => string) => `${v >= 0 ? "+" : "−"}${fmt(Math.abs(v))}`;
+/** A fraction as a percentage with one decimal, e.g. `72.5%`: every percentage of the report is written so. */
+const pct = (v: number) => `${(v * 100).toFixed(1)}%`;
+const points = (v: number) => (v * 100).toFixed(1);
+/** A signed figure (`+1.2`, `−0.4`); one that rounds to zero has no sign (`0.0`, not `−0.0`). */
+const sign = (v: number, fmt: (v: number) => string) => {
+  const text = fmt(Math.abs(v));
+  return parseFloat(text) === 0 ? text : `${v >= 0 ? "+" : "−"}${text}`;
+};
+const row = (cells: string[]) => `| ${cells.join(" | ")} |`;
+const rule = (n: number) => row(Array(n).fill("---"));
 
 /**
- * The Markdown report: per-seed choices, the policy table, the pool's selection per seed.
+ * Compute per sequence when each policy offloads just enough to match cloud-only accuracy, against sending every
+ * sequence to the cloud: a kept sequence costs the edge model, an offloaded one the edge and the cloud model.
+ *
+ * @param rows {@link aggregate} of the runs
+ * @param cost the models' cost per sequence
+ * @returns a Markdown table, one row per policy and one for cloud only
+ */
+export function parityTable(rows: ReturnType<typeof aggregate>, cost: EvalCost): string[] {
+  const { edgeMsPerSequence: edgeMs, cloudMsPerSequence: cloudMs, edgeFlops, cloudFlops } = cost;
+  const flops = edgeFlops !== null && cloudFlops !== null;
+  const mflops = (v: number) => (v / 1e6).toFixed(1);
+  const saved = (hybrid: number, cloud: number) => (cloud > 0 ? sign(1 - hybrid / cloud, pct) : "–");
+  const lines = [
+    row([
+      "policy",
+      "offload to reach cloud-only accuracy",
+      "ms per sequence",
+      "saved vs cloud only (ms)",
+      ...(flops ? ["MFLOPs per sequence", "saved vs cloud only (FLOPs)"] : []),
+    ]),
+    rule(flops ? 6 : 4),
+    row([
+      "cloud only",
+      "100.0%",
+      cloudMs.toFixed(2),
+      "–",
+      ...(flops ? [mflops(cloudFlops!), "–"] : []),
+    ]),
+  ];
+  for (const r of rows) {
+    const rate = r.rateToCloudAccuracy.mean;
+    const ms = edgeMs + rate * cloudMs;
+    const hybridFlops = flops ? edgeFlops! + rate * cloudFlops! : 0;
+    lines.push(row([
+      r.name,
+      pct(rate),
+      ms.toFixed(2),
+      saved(ms, cloudMs),
+      ...(flops ? [mflops(hybridFlops), saved(hybridFlops, cloudFlops!)] : []),
+    ]));
+  }
+  return lines;
+}
+
+/**
+ * The Markdown report: per-seed choices, the figure, the accuracy table, the differences to the best rule, the
+ * compute at cloud-accuracy parity and the pool's selection per seed.
  *
  * @param runs one per seed
  * @param rows {@link aggregate} of the runs
- * @param options the header and the calibrated offload rate
+ * @param options the header, the calibrated offload rate, the offload `rates` of the accuracy columns, the models'
+ *   cost and the figure's file name (shown when given)
  * @returns Markdown
  */
 export function markdown(
   runs: SeedRun[],
   rows: ReturnType<typeof aggregate>,
-  options: { header: string; offloadRate: number },
+  options: { header: string; offloadRate: number; rates: number[]; cost: EvalCost; figure?: string },
 ): string {
-  const { header, offloadRate } = options;
+  const { header, offloadRate, cost } = options;
   const lines = [
     header,
     "",
     `Seeds ${runs.map((r) => r.seed).join(", ")}; per seed: ${runs[0].split}; DMD pool ${runs[0].poolRows} pairs ` +
     `(labels ignored), evaluated on ${runs[0].evalRows}. Edge only ${
       pct(spread(runs.map((r) => r.edgeAccuracy)).mean)
-    }%, cloud only ${pct(spread(runs.map((r) => r.cloudAccuracy)).mean)}% (means over seeds).`,
+    }, cloud only ${pct(spread(runs.map((r) => r.cloudAccuracy)).mean)} (means over seeds).`,
     "",
-    "| seed | folds on the pool | installed by dmd | best rule on the evaluation half |",
-    "|---|---|---|---|",
-    ...runs.map((r) => `| ${r.seed} | ${r.folds} | ${r.installed} | ${r.bestRule} |`),
+    row(["seed", "folds on the pool", "installed by dmd", "best rule on the evaluation half"]),
+    rule(4),
+    ...runs.map((r) => row([String(r.seed), r.folds, r.installed, r.bestRule])),
     "",
-    "Mean over seeds (± spread: sample SD over seeds). Δ: minus the best confidence rule of the same seed, mean " +
-    "over seeds, with the mean paired bootstrap SE; (z): Δ / SE. Offload to reach cloud accuracy: lower is better. " +
-    "Operating point: the threshold calibrated on the DMD pool to " +
-    `${pct(offloadRate)}% offload, applied to the evaluation half.`,
-    "",
-    "| policy | disagreement AUC | Δ AUC (SE) | accuracy area | Δ area (SE) | acc@10% | Δ @10 (SE) | @20% | @30% | " +
-    "@50% | offload to cloud acc. | Δ (SE) | operating point: offload, acc. |",
-    "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
   ];
-  const d = (x: { difference: { mean: number }; standardError: number }, fmt: (v: number) => string) =>
-    `${sign(x.difference.mean, fmt)} (${fmt(x.standardError)}; z ${
-      x.standardError > 0 ? (x.difference.mean / x.standardError).toFixed(1) : "–"
-    })`;
-  for (const r of rows) {
-    const op = r.operatingPoint
-      ? `${pct(r.operatingPoint.offloadRate.mean)}%, ${pct(r.operatingPoint.accuracy.mean)}%`
-      : "–";
+  if (options.figure) {
     lines.push(
-      `| ${r.name} | ${f3(r.disagreementAuc.mean)} ± ${f3(r.disagreementAuc.sd)} | ${
-        d(r.vsBestRule.disagreementAuc, f3)
-      } | ${pct(r.accuracyArea.mean)} | ${d(r.vsBestRule.accuracyArea, pct)} | ${pct(r.accuracyAt[0].mean)} ± ${
-        pct(r.accuracyAt[0].sd)
-      } | ${d(r.vsBestRule.accuracyAt[0], pct)} | ${pct(r.accuracyAt[1].mean)} | ${pct(r.accuracyAt[2].mean)} | ${
-        pct(r.accuracyAt[3].mean)
-      } | ${pct(r.rateToCloudAccuracy.mean)}% | ${d(r.vsBestRule.rateToCloudAccuracy, pct)} | ${op} |`,
+      `![Accuracy against offload to the cloud: the installed switcher, the best confidence rule, the oracle, edge ` +
+        `only and cloud only](${options.figure})`,
+      "",
     );
   }
+  lines.push(
+    "### Accuracy against offload",
+    "",
+    "Mean over seeds (± sample SD over seeds where shown). Accuracy area: the mean accuracy over every offload " +
+      "rate. Offload to reach cloud-only accuracy: lower is better. Operating point: the threshold calibrated " +
+      `on the DMD pool to ${pct(offloadRate)} offload, applied to the evaluation half.`,
+    "",
+    row([
+      "policy",
+      "disagreement AUC",
+      "accuracy area",
+      ...options.rates.map((rate) => `accuracy @ ${pct(rate)}`),
+      "offload to reach cloud-only accuracy",
+      "operating point: offload, accuracy",
+    ]),
+    rule(5 + options.rates.length),
+  );
+  for (const r of rows) {
+    const op = r.operatingPoint
+      ? `${pct(r.operatingPoint.offloadRate.mean)}, ${pct(r.operatingPoint.accuracy.mean)}`
+      : "–";
+    lines.push(row([
+      r.name,
+      `${f3(r.disagreementAuc.mean)} ± ${f3(r.disagreementAuc.sd)}`,
+      pct(r.accuracyArea.mean),
+      ...r.accuracyAt.map((a) => `${points(a.mean)} ± ${points(a.sd)}%`),
+      pct(r.rateToCloudAccuracy.mean),
+      op,
+    ]));
+  }
+  const d = (x: { difference: { mean: number }; standardError: number }, fmt: (v: number) => string) =>
+    `${sign(x.difference.mean, fmt)} (SE ${fmt(x.standardError)}; z ${
+      x.standardError > 0 ? sign(x.difference.mean / x.standardError, (v) => v.toFixed(1)) : "–"
+    })`;
   const vsPool = (get: (v: PolicyComparison["vsBaseline"]) => { difference: number; standardError: number }) => ({
     difference: spread(runs.map((r) => get(r.installedVsPoolRule).difference)),
     standardError: spread(runs.map((r) => get(r.installedVsPoolRule).standardError)).mean,
   });
   lines.push(
     "",
-    "Installed by dmd against the best rule chosen on the pool (the bar a deployer without labels has; " +
-      `per seed: ${runs.map((r) => r.poolRule).join(", ")}): Δ AUC ${d(vsPool((v) => v.disagreementAuc), f3)}, ` +
-      `Δ acc@10% ${d(vsPool((v) => v.accuracyAt[0]), pct)}, Δ accuracy area ${d(vsPool((v) => v.accuracyArea), pct)}.`,
+    "### Differences to the best confidence rule",
+    "",
+    "Each policy minus the best confidence rule of the same seed, mean over seeds, with the mean paired bootstrap " +
+      "standard error and z = difference / SE. Accuracy differences are in percentage points; for the offload to " +
+      "reach cloud-only accuracy, negative is better.",
+    "",
+    row([
+      "policy",
+      "Δ disagreement AUC",
+      "Δ accuracy area (points)",
+      `Δ accuracy @ ${pct(options.rates[0])} (points)`,
+      "Δ offload to reach cloud-only accuracy (points)",
+    ]),
+    rule(5),
+    ...rows.map((r) =>
+      row([
+        r.name,
+        d(r.vsBestRule.disagreementAuc, f3),
+        d(r.vsBestRule.accuracyArea, points),
+        d(r.vsBestRule.accuracyAt[0], points),
+        d(r.vsBestRule.rateToCloudAccuracy, points),
+      ])
+    ),
+    "",
+    "Installed by dmd against the best rule chosen on the pool (the bar a deployer without labels has; per seed: " +
+      `${runs.map((r) => r.poolRule).join(", ")}): Δ disagreement AUC ${d(vsPool((v) => v.disagreementAuc), f3)}, ` +
+      `Δ accuracy @ ${pct(options.rates[0])} ${d(vsPool((v) => v.accuracyAt[0]), points)} points, Δ accuracy area ` +
+      `${d(vsPool((v) => v.accuracyArea), points)} points.`,
+    "",
+    "### Compute at cloud-accuracy parity",
+    "",
+    "Per sequence, when each policy offloads just enough to match cloud-only accuracy (mean over seeds): a kept " +
+      "sequence costs the edge model, an offloaded one the edge and the cloud model. Milliseconds measured in this " +
+      "run (batches, shared machine); FLOPs from the manifest.",
+    "",
+    ...parityTable(rows, cost),
+    "",
+    "### Selection on the pool",
+    "",
+    "Mean fold AUC for disagreement ± SE, per seed:",
+    "",
   );
-  lines.push("", "Selection on the pool (mean fold AUC ± SE), per seed:", "");
   for (const r of runs) {
     lines.push(
       `- seed ${r.seed}: ` +

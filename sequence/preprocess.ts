@@ -1,6 +1,7 @@
 /**
  * Pre-processing of one sequence, shared by the inference workers and the cloud offload: validation of a
- * `T x J x C` frame array into a flat `Float32Array`, and resampling to a model's window length.
+ * `T x J x C` frame array into a flat `Float32Array`, and linear resampling in time (sequence/window.ts turns a
+ * request's frames into the span of time a model reads).
  *
  * Pure: no runtime, no I/O.
  *
@@ -69,59 +70,35 @@ export function flattenFrames(
 }
 
 /**
- * Resample a sequence in time from the rate it was recorded at to the rate a model was built for: `inFrames` frames
- * at `fromFps` span `(inFrames - 1) / fromFps` seconds, which at `toFps` are `round((inFrames - 1) * toFps / fromFps)
- * + 1` frames, linearly interpolated ({@link resample}). Same rate: the data as it is.
- *
- * @param data flattened `[inFrames, pointSize]` values
- * @param options frames, rates, values per frame and the most frames the result may have
- * @returns the resampled values and their frame count
- * @throws RangeError when the result would have more than `maxFrames` frames
- */
-export function resampleToRate(
-  data: Float32Array,
-  options: { inFrames: number; fromFps: number; toFps: number; pointSize: number; maxFrames: number },
-): { data: Float32Array; length: number } {
-  const { inFrames, fromFps, toFps, pointSize, maxFrames } = options;
-  if (fromFps === toFps) return { data, length: inFrames };
-  const outFrames = Math.round(((inFrames - 1) * toFps) / fromFps) + 1;
-  if (!(outFrames <= maxFrames)) {
-    throw new RangeError(
-      `Cannot read frames: ${inFrames} frames at ${fromFps} fps are ${outFrames} frames at the model's ${toFps} fps, ` +
-        `expected at most ${maxFrames}`,
-    );
-  }
-  return { data: resample(data, { inFrames, outFrames, pointSize }), length: outFrames };
-}
-
-/**
  * Resample a sequence to `outFrames` frames by linear interpolation over its whole length: output frame `i` reads
  * source position `i * (T - 1) / (outFrames - 1)`. Every channel is interpolated, confidence included. The model
  * build (`scripts/models/`) uses the same definition.
  *
  * @param data flattened `[inFrames, pointSize]` values
- * @param options `inFrames`, `outFrames` and `pointSize` (joints x channels)
- * @returns flattened `[outFrames, pointSize]` values
+ * @param options `inFrames`, `outFrames` and `pointSize` (joints x channels); `keepLast`: only the last this many
+ *   of the `outFrames` frames are computed and returned (default all)
+ * @returns flattened `[keepLast ?? outFrames, pointSize]` values
  */
 export function resample(
   data: Float32Array,
-  options: { inFrames: number; outFrames: number; pointSize: number },
+  options: { inFrames: number; outFrames: number; pointSize: number; keepLast?: number },
 ): Float32Array {
   const { inFrames, outFrames, pointSize } = options;
+  const keep = Math.min(options.keepLast ?? outFrames, outFrames);
   if (data.length !== inFrames * pointSize) {
     throw new TypeError(`Cannot resample: expected ${inFrames * pointSize} values, got ${data.length}`);
   }
   if (inFrames < 1 || outFrames < 1) throw new RangeError("Cannot resample: frame counts must be at least 1");
-  if (inFrames === outFrames) return data.slice();
-  const out = new Float32Array(outFrames * pointSize);
-  for (let i = 0; i < outFrames; i++) {
+  if (inFrames === outFrames) return data.slice((outFrames - keep) * pointSize);
+  const out = new Float32Array(keep * pointSize);
+  for (let i = outFrames - keep; i < outFrames; i++) {
     const s = inFrames === 1 || outFrames === 1 ? 0 : (i * (inFrames - 1)) / (outFrames - 1);
     const i0 = Math.floor(s);
     const i1 = Math.min(i0 + 1, inFrames - 1);
     const w = s - i0;
     const a = i0 * pointSize;
     const b = i1 * pointSize;
-    const o = i * pointSize;
+    const o = (i - (outFrames - keep)) * pointSize;
     for (let k = 0; k < pointSize; k++) out[o + k] = (1 - w) * data[a + k] + w * data[b + k];
   }
   return out;

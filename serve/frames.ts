@@ -8,6 +8,7 @@
  */
 import { AppError } from "../errors.ts";
 import { fullCrop, ImageHeaderError, type ImageKind, readImageHeader } from "../sequence/image.ts";
+import { toModelTime } from "../sequence/window.ts";
 import type { ClipPose, PoseInference } from "../workers/pose_protocol.ts";
 import type { ClassifierSpec } from "../wasm-models/manifest.ts";
 import type { Answer, HybridClassifier, SequenceItem } from "./classifier.ts";
@@ -31,7 +32,8 @@ export const KEYPOINT_DROPPED = 0.1;
 /** One clip as the routes read it. */
 export interface Clip {
   id?: string;
-  fps: number;
+  /** Frames per second; missing: the edge model's rate. */
+  fps?: number;
   images: Uint8Array[];
 }
 
@@ -180,10 +182,15 @@ export async function classifyClips(
           `Cannot classify frames: no person found (mean keypoint score ${quality.toFixed(3)} < ${NO_PERSON_QUALITY})`,
         );
       }
-      const item: SequenceItem = {
-        data: posesToSequence(pose),
-        length: pose.frames.length,
+      // The span of time the edge model reads, as for a keypoint request (sequence/window.ts).
+      const timed = toModelTime(posesToSequence(pose), {
+        inFrames: pose.frames.length,
         fps: clip.fps,
+        pointSize: spec.joints * spec.channels,
+        model: spec,
+      });
+      const item: SequenceItem = {
+        ...timed,
         layout: "coco17",
         clientId: clip.id ?? null,
         input: { kind: head.kind, decodeMs: pose.decodeMs, poseMs: pose.poseMs, poseQuality: quality },

@@ -128,8 +128,9 @@ Deno.test("POST /v1/classify with a binary body answers as the same JSON body do
   for (const k of ["id", "label", "probability", "route", "switcher"]) assert.deepEqual(b[k], a[k], k);
   assert.equal(rows.length, 2);
   assert.deepEqual(Array.from(rows[1].edgeProbs), Array.from(rows[0].edgeProbs));
-  assert.equal(rows[1].frames, 2);
-  assert.equal(rows[1].fps, 25);
+  // Both read at the model's rate: 2 frames at 25 fps are 1 at 10 fps.
+  assert.deepEqual([rows[1].frames, rows[1].fps], [1, SPEC.fps]);
+  assert.deepEqual([rows[0].frames, rows[0].fps], [1, SPEC.fps]);
 
   // Refused with 400 INVALID_INPUT (bad header) and 415 (binary where only JSON is taken).
   const bad = await app.request("/v1/classify", {

@@ -1,10 +1,9 @@
 /**
  * What the classify API does with input it cannot take as it is: a frame rate other than the model's (resampled in
- * time), unknown members (refused, named), nothing usable in view (422 NO_USABLE_INPUT, nothing logged) and a wrong
+ * time, then the model's most recent window; too short is 422 SEQUENCE_TOO_SHORT), unknown members (refused, named), nothing usable in view (422 NO_USABLE_INPUT, nothing logged) and a wrong
  * method (405 with Allow).
  */
 import assert from "node:assert/strict";
-import { resampleToRate } from "../sequence/preprocess.ts";
 import type { SequenceInput } from "../workers/protocol.ts";
 import { fakeInference } from "./fixtures/fake_models.ts";
 import { SPEC, testApp } from "./reliability_app.ts";
@@ -28,51 +27,78 @@ function recordingApp() {
   return { ...testApp({ inference }), seen };
 }
 
-Deno.test("classify: a sequence at twice the model's rate reaches the model at its rate, every other frame", async () => {
+Deno.test("classify: a sequence at twice the model's rate reaches the model at its rate, its last window", async () => {
   const { app, seen, rows } = recordingApp();
   const res = await post(app, "/v1/classify", { layout: "tiny", fps: SPEC.fps * 2, frames: frames(9) });
   assert.equal(res.status, 200);
   assert.equal(seen.length, 1);
-  assert.equal(seen[0].length, 5);
+  // 9 frames at 20 fps are 5 at 10 fps (frames 0, 2, 4, 6, 8); the model reads the last 4 (its window).
+  assert.equal(seen[0].length, SPEC.windowFrames);
   assert.equal((rows[0] as { fps?: number }).fps, SPEC.fps);
-  // Frames 0, 2, 4, 6, 8 of the original: point 0 channel 0 holds the frame number.
-  assert.deepEqual([0, 1, 2, 3, 4].map((f) => seen[0].data[f * 6]), [0, 2, 4, 6, 8]);
+  // Point 0 channel 0 holds the frame number.
+  assert.deepEqual([0, 1, 2, 3].map((f) => seen[0].data[f * 6]), [2, 4, 6, 8]);
   assert.equal(rows.length, 1);
 });
 
-Deno.test("classify: at the model's rate the frames are given as they are", async () => {
+Deno.test("classify: at the model's rate the frames are given as they are; a missing fps is the model's rate", async () => {
   const { app, seen } = recordingApp();
   assert.equal((await post(app, "/v1/classify", { layout: "tiny", fps: SPEC.fps, frames: frames(3) })).status, 200);
   assert.equal(seen[0].length, 3);
   assert.deepEqual([...seen[0].data.slice(0, 6)], [0, 0, 1, 0, 0, 1]);
+  assert.equal((await post(app, "/v1/classify", { layout: "tiny", frames: frames(3) })).status, 200);
+  assert.deepEqual(seen[1].data, seen[0].data);
 });
 
-Deno.test("classify: a rate that needs more frames than the limit at the model's rate is refused, naming both", async () => {
-  const { app, rows } = testApp();
-  const res = await post(app, "/v1/classify", { layout: "tiny", fps: 1, frames: frames(4) });
-  assert.equal(res.status, 400);
-  const body = await res.json();
-  assert.equal(body.code, "INVALID_INPUT");
-  assert.equal(
-    body.message,
-    "Cannot read frames: 4 frames at 1 fps are 31 frames at the model's 10 fps, expected at most 16",
-  );
-  assert.equal(rows.length, 0);
+Deno.test("classify: a sequence longer than the window is read as its most recent window, whatever its length", async () => {
+  const { app, seen, rows } = recordingApp();
+  // 4 frames at 1 fps span 3 s: 31 frames at the model's 10 fps, more than MAX_FRAMES (16), of which it reads 4.
+  const res = await post(app, "/v1/classify", { layout: "tiny", fps: 1, frames: frames(4, (f) => 10 * f) });
+  assert.equal(res.status, 200);
+  assert.equal(seen[0].length, 4);
+  // The last 4 of 31 frames at 10 fps: 2.7, 2.8, 2.9 and 3 s, i.e. the values 27, 28, 29, 30.
+  assert.deepEqual([0, 1, 2, 3].map((f) => Math.round(seen[0].data[f * 6] * 1e4) / 1e4), [27, 28, 29, 30]);
+  assert.equal(rows.length, 1);
 });
 
-Deno.test("resampleToRate: half the rate keeps the span; same rate returns the data", () => {
-  const data = Float32Array.from([0, 10, 20, 30, 40]);
-  assert.deepEqual(resampleToRate(data, { inFrames: 5, fromFps: 20, toFps: 10, pointSize: 1, maxFrames: 10 }), {
-    data: Float32Array.from([0, 20, 40]),
-    length: 3,
+Deno.test("classify: a sequence shorter than the model reads is 422 SEQUENCE_TOO_SHORT naming the minimum at its fps", async () => {
+  // The default rule (no minFrames in the manifest): 80% of the window's span, 4 frames of a 4-frame window at 10 fps.
+  const { minFrames: _, ...spec } = SPEC;
+  const { app, rows } = testApp({ spec });
+  const res = await post(app, "/v1/classify", { layout: "tiny", fps: 20, frames: frames(5) });
+  assert.equal(res.status, 422);
+  assert.deepEqual(await res.json(), {
+    code: "SEQUENCE_TOO_SHORT",
+    message:
+      "Cannot classify: 5 frames at 20 fps span 0.200 s; the model reads at least 6 frames at 20 fps (4 at its " +
+      "10 fps, 0.300 s)",
   });
-  const same = resampleToRate(data, { inFrames: 5, fromFps: 10, toFps: 10, pointSize: 1, maxFrames: 10 });
-  assert.equal(same.data, data);
-  assert.equal(
-    resampleToRate(data.slice(0, 1), { inFrames: 1, fromFps: 1, toFps: 30, pointSize: 1, maxFrames: 1 })
-      .length,
-    1,
-  );
+  assert.equal(rows.length, 0);
+  // 6 frames at 20 fps are round(5 x 10 / 20) + 1 = 4 at the model's rate: enough.
+  assert.equal((await post(app, "/v1/classify", { layout: "tiny", fps: 20, frames: frames(6) })).status, 200);
+  // The binary body and a batch item follow the same rule.
+  const binary = await app.request("/v1/classify", {
+    method: "POST",
+    headers: {
+      "content-type": "application/octet-stream",
+      "x-frames": "3",
+      "x-joints": "2",
+      "x-channels": "3",
+      "x-layout": "tiny",
+      "x-fps": "10",
+    },
+    body: new Float32Array(3 * 6).fill(0.5).buffer,
+  });
+  assert.equal(binary.status, 422);
+  assert.equal((await binary.json()).code, "SEQUENCE_TOO_SHORT");
+  const batch = await post(app, "/v1/classify/batch", {
+    items: [{ layout: "tiny", fps: 10, frames: frames(4) }, { layout: "tiny", fps: 10, frames: frames(2) }],
+  });
+  const { results } = await batch.json();
+  assert.deepEqual(results.map((r: { ok: boolean; code?: string }) => r.ok ? "ok" : r.code), [
+    "ok",
+    "SEQUENCE_TOO_SHORT",
+  ]);
+  assert.equal(rows.length, 2);
 });
 
 Deno.test("classify: an unknown member is refused 400 naming it, in a sequence, a batch and a batch item", async () => {

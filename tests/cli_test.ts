@@ -9,7 +9,7 @@ const ROOT = new URL("../", import.meta.url).pathname;
 const TASKS = JSON.parse(Deno.readTextFileSync(`${ROOT}deno.json`)).tasks as Record<string, string>;
 /** Deno's own tools and the migration generator: their flags are theirs. */
 const TOOLING = new Set(["test", "check", "gate", "ok", "db:generate"]);
-/** Scripts still reading flags with node's parseArgs directly (tests/readme_commands_test.ts holds them to it). */
+/** Tasks whose --help is not run (scripts/check_readme.ts: HELP_NOT_RUN): not Deno scripts. */
 const PENDING = new Set(Object.keys(HELP_NOT_RUN));
 
 function task(args: string[]) {

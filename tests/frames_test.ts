@@ -153,14 +153,15 @@ Deno.test({
 });
 
 Deno.test({
-  name: "frames: nobody in the frames is NO_PERSON (422), not a label; bad clips in a batch fail alone",
+  name: "frames: nobody in the frames is NO_PERSON (422), not a label; bad or short clips in a batch fail alone",
   ignore: !haveClip,
   sanitizeResources: false,
   sanitizeOps: false,
   async fn() {
     const grey = new ImageData(new Uint8ClampedArray(320 * 240 * 4).fill(128), 320, 240);
     const empty = new Uint8Array(await encodePng(grey));
-    const clip = await readClip(8);
+    // 10 frames at 10 fps: 0.9 s, more than the 0.83 s the default edge model reads at least (sequence/window.ts).
+    const clip = await readClip(10);
     await withService(async (url) => {
       const none = await post(url, "/v1/classify/frames", { fps: 10, images: [b64(empty), b64(empty)] });
       assert.equal(none.status, 422, JSON.stringify(none.body));
@@ -176,15 +177,19 @@ Deno.test({
           { id: "walkers", fps: 10, images: clip.map(b64) },
           { id: "empty", fps: 10, images: [b64(empty)] },
           { id: "mixed", fps: 10, images: [b64(clip[0]), b64(empty)] },
+          { id: "short", fps: 10, images: clip.slice(0, 8).map(b64) },
         ],
       });
       assert.equal(batch.status, 200, JSON.stringify(batch.body));
-      const [walkers, nobody, mixed] = batch.body.results;
+      const [walkers, nobody, mixed, short] = batch.body.results;
       assert.equal(walkers.ok, true);
       assert.equal(walkers.id, "walkers");
-      assert.equal(walkers.input.frames, 8);
+      assert.equal(walkers.input.frames, 10);
       assert.deepEqual([nobody.ok, nobody.code], [false, "NO_PERSON"]);
       assert.deepEqual([mixed.ok, mixed.code], [false, "INVALID_INPUT"]);
+      // 8 frames at 10 fps (0.7 s) are 22 at the edge model's 30 fps: fewer than the 26 it reads at least.
+      assert.deepEqual([short.ok, short.code], [false, "SEQUENCE_TOO_SHORT"]);
+      assert.match(short.message, /at least 10 frames at 10 fps/);
 
       const doc = await (await fetch(`${url}/openapi.json`)).json();
       assert.ok(doc.paths["/v1/classify/frames"].post.requestBody.content["multipart/form-data"]);

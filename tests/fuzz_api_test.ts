@@ -37,15 +37,18 @@ const SEQUENCE_KEYS = ["id", "layout", "fps", "frames"];
 
 /**
  * The API's rules for one sequence, written independently of the implementation: "ok", or the code it is refused
- * with (no usable point, i.e. every confidence 0, is NO_USABLE_INPUT; too many frames once resampled in time to the
- * model's rate is INVALID_INPUT).
+ * with (no usable point, i.e. every confidence 0, is NO_USABLE_INPUT; fewer frames than the model reads once resampled
+ * in time to its rate is SEQUENCE_TOO_SHORT; a missing fps is the model's rate; any length is read as its last window).
  */
-function sequenceOutcome(body: unknown, keys = SEQUENCE_KEYS): "ok" | "INVALID_INPUT" | "NO_USABLE_INPUT" {
+function sequenceOutcome(
+  body: unknown,
+  keys = SEQUENCE_KEYS,
+): "ok" | "INVALID_INPUT" | "NO_USABLE_INPUT" | "SEQUENCE_TOO_SHORT" {
   if (!wellShaped(body, keys)) return "INVALID_INPUT";
-  const b = body as { fps: number; frames: number[][][] };
+  const b = body as { fps?: number; frames: number[][][] };
   if (!b.frames.some((f) => f.some((p) => p[SPEC.confidenceChannel!] > 0))) return "NO_USABLE_INPUT";
-  const atModelRate = Math.round(((b.frames.length - 1) * SPEC.fps) / b.fps) + 1;
-  return atModelRate <= LIMITS.maxFrames ? "ok" : "INVALID_INPUT";
+  const atModelRate = Math.round(((b.frames.length - 1) * SPEC.fps) / (b.fps ?? SPEC.fps)) + 1;
+  return atModelRate >= (SPEC.minFrames ?? SPEC.windowFrames) ? "ok" : "SEQUENCE_TOO_SHORT";
 }
 
 function wellShaped(body: unknown, keys: string[]): boolean {
@@ -54,7 +57,7 @@ function wellShaped(body: unknown, keys: string[]): boolean {
   if (Object.keys(b).some((k) => !keys.includes(k))) return false;
   if (b.id !== undefined && (typeof b.id !== "string" || b.id.length > 256)) return false;
   if (b.layout !== SPEC.layout) return false;
-  if (typeof b.fps !== "number" || !(b.fps > 0 && b.fps <= 10_000)) return false;
+  if (b.fps !== undefined && (typeof b.fps !== "number" || !(b.fps > 0 && b.fps <= 10_000))) return false;
   const frames = b.frames;
   if (!Array.isArray(frames) || frames.length < 1 || frames.length > LIMITS.maxFrames) return false;
   return frames.every((f) =>

@@ -1,13 +1,16 @@
 /**
  * Golden outputs: for the committed sample requests, the model build recorded what native onnxruntime returns
  * (`wasm-models/golden.json`). The worker pool (onnxruntime-web, WASM) must reproduce them, resampling included,
- * within the tolerance the build states.
+ * within the tolerance the build states. And the frame rate: the same motion at any rate gets the same answer, since
+ * the model reads a fixed span of time (sequence/window.ts).
  */
 import assert from "node:assert/strict";
 import { softmax } from "../switcher/features.ts";
 import { loadModelSet } from "../workers/artefacts.ts";
 import { createWorkerPool } from "../workers/pool.ts";
-import { flattenFrames } from "../sequence/preprocess.ts";
+import { AppError } from "../errors.ts";
+import { flattenFrames, resample } from "../sequence/preprocess.ts";
+import { toModelTime } from "../sequence/window.ts";
 
 const DIR = new URL("../wasm-models", import.meta.url).pathname;
 
@@ -23,6 +26,9 @@ function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
   return m;
 }
 
+/** The index of the highest value. */
+const top = (p: ArrayLike<number>) => Array.from(p).indexOf(Math.max(...Array.from(p)));
+
 Deno.test("golden: the worker pool reproduces native onnxruntime's edge outputs on the committed samples", async () => {
   const golden: Golden = JSON.parse(await Deno.readTextFile(`${DIR}/golden.json`));
   assert.ok(golden.samples.length >= 3, "expected at least 3 golden samples");
@@ -34,8 +40,15 @@ Deno.test("golden: the worker pool reproduces native onnxruntime's edge outputs 
   try {
     for (const s of golden.samples) {
       const body = JSON.parse(await Deno.readTextFile(`${DIR}/${s.file}`));
-      const seq = flattenFrames(body.frames, { joints: e.joints, channels: e.channels, maxFrames: 100_000 });
-      if (seq.length !== e.windowFrames) resampled++;
+      // As the service takes a request: at the model's rate, its most recent window.
+      const flat = flattenFrames(body.frames, { joints: e.joints, channels: e.channels, maxFrames: 100_000 });
+      if (flat.length !== e.windowFrames) resampled++;
+      const seq = toModelTime(flat.data, {
+        inFrames: flat.length,
+        fps: body.fps,
+        pointSize: e.joints * e.channels,
+        model: e,
+      });
       const { results } = await pool.classify([seq]);
       // Log-probabilities minus their mean equal the logits minus theirs: compare those.
       const centred = (v: ArrayLike<number>) => {
@@ -52,7 +65,6 @@ Deno.test("golden: the worker pool reproduces native onnxruntime's edge outputs 
         `${s.file}: embedding differs by ${de} > ${embeddingRelative * scale}`,
       );
       const expected = softmax(s.edgeLogits);
-      const top = (p: ArrayLike<number>) => Array.from(p).indexOf(Math.max(...Array.from(p)));
       assert.equal(top(results[0].probs), top(expected), `${s.file}: top-1 label differs`);
       // The samples are drawn from the test data with their true labels, and both models answer them correctly.
       if (s.label !== undefined) {
@@ -66,4 +78,45 @@ Deno.test("golden: the worker pool reproduces native onnxruntime's edge outputs 
     await pool.close();
   }
   assert.ok(resampled >= 1, "expected a golden sample whose length differs from the model window");
+});
+
+Deno.test("fps: the same motion at 60 fps gets the 30 fps answer; the 30 fps frames played at 60 fps are too short", async () => {
+  const { manifest, init } = await loadModelSet(DIR, { warmupRuns: 0, switcher: null });
+  const pool = await createWorkerPool(init, { size: 1, queueMax: 64 });
+  const e = manifest.edge;
+  const pointSize = e.joints * e.channels;
+  const read = async (name: string) => {
+    const body = JSON.parse(await Deno.readTextFile(`${DIR}/samples/${name}.json`));
+    return { fps: body.fps as number, ...flattenFrames(body.frames, { ...e, maxFrames: 100_000 }) };
+  };
+  const answer = async (data: Float32Array, inFrames: number, fps: number) => {
+    // A copy: the pool takes (transfers) the buffer it is given.
+    const { results } = await pool.classify([toModelTime(data.slice(), { inFrames, fps, pointSize, model: e })]);
+    return results[0].probs;
+  };
+  try {
+    const walk = await read("walk");
+    assert.deepEqual([walk.length, walk.fps], [e.windowFrames, e.fps]);
+    const original = await answer(walk.data, walk.length, walk.fps);
+    // Recorded at twice the rate: 2 x 31 + 1 frames over the same 1.03 s, at 60 fps.
+    const doubled = resample(walk.data, { inFrames: walk.length, outFrames: 2 * (walk.length - 1) + 1, pointSize });
+    const at60 = await answer(doubled, 2 * (walk.length - 1) + 1, 2 * walk.fps);
+    assert.ok(maxAbsDiff(at60, original) <= 1e-6, `60 fps: probabilities differ by ${maxAbsDiff(at60, original)}`);
+    // The 32 frames said to be at 60 fps are half a second: another input, shorter than the model reads.
+    await assert.rejects(
+      () => answer(walk.data, walk.length, 2 * walk.fps),
+      (err: unknown) =>
+        err instanceof AppError && err.code === "SEQUENCE_TOO_SHORT" && /at least 50 frames at 60/.test(err.message),
+    );
+    // A longer recording is read as its most recent window: a backflip followed by the walk answers as the walk.
+    const backflip = await read("backflip");
+    const both = new Float32Array(backflip.data.length + walk.data.length);
+    both.set(backflip.data);
+    both.set(walk.data, backflip.data.length);
+    const long = await answer(both, backflip.length + walk.length, walk.fps);
+    assert.ok(maxAbsDiff(long, original) <= 1e-6, `most recent window: differs by ${maxAbsDiff(long, original)}`);
+    assert.notEqual(e.labels[top(await answer(backflip.data, backflip.length, backflip.fps))], "walk");
+  } finally {
+    await pool.close();
+  }
 });

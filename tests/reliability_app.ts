@@ -7,6 +7,7 @@
 import type { CircuitBreaker } from "../cloud/circuit_breaker.ts";
 import { cloudDownWhenOpen, withCircuitBreaker } from "../cloud/circuit_breaker.ts";
 import type { DecisionRecord } from "../db/schema.ts";
+import type { ClassifierSpec } from "../wasm-models/manifest.ts";
 import type { AppError } from "../errors.ts";
 import { type CloudAdapter, createHybridClassifier } from "../serve/classifier.ts";
 import { createApp } from "../main.ts";
@@ -45,6 +46,8 @@ export function testApp(
     inference?: ReturnType<typeof fakeInference>;
     /** What the inference says about being overloaded: the error a new request is shed with, or null. */
     overloaded?: () => AppError | null;
+    /** The edge model's spec. @default {@link SPEC} */
+    spec?: ClassifierSpec;
   } = {},
 ) {
   const rows: DecisionRecord[] = [];
@@ -63,13 +66,14 @@ export function testApp(
     },
   });
   if (options.overloaded) inference.overloaded = options.overloaded;
-  const manifest = MANIFEST;
+  const spec = options.spec ?? SPEC;
+  const manifest = { ...MANIFEST, edge: spec };
   const classifier = createHybridClassifier({
     inference,
     cloud: options.breaker ? withCircuitBreaker(cloud, options.breaker) : cloud,
     cloudDown: options.breaker ? cloudDownWhenOpen(options.breaker) : undefined,
     log: { append: (r) => void rows.push(r) },
-    edgeSpec: SPEC,
+    edgeSpec: spec,
     cloudSpec: manifest.cloud,
     cloudTimeoutMs: 100,
     takeOffloadToken: () => true,

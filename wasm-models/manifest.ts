@@ -47,10 +47,18 @@ export interface ClassifierSpec extends ArtefactSpec {
   channels: number;
   /** Index of the per-point confidence channel (COCO keypoints: 2), or null when the data has none. */
   confidenceChannel: number | null;
-  /** Every input sequence is resampled to this many frames (linear interpolation over its whole length). */
+  /**
+   * Frames the model reads at `fps`: a fixed span of time. The service resamples a request to `fps` and keeps the
+   * most recent `windowFrames` frames; a shorter one is stretched to the window (sequence/window.ts).
+   */
   windowFrames: number;
   /** Nominal frame rate of the training windows (frames per second). */
   fps: number;
+  /**
+   * The fewest frames at `fps` the model reads (stretched to the window), as its training's time augmentation did.
+   * @default the frames of 80% of the window's span (sequence/window.ts `minimumFrames`)
+   */
+  minFrames?: number;
   labels: string[];
   /** Edge model only: the length of the `embedding` output. */
   embeddingSize?: number;

@@ -118,6 +118,8 @@ export async function createEngine(init: EngineInit): Promise<{ engine: Engine; 
     const batch = new Float32Array(n * windowSize);
     const windows: Float32Array[] = [];
     for (let i = 0; i < n; i++) {
+      // The routes hand over the model's span of time (sequence/window.ts: at the model's rate, at most one window):
+      // a full window is read as it is; a shorter one is stretched to the window, as training's time crops were.
       const w = resample(items[i].data, { inFrames: items[i].length, outFrames: spec.windowFrames, pointSize });
       batch.set(w, i * windowSize);
       windows.push(w);

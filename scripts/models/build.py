@@ -522,13 +522,18 @@ def main():
                           "augment": opts.augment, "layoutRegistered": opts.known},
     }
 
+    # The fewest frames the model reads (the service stretches them to the window, sequence/window.ts): the time
+    # augmentation trains on crops of 80 to 100% of a window's span; without it, only whole windows.
+    min_frames = math.ceil(0.8 * (window - 1) - 1e-9) + 1 if "time" in opts.augment else window
+
     def spec(file, version, outputs, precision, extra):
         return {
             "file": file, "sha256": sha256(out / file), "bytes": (out / file).stat().st_size, "version": version,
             "inputs": [{"name": "frames", "shape": [-1, window, joints, channels], "dtype": "float32"}],
             "outputs": [{"name": n, "shape": [-1, s], "dtype": "float32"} for n, s in outputs],
             "layout": layout, "joints": joints, "channels": channels, "confidenceChannel": cc,
-            "windowFrames": window, "fps": fps, "labels": labels, "precision": precision, **extra,
+            "windowFrames": window, "fps": fps, "minFrames": min(min_frames, window), "labels": labels,
+            "precision": precision, **extra,
         }
 
     def other_splits(key, se_key):
@@ -677,7 +682,10 @@ def write_samples(out, rows, count, window, labels, s_edge, s_cloud, prefer=None
             continue
         r, frames, logits, emb, cloud = found
         correct += 1
-        body = {"id": r["id"], "layout": r["layout"], "fps": r["fps"], "frames": frames.tolist()}
+        # The stretched sample is the same motion recorded at a higher rate: 1.5 x the frames at 1.5 x the fps (the
+        # service reads a fixed span of time, sequence/window.ts), so it answers as the original does.
+        fps = r["fps"] * 1.5 if len(frames) != len(r["frames"]) else r["fps"]
+        body = {"id": r["id"], "layout": r["layout"], "fps": fps, "frames": frames.tolist()}
         name = f"samples/{label}.json"
         (out / name).write_text(json.dumps(body, separators=(",", ":")) + "\n")
         golden["samples"].append({"file": name, "label": label, "frames": len(frames),
