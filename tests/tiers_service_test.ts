@@ -94,7 +94,7 @@ Deno.test({
     try {
       const images = await readVtestFrames(8);
       const clip = await post(service.url, "/v1/classify/frames", {
-        fps: 10,
+        fps: 8,
         images: images.map((b) => Buffer.from(b).toString("base64")),
       });
       assert.equal(clip.status, 200, JSON.stringify(clip.body));
