@@ -129,6 +129,17 @@ export interface Config {
    * `shutdownTimeoutMs`), in milliseconds. @default 500
    */
   shutdownDrainMs: number;
+  /**
+   * Longest time a request head (request line and fields) may take to arrive, in milliseconds: from the connection's
+   * opening for its first request, from the first byte for each later one; past it, 408 and the connection is closed
+   * (serve/conn_guard.ts). 0 turns the connection guard off: the server listens on the port itself, with no header
+   * timeout, idle close or connection limit. @default 10000
+   */
+  headerTimeoutMs: number;
+  /** A kept-alive connection with no request for this long is closed, in milliseconds (with the guard on). @default 30000 */
+  keepAliveIdleMs: number;
+  /** Most client connections open at once; one more is answered 503 and closed (with the guard on). @default 1000 */
+  maxConnections: number;
   /** Name of this edge location, stored on every decision. @default "local" */
   edgeLocation: string;
   /**
@@ -382,6 +393,9 @@ function baseConfig(env: Env): Config {
     databaseBusyTimeoutMs: int(env, "DATABASE_BUSY_TIMEOUT_MS", 200, 0, 60_000),
     shutdownTimeoutMs: int(env, "SHUTDOWN_TIMEOUT_MS", 10_000, 0, 600_000),
     shutdownDrainMs: int(env, "SHUTDOWN_DRAIN_MS", 500, 0, 600_000),
+    headerTimeoutMs: int(env, "HEADER_TIMEOUT_MS", 10_000, 0, 3_600_000),
+    keepAliveIdleMs: int(env, "KEEPALIVE_IDLE_MS", 30_000, 1, 86_400_000),
+    maxConnections: int(env, "MAX_CONNECTIONS", 1000, 1, 1_000_000),
     edgeLocation: str(env, "EDGE_LOCATION", "local"),
     explorationRate: num(env, "EXPLORATION_RATE", 0.05, 0, 1) ?? 0.05,
     shadowBudgetPerS: num(env, "SHADOW_BUDGET_PER_S", 20, 0, 1e9) ?? 20,

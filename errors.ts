@@ -28,6 +28,7 @@ export type ErrorCode =
   | "OFFLOAD_FAILED"
   | "DB_UNAVAILABLE"
   | "SHUTTING_DOWN"
+  | "REQUEST_TIMEOUT"
   | "INTERNAL";
 
 const DEFAULT_STATUS: Record<ErrorCode, ContentfulStatusCode> = {
@@ -59,6 +60,8 @@ const DEFAULT_STATUS: Record<ErrorCode, ContentfulStatusCode> = {
   DB_UNAVAILABLE: 503,
   /** The service is draining after SIGTERM (routes/drain.ts), with `Connection: close` and `Retry-After`. */
   SHUTTING_DOWN: 503,
+  /** A request head slower than `HEADER_TIMEOUT_MS`, answered by the connection guard (serve/conn_guard.ts). */
+  REQUEST_TIMEOUT: 408,
   INTERNAL: 500,
 };
 

@@ -47,6 +47,7 @@ import { createTierModel } from "./cloud/tier_models.ts";
 import { createTierMetrics } from "./observability/tier_metrics.ts";
 import { createHybridClassifier, type HybridClassifier } from "./serve/classifier.ts";
 import { answerWhenLogged } from "./serve/durable.ts";
+import { type ConnGuard, createConnGuard, type GuardedServer } from "./serve/conn_guard.ts";
 import { createLifecycle, type Lifecycle } from "./serve/lifecycle.ts";
 import { createReleaseFollower, type ReleaseFollower } from "./serve/release_follower.ts";
 import { createOffloadBudget } from "./switcher/decide.ts";
@@ -427,10 +428,21 @@ export async function startService(config: Readonly<Config>): Promise<Service> {
       // The cloud model returns [N, classes]: a reply is never read past what that can take.
       outputSize: manifest.cloud.labels.length,
     });
+    // Slow and idle clients (serve/conn_guard.ts); HEADER_TIMEOUT_MS=0: the server listens on the port itself.
+    const guard = config.headerTimeoutMs > 0
+      ? createConnGuard({
+        hostname: config.host,
+        port: config.port,
+        headerTimeoutMs: config.headerTimeoutMs,
+        keepAliveIdleMs: config.keepAliveIdleMs,
+        maxConnections: config.maxConnections,
+      })
+      : null;
     const observability: ObservabilityDeps = {
       metrics: createServiceMetrics({
         pool: () => pool.stats(),
         log: () => log.stats(),
+        connections: guard ? () => guard.stats() : undefined,
         versions: () => ({ ...pool.versions(), cloud: manifest.cloud.version }),
         threshold: () => config.switcherThreshold ?? follower.current().threshold,
         edgeLocation: config.edgeLocation,
@@ -471,7 +483,7 @@ export async function startService(config: Readonly<Config>): Promise<Service> {
       admin: { adminToken: config.adminToken, db: database.db, follower, modelsDir: config.modelsDir },
       frames: pose ? { pose, config } : undefined,
     });
-    const url = listen(config, app, life);
+    const url = listen(config, app, life, guard);
     return { url, shutdown: () => life.close() };
   } catch (err) {
     await life.close().catch(() => {});
@@ -571,17 +583,17 @@ async function healthChecks(
 }
 
 /**
- * Listen; at shutdown, answer new requests 503 (routes/drain.ts) while those in flight finish, then stop accepting,
+ * Listen (behind the connection guard when there is one); at shutdown, answer new requests 503 (routes/drain.ts) while those in flight finish, then stop accepting,
  * giving requests in flight up to `shutdownTimeoutMs` in all.
  */
-function listen(config: Readonly<Config>, app: OpenAPIHono, life: Lifecycle): string {
+function listen(config: Readonly<Config>, app: OpenAPIHono, life: Lifecycle, guard: ConnGuard | null): string {
   const drain = createDrain();
-  let server: Deno.HttpServer<Deno.NetAddr>;
+  const handler = drain.wrap((req: Request, info: Deno.ServeHandlerInfo<Deno.NetAddr>) => app.fetch(req, info));
+  let server: GuardedServer;
   try {
-    server = Deno.serve(
-      { hostname: config.host, port: config.port, onListen: () => {} },
-      drain.wrap((req: Request, info: Deno.ServeHandlerInfo<Deno.NetAddr>) => app.fetch(req, info)),
-    );
+    server = guard
+      ? guard.serve(handler)
+      : Deno.serve({ hostname: config.host, port: config.port, onListen: () => {} }, handler);
   } catch (err) {
     throw new AppError("INTERNAL", `Cannot listen on ${config.host}:${config.port}: ${(err as Error).message}`, {
       cause: err,

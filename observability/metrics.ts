@@ -19,6 +19,7 @@ import type { WriterState } from "../db/decision_writer.ts";
 const WRITER_STATES: readonly WriterState[] = ["disconnected", "ready", "failing", "gone", "closed"];
 import type { DecisionRecord } from "../db/schema.ts";
 import type { PoolStats } from "../workers/pool.ts";
+import type { ConnGuardStats } from "../serve/conn_guard.ts";
 
 /** The versions in service. */
 export interface ServiceVersions {
@@ -35,6 +36,8 @@ export interface MetricsSources {
   log?: () =>
     & Pick<DecisionLogStats, "written" | "failedWrites" | "rejected" | "backlog">
     & Partial<Pick<DecisionLogStats, "outbox" | "spilled" | "oldestUnwrittenMs" | "writer" | "lastWriteAt">>;
+  /** The connection guard's counts (serve/conn_guard.ts); absent when the guard is off. */
+  connections?: () => ConnGuardStats;
   /** The versions in service. */
   versions(): ServiceVersions;
   /** The switcher threshold in force. */
@@ -183,6 +186,32 @@ export function createServiceMetrics(sources: MetricsSources): ServiceMetrics {
     registers: [registry],
     collect() {
       this.set(sources.log?.().backlog ?? 0);
+    },
+  });
+  new Gauge({
+    name: "dmd_http_connections_open",
+    help: "Client connections open (connection guard; 0 when it is off)",
+    registers: [registry],
+    collect() {
+      this.set(sources.connections?.().open ?? 0);
+    },
+  });
+  const closedBy = {
+    header_timeout: "headerTimeouts",
+    idle: "idleClosed",
+    limit: "refusedAtLimit",
+    bad_request: "badRequests",
+  } as const;
+  new Counter({
+    name: "dmd_http_connections_closed_total",
+    help: "Client connections the guard closed: header_timeout (HEADER_TIMEOUT_MS), idle (KEEPALIVE_IDLE_MS), " +
+      "limit (refused at MAX_CONNECTIONS), bad_request (malformed framing or a head over the limit)",
+    labelNames: ["reason"],
+    registers: [registry],
+    collect() {
+      const stats = sources.connections?.();
+      this.reset();
+      for (const [reason, key] of Object.entries(closedBy)) this.inc({ reason }, stats?.[key] ?? 0);
     },
   });
   mirroredCounter(registry, "dmd_decision_log_written_total", "Decisions written", () => sources.log?.().written);

@@ -1,0 +1,465 @@
+/**
+ * A connection guard in front of the HTTP server: slow or idle clients cannot hold connections open forever.
+ *
+ * Deno 2.9's `Deno.serve` has no header-read timeout (hyper's is inert without a timer; denoland/deno#3515), and
+ * Deno 2 cannot serve a connection accepted by hand. So the guard owns the public port (`Deno.listen`), and
+ * `Deno.serve` listens on a unix socket in a private folder (mode 0700). Each accepted TCP connection is copied both
+ * ways to its own connection to that socket, while serve/http1_framing.ts follows the HTTP/1.1 framing of both
+ * directions (bodies stream through, never buffered):
+ *
+ * - a request head must be complete within `headerTimeoutMs`, counted from the connection's opening for the first
+ *   request and from its first byte for each later one; past it the client gets `408` with `Connection: close` and
+ *   the connection is closed. A head is only passed to the server once complete, so a slow client costs the server
+ *   nothing (its connection to the server is opened at the first complete head);
+ * - a kept-alive connection with no request in progress and no byte either way for `keepAliveIdleMs` is closed;
+ * - at most `maxConnections` are open at once: one more is answered `503` and closed (each costs 3 descriptors: the
+ *   client's, and both ends of its connection to the server);
+ * - a malformed request (framing, obs-fold, bare CR, both Content-Length and Transfer-Encoding), a head over
+ *   `maxHeadBytes` (431) or HTTP/2 prior knowledge (505) is answered by the guard, after the answers to the
+ *   requests before it, and the connection is closed;
+ * - the client's address travels to the handler in the `x-dmd-edge-peer` field, which the guard puts in every
+ *   request head after removing any the client sent; the handler sees it as `info.remoteAddr`.
+ *
+ * A client's half-close is passed to the server once every request before it is answered (`Deno.serve` drops the
+ * answer to a request in progress when its client half-closes).
+ *
+ * Lifecycle: listening -> (shutdown) the public port closes, the server drains (serve/lifecycle.ts), connections
+ * still open are closed, the private folder is removed.
+ *
+ * @module
+ */
+import type { ErrorCode } from "../errors.ts";
+import { within } from "../lib/deadline.ts";
+import { Http1Framer } from "./http1_framing.ts";
+
+/** The field that carries the client's address from the guard to the handler: `<address> <port>`. */
+export const PEER_FIELD = "x-dmd-edge-peer";
+
+/** Options of {@link createConnGuard}. */
+export interface ConnGuardOptions {
+  /** Interface of the public port. */
+  hostname: string;
+  /** The public port (0 picks a free one). */
+  port: number;
+  /** Longest time a request head may take to arrive, in milliseconds. */
+  headerTimeoutMs: number;
+  /** Longest a kept-alive connection may wait for its next request, in milliseconds. */
+  keepAliveIdleMs: number;
+  /** Most connections open at once. */
+  maxConnections: number;
+  /** Largest request head, in bytes. @default 16384 */
+  maxHeadBytes?: number;
+  /** How often deadlines are checked, in milliseconds. @default min(headerTimeoutMs, keepAliveIdleMs) / 4, in [10, 1000] */
+  tickMs?: number;
+}
+
+/** Connection counts, for `/metrics`. */
+export interface ConnGuardStats {
+  /** Connections open now. */
+  open: number;
+  /** Connections accepted since the start. */
+  accepted: number;
+  /** Closed because a request head took longer than `headerTimeoutMs`. */
+  headerTimeouts: number;
+  /** Closed after `keepAliveIdleMs` without a request. */
+  idleClosed: number;
+  /** Refused because `maxConnections` were open. */
+  refusedAtLimit: number;
+  /** Closed after a malformed request or a head over the limit. */
+  badRequests: number;
+}
+
+/** A server behind the guard. */
+export interface GuardedServer {
+  /** The public address. */
+  readonly addr: Deno.NetAddr;
+  /** Stop accepting, let the server drain (`Deno.HttpServer.shutdown`), close what is left. */
+  shutdown(): Promise<void>;
+}
+
+/** The guard: its counts, and the server it starts. */
+export interface ConnGuard {
+  /** @returns the connection counts */
+  stats(): ConnGuardStats;
+  /**
+   * Listen on the public port and serve `handler` behind the guard.
+   *
+   * @param handler the handler, which sees the client's address as `info.remoteAddr`
+   * @returns the server
+   * @throws Deno errors when the port cannot be bound
+   */
+  serve(handler: Deno.ServeHandler<Deno.NetAddr>): GuardedServer;
+}
+
+const encoder = new TextEncoder();
+/** At shutdown, how long the last answers may take to reach their clients once the server has closed, in ms. */
+const SHUTDOWN_RELAY_MS = 1000;
+/**
+ * After the guard or the server ends a connection, how long the client may take to close its side, in ms: closing at
+ * once with the client's bytes unread would reset the connection, and the client could lose the answer it has not
+ * read yet.
+ */
+const LINGER_MS = 2000;
+
+/** An answer the guard writes itself, always closing the connection. */
+function answer(status: number, reason: string, code: ErrorCode, message: string, extra = ""): Uint8Array {
+  const body = JSON.stringify({ code, message });
+  return encoder.encode(
+    `HTTP/1.1 ${status} ${reason}\r\ncontent-type: application/json\r\ncontent-length: ${body.length}\r\n` +
+      `connection: close\r\n${extra}\r\n${body}`,
+  );
+}
+
+const TIMEOUT_ANSWER = answer(408, "Request Timeout", "REQUEST_TIMEOUT", "Cannot read request: the head took too long");
+const LIMIT_ANSWER = answer(
+  503,
+  "Service Unavailable",
+  "OVERLOADED",
+  "Cannot accept the connection: too many are open",
+  "retry-after: 1\r\n",
+);
+const CLOSED_ANSWER = answer(
+  503,
+  "Service Unavailable",
+  "SHUTTING_DOWN",
+  "Cannot serve: the service is shutting down",
+  "retry-after: 1\r\n",
+);
+const REASONS: Record<number, string> = {
+  400: "Bad Request",
+  431: "Request Header Fields Too Large",
+  505: "HTTP Version Not Supported",
+};
+
+async function writeAll(conn: Deno.Conn, bytes: Uint8Array): Promise<void> {
+  for (let at = 0; at < bytes.length;) at += await conn.write(bytes.subarray(at));
+}
+
+/** One buffer from several (a head and the body bytes after it go to the server in one write). */
+function joined(parts: Uint8Array[]): Uint8Array {
+  if (parts.length === 1) return parts[0];
+  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+  let at = 0;
+  for (const p of parts) {
+    out.set(p, at);
+    at += p.length;
+  }
+  return out;
+}
+
+/** What a connection shares with the guard. */
+interface Shared {
+  socketPath: string;
+  options: Required<ConnGuardOptions>;
+  counts: Omit<ConnGuardStats, "open">;
+  release(conn: GuardedConnection): void;
+}
+
+/**
+ * One client connection and its connection to the server.
+ *
+ * States: reading (requests pass on) -> finishing (no more requests pass on: a rejection or a timeout waits for the
+ * answers in progress, then its own answer is written) -> closed. Separately, the client's half-close is held until
+ * every request is answered.
+ */
+class GuardedConnection {
+  readonly #client: Deno.TcpConn;
+  readonly #shared: Shared;
+  #server: Deno.UnixConn | null = null;
+  readonly #requests: Http1Framer;
+  readonly #responses = new Http1Framer({ side: "response" });
+  #headDeadline: number;
+  #headsSeen = 0;
+  #lastActivity: number;
+  /** The guard's own answer, written once no answer is in progress; then the connection closes. */
+  #finishing: Uint8Array | null = null;
+  #clientEnded = false;
+  #serverWriteClosed = false;
+  /** The server stopped taking bytes (it closed after `Connection: close`): the client's next bytes are dropped. */
+  #serverGone = false;
+  /** Once the client's side is closed for writing: when the connection is closed anyway. */
+  #lingerUntil = Infinity;
+  #closed = false;
+  #onClosed!: () => void;
+  /** Resolves once the connection is closed. */
+  readonly closed = new Promise<void>((resolve) => this.#onClosed = resolve);
+
+  constructor(client: Deno.TcpConn, shared: Shared) {
+    this.#client = client;
+    this.#shared = shared;
+    const peer = client.remoteAddr;
+    this.#requests = new Http1Framer({
+      side: "request",
+      maxHeadBytes: shared.options.maxHeadBytes,
+      extraFields: { names: [PEER_FIELD], lines: encoder.encode(`${PEER_FIELD}: ${peer.hostname} ${peer.port}\r\n`) },
+    });
+    this.#lastActivity = performance.now();
+    this.#headDeadline = this.#lastActivity + shared.options.headerTimeoutMs;
+    client.setNoDelay(true);
+    this.#readClient().catch(() => this.close());
+  }
+
+  /** Requests passed on and not yet answered in full. */
+  #unanswered(): number {
+    return this.#requests.headsCompleted - this.#responses.messagesCompleted;
+  }
+
+  /**
+   * Check the deadlines.
+   *
+   * @param now the time, in milliseconds
+   */
+  tick(now: number): void {
+    if (now > this.#lingerUntil) return this.close();
+    if (this.#closed || this.#finishing || this.#lingerUntil !== Infinity) return;
+    if (now > this.#headDeadline) {
+      this.#shared.counts.headerTimeouts++;
+      this.#finish(TIMEOUT_ANSWER);
+    } else if (
+      this.#requests.headsCompleted > 0 && !this.#requests.busy() && this.#responses.phase === "idle" &&
+      this.#unanswered() === 0 && now - this.#lastActivity > this.#shared.options.keepAliveIdleMs
+    ) {
+      this.#shared.counts.idleClosed++;
+      this.close();
+    }
+  }
+
+  /** Close both connections (idempotent). */
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    try {
+      this.#client.close();
+    } catch { /* already closed */ }
+    try {
+      this.#server?.close();
+    } catch { /* already closed */ }
+    this.#shared.release(this);
+    this.#onClosed();
+  }
+
+  /** @returns whether a request reached the server (so that an answer may still be on its way) */
+  reachedServer(): boolean {
+    return this.#server !== null;
+  }
+
+  async #readClient(): Promise<void> {
+    // 16 KiB, grown to 64 KiB once a read fills it: larger bodies pass in fewer reads and writes, idle and slow
+    // clients hold little.
+    let buf = new Uint8Array(16384);
+    while (!this.#closed) {
+      const n = await this.#client.read(buf).catch(() => null);
+      if (n === null) return this.#onClientEnd();
+      this.#lastActivity = performance.now();
+      if (this.#finishing || this.#serverGone || this.#lingerUntil !== Infinity) continue;
+      const out = this.#requests.push(buf.subarray(0, n));
+      if (this.#requests.methods.length > 0) {
+        for (const method of this.#requests.methods.splice(0)) this.#responses.expect(method);
+      }
+      this.#trackHead();
+      if (out.length > 0) {
+        const server = this.#server ?? await this.#connect();
+        if (!server) return;
+        try {
+          await writeAll(server, joined(out));
+        } catch {
+          // Its answers so far still reach the client (#readServer), then the connection ends.
+          this.#serverGone = true;
+        }
+      }
+      if (n === buf.length && buf.length < 65536) buf = new Uint8Array(65536);
+      const rejection = this.#requests.rejection;
+      if (rejection) {
+        this.#shared.counts.badRequests++;
+        this.#finish(answer(rejection.status, REASONS[rejection.status], "INVALID_INPUT", rejection.message));
+      }
+    }
+  }
+
+  /** The head deadline: from the opening for the first request, from its first byte for each later one. */
+  #trackHead(): void {
+    const requests = this.#requests;
+    if (requests.headsCompleted === 0) return;
+    if (requests.phase !== "head") this.#headDeadline = Infinity;
+    else if (requests.headsStarted !== this.#headsSeen) {
+      this.#headDeadline = this.#lastActivity + this.#shared.options.headerTimeoutMs;
+    }
+    this.#headsSeen = requests.headsStarted;
+  }
+
+  /** Open the connection to the server (at the first complete head); a server gone answers 503 and closes. */
+  async #connect(): Promise<Deno.UnixConn | null> {
+    try {
+      this.#server = await Deno.connect({ transport: "unix", path: this.#shared.socketPath });
+    } catch {
+      this.#finishing = CLOSED_ANSWER;
+      await this.#writeFinal();
+      return null;
+    }
+    this.#readServer().catch(() => this.close());
+    return this.#server;
+  }
+
+  async #readServer(): Promise<void> {
+    const server = this.#server!;
+    const buf = new Uint8Array(16384);
+    while (!this.#closed) {
+      const n = await server.read(buf).catch(() => null);
+      if (n === null) break;
+      this.#lastActivity = performance.now();
+      const chunk = buf.subarray(0, n);
+      if (this.#responses.phase !== "opaque") this.#responses.push(chunk);
+      if (this.#responses.phase === "opaque") this.#requests.goOpaque();
+      await writeAll(this.#client, chunk);
+      if (this.#unanswered() === 0 && this.#responses.phase === "idle") {
+        if (this.#finishing) return this.#writeFinal();
+        if (this.#clientEnded) this.#closeServerWrite();
+      }
+    }
+    // The server closed (`Connection: close`, a drain, a shutdown): the guard's own answer if one waits and no
+    // answer is cut in the middle, then hang up; an answer cut in the middle: close at once.
+    const whole = this.#responses.phase === "idle" || this.#responses.phase === "opaque";
+    if (this.#finishing && this.#responses.phase === "idle") return this.#writeFinal();
+    if (whole) return this.#hangUp();
+    this.close();
+  }
+
+  /** No more requests pass on; `response` is written once the answers in progress are. */
+  #finish(response: Uint8Array): void {
+    this.#finishing = response;
+    if (!this.#server || (this.#unanswered() === 0 && this.#responses.phase === "idle")) {
+      void this.#writeFinal();
+    } else if (this.#requests.headsCompleted > this.#requests.messagesCompleted) {
+      // A request whose body was cut: the server cannot finish it; it closes, then the answer is written.
+      this.#closeServerWrite();
+    }
+  }
+
+  async #writeFinal(): Promise<void> {
+    const response = this.#finishing!;
+    try {
+      await writeAll(this.#client, response);
+    } catch {
+      return this.close();
+    }
+    await this.#hangUp();
+  }
+
+  /** Close the client's side for writing; the connection closes when the client closes its own, or at the linger. */
+  async #hangUp(): Promise<void> {
+    if (this.#closed || this.#lingerUntil !== Infinity) return;
+    this.#lingerUntil = performance.now() + LINGER_MS;
+    try {
+      await this.#client.closeWrite();
+    } catch {
+      return this.close();
+    }
+    if (this.#clientEnded) this.close();
+  }
+
+  #onClientEnd(): void {
+    this.#clientEnded = true;
+    if (this.#finishing || !this.#server || this.#lingerUntil !== Infinity) return this.close();
+    // Once every request is answered, the server may close (it drops an answer in progress on a half-close); a
+    // request whose body was cut: the server sees the cut at once.
+    const cut = this.#requests.headsCompleted > this.#requests.messagesCompleted;
+    if (cut || (this.#unanswered() === 0 && this.#responses.phase === "idle")) this.#closeServerWrite();
+  }
+
+  #closeServerWrite(): void {
+    if (this.#serverWriteClosed) return;
+    this.#serverWriteClosed = true;
+    this.#server?.closeWrite().catch(() => this.close());
+  }
+}
+
+/**
+ * Create a connection guard.
+ *
+ * @param options the public address, the timeouts and the connection limit
+ * @returns the guard (call {@link ConnGuard.serve} once)
+ * @example
+ * const guard = createConnGuard({ hostname: "0.0.0.0", port: 8000, headerTimeoutMs: 10_000, keepAliveIdleMs: 30_000, maxConnections: 1000 });
+ * const server = guard.serve((req, info) => new Response(info.remoteAddr.hostname));
+ */
+export function createConnGuard(options: ConnGuardOptions): ConnGuard {
+  const resolved: Required<ConnGuardOptions> = {
+    maxHeadBytes: 16384,
+    tickMs: Math.min(1000, Math.max(10, Math.min(options.headerTimeoutMs, options.keepAliveIdleMs) / 4)),
+    ...options,
+  };
+  const counts = { accepted: 0, headerTimeouts: 0, idleClosed: 0, refusedAtLimit: 0, badRequests: 0 };
+  const conns = new Set<GuardedConnection>();
+  return {
+    stats: () => ({ open: conns.size, ...counts }),
+    serve(handler) {
+      const dir = Deno.makeTempDirSync({ prefix: "dmd-edge-http-" });
+      const socketPath = `${dir}/http.sock`;
+      const inner = Deno.serve({ path: socketPath, onListen: () => {} }, (req, info) => {
+        const peer = req.headers.get(PEER_FIELD) ?? "";
+        const space = peer.lastIndexOf(" ");
+        const remoteAddr: Deno.NetAddr = space > 0
+          ? { transport: "tcp", hostname: peer.slice(0, space), port: Number(peer.slice(space + 1)) }
+          : { transport: "tcp", hostname: "unknown", port: 0 };
+        return handler(req, { remoteAddr, completed: info.completed });
+      });
+      let listener: Deno.TcpListener;
+      try {
+        listener = Deno.listen({ hostname: resolved.hostname, port: resolved.port });
+      } catch (err) {
+        void inner.shutdown().finally(() => Deno.remove(dir, { recursive: true }).catch(() => {}));
+        throw err;
+      }
+      const shared: Shared = { socketPath, options: resolved, counts, release: (c) => conns.delete(c) };
+      const timer = setInterval(() => {
+        const now = performance.now();
+        for (const c of conns) c.tick(now);
+      }, resolved.tickMs);
+      Deno.unrefTimer(timer);
+      let closing = false;
+      const accepting = (async () => {
+        while (!closing) {
+          let client: Deno.TcpConn;
+          try {
+            client = await listener.accept();
+          } catch (err) {
+            if (closing || err instanceof Deno.errors.BadResource) return;
+            // Out of descriptors, or a connection reset before it was accepted: carry on.
+            await new Promise((r) => setTimeout(r, 50));
+            continue;
+          }
+          counts.accepted++;
+          if (conns.size >= resolved.maxConnections) {
+            counts.refusedAtLimit++;
+            void writeAll(client, LIMIT_ANSWER).catch(() => {}).finally(() => {
+              try {
+                client.close();
+              } catch { /* closed */ }
+            });
+            continue;
+          }
+          conns.add(new GuardedConnection(client, shared));
+        }
+      })();
+      return {
+        addr: listener.addr,
+        async shutdown() {
+          closing = true;
+          listener.close();
+          await accepting;
+          try {
+            await inner.shutdown();
+            // The server has written its last answers and closed its ends: let them reach the clients (bounded);
+            // a client that never sent a whole head has nothing coming.
+            for (const c of conns) if (!c.reachedServer()) c.close();
+            await within(Promise.all([...conns].map((c) => c.closed)), SHUTDOWN_RELAY_MS);
+          } finally {
+            for (const c of conns) c.close();
+            clearInterval(timer);
+            await Deno.remove(dir, { recursive: true }).catch(() => {});
+          }
+        },
+      };
+    },
+  };
+}
