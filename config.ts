@@ -6,6 +6,7 @@
  * @module
  */
 import { LOG_LEVELS, type LogLevel } from "./observability/logger.ts";
+import { parseTiers, type Tier } from "./serve/tiers.ts";
 
 /** The edge app's resolved configuration. */
 export interface Config {
@@ -162,6 +163,13 @@ export interface Config {
    * `error` or `silent`. Requests are logged at `info` (scrapes and probes at `debug`). @default "info"
    */
   logLevel: LogLevel;
+  /**
+   * The tiers a request may climb (serve/tiers.ts), from `TIERS` (JSON) or `TIERS_FILE`: tier 1's url, model,
+   * deadline, breaker, budget and key replace the `CLOUD_*` values above; tiers 2 and up are climbed by
+   * serve/cascade.ts. API keys are resolved from the variables the tiers name and never logged. @default null (the
+   * two default tiers: the edge model and the `CLOUD_*` cloud model)
+   */
+  tiers: Tier[] | null;
 }
 
 /** A credential the cloud clients send with every call: one header and its value. */
@@ -295,8 +303,62 @@ function databaseUrl(env: Env): string {
  * @throws RangeError naming the variable when a value is out of range
  */
 export function loadConfig(env: Env = Deno.env.toObject()): Readonly<Config> {
+  return Object.freeze(withTiers(baseConfig(env), env));
+}
+
+/**
+ * The configuration with its tiers: `TIERS` or `TIERS_FILE` parsed, and tier 1's settings in the `CLOUD_*` fields
+ * (the hop-0 offload reads them), so that two configured tiers behave exactly as the same `CLOUD_*` values do.
+ */
+function withTiers(base: Config, env: Env): Config {
+  const inline = env.TIERS || undefined;
+  const file = env.TIERS_FILE || undefined;
+  if (inline && file) throw new RangeError("Invalid TIERS: set TIERS or TIERS_FILE, not both");
+  if (!inline && !file) return base;
+  let text = inline;
+  if (file) {
+    try {
+      text = Deno.readTextFileSync(file);
+    } catch (err) {
+      throw new RangeError(`Invalid TIERS_FILE: cannot read "${file}": ${(err as Error).message}`);
+    }
+  }
+  const tiers = parseTiers(text!, {
+    defaults: {
+      timeoutMs: base.cloudTimeoutMs,
+      budgetPerS: base.offloadBudgetPerS,
+      breaker: {
+        failures: base.cloudBreakerFailures,
+        failureRatio: base.cloudBreakerFailureRatio,
+        window: base.cloudBreakerWindow,
+        openMs: base.cloudBreakerOpenMs,
+        maxOpenMs: base.cloudBreakerMaxOpenMs,
+      },
+      explore: base.explorationRate,
+    },
+    env,
+  });
+  const first = tiers[1] as Extract<Tier, { kind: "oip" }>;
+  return {
+    ...base,
+    tiers,
+    cloudUrl: first.url ?? base.cloudUrl,
+    cloudModelName: first.model,
+    cloudTimeoutMs: first.timeoutMs,
+    cloudAuth: first.apiKey ? { header: "authorization", value: `Bearer ${first.apiKey}` } : base.cloudAuth,
+    cloudBreakerFailures: first.breaker.failures,
+    cloudBreakerFailureRatio: first.breaker.failureRatio,
+    cloudBreakerWindow: first.breaker.window,
+    cloudBreakerOpenMs: first.breaker.openMs,
+    cloudBreakerMaxOpenMs: first.breaker.maxOpenMs,
+    offloadBudgetPerS: first.budgetPerS,
+    switcherThreshold: first.threshold ?? base.switcherThreshold,
+  };
+}
+
+function baseConfig(env: Env): Config {
   const cores = navigator.hardwareConcurrency ?? 2;
-  return Object.freeze({
+  return {
     host: str(env, "HOST", "127.0.0.1"),
     port: int(env, "PORT", 8000, 0, 65535),
     modelsDir: str(env, "MODELS_DIR", "wasm-models"),
@@ -343,7 +405,8 @@ export function loadConfig(env: Env = Deno.env.toObject()): Readonly<Config> {
     switcherPollMs: int(env, "SWITCHER_POLL_MS", 30_000, 0, 86_400_000),
     adminToken: adminToken(env),
     logLevel: logLevel(env),
-  });
+    tiers: null,
+  };
 }
 
 function logLevel(env: Env): LogLevel {
@@ -437,5 +500,43 @@ export function loadCloudServerConfig(env: Env = Deno.env.toObject()): Readonly<
     modelName: str(env, "CLOUD_MODEL_NAME", "cloud"),
     runtime,
     exitWithParent: bool(env, "CLOUD_SERVER_EXIT_WITH_PARENT", false),
+  });
+}
+
+/** The reference VLM server's resolved configuration (`deno task cloud:vlm`, cloud/vlm_reference_server.ts). */
+export interface VlmServerConfig {
+  /** Loopback only (the server has no authentication). @default "127.0.0.1" */
+  host: string;
+  /** @default 8002 */
+  port: number;
+  /** @default "wasm-models" */
+  modelsDir: string;
+  /** @default "wasm-models/pose" */
+  poseModelDir: string;
+  /** The `model` it answers to and lists. @default "dmd-reference-vlm" */
+  modelName: string;
+  /** Runtime of the cloud classifier, as for the reference cloud server. @default "auto" */
+  runtime: "auto" | "native" | "wasm";
+  /** Exit when stdin closes (`VLM_SERVER_EXIT_WITH_PARENT=true`). @default false */
+  exitWithParent: boolean;
+}
+
+/**
+ * Resolve the reference VLM server's configuration (`VLM_SERVER_HOST`, `VLM_SERVER_PORT`, `VLM_SERVER_MODEL`,
+ * `MODELS_DIR`, `POSE_MODEL_DIR`, `CLOUD_RUNTIME`, `VLM_SERVER_EXIT_WITH_PARENT`).
+ *
+ * @param env the environment (default: `Deno.env.toObject()`)
+ * @returns the frozen configuration
+ */
+export function loadVlmServerConfig(env: Env = Deno.env.toObject()): Readonly<VlmServerConfig> {
+  const cloud = loadCloudServerConfig(env);
+  return Object.freeze({
+    host: str(env, "VLM_SERVER_HOST", "127.0.0.1"),
+    port: int(env, "VLM_SERVER_PORT", 8002, 0, 65535),
+    modelsDir: cloud.modelsDir,
+    poseModelDir: str(env, "POSE_MODEL_DIR", "wasm-models/pose"),
+    modelName: str(env, "VLM_SERVER_MODEL", "dmd-reference-vlm"),
+    runtime: cloud.runtime,
+    exitWithParent: bool(env, "VLM_SERVER_EXIT_WITH_PARENT", false),
   });
 }

@@ -41,6 +41,10 @@ import { modelRoutes } from "./routes/models.ts";
 import { rateLimit, type RateLimitOptions } from "./routes/rate_limit.ts";
 import { statsRoutes } from "./routes/stats.ts";
 import { startChildCloud } from "./serve/child_cloud.ts";
+import { type Cascade, createCascade } from "./serve/cascade.ts";
+import { followHopSwitchers } from "./serve/hop_switchers.ts";
+import { createTierModel } from "./cloud/tier_models.ts";
+import { createTierMetrics } from "./observability/tier_metrics.ts";
 import { createHybridClassifier, type HybridClassifier } from "./serve/classifier.ts";
 import { answerWhenLogged } from "./serve/durable.ts";
 import { type ConnGuard, createConnGuard, type GuardedServer } from "./serve/conn_guard.ts";
@@ -333,7 +337,14 @@ async function followReleases(
  */
 function createClassifier(
   config: Readonly<Config>,
-  parts: { pool: EdgeInference; cloud: OipClient; log: DecisionLog; manifest: Manifest; metrics: ServiceMetrics },
+  parts: {
+    pool: EdgeInference;
+    cloud: OipClient;
+    log: DecisionLog;
+    manifest: Manifest;
+    metrics: ServiceMetrics;
+    cascade?: Cascade;
+  },
   life: Lifecycle,
 ): HybridClassifier {
   const breaker = createCircuitBreaker({
@@ -347,10 +358,21 @@ function createClassifier(
   });
   const budget = createOffloadBudget({ ratePerS: config.offloadBudgetPerS });
   const shadowBudget = createOffloadBudget({ ratePerS: config.shadowBudgetPerS });
+  const tierMetrics = parts.cascade ? createTierMetrics(parts.metrics.registry) : null;
+  const sink = observeSink(parts.log, parts.metrics);
   const classifier = createHybridClassifier({
     inference: parts.pool,
     cloud: withCircuitBreaker(parts.cloud, breaker),
-    log: observeSink(parts.log, parts.metrics),
+    log: tierMetrics
+      ? {
+        append(record) {
+          const out = sink.append(record);
+          tierMetrics.observe(record);
+          return out;
+        },
+      }
+      : sink,
+    cascade: parts.cascade,
     edgeSpec: parts.manifest.edge,
     cloudSpec: parts.manifest.cloud,
     thresholdOverride: config.switcherThreshold,
@@ -431,7 +453,12 @@ export async function startService(config: Readonly<Config>): Promise<Service> {
       db: database.db,
       edgeLocation: config.edgeLocation,
     };
-    const classifier = createClassifier(config, { pool, cloud, log, manifest, metrics: observability.metrics }, life);
+    const cascade = await startCascade(config, { db: database.db, manifest }, life);
+    const classifier = createClassifier(
+      config,
+      { pool, cloud, log, manifest, metrics: observability.metrics, cascade },
+      life,
+    );
     const app = createApp({
       config,
       manifest,
@@ -464,6 +491,42 @@ export async function startService(config: Readonly<Config>): Promise<Service> {
     await life.close().catch(() => {});
     throw err;
   }
+}
+
+/**
+ * The climb past the first cloud tier, when more than two tiers are configured (`TIERS`): each later tier's client,
+ * breaker and budget, and the switchers of hops 1 and up followed in the registry. Undefined for two tiers.
+ */
+async function startCascade(
+  config: Readonly<Config>,
+  parts: { db: Db; manifest: Manifest },
+  life: Lifecycle,
+): Promise<Cascade | undefined> {
+  const tiers = config.tiers;
+  if (!tiers || tiers.length <= 2) return undefined;
+  const logger = createLogger({ level: config.logLevel });
+  const models = tiers.slice(2).map((tier) =>
+    createTierModel(tier as Exclude<typeof tier, { kind: "edge" }>, {
+      cloudSpec: parts.manifest.cloud,
+      onCircuit: (name, from, to) => logger[to === "open" ? "warn" : "info"]("tier circuit", { tier: name, from, to }),
+    })
+  );
+  const hops = await followHopSwitchers(parts.db, {
+    hops: tiers.length - 2,
+    intervalMs: config.switcherPollMs,
+    warn: (message, fields) => logger.warn(message, fields),
+  });
+  life.defer("the hop switchers", () => hops.stop());
+  return createCascade({
+    first: tiers[1] as Exclude<(typeof tiers)[1], { kind: "edge" }>,
+    models,
+    // A tier's `threshold` replaces the release's of the hop leading to it (as SWITCHER_THRESHOLD does for hop 0).
+    switcher: (hop) => {
+      const threshold = models[hop - 1].tier.threshold;
+      return threshold === null ? hops.current(hop) : { ...hops.current(hop), threshold };
+    },
+    labels: parts.manifest.cloud.labels,
+  });
 }
 
 /** The pose workers of the frames routes: none when `POSE_WORKERS` is 0 or the pose model folder has no model. */

@@ -270,19 +270,35 @@ export function cloudDownWhenOpen(breaker: CircuitBreaker): () => AppError | nul
  * @returns a client with the same signature
  */
 export function withCircuitBreaker<C extends Infers>(client: C, breaker: CircuitBreaker): C {
-  const infer = async (...args: Parameters<C["infer"]>) => {
-    const permit = breaker.acquire();
-    if (!permit) throw circuitOpenError(breaker);
-    const signal = (args[2] as { signal?: AbortSignal } | undefined)?.signal;
-    try {
-      const reply = await client.infer(...args);
-      breaker.record(permit, true);
-      return reply;
-    } catch (err) {
-      if (isCloudFailure(err, signal)) breaker.record(permit, false);
-      else breaker.release(permit);
-      throw err;
-    }
-  };
+  const infer = (...args: Parameters<C["infer"]>) =>
+    throughBreaker(breaker, () => client.infer(...args), (args[2] as { signal?: AbortSignal } | undefined)?.signal);
   return Object.assign(Object.create(Object.getPrototypeOf(client)), client, { infer }) as C;
+}
+
+/**
+ * Make one cloud call through a breaker: refused at once with `CIRCUIT_OPEN` while the circuit is open, its outcome
+ * recorded otherwise (a cancellation by the caller, or a `TypeError` from this side, is not a cloud failure).
+ *
+ * @param breaker the breaker
+ * @param call the call
+ * @param signal the caller's signal, if any
+ * @returns what the call returns
+ * @throws AppError CIRCUIT_OPEN; whatever the call throws
+ */
+export async function throughBreaker<T>(
+  breaker: CircuitBreaker,
+  call: () => Promise<T>,
+  signal?: AbortSignal,
+): Promise<T> {
+  const permit = breaker.acquire();
+  if (!permit) throw circuitOpenError(breaker);
+  try {
+    const reply = await call();
+    breaker.record(permit, true);
+    return reply;
+  } catch (err) {
+    if (isCloudFailure(err, signal)) breaker.record(permit, false);
+    else breaker.release(permit);
+    throw err;
+  }
 }

@@ -13,8 +13,8 @@
  *
  * @module
  */
-import { redactUrl } from "../config.ts";
 import { AppError } from "../errors.ts";
+import { createBoundedCaller } from "./bounded_call.ts";
 import type { OipInferRequest, OipInferResponse, OipModelMetadata, OipTensor } from "./oip_types.ts";
 
 /** Options of {@link createOipClient}. */
@@ -106,10 +106,6 @@ export const MAX_OTHER_REPLY_BYTES = 1024 * 1024;
 /** Datatypes whose JSON data are plain numbers the client can read as logits. */
 const FLOAT_TYPES = new Set(["FP32", "FP16", "FP64"]);
 
-function isTimeoutReason(reason: unknown): boolean {
-  return reason instanceof DOMException && reason.name === "TimeoutError";
-}
-
 /**
  * A float32 value as a decimal of at most 9 significant digits, which always reads back as the same float32
  * (FLT_DECIMAL_DIG): request bodies about half the size of full float64 decimals, and exact.
@@ -129,13 +125,13 @@ function compact(v: number): number {
  * const { logits } = await cloud.infer(frames, [1, 64, 17, 3]);
  */
 export function createOipClient(options: OipClientOptions): OipClient {
-  const doFetch = options.fetch ?? fetch;
-  const base = options.baseUrl.replace(/\/+$/, "");
-  if (!/^https?:\/\/[^/]/.test(base)) {
-    throw new TypeError(
-      `Cannot create the cloud client: expected an http(s) base URL, got "${redactUrl(options.baseUrl)}"`,
-    );
-  }
+  const { call, callJson } = createBoundedCaller({
+    baseUrl: options.baseUrl,
+    client: "the cloud client",
+    auth: options.auth,
+    now: options.now,
+    fetch: options.fetch,
+  });
   const modelPath = `/v2/models/${encodeURIComponent(options.modelName)}` +
     (options.modelVersion ? `/versions/${encodeURIComponent(options.modelVersion)}` : "");
   const inputName = options.inputName ?? "frames";
@@ -143,107 +139,6 @@ export function createOipClient(options: OipClientOptions): OipClient {
 
   const now = options.now ?? (() => performance.now());
   const outputSize = options.outputSize ?? 1024;
-
-  /** The body as text, at most `maxBytes` of it: a longer body is cancelled and refused. */
-  async function readBounded(res: Response, action: string, maxBytes: number): Promise<string> {
-    const declared = Number(res.headers.get("content-length") ?? NaN);
-    const tooLarge = () =>
-      new AppError("OFFLOAD_FAILED", `Cannot ${action}: the reply is larger than ${maxBytes} bytes`);
-    if (declared > maxBytes) {
-      await res.body?.cancel().catch(() => {});
-      throw tooLarge();
-    }
-    if (!res.body) return "";
-    const reader = res.body.getReader();
-    const chunks: Uint8Array[] = [];
-    let bytes = 0;
-    for (;;) {
-      const { done, value } = await reader.read();
-      if (done) break;
-      bytes += value.byteLength;
-      if (bytes > maxBytes) {
-        await reader.cancel().catch(() => {});
-        throw tooLarge();
-      }
-      chunks.push(value);
-    }
-    const all = new Uint8Array(bytes);
-    let off = 0;
-    for (const c of chunks) all.set(c, (off += c.byteLength) - c.byteLength);
-    return new TextDecoder().decode(all);
-  }
-
-  /** Fetch and read the whole body under one deadline, so a server that stalls mid-body times out too. */
-  async function call(
-    action: string,
-    path: string,
-    init: RequestInit & { timeoutMs: number; signal?: AbortSignal; maxBytes: number },
-  ): Promise<{ status: number; text: string }> {
-    const { timeoutMs, signal, maxBytes, ...rest } = init;
-    const started = now();
-    const deadline = AbortSignal.timeout(timeoutMs);
-    const combined = signal ? AbortSignal.any([deadline, signal]) : deadline;
-
-    function failure(err: unknown, what: string): AppError {
-      if (deadline.aborted || (signal?.aborted && isTimeoutReason(signal.reason))) {
-        return new AppError("OFFLOAD_TIMEOUT", `Cannot ${action}: ${what} within ${timeoutMs} ms`, { cause: err });
-      }
-      if (signal?.aborted) {
-        return new AppError("OFFLOAD_FAILED", `Cannot ${action}: the call was cancelled`, { cause: err });
-      }
-      return new AppError(
-        "OFFLOAD_FAILED",
-        what === "no reply"
-          ? `Cannot ${action}: the cloud model server is unreachable`
-          : `Cannot ${action}: the reply broke off`,
-        { cause: err },
-      );
-    }
-
-    let res: Response;
-    const headers = new Headers(rest.headers);
-    if (options.auth) headers.set(options.auth.header, options.auth.value);
-    try {
-      res = await doFetch(`${base}${path}`, { ...rest, headers, signal: combined });
-    } catch (err) {
-      throw failure(err, "no reply");
-    }
-    let text: string;
-    try {
-      text = await readBounded(res, action, maxBytes);
-    } catch (err) {
-      if (err instanceof AppError) throw err;
-      throw failure(err, "reply not complete");
-    }
-    if (now() - started > timeoutMs) {
-      throw new AppError("OFFLOAD_TIMEOUT", `Cannot ${action}: reply not complete within ${timeoutMs} ms`);
-    }
-    return { status: res.status, text };
-  }
-
-  /** Call, require a 2xx JSON reply, and return it parsed. */
-  async function callJson(
-    action: string,
-    path: string,
-    init: RequestInit & { timeoutMs: number; signal?: AbortSignal; maxBytes: number },
-  ): Promise<unknown> {
-    const { status, text } = await call(action, path, init);
-    if (status < 200 || status > 299) {
-      let detail = "";
-      try {
-        const error = (JSON.parse(text) as { error?: unknown }).error;
-        if (typeof error === "string") detail = `: ${error.slice(0, 200)}`;
-      } catch {
-        // not JSON: the status says enough
-      }
-      throw new AppError("OFFLOAD_FAILED", `Cannot ${action}: the cloud answered ${status}${detail}`);
-    }
-    try {
-      return JSON.parse(text);
-    } catch (err) {
-      throw new AppError("OFFLOAD_FAILED", `Cannot ${action}: the cloud's reply is not JSON`, { cause: err });
-    }
-  }
 
   /** The logits of a reply, checked: `[n, K]`, numeric, finite. */
   function readLogits(reply: unknown, n: number): { logits: Float32Array; shape: number[] } {

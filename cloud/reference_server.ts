@@ -23,6 +23,7 @@ import type { ClassifierSpec } from "../wasm-models/manifest.ts";
 import { readArtefact, readManifest, readRuntimeBinary } from "../workers/artefacts.ts";
 import type { OipInferRequest, OipInferResponse, OipModelMetadata, OipServerMetadata } from "./oip_types.ts";
 import { parseFlags } from "../scripts/cli.ts";
+import { serveApp, stopOnSignals } from "./serve_app.ts";
 
 /** Most sequences in one infer call. */
 const MAX_BATCH = 1024;
@@ -276,26 +277,8 @@ export async function startReferenceServer(config: Readonly<CloudServerConfig>):
   const { bytes, spec } = await readArtefact(config.modelsDir, manifest.cloud);
   const session = await loadCloudSession(bytes, { spec, runtime: config.runtime });
   const app = createReferenceApp({ session, spec, modelName: config.modelName });
-  let server: Deno.HttpServer<Deno.NetAddr>;
-  try {
-    server = Deno.serve({ hostname: config.host, port: config.port, onListen: () => {} }, app.fetch);
-  } catch (err) {
-    await session.release();
-    throw err;
-  }
-  let stopping: Promise<void> | null = null;
-  return {
-    url: `http://${config.host.includes(":") ? `[${config.host}]` : config.host}:${server.addr.port}`,
-    runtime: session.runtime,
-    modelVersion: spec.version,
-    shutdown() {
-      stopping ??= (async () => {
-        await server.shutdown();
-        await session.release();
-      })();
-      return stopping;
-    },
-  };
+  const served = await serveApp(app.fetch, { host: config.host, port: config.port, release: () => session.release() });
+  return { ...served, runtime: session.runtime, modelVersion: spec.version };
 }
 
 if (import.meta.main) {
@@ -316,20 +299,5 @@ if (import.meta.main) {
     model: config.modelName,
     version: server.modelVersion,
   }));
-  const stop = async () => {
-    await server.shutdown();
-    Deno.exit(0);
-  };
-  Deno.addSignalListener("SIGINT", stop);
-  Deno.addSignalListener("SIGTERM", stop);
-  if (config.exitWithParent) {
-    // Started by the edge app with a pipe on stdin: the pipe closes when the parent dies, however it dies (kill -9,
-    // a crash), and the server follows it instead of being left running.
-    (async () => {
-      for await (const _ of Deno.stdin.readable) {
-        // nothing is sent: only the end of the pipe matters
-      }
-      await stop();
-    })();
-  }
+  stopOnSignals(server, config.exitWithParent ?? false);
 }

@@ -263,6 +263,25 @@
       [label, n],
     ) => [label, num(n), pct(n / (s.decisions || 1))]);
     table("labels", ["label", "answers", "share"], labelRows);
+    // More than two tiers configured (TIERS): each tier's share, agreement with the tier below, failures and cost.
+    const tiers = r.tiers ?? [];
+    $("tiers-panel").hidden = tiers.length === 0;
+    table(
+      "tiers",
+      ["tier", "calls", "explored?", "answers", "share", "agreement", "errors", "mean ms?", "cost ms?", "price?"],
+      tiers.map((t) => [
+        `${t.tier}: ${t.name}`,
+        num(t.calls),
+        num(t.explored),
+        num(t.answered),
+        pct(t.share),
+        pct(t.agreement),
+        num(t.errors),
+        ms(t.meanMs),
+        num(t.costMs),
+        num(t.price, 4),
+      ]),
+    );
     table(
       "recent",
       ["time (UTC)", "route", "reason?", "label", "edge?", "cloud?", "score", "total ms", "location?", "request id?"],

@@ -29,6 +29,7 @@ import { type AnalyticsQuery, bucketStarts } from "./analytics_params.ts";
 import type { Db } from "./client.ts";
 import { run } from "./queries.ts";
 import { decisions as d, ROUTES } from "./schema.ts";
+import { type TierFigures, tierFigures } from "./tier_analytics.ts";
 
 export { type AnalyticsQuery, parseAnalyticsParams, type RawAnalyticsParams } from "./analytics_params.ts";
 
@@ -185,6 +186,8 @@ export interface StatsReport {
   switcherVersions: SwitcherVersionFigures[];
   edgeLocations: EdgeLocationFigures[];
   recent: RecentDecision[];
+  /** The tiers past the edge, when more than two served in the window (db/tier_analytics.ts); else empty. */
+  tiers: TierFigures[];
 }
 
 /** The window and filters as a WHERE condition. */
@@ -600,6 +603,7 @@ export async function statsReport(db: Db, q: AnalyticsQuery, options: { recent?:
   const switcherVersions = await bySwitcherVersion(db, q);
   const edgeLocations = await byEdgeLocation(db, q);
   const recent = options.recent === 0 ? [] : await recentDecisions(db, q, { limit: options.recent ?? 20 });
+  const tiers = await tierFigures(db, q);
   return {
     query: q,
     summary,
@@ -610,5 +614,6 @@ export async function statsReport(db: Db, q: AnalyticsQuery, options: { recent?:
     switcherVersions,
     edgeLocations,
     recent,
+    tiers,
   };
 }

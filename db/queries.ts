@@ -15,6 +15,8 @@ import type { Db } from "./client.ts";
 import {
   type DecisionRecord,
   decisions,
+  type DecisionTierRecord,
+  decisionTiers,
   type DmdPair,
   dmdPairs,
   type NewDecision,
@@ -106,10 +108,37 @@ function chunks<T>(rows: T[]): T[][] {
  * @param rows the decisions
  * @throws AppError DB_UNAVAILABLE, or INVALID_INPUT when a constraint refuses a row (then nothing is written)
  */
-export async function insertDecisions(db: Db, rows: NewDecision[]): Promise<void> {
+export async function insertDecisions(
+  db: Db,
+  rows: (NewDecision & { tiers?: DecisionTierRecord[] })[],
+): Promise<void> {
   if (rows.length === 0) return;
   const [first, ...rest] = chunks(rows).map((c) => db.insert(decisions).values(c).onConflictDoNothing());
-  await run(`write ${rows.length} decisions`, () => db.batch([first, ...rest]));
+  // The rows of the tiers past the first (more than two tiers configured), in the same batch.
+  const tiers = rows.flatMap((r) => r.tiers ?? []);
+  const tierInserts = chunks(tiers).map((c) => db.insert(decisionTiers).values(c).onConflictDoNothing());
+  await run(`write ${rows.length} decisions`, () => db.batch([first, ...rest, ...tierInserts]));
+}
+
+/**
+ * The tier rows of decisions (more than two tiers configured), oldest first.
+ *
+ * @param db the database
+ * @param options `tier` to keep one tier's rows; `since` (Unix ms) to keep the newer ones
+ * @returns the rows
+ */
+export async function listDecisionTiers(
+  db: Db,
+  options: { tier?: number; since?: number } = {},
+): Promise<DecisionTierRecord[]> {
+  const where = and(
+    options.tier !== undefined ? eq(decisionTiers.tier, options.tier) : undefined,
+    options.since !== undefined ? gte(decisionTiers.createdAt, options.since) : undefined,
+  );
+  return await run(
+    "read the decisions' tiers",
+    () => db.select().from(decisionTiers).where(where).orderBy(asc(decisionTiers.createdAt)),
+  );
 }
 
 /**

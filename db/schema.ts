@@ -238,10 +238,65 @@ export const switcherVersions = sqliteTable("switcher_versions", {
   spec: text("spec", { mode: "json" }).$type<Record<string, unknown>>(),
 });
 
-/** A decision row (camelCase; probability vectors as `number[]`, embedding and features as `Float32Array`). */
+/**
+ * One row per cloud tier a decision reached past the edge, when more than two tiers are configured
+ * (serve/tiers.ts, serve/cascade.ts): each tier's output or error, its cost, and the switcher of the hop that leaves
+ * it. The decision's own row is unchanged (its `cloud_*` columns hold tier 1's output, what hop 0's DMD reads);
+ * two-tier decisions have no rows here.
+ */
+export const decisionTiers = sqliteTable("decision_tiers", {
+  decisionId: text("decision_id").notNull(),
+  /** The tier's position in the list (1: the first cloud tier). */
+  tier: integer("tier").notNull(),
+  /** Its configured name. */
+  tierName: text("tier_name").notNull(),
+  /** Unix milliseconds (the decision's). */
+  createdAt: integer("created_at").notNull(),
+  modelVersion: text("model_version"),
+  label: text("label"),
+  prob: real("prob"),
+  probs: jsonNumbers("probs"),
+  /** False when the tier gave an answer without probabilities (`probs` is then one-hot on it). */
+  hasProbabilities: integer("has_probabilities", { mode: "boolean" }),
+  /** Error code when the call failed or was not made (`CIRCUIT_OPEN`, `OFFLOAD_TIMEOUT`, ...). */
+  error: text("error"),
+  /** Why, in more detail (cloud/bounded_call.ts `CallFailure`, or `budget_exhausted`). */
+  errorReason: text("error_reason"),
+  /** Measured round trip, milliseconds. */
+  ms: real("ms"),
+  /** The tier's configured cost per call in milliseconds, else the measured `ms`. */
+  costMs: real("cost_ms"),
+  /** The tier's configured price per call. */
+  price: real("price"),
+  /** Probability with which the request reached this tier: 1 escalated, the hop's exploration rate when explored. */
+  propensity: real("propensity").notNull(),
+  /** An exploration call: its answer was logged, not given. */
+  shadow: integer("shadow", { mode: "boolean" }).notNull(),
+  /** This tier's answer is the one given. */
+  answered: integer("answered", { mode: "boolean" }).notNull(),
+  /** The switcher of the hop leaving this tier, its score and threshold (null at the last tier or on failure). */
+  switcherVersion: text("switcher_version"),
+  switcherScore: real("switcher_score"),
+  switcherThreshold: real("switcher_threshold"),
+  /** Why the request did not climb further: `kept`, `escalated`, `last_tier`, `failed`, `no_frames`, `budget_exhausted`, `cloud_unavailable`. */
+  next: text("next").notNull(),
+}, (t) => [
+  uniqueIndex("decision_tiers_decision_tier").on(t.decisionId, t.tier),
+  index("decision_tiers_created_at").on(t.createdAt, t.tier),
+]);
+
+/** A decision's tier row (see {@link decisionTiers}). */
+export type DecisionTierRecord = typeof decisionTiers.$inferSelect;
+
+/**
+ * A decision row (camelCase; probability vectors as `number[]`, embedding and features as `Float32Array`), with the
+ * rows of the cloud tiers it reached past the first when more than two tiers are configured (written with it, in the
+ * same batch).
+ */
 export type DecisionRecord =
   & Omit<typeof decisions.$inferSelect, FrameInputColumns>
-  & Partial<Pick<typeof decisions.$inferSelect, FrameInputColumns>>;
+  & Partial<Pick<typeof decisions.$inferSelect, FrameInputColumns>>
+  & { tiers?: DecisionTierRecord[] };
 /** The columns only camera-frame requests fill (optional in a record: a sequence's record leaves them out). */
 type FrameInputColumns = "inputKind" | "decodeMs" | "poseMs" | "poseQuality";
 /** A decision row to insert (`shadow` defaults to false). */

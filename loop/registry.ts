@@ -137,6 +137,8 @@ export async function seedFromManifest(db: Db, options: RegistryOptions): Promis
  * the manifest's switcher. Both files are replaced atomically (temporary file, then rename).
  */
 async function writeManifestSwitcher(modelsDir: string, release: SwitcherRelease): Promise<void> {
+  // The manifest names hop 0's switcher only; the switchers of later hops live in the database alone.
+  if (release.hop !== 0) return;
   let entry = manifestEntryOf(release);
   if (release.scorer.kind === "onnx") {
     if (!release.artefact) throw new AppError("MODEL_NOT_READY", `Cannot serve ${release.version}: no artefact`);

@@ -98,6 +98,19 @@ export const AnswerSchema = z.object({
     cloudMs: z.number().nullable(),
     totalMs: z.number(),
   }),
+  tiers: z.object({
+    answered: z.string().openapi({ description: "The tier whose answer was given" }),
+    reached: z.array(z.object({
+      name: z.string(),
+      label: z.string().nullable(),
+      probability: z.number().nullable(),
+      hasProbabilities: z.boolean().nullable().openapi({ description: "False: the tier answered without logprobs" }),
+      error: z.string().nullable(),
+      ms: z.number().nullable(),
+    })),
+  }).optional().openapi({
+    description: "With more than two tiers configured (TIERS), for a request that reached tier 1: each tier reached",
+  }),
 }).openapi("Answer");
 
 /** One item of a batch answer: an answer, or the item's own error. */

@@ -137,6 +137,19 @@ const StatsSchema = z.object({
     cloudMs: z.number().nullable(),
     totalMs: z.number(),
   })),
+  tiers: z.array(z.object({
+    tier: z.number().int(),
+    name: z.string(),
+    calls: z.number().int(),
+    explored: z.number().int(),
+    answered: z.number().int(),
+    share: z.number(),
+    errors: z.number().int(),
+    agreement: z.number().nullable(),
+    meanMs: z.number().nullable(),
+    costMs: z.number(),
+    price: z.number(),
+  })).openapi({ description: "Tiers past the edge (more than two configured): share, agreement, errors and cost" }),
 }).openapi("Stats");
 
 const QuerySchema = z.object({

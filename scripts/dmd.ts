@@ -28,6 +28,9 @@
  *   --version NAME        switcher version (default switcher-<date>-<time>)
  *   --dry-run             train and report, install nothing
  *   --json                print the report as JSON
+ *   --hop N               the hop to train (default 0: edge -> first cloud tier); N >= 1 (more than two tiers
+ *                         configured) learns from the logged tier rows (--from-log), among the confidence rules over
+ *                         tier N's answer (scripts/dmd_hop.ts)
  * The cloud model is reached at CLOUD_URL, or on a reference server started here on loopback.
  * Exit codes: 0 installed (or dry run), 2 bad flags, 4 the gate refused (nothing installed).
  *
@@ -53,10 +56,12 @@ import { readDataset } from "./dataset.ts";
 import { datasetItems } from "./dataset_pairs.ts";
 import { parseFlags, usageError } from "./cli.ts";
 import { progressBar } from "./progress.ts";
+import { runHopDmd } from "./dmd_hop.ts";
 
 const USAGE = `usage: deno task dmd (--dataset FILE | --from-log [--since ISO-DATE]) [--models DIR]
   [--target hard|soft] [--features auto|SET] [--folds K] [--tolerance T] [--force]
-  [--offload-rate R | --agreement A] [--epochs N] [--seed N] [--version NAME] [--dry-run] [--json]
+  [--offload-rate R | --agreement A] [--epochs N] [--seed N] [--version NAME] [--dry-run] [--json] [--hop N]
+--hop N >= 1 (more than two tiers): hop N's switcher from the logged tier rows (with --from-log).
 Exit codes: 0 installed (or dry run), 2 bad flags, 4 the gate refused (nothing installed).`;
 
 const args = parseFlags({
@@ -76,6 +81,7 @@ const args = parseFlags({
   version: { type: "string" },
   "dry-run": { type: "boolean", default: false },
   json: { type: "boolean", default: false },
+  hop: { type: "string", default: "0" },
 }, USAGE);
 if (!args.dataset === !args["from-log"]) {
   usageError("Cannot run DMD: give either --dataset FILE or --from-log", USAGE);
@@ -104,6 +110,40 @@ const calibrate = args.agreement !== undefined
 const now = new Date();
 const version = args.version ??
   `switcher-${now.toISOString().slice(0, 19).replace(/[-:]/g, "").replace("T", "-")}`;
+
+const hop = Number(args.hop);
+if (!Number.isInteger(hop) || hop < 0) {
+  usageError(`Cannot run DMD: --hop must be an integer >= 0, got "${args.hop}"`, USAGE);
+}
+if (hop > 0) {
+  // A hop past the first: tier rows from the log, confidence rules (scripts/dmd_hop.ts).
+  if (!args["from-log"]) usageError("Cannot run DMD: --hop N >= 1 learns from the log: give --from-log", USAGE);
+  const sinceMs = args.since ? Date.parse(args.since) : undefined;
+  if (sinceMs !== undefined && Number.isNaN(sinceMs)) {
+    usageError(`Cannot run DMD: --since "${args.since}" is not a date`, USAGE);
+  }
+  const database = await openDatabase(config.databaseUrl, { authToken: config.databaseAuthToken });
+  try {
+    Deno.exitCode = await runHopDmd({
+      db: database.db,
+      hop,
+      modelsDir,
+      sinceMs,
+      version: args.version ?? `${version}-hop${hop}`,
+      target: args.target as "hard" | "soft",
+      calibrate,
+      folds,
+      tolerance,
+      seed,
+      force: args.force,
+      dryRun: args["dry-run"],
+      json: args.json,
+    });
+  } finally {
+    database.close();
+  }
+  Deno.exit();
+}
 
 const { manifest, init } = await loadModelSet(modelsDir, { warmupRuns: 1, switcher: null });
 const edgeSpec = manifest.edge;

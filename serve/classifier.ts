@@ -20,6 +20,7 @@ import { decide, type RouteReason } from "../switcher/decide.ts";
 import { probabilityStats } from "../switcher/features.ts";
 import type { ClassifierSpec } from "../wasm-models/manifest.ts";
 import type { EdgeInference } from "../workers/pool.ts";
+import type { Cascade, Climb } from "./cascade.ts";
 import { type CloudAdapter, createOffloader } from "./offload.ts";
 
 export type { CloudAdapter } from "./offload.ts";
@@ -43,6 +44,8 @@ export interface SequenceItem {
   clientId: string | null;
   /** Set when the sequence came from camera frames (serve/frames.ts): logged with the decision. */
   input?: FrameInput;
+  /** The camera frames themselves, for tiers that take frames (serve/cascade.ts); never logged or stored. */
+  clip?: { kind: "jpeg" | "png"; images: Uint8Array[] };
 }
 
 /** How a sequence made from camera frames was made: the decision row's frame columns. */
@@ -76,6 +79,21 @@ export interface Answer {
     switcherMs: number;
     cloudMs: number | null;
     totalMs: number;
+  };
+  /**
+   * With more than two tiers configured, for a request that reached tier 1: the tier that answered, and each tier
+   * reached (tier 1 first). Absent otherwise.
+   */
+  tiers?: {
+    answered: string;
+    reached: {
+      name: string;
+      label: string | null;
+      probability: number | null;
+      hasProbabilities: boolean | null;
+      error: ErrorCode | null;
+      ms: number | null;
+    }[];
   };
 }
 
@@ -111,6 +129,11 @@ export interface HybridOptions {
    * which it reached the cloud, as it was in force (0 while the budget is empty).
    */
   exploration?: { rate: number; hasToken: () => boolean; takeToken: () => boolean; random?: () => number };
+  /**
+   * The tiers past the first (more than two configured): each request tier 1 answered climbs on (serve/cascade.ts);
+   * the answer is the highest tier that answered. Forced routes and shadow calls do not climb. @default none
+   */
+  cascade?: Cascade;
 }
 
 /** Per-call options of {@link HybridClassifier.classify}. */
@@ -187,6 +210,15 @@ export function createHybridClassifier(options: HybridOptions): HybridClassifier
     const cloudInput = (i: number) => offloader.input(results[i].window, raw?.[i] ?? null);
     const offloaded = decisions.flatMap((d, i) => (d.offload ? [i] : []));
     const cloudReply = offloaded.length > 0 ? await offloader.call(offloaded.map(cloudInput)) : null;
+    const climbs: (Climb | undefined)[] = options.cascade && opts.forced === undefined && cloudReply &&
+        !("error" in cloudReply)
+      ? await options.cascade.climb(offloaded.map((i, slot) => ({
+        input: { window: cloudInput(i), clip: items[i].clip ?? null },
+        probs: cloudReply.probs[slot],
+        version: cloudReply.version,
+        ms: cloudReply.ms,
+      })))
+      : [];
     const totalMs = performance.now() - started;
     // Exploration, for the automatic decisions kept on the edge: the probability in force is the rate while a
     // shadow call can be made (the cloud up, a token in the shadow budget), else 0; fallbacks are not explored.
@@ -232,7 +264,13 @@ export function createHybridClassifier(options: HybridOptions): HybridClassifier
           finalProbs = p;
         }
       }
-      const final = route === "cloud" ? cloudAnswer! : edge;
+      const climb = slot >= 0 ? climbs[slot] : undefined;
+      let final = route === "cloud" ? cloudAnswer! : edge;
+      if (climb) {
+        const s = probabilityStats(climb.probs);
+        final = { label: labels[s.top], probability: s.pMax };
+        finalProbs = climb.probs;
+      }
       const decisionId = options.newId();
       const answer: Answer = {
         decisionId,
@@ -256,6 +294,21 @@ export function createHybridClassifier(options: HybridOptions): HybridClassifier
           cloudMs,
           totalMs,
         },
+        ...(climb
+          ? {
+            tiers: {
+              answered: climb.tierName,
+              reached: climb.rows.map((t) => ({
+                name: t.tierName,
+                label: t.label,
+                probability: t.prob,
+                hasProbabilities: t.hasProbabilities,
+                error: t.error as ErrorCode | null,
+                ms: t.ms,
+              })),
+            },
+          }
+          : {}),
       };
       const record: DecisionRecord = {
         id: decisionId,
@@ -298,9 +351,19 @@ export function createHybridClassifier(options: HybridOptions): HybridClassifier
         decodeMs: item.input?.decodeMs ?? null,
         poseMs: item.input?.poseMs ?? null,
         poseQuality: item.input?.poseQuality ?? null,
+        ...(climb ? { tiers: climb.rows.map((t) => ({ ...t, decisionId, createdAt })) } : {}),
       };
       if (shadowed.has(i)) delayed.push({ index: i, record });
-      else log.append(record);
+      else if (climb?.explored) {
+        // A hop explored past the answer: the row is logged once the exploration call ends, with its tier's row.
+        const explored: Promise<void> = climb.explored.then((t) => {
+          record.tiers!.push({ ...t, decisionId, createdAt });
+          log.append(record);
+        }).catch((err) => {
+          console.error(JSON.stringify({ level: "error", msg: "explored decision not logged", error: String(err) }));
+        }).finally(() => shadows.delete(explored));
+        shadows.add(explored);
+      } else log.append(record);
       return answer;
     });
     if (delayed.length > 0) {

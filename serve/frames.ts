@@ -194,6 +194,8 @@ export async function classifyClips(
         layout: "coco17",
         clientId: clip.id ?? null,
         input: { kind: head.kind, decodeMs: pose.decodeMs, poseMs: pose.poseMs, poseQuality: quality },
+        // For tiers that take frames (serve/cascade.ts).
+        clip: { kind: head.kind, images: clip.images },
       };
       return { item, input, keypoints: pose.frames.map((f) => f.keypoints) };
     } catch (err) {
