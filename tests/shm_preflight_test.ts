@@ -178,6 +178,9 @@ Deno.test({
         await send(10);
         await waitFor("readiness to fail", async () =>
           (await readyz(svc.url)).status === 503, 5000);
+        // Readiness can fail a moment before the writer moves the decisions it holds to the outbox.
+        await waitFor("the decisions to reach the outbox", async () =>
+          ((await readyz(svc.url)).json.writes as { outbox: number }).outbox > 0, 5000);
         const down = await readyz(svc.url);
         assert.equal(down.json.database, false);
         const writes = down.json.writes as Record<string, unknown>;
@@ -191,11 +194,18 @@ Deno.test({
         );
         assert.equal(exited, false, `the service is still running:\n${svc.output()}`);
         assert.ok(chattr("-i", `${dir}/d.db-shm`));
-        await waitFor("readiness to come back", async () => (await readyz(svc.url)).status === 200, 15_000);
+        await waitFor("readiness to come back", async () =>
+          (await readyz(svc.url)).status === 200, 15_000);
         svc.child.kill("SIGTERM");
         assert.equal((await svc.status).code, 0);
         const ids = await loggedIds(dbUrl);
-        assert.deepEqual(answered.filter((id) => !ids.has(id)), [], "every answered decision is in the database");
+        assert.deepEqual(
+          answered.filter((id) =>
+            !ids.has(id)
+          ),
+          [],
+          "every answered decision is in the database",
+        );
       } finally {
         chattr("-i", `${dir}/d.db-shm`);
         if (!exited) svc.child.kill("SIGKILL");
