@@ -26,6 +26,7 @@ import { createInProcessInference } from "../workers/in_process.ts";
 import { decodeImage, PoseModel, readPoseModel } from "../workers/pose.ts";
 import { createPosePool } from "../workers/pose_pool.ts";
 import { loadReferencePose } from "./pose_reference.ts";
+import { median, timeMedian } from "./timing.ts";
 import { parseFlags, usageError } from "./cli.ts";
 import { Buffer } from "node:buffer";
 
@@ -43,17 +44,7 @@ const outPath = flags.out!;
 const DATA = new URL("../build/testdata/opencv/", import.meta.url);
 const REF = new URL("../build/pose-src/package/models/movenet-lightning.json", import.meta.url);
 
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
-async function time(fn: () => unknown, n: number): Promise<number> {
-  await fn();
-  const ts: number[] = [];
-  for (let i = 0; i < n; i++) {
-    const t = performance.now();
-    await fn();
-    ts.push(performance.now() - t);
-  }
-  return median(ts);
-}
+const time = timeMedian;
 
 const clip = await Promise.all(
   Array.from(

@@ -17,6 +17,7 @@
  * @module
  */
 import { parseFlags } from "./cli.ts";
+import { median, timeMedian } from "./timing.ts";
 
 /** A transformers.js image (`RawImage`), as far as this script uses it. */
 interface HfImage {
@@ -54,17 +55,7 @@ const flags = parseFlags(
     "--frames a.jpg,b.png [--iterations 10]",
 );
 const iterations = Number(flags.iterations);
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
-async function time(fn: () => Promise<unknown>): Promise<number> {
-  await fn();
-  const ts: number[] = [];
-  for (let i = 0; i < iterations; i++) {
-    const t = performance.now();
-    await fn();
-    ts.push(performance.now() - t);
-  }
-  return median(ts);
-}
+const time = (fn: () => Promise<unknown>) => timeMedian(fn, iterations);
 
 const side = 192;
 const frames = await Promise.all((flags.frames ?? "").split(",").map((f) => Deno.readFile(f)));

@@ -1,0 +1,32 @@
+/**
+ * Timing helpers the benchmarks share: the median of samples, and the median time of repeated calls after one
+ * untimed warm-up call.
+ *
+ * @module
+ */
+
+/**
+ * The median (the upper one for an even count).
+ *
+ * @param xs samples
+ * @returns their median
+ */
+export const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+
+/**
+ * The median wall time of `n` calls of `fn`, after one untimed call.
+ *
+ * @param fn what to time
+ * @param n how many timed calls
+ * @returns milliseconds
+ */
+export async function timeMedian(fn: () => unknown, n: number): Promise<number> {
+  await fn();
+  const ts: number[] = [];
+  for (let i = 0; i < n; i++) {
+    const t = performance.now();
+    await fn();
+    ts.push(performance.now() - t);
+  }
+  return median(ts);
+}
