@@ -30,24 +30,20 @@ export const MAX_MEMBERS = 16;
 /** Deepest nesting: batch object > items > item > frames > frame > point. */
 const MAX_DEPTH = 6;
 
-interface Level {
-  /** `[` or `{`. */
-  kind: number;
-  /** Members seen so far. */
-  members: number;
-  limit: number;
-  /** What the message calls it. */
-  name: string;
-  /** Inside `frames`: 0 for the frames array, 1 for a frame, 2 for a point; -1 elsewhere. */
-  framesDepth: number;
-}
+/** What a level is, for its limit and its message. */
+const ITEMS = 0, FRAMES = 1, FRAME = 2, POINT = 3, ARRAY = 4, OBJECT = 5;
+const NAMES = ["items", "frames", "a frame (points)", "a point (channels)", "an array", "an object"];
 
 const OPEN_ARRAY = 0x5b, CLOSE_ARRAY = 0x5d, OPEN_OBJECT = 0x7b, CLOSE_OBJECT = 0x7d;
-const QUOTE = 0x22, BACKSLASH = 0x5c, COMMA = 0x2c, COLON = 0x3a;
+const QUOTE = 0x22, BACKSLASH = 0x5c, COMMA = 0x2c;
 
 function isSpace(c: number): boolean {
   return c === 0x20 || c === 0x0a || c === 0x0d || c === 0x09;
 }
+
+/** 1 for the characters the scan acts on (quote, comma, brackets, braces); numbers and the rest are skipped fast. */
+const ACTS = new Uint8Array(128);
+for (const c of [QUOTE, COMMA, OPEN_ARRAY, CLOSE_ARRAY, OPEN_OBJECT, CLOSE_OBJECT]) ACTS[c] = 1;
 
 /**
  * Check the raw body of a classify request against the limits; malformed JSON is left to the parser.
@@ -59,16 +55,31 @@ function isSpace(c: number): boolean {
  * checkBodyShape('{"items":[{},{}]}', { maxBatchItems: 1, maxFrames: 10, joints: 17, channels: 3 }); // throws
  */
 export function checkBodyShape(text: string, limits: BodyShapeLimits): void {
-  const stack: Level[] = [];
+  // The open containers, innermost last, in fixed arrays (a body opens hundreds of them: no object per level).
+  const what = new Uint8Array(MAX_DEPTH);
+  const members = new Int32Array(MAX_DEPTH);
+  const limit = new Int32Array(MAX_DEPTH);
+  const limitOf = [
+    limits.maxBatchItems,
+    limits.maxFrames,
+    Math.max(limits.joints, MAX_MEMBERS),
+    Math.max(limits.channels, MAX_MEMBERS),
+    MAX_MEMBERS,
+    MAX_MEMBERS,
+  ];
+  let depth = 0;
   /** The last string read in key position of the innermost object. */
   let key = "";
   let expectKey = false;
-  for (let i = 0; i < text.length; i++) {
+  const n = text.length;
+  for (let i = 0; i < n; i++) {
     const c = text.charCodeAt(i);
+    // Digits, signs, spaces, colons, true/false/null: nothing to count.
+    if (c >= 128 || ACTS[c] === 0) continue;
     if (c === QUOTE) {
       const start = i + 1;
       i++;
-      while (i < text.length && text.charCodeAt(i) !== QUOTE) {
+      while (i < n && text.charCodeAt(i) !== QUOTE) {
         if (text.charCodeAt(i) === BACKSLASH) i++;
         i++;
       }
@@ -79,60 +90,53 @@ export function checkBodyShape(text: string, limits: BodyShapeLimits): void {
       }
       continue;
     }
-    if (isSpace(c) || c === COLON) continue;
-    const top = stack[stack.length - 1];
+    const top = depth - 1;
     if (c === COMMA) {
-      if (top) {
-        top.members++;
-        if (top.members > top.limit) tooMany(top);
-        if (top.kind === OPEN_OBJECT) expectKey = true;
+      if (top >= 0) {
+        if (++members[top] > limit[top]) tooMany(what[top], limit[top]);
+        if (what[top] === OBJECT) expectKey = true;
       }
       continue;
     }
     if (c === CLOSE_ARRAY || c === CLOSE_OBJECT) {
-      stack.pop();
+      if (depth > 0) depth--;
       expectKey = false;
       continue;
     }
-    if (c === OPEN_ARRAY || c === OPEN_OBJECT) {
-      if (stack.length >= MAX_DEPTH) {
-        throw new AppError("INVALID_INPUT", `Cannot read request: JSON nested deeper than ${MAX_DEPTH} levels`);
-      }
-      const parentFrames = top?.framesDepth ?? -1;
-      const [limit, name, framesDepth]: [number, string, number] = c === OPEN_OBJECT
-        ? [MAX_MEMBERS, "an object", -1]
-        : top?.kind === OPEN_OBJECT && key === "items"
-        ? [limits.maxBatchItems, "items", -1]
-        : top?.kind === OPEN_OBJECT && key === "frames"
-        ? [limits.maxFrames, "frames", 0]
-        : parentFrames === 0
-        ? [Math.max(limits.joints, MAX_MEMBERS), "a frame (points)", 1]
-        : parentFrames === 1
-        ? [Math.max(limits.channels, MAX_MEMBERS), "a point (channels)", 2]
-        : [MAX_MEMBERS, "an array", -1];
-      const level: Level = { kind: c, members: 0, limit, name, framesDepth };
-      // The first member counts at once (an empty container has none: corrected at the first non-space).
-      stack.push(level);
-      expectKey = c === OPEN_OBJECT;
-      let j = i + 1;
-      while (j < text.length && isSpace(text.charCodeAt(j))) j++;
-      const next = text.charCodeAt(j);
-      if (next !== CLOSE_ARRAY && next !== CLOSE_OBJECT) {
-        level.members = 1;
-        if (level.members > level.limit) tooMany(level);
-      }
-      continue;
+    // An opening bracket or brace.
+    if (depth >= MAX_DEPTH) {
+      throw new AppError("INVALID_INPUT", `Cannot read request: JSON nested deeper than ${MAX_DEPTH} levels`);
     }
-    // A number, true, false or null: skipped character by character.
+    const parent = top >= 0 ? what[top] : -1;
+    const kind = c === OPEN_OBJECT
+      ? OBJECT
+      : parent === OBJECT && key === "items"
+      ? ITEMS
+      : parent === OBJECT && key === "frames"
+      ? FRAMES
+      : parent === FRAMES
+      ? FRAME
+      : parent === FRAME
+      ? POINT
+      : ARRAY;
+    what[depth] = kind;
+    limit[depth] = limitOf[kind];
+    // The first member counts at once (an empty container has none).
+    let j = i + 1;
+    while (j < n && isSpace(text.charCodeAt(j))) j++;
+    const next = text.charCodeAt(j);
+    members[depth] = next !== CLOSE_ARRAY && next !== CLOSE_OBJECT ? 1 : 0;
+    if (members[depth] > limit[depth]) tooMany(kind, limit[depth]);
+    depth++;
+    expectKey = kind === OBJECT;
   }
 }
 
-function tooMany(level: Level): never {
-  const what = level.kind === OPEN_OBJECT ? "members" : "elements";
-  const message = level.name === "items"
-    ? `Cannot classify batch: expected at most ${level.limit} items, got more`
-    : level.name === "frames"
-    ? `Cannot read frames: expected at most ${level.limit} frames, got more`
-    : `Cannot read request: ${level.name} has more than ${level.limit} ${what}`;
+function tooMany(kind: number, max: number): never {
+  const message = kind === ITEMS
+    ? `Cannot classify batch: expected at most ${max} items, got more`
+    : kind === FRAMES
+    ? `Cannot read frames: expected at most ${max} frames, got more`
+    : `Cannot read request: ${NAMES[kind]} has more than ${max} ${kind === OBJECT ? "members" : "elements"}`;
   throw new AppError("INVALID_INPUT", message);
 }
