@@ -9,6 +9,7 @@ import encodePng from "@jsquash/png/encode.js";
 import { loadConfig } from "../config.ts";
 import { startService } from "../main.ts";
 import { readDecision } from "./fixtures/db_records.ts";
+import { framesServiceEnv } from "./fixtures/opencv_frames.ts";
 import { checkClip } from "../serve/frames.ts";
 import { AppError } from "../errors.ts";
 
@@ -29,17 +30,7 @@ const b64 = (bytes: Uint8Array) => Buffer.from(bytes).toString("base64");
 async function withService(fn: (url: string, dbUrl: string) => Promise<void>, env: Record<string, string> = {}) {
   const dir = await Deno.makeTempDir();
   const dbUrl = `file:${dir}/decisions.db`;
-  const service = await startService(loadConfig({
-    PORT: "0",
-    DATABASE_URL: dbUrl,
-    WORKERS: "1",
-    POSE_WORKERS: "1",
-    WARMUP_RUNS: "1",
-    LOG_FLUSH_MS: "20",
-    MAX_BODY_BYTES: String(16 * 1024 * 1024),
-    LOG_LEVEL: "error",
-    ...env,
-  }));
+  const service = await startService(loadConfig({ ...framesServiceEnv(dbUrl), ...env }));
   try {
     await fn(service.url, dbUrl);
   } finally {

@@ -16,7 +16,7 @@ import { seedRegistry } from "../loop/registry.ts";
 import { startService } from "../main.ts";
 import { ruleRelease } from "../release/release.ts";
 import { readDecision } from "./fixtures/db_records.ts";
-import { framesMissing, readVtestFrames } from "./fixtures/opencv_frames.ts";
+import { framesMissing, framesServiceEnv, readVtestFrames } from "./fixtures/opencv_frames.ts";
 
 if (framesMissing) console.error(`tiers_service_test: ignored: ${framesMissing}`);
 
@@ -76,14 +76,7 @@ Deno.test({
       },
     ];
     const service = await startService(loadConfig({
-      PORT: "0",
-      DATABASE_URL: dbUrl,
-      WORKERS: "1",
-      POSE_WORKERS: "1",
-      WARMUP_RUNS: "1",
-      LOG_FLUSH_MS: "20",
-      LOG_LEVEL: "error",
-      MAX_BODY_BYTES: String(16 * 1024 * 1024),
+      ...framesServiceEnv(dbUrl),
       // Hop 0 offloads everything; no exploration draws.
       SWITCHER_THRESHOLD: "0",
       EXPLORATION_RATE: "0",
