@@ -34,7 +34,17 @@ const USAGE = `usage: deno task analytics [--from 24h|ISO|UNIX_MS] [--to ISO|UNI
   GET /v1/stats returns it; --csv prints one CSV block per section (labels per bucket), or one with --report.`;
 
 /** The report's sections, in print order. */
-const SECTIONS = ["summary", "series", "latency", "fallbacks", "labels", "versions", "locations", "recent"] as const;
+const SECTIONS = [
+  "summary",
+  "series",
+  "latency",
+  "fallbacks",
+  "labels",
+  "versions",
+  "locations",
+  "tiers",
+  "recent",
+] as const;
 type Section = (typeof SECTIONS)[number];
 
 /** The kind of a {@link Figures} field, from its name: rates end in `Rate`, milliseconds in `Ms` or `MsSpent`. */
@@ -177,6 +187,35 @@ function tables(report: StatsReport, options: { terminal: boolean }): Record<Sec
         ...figureColumns(["shadowRate", "cloudCalls", "cloudErrors", "savedCloudMs"]),
       ],
       rows: report.edgeLocations.map((l) => [l.edgeLocation, l.firstMs, l.lastMs, ...figureCells(l)]),
+    },
+    // The tiers past the edge (more than two tiers served in the window; else none): db/tier_analytics.ts.
+    tiers: {
+      columns: [
+        { name: "tier", kind: "count" },
+        { name: "name" },
+        { name: "calls", kind: "count" },
+        { name: "explored", kind: "count" },
+        { name: "answered", kind: "count" },
+        { name: "share", kind: "rate" },
+        { name: "errors", kind: "count" },
+        { name: "agreement", kind: "rate", textName: "agrees" },
+        { name: "meanMs", kind: "ms", textName: "mean ms" },
+        { name: "costMs", kind: "ms", textName: "cost ms" },
+        { name: "price", kind: "score" },
+      ],
+      rows: report.tiers.map((t) => [
+        t.tier,
+        t.name,
+        t.calls,
+        t.explored,
+        t.answered,
+        t.share,
+        t.errors,
+        t.agreement,
+        t.meanMs,
+        t.costMs,
+        t.price,
+      ]),
     },
     recent: {
       // Text output keeps what tells decisions apart and why they went where; the request id, the answer (the

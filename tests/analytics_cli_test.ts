@@ -54,9 +54,20 @@ Deno.test("deno task analytics prints tables by default and CSV with --csv", asy
   await withLog(async (url) => {
     const tables = await cli([...WINDOW, "--db", url, "--edge-location", "edge-b"]);
     assert.equal(tables.code, 0, tables.stderr);
-    for (const section of ["summary", "series", "latency", "fallbacks", "labels", "versions", "locations", "recent"]) {
-      assert.match(tables.stdout, new RegExp(`^== ${section} ==$`, "m"));
-    }
+    const sections = [
+      "summary",
+      "series",
+      "latency",
+      "fallbacks",
+      "labels",
+      "versions",
+      "locations",
+      "tiers",
+      "recent",
+    ];
+    for (const section of sections) assert.match(tables.stdout, new RegExp(`^== ${section} ==$`, "m"));
+    // Two tiers served: no tier past the first to show.
+    assert.match(tables.stdout, /^== tiers ==\ntier .*\n\(none\)$/m);
     assert.match(tables.stdout, /^decisions\s+3$/m);
     const csv = await cli([...WINDOW, "--db", url, "--csv", "--report", "fallbacks"]);
     assert.equal(csv.code, 0, csv.stderr);

@@ -143,6 +143,32 @@ Deno.test({
       assert.equal(figures[1].price, 0.01);
       const seqRows = (await listDecisionTiers(db2.db)).filter((r) => r.decisionId === seqId);
       assert.deepEqual(seqRows.map((r) => [r.tierName, r.answered, r.next]), [["cloud", true, "no_frames"]]);
+      // The analyst's terminal report shows the same tiers.
+      const report = await new Deno.Command(Deno.execPath(), {
+        args: [
+          "run",
+          "-A",
+          "scripts/analytics.ts",
+          "--db",
+          dbUrl,
+          "--from",
+          new Date(Date.now() - 3_600_000).toISOString(),
+          "--report",
+          "tiers",
+        ],
+        cwd: new URL("..", import.meta.url),
+        env: { NO_COLOR: "1" },
+        stdout: "piped",
+        stderr: "piped",
+      }).output();
+      const text = new TextDecoder().decode(report.stdout);
+      assert.equal(report.code, 0, new TextDecoder().decode(report.stderr));
+      assert.match(
+        text,
+        /^== tiers ==\ntier +name +calls +explored +answered +share +errors +agrees +mean ms +cost ms +price$/m,
+      );
+      assert.match(text, /^ +2 +vlm +1 +0 +1 +50\.0% +0 /m);
+      assert.match(text, /^ +3 +dead +1 +0 +0 +0\.0% +1 /m);
     } finally {
       db2.close();
       await Deno.remove(dir, { recursive: true });
