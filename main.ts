@@ -279,18 +279,18 @@ async function openDecisionStore(
   if (outbox) life.defer("the outbox", () => outbox.close());
   // Decisions are written on a connection of their own, replaced after any failure (db/decision_writer.ts), on a
   // thread of their own (db/decision_writer_thread.ts): the driver's synchronous calls never stall requests.
+  const writerLogger = createLogger({ level: config.logLevel });
   const writer = /^(:memory:|file::memory:)/.test(config.databaseUrl) ? undefined : createThreadedDecisionWriter({
     url: config.databaseUrl,
     authToken: config.databaseAuthToken,
     busyTimeoutMs: config.databaseBusyTimeoutMs,
+    // Through the leveled logger, so that LOG_LEVEL applies (ready and closed are info; gone is an error).
     onStateChange: (from, to, reason) =>
-      console.error(JSON.stringify({
-        level: to === "ready" || to === "closed" ? "info" : to === "gone" ? "error" : "warn",
-        msg: "decision writer",
+      writerLogger[to === "ready" || to === "closed" ? "info" : to === "gone" ? "error" : "warn"]("decision writer", {
         from,
         to,
         reason,
-      })),
+      }),
   });
   if (writer) life.defer("the decision writer", () => writer.close());
   // Start the writer thread now, not on the first request.
