@@ -15,6 +15,8 @@
  */
 import { parseFlags, usageError } from "./cli.ts";
 import { spawn } from "./procs.ts";
+import { median } from "./timing.ts";
+import { sleep } from "../lib/deadline.ts";
 
 const USAGE = "usage: deno task bench:guard [--models DIR] [--workers N] [--reps N] [--phase-ms N] [--json]";
 const flags = parseFlags({
@@ -82,7 +84,7 @@ async function startService(dir: string, env: Record<string, string>) {
     ...env,
   }, /"msg":"dmd-edge listening","url":"([^"]+)"/);
   while ((await fetch(`${url}/readyz`).then((r) => (r.body?.cancel(), r.status))) !== 200) {
-    await new Promise((r) => setTimeout(r, 10));
+    await sleep(10);
   }
   return {
     url,
@@ -177,7 +179,6 @@ try {
   await Deno.remove(dir, { recursive: true }).catch(() => {});
 }
 
-const median = (v: number[]) => [...v].sort((a, b) => a - b)[Math.floor(v.length / 2)];
 const metrics = ["p50Ms", "p99Ms", "throughputRps", "cpuMsPerRequest"] as const;
 interface Compared {
   none: number;

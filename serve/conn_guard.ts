@@ -29,7 +29,7 @@
  * @module
  */
 import type { ErrorCode } from "../errors.ts";
-import { within } from "../lib/deadline.ts";
+import { sleep, within } from "../lib/deadline.ts";
 import { Http1Framer } from "./http1_framing.ts";
 
 /** The field that carries the client's address from the guard to the handler: `<address> <port>`. */
@@ -425,7 +425,7 @@ export function createConnGuard(options: ConnGuardOptions): ConnGuard {
           } catch (err) {
             if (closing || err instanceof Deno.errors.BadResource) return;
             // Out of descriptors, or a connection reset before it was accepted: carry on.
-            await new Promise((r) => setTimeout(r, 50));
+            await sleep(50);
             continue;
           }
           counts.accepted++;

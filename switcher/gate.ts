@@ -162,7 +162,8 @@ export function gateOnFolds(
   options: { tolerance?: number } = {},
 ): FoldGateVerdict {
   const tolerance = options.tolerance ?? 0;
-  const allowed = (name: string) => Math.max(tolerance, opponents.find((o) => o.name === name)?.tolerance ?? 0);
+  // Index-aligned with the comparisons: the larger of the gate's tolerance and the opponent's own.
+  const allowed = opponents.map((o) => Math.max(tolerance, o.tolerance ?? 0));
   const comparisons = opponents.map((o): FoldComparison => {
     const d = candidateFoldAuc.map((c, f) => c - o.foldAuc[f]).filter((v) => !Number.isNaN(v));
     const mean = d.length ? d.reduce((a, b) => a + b, 0) / d.length : NaN;
@@ -175,15 +176,15 @@ export function gateOnFolds(
     };
   });
   const f = (v: number) => v.toFixed(4);
-  const losing = comparisons.filter((c) => Number.isNaN(c.difference) || c.difference < -allowed(c.name));
-  if (losing.length > 0) {
-    const c = losing[0];
+  const k = comparisons.findIndex((c, i) => Number.isNaN(c.difference) || c.difference < -allowed[i]);
+  if (k >= 0) {
+    const c = comparisons[k];
     return {
       promote: false,
       reason: Number.isNaN(c.difference)
         ? `no held-out fold ranks the candidate against ${c.name}`
         : `candidate AUC is ${f(-c.difference)} below ${c.name} on held-out folds (tolerance ${
-          Number(allowed(c.name).toFixed(4))
+          Number(allowed[k].toFixed(4))
         })`,
       comparisons,
     };
