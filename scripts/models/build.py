@@ -131,7 +131,7 @@ def augment_batch(x, opts, gen):
     return x
 
 
-DEVICE_ROTATION = math.radians(float(os.environ.get("DEVICE_ROTATION_DEG", "20")))
+DEVICE_ROTATION = math.radians(20.0)  # the most a device is turned by the rotate-device augmentation
 
 
 def one_cycle(lr, progress, warm=0.2):

@@ -6,12 +6,13 @@ then given the faults of a real pose estimator: jitter, dropped points, speed ch
 (points out of frame), confidence noise. Windows of WINDOW frames at FPS frames per second.
 
 Splits, so that held-out figures mean something with one performance per action:
-- test: cameras in a held-out azimuth sector AND windows starting in a held-out segment of each clip's timeline;
-- val: another held-out sector and segment, so that model selection measures generalisation to unseen views;
-- train / dmd: the other azimuths and the first segment; disjoint windows from the same distribution (dmd is an
+- test: cameras in a held-out azimuth sector AND windows in held-out time blocks of each clip's timeline (blocks
+  interleaved with the training ones, a window inside one block; see BLOCK_PATTERN);
+- val: another held-out sector and other blocks, so that model selection measures generalisation to unseen views;
+- train / dmd: the other azimuths and the training blocks; other draws from the same distribution (dmd is an
   unlabeled pool from the training conditions; its labels are kept but DMD never reads them);
 - deploy: unlabeled traffic from the test conditions (its own random stream, disjoint draws from the test's sector
-  and segment), as an edge site there would log it: the pool the served switcher is distilled from.
+  and blocks), as an edge site there would log it: the pool the served switcher is distilled from.
 
 Deterministic from --seed.
 
@@ -20,9 +21,9 @@ Deterministic from --seed.
 With --3d it writes the cross-view 3D benchmark instead: camera-space 3D joints in metres (Kinect v1 layout, 20
 joints, y up, no confidence channel), as a depth sensor would give them. Cameras stand in three azimuth sectors
 (views); training uses two, the third is held out:
-- train / val: the two training views, the first 60% / the next 10% of each clip's timeline;
-- test: the held-out view, the last 30% of each timeline;
-- test_seen_view: the training views, the last 30% of each timeline (held-out time, seen views).
+- train / val: the two training views, the training / val blocks of each clip's timeline;
+- test: the held-out view, the test blocks;
+- test_seen_view: the training views, the test blocks (held-out time, seen views).
 Held-out-view accuracy over held-out-time accuracy on seen views measures what a new view costs.
 
     python3 scripts/models/mocap.py --3d --out build/mocap3d --seed 7
@@ -50,7 +51,7 @@ VAL_AZIMUTH = (100.0, 140.0)
 # every split draws from the whole clip, so their held-out windows differ by camera, speed and faults only.
 TIMELINE_S = 40.0
 BLOCK_FRAMES = 60
-FAULTS = True  # the detection-quality-scaled faults of augment()
+FAULTS = [2.0]  # the scale of the detection-quality faults of augment() (--faults)
 BLOCK_PATTERN = ("train", "train", "test", "train", "val", "train", "test", "train", "train", "test")
 
 
@@ -124,7 +125,7 @@ def augment(seq, rng):
     points with low confidence."""
     t = seq.shape[0]
     seq = seq.copy()
-    q = rng.uniform(0.0, 1.0) if FAULTS else 0.0
+    q = rng.uniform(0.0, 1.0) * FAULTS[0]
     seq[..., :2] += rng.normal(0.0, rng.uniform(0.001, 0.008) + 0.02 * q * q, seq[..., :2].shape)  # jitter
     if rng.random() < 0.5:  # mirroring: flip horizontally and swap left/right
         seq[..., 0] = 1.0 - seq[..., 0]
@@ -135,7 +136,7 @@ def augment(seq, rng):
         wild = rng.random((t, 17)) < 0.03 * q  # outliers: a point detected elsewhere, with low confidence
         seq[wild, :2] = rng.uniform(0.0, 1.0, (int(wild.sum()), 2))
         seq[wild, 2] = rng.uniform(0.1, 0.5, int(wild.sum()))
-    drop = rng.random((t, 17)) < rng.uniform(0.0, 0.12 + 0.2 * q)  # dropped points
+    drop = rng.random((t, 17)) < rng.uniform(0.0, min(0.5, 0.12 + 0.2 * q))  # dropped points
     if rng.random() < 0.15 + 0.35 * q:  # a limb lost for a stretch of frames
         j = rng.choice([7, 8, 9, 10, 13, 14, 15, 16])
         a = rng.integers(0, t)
@@ -256,10 +257,13 @@ def main():
     ap.add_argument("--deploy", type=int, default=200,
                     help="deploy (unlabeled traffic from the test conditions) windows per action")
     ap.add_argument("--decimals", type=int, default=3)
+    ap.add_argument("--faults", type=float, default=2.0,
+                    help="scale of the detection-quality faults (0: jitter, drops and lost limbs as before only)")
     ap.add_argument("--3d", dest="three_d", action="store_true",
                     help="write the cross-view 3D benchmark (camera-space Kinect v1 joints) instead")
     args = ap.parse_args()
     rng = np.random.default_rng(args.seed)
+    FAULTS[0] = args.faults
     out = Path(args.out)
     if args.three_d:
         write_3d(args, rng, out)
@@ -280,7 +284,7 @@ def main():
         write_jsonl(out / f"{split}.jsonl.gz", [rows[i] for i in order])
         print(f"{split}: {len(rows)} windows -> {out / f'{split}.jsonl.gz'}")
     # Deployment traffic: what an edge site in the test conditions sees, with its own random stream so the other
-    # splits stay as they are. Disjoint draws from the test's camera sector and time segment; DMD reads it unlabeled.
+    # splits stay as they are. Other draws from the test's camera sector and time blocks; DMD reads it unlabeled.
     deploy_rng = np.random.default_rng([args.seed, 1])
     rows = []
     for action in ACTIONS:
