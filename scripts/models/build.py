@@ -171,6 +171,20 @@ def step_seconds(model, xtr, ytr, args, opts, steps=3):
     return (time.time() - t0) / steps
 
 
+def make_norm(opts, xtr):
+    """The input normalisation module for the layout's options (inside the graph), from the training windows."""
+    channels = xtr.shape[3]
+    if opts.norm == "pose":
+        return PoseNorm(opts.confidence, channels, root=opts.root, bones=opts.bones, pairs=opts.pairs,
+                        centre=opts.centre, scale=opts.scale, facing=opts.facing, vertical=opts.vertical)
+    mag = None
+    if "magnitude" in opts.sensor_features:
+        m = np.sqrt((xtr.astype(np.float64) ** 2).sum(axis=-1))
+        mag = (m.mean(axis=(0, 1)), m.std(axis=(0, 1)) + 1e-6)
+    gravity = opts.accelerometers if "gravity" in opts.sensor_features else None
+    return ChannelNorm(xtr.mean(axis=(0, 1)), xtr.std(axis=(0, 1)) + 1e-6, mag, gravity)
+
+
 TCN_WIDTHS = (160, 128, 96, 64)  # 64 wide is still 1.7x (HAPT) to 3x (mocap) the edge network's FLOPs
 
 
@@ -447,15 +461,7 @@ def main():
     arch = args.cloud_arch if args.cloud_arch != "auto" else "tcn"
 
     def norm():
-        if opts.norm == "pose":
-            return PoseNorm(cc, channels, root=opts.root, bones=opts.bones, pairs=opts.pairs, centre=opts.centre,
-                            scale=opts.scale, facing=opts.facing, vertical=opts.vertical)
-        mag = None
-        if "magnitude" in opts.sensor_features:
-            m = np.sqrt((xtr.astype(np.float64) ** 2).sum(axis=-1))
-            mag = (m.mean(axis=(0, 1)), m.std(axis=(0, 1)) + 1e-6)
-        gravity = opts.accelerometers if "gravity" in opts.sensor_features else None
-        return ChannelNorm(xtr.mean(axis=(0, 1)), xtr.std(axis=(0, 1)) + 1e-6, mag, gravity)
+        return make_norm(opts, xtr)
 
     feat = channels + (norm().extra_channels() if opts.norm == "channel" else 0)
 
