@@ -21,6 +21,7 @@ import {
   type LabelledPool,
   labelPool,
   pack,
+  RANK_COLUMNS,
   usableCandidates,
 } from "./candidates.ts";
 import type { Pair } from "./dmd.ts";
@@ -31,6 +32,7 @@ import { type FoldGateVerdict, gateOnFolds } from "./gate.ts";
 import { weightedAuc } from "./metrics.ts";
 import { predictMlp, trainMlp } from "./mlp.ts";
 import { createPrng } from "./prng.ts";
+import { fitRankAverage } from "./rank.ts";
 import { ruleScores } from "./rules.ts";
 
 /** One candidate's cross-validated figures. */
@@ -97,7 +99,18 @@ export function crossValidate(pool: LabelledPool, folds: Folds, options: Selecti
   return usableCandidates(options.candidates ?? DEFAULT_CANDIDATES, featureCount).map((candidate) => {
     const oof = new Float64Array(n);
     if (candidate.kind === "rule") oof.set(ruleScores(candidate.rule, pool.pairs.map((p) => p.features)));
-    else {
+    else if (candidate.kind === "rank") {
+      // The quantiles, though label-free, come from the training folds only, as they would in deployment.
+      for (let f = 0; f < folds.k; f++) {
+        const train: number[] = [];
+        const test: number[] = [];
+        for (let i = 0; i < n; i++) (folds.fold[i] === f ? test : train).push(i);
+        if (test.length === 0) continue;
+        const { model } = fitRankAverage(candidate.rules, train.map((i) => pool.pairs[i].features), candidate.knots);
+        const scores = predictMlp(model, pack(pool.pairs, test, RANK_COLUMNS), test.length);
+        test.forEach((row, j) => (oof[row] = scores[j]));
+      }
+    } else {
       for (let f = 0; f < folds.k; f++) {
         const train: number[] = [];
         const test: number[] = [];
@@ -218,12 +231,13 @@ export function gateSelection(
   options: { tolerance?: number } = {},
 ): FoldGateVerdict {
   const rule = selection.bestRule;
-  // A rule chosen over a rule with a higher mean was chosen by the one-SE rule: it may trail that rule by that SE.
-  const ruleTolerance = selection.chosen.candidate.kind === "rule" && rule !== selection.chosen
+  // A label-free candidate (a rule, the rules' rank average) chosen over a rule with a higher mean was chosen by the
+  // one-SE rule: it may trail that rule by that SE.
+  const ruleTolerance = selection.chosen.candidate.kind !== "mlp" && rule !== selection.chosen
     ? selection.best.standardError
     : 0;
   const opponents: { name: string; foldAuc: number[]; tolerance?: number }[] = [{
-    name: `best rule (${rule.candidate.name}${ruleTolerance > 0 ? "; the chosen rule reads less, within one SE" : ""})`,
+    name: `best rule (${rule.candidate.name}${ruleTolerance > 0 ? "; the chosen one is simpler, within one SE" : ""})`,
     foldAuc: rule.foldAuc,
     tolerance: ruleTolerance,
   }];
