@@ -264,6 +264,7 @@ try {
   const active = {
     name: activeRelease.version,
     scores: await scoreRelease(activeRelease, pairs.map((p) => p.record.features)),
+    rule: activeRelease.scorer.kind === "rule" ? activeRelease.scorer.rule : undefined,
   };
   if (activeRelease.provenance.data === source) {
     console.error(`note: the active switcher was trained on ${source}; its fold AUCs are in-sample and flatter it`);

@@ -12,7 +12,10 @@ export interface SeedRun {
   poolRows: number;
   evalRows: number;
   split: string;
+  /** What dmd installs: the chosen candidate, or the served switcher kept when the gate refused it. */
   installed: string;
+  /** The gate's verdict on the chosen candidate. */
+  gate: string;
   folds: string;
   bestRule: string;
   /** The rule the pool's cross-validation ranks best (chosen without the evaluation half). */
@@ -316,7 +319,8 @@ export function markdown(
   for (const r of runs) {
     lines.push(
       `- seed ${r.seed}: ` +
-        r.selection.map((s) => `${s.name} ${f3(s.meanAuc)} ± ${f3(s.standardError)}`).join("; "),
+        r.selection.map((s) => `${s.name} ${f3(s.meanAuc)} ± ${f3(s.standardError)}`).join("; ") +
+        `. Gate: ${r.gate}.`,
     );
   }
   return lines.join("\n");

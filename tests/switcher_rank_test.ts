@@ -13,6 +13,7 @@ import { CONFIDENCE_RULES, ruleScore } from "../switcher/rules.ts";
 import { probabilityStats } from "../switcher/features.ts";
 import { selectSwitcher } from "../switcher/selection.ts";
 import { readRuntimeBinary } from "../workers/artefacts.ts";
+import { switcherMlp } from "../workers/switcher_mlp.ts";
 
 /** Rows of a 4-class edge model: confident most of the time, some near one-hot (ties at the top of p_max). */
 function confidencePool(n: number, seed: number) {
@@ -97,7 +98,8 @@ Deno.test("rank:confidence is fitted without labels, ranks near the best rule an
   ortWeb.env.wasm.numThreads = 1;
   ortWeb.env.wasm.wasmBinary ??= await readRuntimeBinary();
   const names = ["p_max", "margin", "entropy", "conf_mean", "missing_frac", "motion_energy"];
-  const session = await ortWeb.InferenceSession.create(exportFitted(fitted, { version: "t", features: names }));
+  const bytes = exportFitted(fitted, { version: "t", features: names });
+  const session = await ortWeb.InferenceSession.create(bytes);
   const x = new Float32Array(rows.length * 6);
   rows.forEach((r, i) => x.set(r, i * 6));
   const out = (await session.run({ features: new ortWeb.Tensor("float32", x, [rows.length, 6]) })).score
@@ -106,6 +108,13 @@ Deno.test("rank:confidence is fitted without labels, ranks near the best rule an
     assert.ok(Math.abs(out[i] - scores[i]) < 1e-5, `row ${i}: ${out[i]} vs ${scores[i]}`);
   }
   await session.release();
+  // The workers score an ONNX switcher of this form in plain JavaScript: the same scores.
+  const js = switcherMlp(bytes, 6);
+  assert.ok(js, "the workers read the rank average's graph");
+  const jsOut = js(x, rows.length);
+  for (let i = 0; i < rows.length; i++) {
+    assert.ok(Math.abs(jsOut[i] - out[i]) < 1e-5, `row ${i}: ${jsOut[i]} vs ${out[i]}`);
+  }
 });
 
 Deno.test("selection takes the rank average unless a rule beats it by more than one standard error", () => {
