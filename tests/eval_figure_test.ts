@@ -113,8 +113,9 @@ function comparison(
   };
 }
 
-Deno.test("eval Markdown: percentages with one decimal, the figure, and the compute at parity as a table", () => {
-  const runs: SeedRun[] = [1, 2].map((seed) => ({
+/** A seed's run with fixed figures, some replaced. */
+function seedRun(seed: number, over: Partial<SeedRun>): SeedRun {
+  return {
     seed,
     poolRows: 10,
     evalRows: 10,
@@ -129,7 +130,12 @@ Deno.test("eval Markdown: percentages with one decimal, the figure, and the comp
     comparisons: [comparison("rule:margin", 0.7, 0.3), comparison("installed by dmd", 0.72, 0.123456789)],
     edgeAccuracy: 0.65,
     cloudAccuracy: 0.7,
-  }));
+    ...over,
+  };
+}
+
+Deno.test("eval Markdown: percentages with one decimal, the figure, and the compute at parity as a table", () => {
+  const runs: SeedRun[] = [1, 2].map((seed) => seedRun(seed, {}));
   const md = markdown(runs, aggregate(runs), {
     header: "## test",
     offloadRate: 0.2,
@@ -154,26 +160,20 @@ Deno.test("eval Markdown: percentages with one decimal, the figure, and the comp
 });
 
 Deno.test("eval Markdown: the installed switcher against the rule best in hindsight and the pool's best rule", () => {
-  const runs: SeedRun[] = [1, 2].map((seed) => ({
-    seed,
-    poolRows: 10,
-    evalRows: 10,
-    split: "a random half",
-    installed: "rank:confidence",
-    gate: "not worse on held-out folds",
-    folds: "4 by group (4 groups)",
-    bestRule: seed === 1 ? "rule:max_prob" : "rule:entropy",
-    poolRule: "rule:margin",
-    installedVsPoolRule: comparison("installed by dmd", 0.72, 0.1, { difference: 0.004, standardError: 0.001 })
-      .vsBaseline,
-    selection: [{ name: "rule:margin", meanAuc: 0.8, standardError: 0.01 }],
-    comparisons: [
-      comparison("rule:max_prob", 0.7, 0.3, { difference: 0, standardError: 0 }),
-      comparison("installed by dmd", 0.72, 0.2, { difference: -0.002, standardError: 0.002 }),
-    ],
-    edgeAccuracy: 0.65,
-    cloudAccuracy: 0.7,
-  }));
+  const runs: SeedRun[] = [1, 2].map((seed) =>
+    seedRun(seed, {
+      installed: "rank:confidence",
+      folds: "4 by group (4 groups)",
+      bestRule: seed === 1 ? "rule:max_prob" : "rule:entropy",
+      poolRule: "rule:margin",
+      installedVsPoolRule: comparison("installed by dmd", 0.72, 0.1, { difference: 0.004, standardError: 0.001 })
+        .vsBaseline,
+      comparisons: [
+        comparison("rule:max_prob", 0.7, 0.3, { difference: 0, standardError: 0 }),
+        comparison("installed by dmd", 0.72, 0.2, { difference: -0.002, standardError: 0.002 }),
+      ],
+    })
+  );
   const lines = barsTable(runs, aggregate(runs), 0.1);
   assert.equal(lines[0], "### The installed switcher against the confidence rules");
   assert.ok(lines[2].startsWith("Installed by dmd per seed: rank:confidence, rank:confidence."));
