@@ -68,6 +68,8 @@ const service = await spawn(["run", "-A", `${ROOT}main.ts`], {
 }, /"msg":"dmd-edge listening","url":"([^"]+)"/);
 const exited: { status: Deno.CommandStatus | null } = { status: null };
 service.child.status.then((s) => exited.status = s);
+/** The service's exit status once it has ended (read through a call: the callback above sets it). */
+const ended = (): Deno.CommandStatus | null => exited.status;
 
 const answered: string[] = [];
 const failed: string[] = [];
@@ -106,12 +108,9 @@ try {
       await Deno.truncate(shm, 0).catch(() => {});
       await sleep(500);
     }
-    if (!exited.status) survived++;
-    console.error(
-      `fault ${i + 1}/${FAULTS}: ${
-        exited.status ? `the service ended (${exited.status.signal ?? exited.status.code})` : "survived"
-      }`,
-    );
+    const now = ended();
+    if (!now) survived++;
+    console.error(`fault ${i + 1}/${FAULTS}: ${now ? `the service ended (${now.signal ?? now.code})` : "survived"}`);
   }
 } finally {
   chattr("-i", shm);
