@@ -270,9 +270,15 @@ async function openDecisionStore(
   config: Readonly<Config>,
   life: Lifecycle,
 ): Promise<{ database: Database; log: DecisionLog }> {
+  const databaseLogger = createLogger({ level: config.logLevel });
   const database = await openDatabase(config.databaseUrl, {
     authToken: config.databaseAuthToken,
     busyTimeoutMs: config.databaseBusyTimeoutMs,
+    // A SIGBUS inside SQLite ends the database process, never this one (db/hosted_client.ts); the next call starts
+    // a new one.
+    process: config.databaseProcess
+      ? { onExit: (reason) => databaseLogger.error("database process ended", { reason }) }
+      : undefined,
   });
   life.defer("the database", () => database.close());
   const outbox = config.logOutboxDir ? await openOutbox(config.logOutboxDir) : undefined;
@@ -284,6 +290,7 @@ async function openDecisionStore(
     url: config.databaseUrl,
     authToken: config.databaseAuthToken,
     busyTimeoutMs: config.databaseBusyTimeoutMs,
+    process: config.databaseProcess,
     // Through the leveled logger, so that LOG_LEVEL applies (ready and closed are info; gone is an error).
     onStateChange: (from, to, reason) =>
       writerLogger[to === "ready" || to === "closed" ? "info" : to === "gone" ? "error" : "warn"]("decision writer", {

@@ -12,19 +12,22 @@
  * deleted or replaced under the running service is noticed instead of written to while unlinked.
  *
  * Every client on a local file is opened by {@link openClient}: the pre-flight check (`db/preflight.ts`) runs before
- * it opens and before each call on it, so that a `-shm` file this process cannot write is refused with a clear error
- * instead of being mapped, and a connection is never closed while its `-shm` would end the process with SIGBUS.
+ * it opens and before each call on it, so that a `-shm` file that cannot be written is refused with a clear error
+ * instead of being mapped, and a connection is never closed while its `-shm` would end its process with SIGBUS. The
+ * service (`options.process`) runs those clients in a database process of their own (`db/host.ts`), since the check
+ * and the call are not atomic: a SIGBUS there ends that process, never the service.
  *
  * @module
  */
 import { dirname } from "node:path";
 import { fileURLToPath } from "node:url";
-import { type Client, createClient } from "@libsql/client";
+import type { Client } from "@libsql/client";
 import { drizzle, type LibSQLDatabase } from "drizzle-orm/libsql";
 import { migrate } from "drizzle-orm/libsql/migrator";
 import { AppError } from "../errors.ts";
 import { backoffMs, sleep } from "../lib/deadline.ts";
-import { checkDatabaseFiles, closeWhenWritable, unwritableDatabaseFile } from "./preflight.ts";
+import { localPath, openDirectClient } from "./direct_client.ts";
+import { type HostedClientOptions, openHostedClient } from "./hosted_client.ts";
 import * as schema from "./schema.ts";
 
 /** The drizzle database with the project's schema. */
@@ -53,6 +56,12 @@ export interface OpenDatabaseOptions {
   authToken?: string;
   /** How long a local write waits for another writer's lock, in milliseconds. @default 5000 */
   busyTimeoutMs?: number;
+  /**
+   * Run the calls on a local file in the realm's database process (`db/hosted_client.ts`), so that a SIGBUS in
+   * SQLite ends that process, not this one; its module and exit listener. The service does; scripts and tests do
+   * not. @default undefined (in this process)
+   */
+  process?: Pick<HostedClientOptions, "entry" | "onExit">;
 }
 
 /** A connection used only to write, with a way to tell whether its file is still the one at the path. */
@@ -127,43 +136,20 @@ export async function connectForWrites(url: string, options: OpenDatabaseOptions
   }
 }
 
-/** Client methods that reach the database (each is checked first); `close` is handled apart. */
-const CALLS = new Set(["execute", "batch", "migrate", "transaction", "executeMultiple", "sync"]);
-
 /**
- * Open a libSQL client. On a local file the pre-flight check runs first and before each call: a call on a file
- * whose `-shm` (or `-wal`, or the database itself) this process cannot write fails with `DB_UNAVAILABLE` instead of
- * touching the mapping, and `close()` waits until the file is writable again ({@link closeWhenWritable}). A
- * transaction's own statements are not checked again after it began.
+ * Open a libSQL client: in the realm's database process (`db/hosted_client.ts`) for a local file when
+ * `options.process` is not false, else in this process (`db/direct_client.ts`, with the same pre-flight checks).
  *
  * @param url the database URL
  * @param path its local path, or null for a remote database
- * @param options `authToken`, `busyTimeoutMs`
+ * @param options `authToken`, `busyTimeoutMs`, `process`
  * @returns the client
  * @throws DatabaseFileError when a file cannot be written (the callers wrap it in `DB_UNAVAILABLE`)
  */
 function openClient(url: string, path: string | null, options: OpenDatabaseOptions): Client {
-  const local = path !== null && path !== ":memory:" ? path : null;
-  const problem = local === null ? null : unwritableDatabaseFile(local);
-  if (problem) throw problem;
-  // `timeout` is SQLite's busy timeout, applied by the client to every connection it opens.
-  const client = createClient({ url, authToken: options.authToken, timeout: options.busyTimeoutMs ?? 5000 });
-  if (local === null) return client;
-  return new Proxy(client, {
-    get(target, prop) {
-      const value = Reflect.get(target, prop, target);
-      if (prop === "close") return () => closeWhenWritable(local, () => target.close());
-      if (typeof value !== "function" || !CALLS.has(String(prop))) return value;
-      return (...args: unknown[]) => {
-        try {
-          checkDatabaseFiles(local, "Cannot use the decision database");
-        } catch (err) {
-          return Promise.reject(err);
-        }
-        return value.apply(target, args);
-      };
-    },
-  });
+  const local = path !== null && path !== ":memory:";
+  if (!local || !options.process) return openDirectClient(url, options);
+  return openHostedClient(url, { ...options, ...options.process });
 }
 
 /** Attempts at migrating, so that processes opening a fresh database together all succeed. */
@@ -178,21 +164,6 @@ function migrationsFolder(): string {
     ? new URL("./db/migrations", import.meta.url)
     : new URL("./migrations", import.meta.url);
   return fileURLToPath(url);
-}
-
-/**
- * The local path of a `file:` URL (`file:rel/x.db`, `file:/abs/x.db`, `file:///abs/x.db`, query ignored), or null
- * for other URLs.
- */
-function localPath(url: string): string | null {
-  if (!url.startsWith("file:")) return null;
-  let path = url.slice("file:".length).replace(/[?#].*$/, "");
-  if (path.startsWith("//")) path = path.replace(/^\/\/[^/]*/, "");
-  try {
-    return decodeURIComponent(path);
-  } catch {
-    return path;
-  }
 }
 
 function messageOf(err: unknown): string {

@@ -24,6 +24,7 @@
 import { AppError } from "../errors.ts";
 import { withDeadline } from "../lib/deadline.ts";
 import { type WriteConnection } from "./client.ts";
+import { DatabaseProcessError } from "./hosted_client.ts";
 import { DatabaseFileError } from "./preflight.ts";
 import { insertDecisions } from "./queries.ts";
 import type { DecisionRecord } from "./schema.ts";
@@ -87,6 +88,22 @@ function fileProblemOf(err: unknown): string | null {
 }
 
 /**
+ * Why a write failed, for the state change: the error's message, and how the database process ended when that was
+ * the cause (the message alone says only "the database is unavailable").
+ *
+ * @param err what a connect or a write threw
+ * @returns the reason
+ */
+function reasonOf(err: unknown): string {
+  for (let e = err, depth = 0; e instanceof Error && depth < 5; e = e.cause, depth++) {
+    if (e instanceof DatabaseProcessError && e !== err) {
+      return `${messageOf(err)} (${e.message.replace(/^Cannot use the decision database: /, "")})`;
+    }
+  }
+  return messageOf(err);
+}
+
+/**
  * Create the decision writer.
  *
  * @param options how to connect, the write deadline
@@ -138,7 +155,7 @@ export function createDecisionWriter(options: DecisionWriterOptions): DecisionWr
           // A local file that is missing: gone until one is back; anything else: failing.
           const missing = err instanceof AppError && err.cause instanceof Deno.errors.NotFound;
           blockedBy = fileProblemOf(err);
-          become(missing ? "gone" : "failing", messageOf(err));
+          become(missing ? "gone" : "failing", reasonOf(err));
           throw err;
         }
       }
@@ -155,7 +172,7 @@ export function createDecisionWriter(options: DecisionWriterOptions): DecisionWr
         // the native connection only when garbage collection finalises its statements, which could be after the file
         // became unwritable again.
         if (!blockedBy) drop(work);
-        become("failing", messageOf(err));
+        become("failing", reasonOf(err));
         throw err;
       }
       if (what) {

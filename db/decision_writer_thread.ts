@@ -13,11 +13,21 @@
  */
 import { AppError, type ErrorCode } from "../errors.ts";
 import type { DecisionWriter, WriterState } from "./decision_writer.ts";
+import { hostEntry } from "./hosted_client.ts";
 import type { DecisionRecord } from "./schema.ts";
 
 /** Messages to the writer thread. */
 export type WriterThreadRequest =
-  | { type: "open"; id: number; url: string; authToken?: string; busyTimeoutMs?: number; writeTimeoutMs: number }
+  | {
+    type: "open";
+    id: number;
+    url: string;
+    authToken?: string;
+    busyTimeoutMs?: number;
+    writeTimeoutMs: number;
+    /** The database process's module, when the thread's connections run in one (`db/hosted_client.ts`). */
+    processEntry?: string;
+  }
   | { type: "write"; id: number; rows: DecisionRecord[] }
   | { type: "check"; id: number }
   | { type: "close"; id: number };
@@ -40,6 +50,12 @@ export interface ThreadedWriterOptions {
   writeTimeoutMs?: number;
   /** Called on every state change (logs). */
   onStateChange?: (from: WriterState, to: WriterState, reason: string) => void;
+  /**
+   * Run the thread's calls on a local file in a database process of its own (`db/hosted_client.ts`), so that a
+   * SIGBUS inside SQLite ends that process, not the service (its end fails the write in flight, which the log
+   * keeps). @default false
+   */
+  process?: boolean;
 }
 
 /** Extra time the thread's reply may take beyond the write deadline, in milliseconds. */
@@ -56,7 +72,10 @@ const REPLY_MARGIN_MS = 1000;
  */
 export function createThreadedDecisionWriter(options: ThreadedWriterOptions): DecisionWriter {
   const writeTimeoutMs = options.writeTimeoutMs ?? 5000;
-  const url = new URL("./decision_writer_worker.ts", import.meta.url);
+  // In the source tree beside this module; in `dist/` (`scripts/build.ts`) under `db/` beside the bundle.
+  const url = import.meta.url.endsWith(".js")
+    ? new URL("./db/decision_writer_worker.js", import.meta.url)
+    : new URL("./decision_writer_worker.ts", import.meta.url);
   let state: WriterState = "disconnected";
   let blocked: string | null = null;
   let nextId = 1;
@@ -93,6 +112,7 @@ export function createThreadedDecisionWriter(options: ThreadedWriterOptions): De
         authToken: options.authToken,
         busyTimeoutMs: options.busyTimeoutMs,
         writeTimeoutMs,
+        processEntry: options.process ? hostEntry() : undefined,
       } satisfies WriterThreadRequest,
     );
     return w;

@@ -28,9 +28,10 @@ self.onmessage = async (event: MessageEvent<WriterThreadRequest>) => {
   const msg = event.data;
   switch (msg.type) {
     case "open": {
-      const { url, authToken, busyTimeoutMs, writeTimeoutMs } = msg;
+      const { url, authToken, busyTimeoutMs, writeTimeoutMs, processEntry } = msg;
+      const process = processEntry === undefined ? undefined : { entry: processEntry };
       writer = createDecisionWriter({
-        connect: () => connectForWrites(url, { authToken, busyTimeoutMs }),
+        connect: () => connectForWrites(url, { authToken, busyTimeoutMs, process }),
         writeTimeoutMs,
         onStateChange: (from, to, reason) => post({ type: "state", from, to, reason }),
       });

@@ -1,11 +1,14 @@
 /**
  * DMD for a hop past the first (`deno task dmd --hop N`, N >= 1): hop N joins tier N and tier N + 1, and its
- * switcher decides from tier N's answer alone, so its candidates are the confidence rules over tier N's
- * probabilities (max probability, margin, entropy). The pairs are the logged tier rows (db/schema.ts
- * `decisionTiers`) of decisions that reached both tiers — escalated, or explored (`explore` of tier N + 1) — each
- * weighted by the inverse of the probability it reached tier N + 1 (switcher/propensity.ts); the DMD label is the
- * disagreement of the two tiers. Selection, calibration and the gate against the active hop-N release are the
- * same as hop 0's (switcher/selection.ts); the release is a rule release of hop N, published through the registry
+ * switcher decides from tier N's answer alone: its features are the confidence features of tier N's probabilities
+ * (max probability, margin, entropy), and its candidates are those of hop 0 that read no more (switcher/candidates.ts:
+ * the rules' rank average, each rule, and an MLP trained on the three, which can learn a disagreement that no single
+ * threshold on one of them separates). The pairs are the logged tier rows (db/schema.ts `decisionTiers`) of decisions
+ * that reached both tiers — escalated, or explored (`explore` of tier N + 1) — each weighted by the inverse of the
+ * probability it reached tier N + 1 (switcher/propensity.ts); the DMD label is the disagreement of the two tiers.
+ * Selection (one-SE toward the simpler), calibration and the gate against the active hop-N release are the same as
+ * hop 0's (switcher/selection.ts); the release is a rule release, or an ONNX network of the three features (the rank
+ * average, the MLP) that the service scores in JavaScript (serve/hop_switchers.ts), published through the registry
  * (the manifest keeps hop 0's switcher only).
  *
  * @module
@@ -13,7 +16,10 @@
 import type { DecisionTierRecord } from "../db/schema.ts";
 import type { Pair } from "../switcher/dmd.ts";
 import { DEFAULT_CANDIDATES } from "../switcher/candidates.ts";
-import { probabilityStats } from "../switcher/features.ts";
+import { BASE_FEATURES, probabilityStats } from "../switcher/features.ts";
+import { exportFitted } from "../switcher/fit.ts";
+import { switcherMlp } from "../workers/switcher_mlp.ts";
+import { onnxRelease } from "./registry.ts";
 import { ipwWeight } from "../switcher/propensity.ts";
 import {
   gateSelection,
@@ -22,8 +28,29 @@ import {
   selectionSummary,
   selectSwitcher,
 } from "../switcher/selection.ts";
-import { ruleScore, type SwitcherRelease } from "../release/release.ts";
-import { ruleRelease } from "../release/release.ts";
+import { ruleRelease, ruleScore, type SwitcherRelease } from "../release/release.ts";
+
+/** What a switcher past hop 0 reads: the confidence features of the tier below, in this order. */
+export const HOP_FEATURES: readonly string[] = BASE_FEATURES.slice(0, 3);
+
+/** The candidates of a hop past the first: those of hop 0 that read the confidence features only. */
+export const HOP_CANDIDATES = DEFAULT_CANDIDATES.filter((c) => c.kind !== "mlp" || c.set === "confidence");
+
+/**
+ * A scorer of hop-N feature rows (`[p_max, margin, entropy]`) for a hop release: its rule, or its ONNX network read
+ * into JavaScript.
+ *
+ * @param release a switcher release of a hop past the first
+ * @returns the scorer, or null when the release reads other features or its network has another form
+ */
+export function hopScorer(release: SwitcherRelease): ((features: ArrayLike<number>) => number) | null {
+  const scorer = release.scorer;
+  if (scorer.kind === "rule") return (features) => ruleScore(scorer.rule, features);
+  if (!release.artefact || release.features.join(",") !== HOP_FEATURES.join(",")) return null;
+  const score = switcherMlp(release.artefact, HOP_FEATURES.length);
+  if (!score) return null;
+  return (features) => score(Float32Array.from(features), 1)[0];
+}
 
 /** The DMD pool of a hop: one pair per decision that reached both tiers with probabilities. */
 export interface HopPool {
@@ -82,7 +109,7 @@ export interface HopDmdResult {
  * @returns the selection, the gate's verdict and the release (status candidate, or rejected when the gate refused)
  * @throws RangeError with fewer than 20 usable pairs
  */
-export function hopDmd(
+export async function hopDmd(
   pool: HopPool,
   options: SelectionOptions & {
     hop: number;
@@ -93,34 +120,57 @@ export function hopDmd(
     tolerance: number;
     provenance: Record<string, unknown>;
   },
-): HopDmdResult {
+): Promise<HopDmdResult> {
   const selection = selectSwitcher(pool.pairs, pool.decisions.map(() => null), {
     ...options,
-    candidates: DEFAULT_CANDIDATES.filter((c) => c.kind === "rule"),
+    candidates: HOP_CANDIDATES,
     calibrate: options.calibrate,
     folds: { k: options.folds, fallback: "blocks" },
   });
-  const scorer = options.active?.scorer;
-  const active = scorer?.kind === "rule"
-    ? { name: options.active!.version, scores: pool.pairs.map((p) => ruleScore(scorer.rule, p.features)) }
+  const activeScore = options.active ? hopScorer(options.active) : null;
+  const active = activeScore
+    ? {
+      name: options.active!.version,
+      scores: pool.pairs.map((p) => activeScore(p.features)),
+      rule: options.active!.scorer.kind === "rule" ? options.active!.scorer.rule : undefined,
+    }
     : null;
   const verdict = gateSelection(selection, active, { tolerance: options.tolerance });
   const fitted = selection.fitted;
-  if (fitted.candidate.kind !== "rule") throw new TypeError("Cannot publish hop DMD: expected a rule");
-  const release = ruleRelease({
-    version: options.version,
-    rule: fitted.candidate.rule,
-    threshold: fitted.threshold,
-    hop: options.hop,
-    calibration: fitted.calibration,
-    provenance: { ...options.provenance, selection: selectionSummary(selection), gate: verdict },
-    metrics: {
-      data:
-        `${selection.folds.k}-fold cross-validation on the logged pairs of hop ${options.hop} (${selection.folds.basis})`,
-      meanFoldAuc: selection.chosen.mean,
-      standardError: selection.chosen.standardError,
-      gate: verdict.comparisons,
-    },
-  });
+  const provenance = { ...options.provenance, selection: selectionSummary(selection), gate: verdict };
+  const metrics = {
+    data:
+      `${selection.folds.k}-fold cross-validation on the logged pairs of hop ${options.hop} (${selection.folds.basis})`,
+    meanFoldAuc: selection.chosen.mean,
+    standardError: selection.chosen.standardError,
+    gate: verdict.comparisons,
+  };
+  let release: SwitcherRelease;
+  if (fitted.candidate.kind === "rule") {
+    release = ruleRelease({
+      version: options.version,
+      rule: fitted.candidate.rule,
+      threshold: fitted.threshold,
+      hop: options.hop,
+      calibration: fitted.calibration,
+      provenance,
+      metrics,
+    });
+  } else {
+    const features = [...HOP_FEATURES];
+    release = await onnxRelease(exportFitted(fitted, { version: options.version, features }), {
+      version: options.version,
+      hop: options.hop,
+      inputs: [{ name: "features", shape: [-1, features.length], dtype: "float32" }],
+      outputs: [{ name: "score", shape: [-1, 1], dtype: "float32" }],
+      features,
+      threshold: fitted.threshold,
+      calibration: fitted.calibration,
+      params: fitted.model!.layers.reduce((a, l) => a + l.weight.length + l.bias.length, 0),
+      flops: fitted.model!.layers.reduce((a, l) => a + 2 * l.weight.length, 0),
+      provenance,
+      metrics,
+    });
+  }
   return { selection, verdict, release: { ...release, status: verdict.promote ? "candidate" : "rejected" } };
 }

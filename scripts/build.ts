@@ -6,6 +6,8 @@
  *   dist/workers/inference_worker.js   the inference worker (onnxruntime-web bundled)
  *   dist/workers/pose_worker.js        the pose worker (camera frames), beside its JPEG/PNG decoders' .wasm
  *   dist/cloud/reference_server.js     the reference cloud server
+ *   dist/db/host.js                    the database process (every call on a local database file runs there)
+ *   dist/db/decision_writer_worker.js  the decision writer's thread
  *   dist/ort/*.wasm                    the onnxruntime-web binary
  *   dist/wasm-models/                  the model set (manifest, models, samples)
  *   dist/db/migrations/                the SQL migrations applied at start-up
@@ -119,6 +121,8 @@ await esbuild.build({
     "workers/inference_worker": `${root}workers/inference_worker.ts`,
     "workers/pose_worker": `${root}workers/pose_worker.ts`,
     "cloud/reference_server": `${root}cloud/reference_server.ts`,
+    "db/host": `${root}db/host.ts`,
+    "db/decision_writer_worker": `${root}db/decision_writer_worker.ts`,
   },
   outdir: out,
 });

@@ -1,6 +1,7 @@
 /**
  * `deno task dmd`: Dual-Model Distillation. Runs both models over unlabeled sequences (a dataset file; labels, if
- * present, are never used), stores the pairs in libSQL, chooses a switcher among the confidence rules and MLPs on
+ * present, are never used), stores the pairs in libSQL, chooses a switcher among the confidence rules' rank average
+ * (an ONNX network fitted on the pairs without labels, switcher/rank.ts), the confidence rules and MLPs on
  * DMD labels by cross-validated disagreement AUC on folds grouped by subject (dataset rows) or by client / edge
  * location (logged pairs; time blocks without them), with the one-standard-error rule toward the simpler candidate
  * (switcher/selection.ts), calibrates its threshold, and publishes it as the active switcher release through the
@@ -17,8 +18,8 @@
  *   --models DIR          model set to read and install into (default: MODELS_DIR or wasm-models)
  *   --target hard|soft    DMD label to learn (default soft)
  *   --features SET        auto | confidence | confidence+quality | all (default auto: every MLP candidate; a set
- *                         keeps only that MLP beside the rules): the feature columns an MLP candidate reads; the
- *                         ONNX input stays the full feature vector
+ *                         keeps only that MLP beside the rules and their rank average): the feature columns an
+ *                         MLP candidate reads; the ONNX input stays the full feature vector
  *   --folds K             cross-validation folds (default 5)
  *   --tolerance T         the gate lets the chosen switcher be this much worse in fold AUC (default 0)
  *   --force               install even when the gate refuses
@@ -263,6 +264,7 @@ try {
   const active = {
     name: activeRelease.version,
     scores: await scoreRelease(activeRelease, pairs.map((p) => p.record.features)),
+    rule: activeRelease.scorer.kind === "rule" ? activeRelease.scorer.rule : undefined,
   };
   if (activeRelease.provenance.data === source) {
     console.error(`note: the active switcher was trained on ${source}; its fold AUCs are in-sample and flatter it`);

@@ -1,6 +1,7 @@
 /**
  * `deno task dmd --hop N --from-log` for a hop past the first (loop/hop_dmd.ts): hop N's switcher chosen among the
- * confidence rules on the logged pairs of tiers N and N + 1, calibrated, gated against the hop's active release,
+ * confidence rules, their rank average and an MLP of the confidence features, on the logged pairs of tiers N and
+ * N + 1, calibrated, gated against the hop's active release,
  * and published through the registry (active when the gate passes or with --force; recorded as rejected
  * otherwise). Returns the exit code: 0 installed (or dry run), 4 the gate refused.
  *
@@ -42,7 +43,7 @@ export async function runHopDmd(args: HopDmdArgs): Promise<number> {
       `(${pool.skipped} without a usable answer on both)`,
   );
   const active = await activeRelease(args.db, { role: "switcher", hop: args.hop });
-  const { selection, verdict, release } = hopDmd(pool, {
+  const { selection, verdict, release } = await hopDmd(pool, {
     hop: args.hop,
     active,
     version: args.version,

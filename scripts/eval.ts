@@ -12,11 +12,14 @@
  *    ignored), the other half is evaluated;
  *  - pool: the DMD pool is --dmd-dataset (labels ignored), and all of --dataset is evaluated.
  *
- * On the pool, exactly what `deno task dmd` does with the same flags: every candidate (the confidence rules
- * `rule:max_prob`, `rule:margin`, `rule:entropy` and the MLPs `mlp:<feature set>`) cross-validated on folds grouped
- * by subject, the one-standard-error choice, the fit and the threshold calibrated to --offload-rate. Rows are named
- * as dmd names releases: `installed by dmd` is the candidate dmd would install (its name per seed is reported),
- * each candidate also has its own row, `served (<version>)` is the model set's switcher as shipped.
+ * On the pool, exactly what `deno task dmd` does with the same flags: every candidate (the rules' rank average
+ * `rank:confidence`, the confidence rules `rule:max_prob`, `rule:margin`, `rule:entropy` and the MLPs
+ * `mlp:<feature set>`) cross-validated on folds grouped
+ * by subject, the one-standard-error choice, the fit, the threshold calibrated to --offload-rate and the gate on the
+ * held-out folds against the best rule and the model set's switcher as the active release. Rows are named as dmd
+ * names releases: `installed by dmd` is what dmd installs (the chosen candidate, or the served switcher when the gate
+ * refuses it; named per seed), each candidate also has its own row, `served (<version>)` is the model set's
+ * switcher as shipped.
  *
  * Per policy, on the evaluation half: ROC AUC for edge/cloud disagreement, the area under accuracy against offload
  * rate, accuracy at 10/20/30/50% offload, the offload rate reaching cloud-only accuracy, each as a difference to the
@@ -49,7 +52,7 @@ import { policies as baselines } from "../switcher/metrics.ts";
 import { createPrng } from "../switcher/prng.ts";
 import { type Candidate, candidatesFor, DEFAULT_CANDIDATES } from "../switcher/candidates.ts";
 import { fitCandidate, scoreFitted } from "../switcher/fit.ts";
-import { selectSwitcher } from "../switcher/selection.ts";
+import { gateSelection, selectSwitcher } from "../switcher/selection.ts";
 import { loadModelSet } from "../workers/artefacts.ts";
 import { createWorkerPool } from "../workers/pool.ts";
 import { type DatasetRow, readDataset, readLabelledDataset } from "./dataset.ts";
@@ -217,13 +220,24 @@ function runSeed(
     // Scored as the exported release scores (a rule's network ranks exactly as the rule does).
     policies.push({ name: fitted.candidate.name, scores: scoreFitted(fitted, evalRows), threshold: fitted.threshold });
   }
-  const chosen = policies.find((p) => p.name === selection.chosen.candidate.name)!;
-  policies.push({ name: "installed by dmd", scores: chosen.scores, threshold: chosen.threshold });
-  policies.push({
+  const served: ComparedPolicy = {
     name: `served (${manifest.switcher?.version ?? "built-in max probability"})`,
     scores: evalPairs.map((p) => p.record.switcherScore),
     threshold: manifest.switcher?.threshold,
+  };
+  // dmd's gate, with the model set's switcher as the active release: a refused candidate is not installed, and the
+  // served switcher stays.
+  const verdict = gateSelection(selection, {
+    name: served.name,
+    scores: poolPairs.map((p) => p.record.switcherScore),
+    rule: manifest.switcher ? manifest.switcher.rule : "max_prob",
   });
+  const chosen = verdict.promote ? policies.find((p) => p.name === selection.chosen.candidate.name)! : served;
+  const installedName = verdict.promote
+    ? selection.chosen.candidate.name
+    : `${served.name}, kept: the gate refused ${selection.chosen.candidate.name}`;
+  policies.push({ name: "installed by dmd", scores: chosen.scores, threshold: chosen.threshold });
+  policies.push(served);
   const measured: SeedRun["selection"] = [];
   if (consistency) {
     const poolC = withConsistency(poolPairs, consistency);
@@ -280,7 +294,8 @@ function runSeed(
       poolRows: poolPairs.length,
       evalRows: evalPairs.length,
       split,
-      installed: selection.chosen.candidate.name,
+      installed: installedName,
+      gate: verdict.reason,
       folds: `${selection.folds.k} by ${selection.folds.basis}${
         selection.folds.groups > 1 ? ` (${selection.folds.groups} groups)` : ""
       }`,

@@ -12,7 +12,10 @@ export interface SeedRun {
   poolRows: number;
   evalRows: number;
   split: string;
+  /** What dmd installs: the chosen candidate, or the served switcher kept when the gate refused it. */
   installed: string;
+  /** The gate's verdict on the chosen candidate. */
+  gate: string;
   folds: string;
   bestRule: string;
   /** The rule the pool's cross-validation ranks best (chosen without the evaluation half). */
@@ -97,6 +100,70 @@ const sign = (v: number, fmt: (v: number) => string) => {
 const row = (cells: string[]) => `| ${cells.join(" | ")} |`;
 const rule = (n: number) => row(Array(n).fill("---"));
 
+/** A mean difference with its mean SE: `+0.004 (SE 0.001; z +3.4)`. */
+function d(x: { difference: { mean: number }; standardError: number }, fmt: (v: number) => string): string {
+  return `${sign(x.difference.mean, fmt)} (SE ${fmt(x.standardError)}; z ${
+    x.standardError > 0 ? sign(x.difference.mean / x.standardError, (v) => v.toFixed(1)) : "–"
+  })`;
+}
+
+/**
+ * The installed switcher against both bars, each difference a mean over seeds with its mean paired SE: the rule best
+ * on the evaluation half (chosen in hindsight, the hardest bar) and the rule the pool's cross-validation ranks best
+ * (the bar a deployer without labels has). A bar is met when the difference is at least −0.5 SE.
+ *
+ * @param runs one per seed
+ * @param rows {@link aggregate} of the runs
+ * @param rate the first offload rate of the accuracy columns
+ * @returns a Markdown heading, note and table
+ */
+export function barsTable(runs: SeedRun[], rows: ReturnType<typeof aggregate>, rate: number): string[] {
+  const installed = rows.find((r) => r.name === "installed by dmd");
+  if (!installed) return [];
+  const vsPool = (get: (v: PolicyComparison["vsBaseline"]) => { difference: number; standardError: number }) => ({
+    difference: spread(runs.map((r) => get(r.installedVsPoolRule).difference)),
+    standardError: spread(runs.map((r) => get(r.installedVsPoolRule).standardError)).mean,
+  });
+  const met = (...xs: { difference: { mean: number }; standardError: number }[]) =>
+    xs.every((x) => x.difference.mean >= -0.5 * x.standardError) ? "yes" : "no";
+  const bars = [
+    {
+      bar: "the rule best on the evaluation half (in hindsight)",
+      rules: runs.map((r) => r.bestRule),
+      auc: installed.vsBestRule.disagreementAuc,
+      acc: installed.vsBestRule.accuracyAt[0],
+      area: installed.vsBestRule.accuracyArea,
+    },
+    {
+      bar: "the rule the pool's cross-validation ranks best",
+      rules: runs.map((r) => r.poolRule),
+      auc: vsPool((v) => v.disagreementAuc),
+      acc: vsPool((v) => v.accuracyAt[0]),
+      area: vsPool((v) => v.accuracyArea),
+    },
+  ];
+  return [
+    "### The installed switcher against the confidence rules",
+    "",
+    `Installed by dmd per seed: ${runs.map((r) => r.installed).join(", ")}. Each difference is the installed ` +
+    "switcher minus the bar's rule of the same seed on the evaluation half, mean over seeds, with the mean paired " +
+    "bootstrap SE and z = difference / SE. Met: both differences at least −0.5 SE.",
+    "",
+    row([
+      "bar",
+      "rule per seed",
+      "Δ disagreement AUC",
+      `Δ accuracy @ ${pct(rate)} (points)`,
+      "Δ accuracy area (points)",
+      "met",
+    ]),
+    rule(6),
+    ...bars.map((b) =>
+      row([b.bar, b.rules.join(", "), d(b.auc, f3), d(b.acc, points), d(b.area, points), met(b.auc, b.acc)])
+    ),
+  ];
+}
+
 /**
  * Compute per sequence when each policy offloads just enough to match cloud-only accuracy, against sending every
  * sequence to the cloud: a kept sequence costs the edge model, an offloaded one the edge and the cloud model.
@@ -143,7 +210,7 @@ export function parityTable(rows: ReturnType<typeof aggregate>, cost: EvalCost):
 }
 
 /**
- * The Markdown report: per-seed choices, the figure, the accuracy table, the differences to the best rule, the
+ * The Markdown report: per-seed choices, the installed switcher against both rule bars ({@link barsTable}), the figure, the accuracy table, the differences to the best rule, the
  * compute at cloud-accuracy parity and the pool's selection per seed.
  *
  * @param runs one per seed
@@ -166,9 +233,11 @@ export function markdown(
       pct(spread(runs.map((r) => r.edgeAccuracy)).mean)
     }, cloud only ${pct(spread(runs.map((r) => r.cloudAccuracy)).mean)} (means over seeds).`,
     "",
-    row(["seed", "folds on the pool", "installed by dmd", "best rule on the evaluation half"]),
-    rule(4),
-    ...runs.map((r) => row([String(r.seed), r.folds, r.installed, r.bestRule])),
+    row(["seed", "folds on the pool", "installed by dmd", "best rule on the evaluation half", "best rule on the pool"]),
+    rule(5),
+    ...runs.map((r) => row([String(r.seed), r.folds, r.installed, r.bestRule, r.poolRule])),
+    "",
+    ...barsTable(runs, rows, options.rates[0]),
     "",
   ];
   if (options.figure) {
@@ -208,14 +277,6 @@ export function markdown(
       op,
     ]));
   }
-  const d = (x: { difference: { mean: number }; standardError: number }, fmt: (v: number) => string) =>
-    `${sign(x.difference.mean, fmt)} (SE ${fmt(x.standardError)}; z ${
-      x.standardError > 0 ? sign(x.difference.mean / x.standardError, (v) => v.toFixed(1)) : "–"
-    })`;
-  const vsPool = (get: (v: PolicyComparison["vsBaseline"]) => { difference: number; standardError: number }) => ({
-    difference: spread(runs.map((r) => get(r.installedVsPoolRule).difference)),
-    standardError: spread(runs.map((r) => get(r.installedVsPoolRule).standardError)).mean,
-  });
   lines.push(
     "",
     "### Differences to the best confidence rule",
@@ -242,11 +303,6 @@ export function markdown(
       ])
     ),
     "",
-    "Installed by dmd against the best rule chosen on the pool (the bar a deployer without labels has; per seed: " +
-      `${runs.map((r) => r.poolRule).join(", ")}): Δ disagreement AUC ${d(vsPool((v) => v.disagreementAuc), f3)}, ` +
-      `Δ accuracy @ ${pct(options.rates[0])} ${d(vsPool((v) => v.accuracyAt[0]), points)} points, Δ accuracy area ` +
-      `${d(vsPool((v) => v.accuracyArea), points)} points.`,
-    "",
     "### Compute at cloud-accuracy parity",
     "",
     "Per sequence, when each policy offloads just enough to match cloud-only accuracy (mean over seeds): a kept " +
@@ -263,7 +319,8 @@ export function markdown(
   for (const r of runs) {
     lines.push(
       `- seed ${r.seed}: ` +
-        r.selection.map((s) => `${s.name} ${f3(s.meanAuc)} ± ${f3(s.standardError)}`).join("; "),
+        r.selection.map((s) => `${s.name} ${f3(s.meanAuc)} ± ${f3(s.standardError)}`).join("; ") +
+        `. Gate: ${r.gate}.`,
     );
   }
   return lines.join("\n");

@@ -82,6 +82,28 @@ export function startCloud(port: number, modelsDir: string): Promise<Proc> {
  * @param pid the process id
  * @returns KiB
  */
+/**
+ * The child processes of `pid` (through all its threads) whose command line contains `needle`.
+ *
+ * @param pid the parent
+ * @param needle part of the command line, e.g. `db/host`
+ * @returns their pids (empty where /proc is not there)
+ */
+export function childPids(pid: number, needle: string): number[] {
+  const out: number[] = [];
+  try {
+    for (const task of Deno.readDirSync(`/proc/${pid}/task`)) {
+      const list = Deno.readTextFileSync(`/proc/${pid}/task/${task.name}/children`).trim();
+      for (const c of list ? list.split(/\s+/).map(Number) : []) {
+        if (Deno.readTextFileSync(`/proc/${c}/cmdline`).includes(needle)) out.push(c);
+      }
+    }
+  } catch {
+    // not Linux, or the process is gone
+  }
+  return out;
+}
+
 export function rssKiB(pid: number): { rss: number; hwm: number } {
   try {
     const status = Deno.readTextFileSync(`/proc/${pid}/status`);

@@ -8,7 +8,9 @@
  *
  *   capacity, 2x capacity            no faults
  *   capacity + faults, 2x + faults   the cloud server killed (SIGKILL) at 20% of the phase and restarted at 45%;
- *                                    the database write-locked by another process from 55% to 80%
+ *                                    the database write-locked by another process from 55% to 80%; its `-shm`
+ *                                    truncated at 90% (SQLite's next read of its index ends the process that
+ *                                    reads it with SIGBUS: the service's database process, never the service)
  *
  * and prints per phase: requests sent, answered by route, shed (503 OVERLOADED), rate limited, failed (other 5xx,
  * connection errors, client timeouts), latency percentiles, the service's peak RSS. After a clean SIGTERM it counts
@@ -30,7 +32,7 @@ import { createClient } from "@libsql/client";
 import { openDatabase } from "../db/client.ts";
 import { countDecisions, getDecision } from "../db/queries.ts";
 import { parseFlags } from "./cli.ts";
-import { freePort, rssKiB, spawn, startCloud } from "./procs.ts";
+import { childPids, freePort, rssKiB, spawn, startCloud } from "./procs.ts";
 
 const args = parseFlags(
   {
@@ -332,6 +334,10 @@ try {
           await Promise.all(actions.slice(0, 3));
           await lock?.release();
         }),
+        at(0.9, "database -shm truncated (SIGBUS)", async () => {
+          await Promise.all(actions.slice(0, 4));
+          await Deno.truncate(`${dbPath}-shm`, 0);
+        }),
       ]
       : [];
     const { outcomes, notSent } = await openLoop(
@@ -354,6 +360,8 @@ try {
 
 // Clean shutdown, then count what reached the database.
 const hwmKiB = rssKiB(pid).hwm;
+// The database processes it runs now (db/host.ts; new ones after each SIGBUS), apart: their own memory.
+const hostsKiB = childPids(pid, "db/host").map((p) => rssKiB(p).hwm);
 const backlogBefore = await fetch(`${service.url}/readyz`).then((r) => r.json()).then((j) => j.logBacklog).catch(() =>
   -1
 );
@@ -387,7 +395,14 @@ const summary = {
     outboxSegmentsLeft: outboxLeft,
     backlogAtShutdown: backlogBefore,
   },
-  service: { exitCode: exit.code, peakRssMiB: Math.round(hwmKiB / 102.4) / 10 },
+  service: {
+    exitCode: exit.code,
+    peakRssMiB: Math.round(hwmKiB / 102.4) / 10,
+    databaseProcessesPeakRssMiB: hostsKiB.map((k) => Math.round(k / 102.4) / 10),
+    /** Database processes that ended with SIGBUS (the truncated `-shm`), from the service's log. */
+    databaseProcessSigbus: service.output().match(/the database process \(pid (\d+)\) ended with SIGBUS/g)
+      ?.map((m) => /pid (\d+)/.exec(m)![1]).filter((pid, i, all) => all.indexOf(pid) === i).length ?? 0,
+  },
 };
 
 console.log(
@@ -410,7 +425,9 @@ for (const r of reports) {
 console.log(
   `\ndecisions: answered ${summary.decisions.answered}, found in the database ${summary.decisions.foundInDatabase}, ` +
     `lost ${summary.decisions.lost}; rows ${totalRows}; outbox segments left ${outboxLeft}; ` +
-    `service exit ${exit.code}, peak RSS ${summary.service.peakRssMiB} MiB (VmHWM); LOG_DURABLE=${args.durable}`,
+    `service exit ${exit.code}, peak RSS ${summary.service.peakRssMiB} MiB (VmHWM; its database processes ` +
+    `${summary.service.databaseProcessesPeakRssMiB.join(" + ") || "none"} MiB); database processes ended by ` +
+    `SIGBUS ${summary.service.databaseProcessSigbus}; LOG_DURABLE=${args.durable}`,
 );
 if (args.json) Deno.writeTextFileSync(args.json, JSON.stringify(summary, null, 2));
 /** Passed: every answered decision is in the database, the outbox drained before exit, and the service exited 0. */

@@ -1,8 +1,9 @@
 /**
  * The climb past the first cloud tier, when more than two tiers are configured (serve/tiers.ts). The hybrid
  * classifier (serve/classifier.ts) runs the edge model, hop 0's switcher and the offload to tier 1 as always; for
- * each request tier 1 answered, the climb goes on: hop N's switcher scores tier N's answer (a confidence rule over
- * its probabilities: release/release.ts `ruleRelease` with `hop` N), and the request goes to tier N + 1 when the
+ * each request tier 1 answered, the climb goes on: hop N's switcher scores tier N's answer (from the confidence
+ * features of its probabilities: a confidence rule, or a network `deno task dmd --hop N` trained on them; see
+ * loop/hop_dmd.ts), and the request goes to tier N + 1 when the
  * score reaches the threshold, the tier's budget has a token and its circuit is closed, until a switcher keeps it or
  * the last tier answers. A tier that fails leaves the best answer so far (the highest tier that answered) as the
  * answer. A request without frames (a keypoint request) stops below the first tier that takes frames: the edge
@@ -22,7 +23,6 @@
 import type { DecisionTierRecord } from "../db/schema.ts";
 import { AppError } from "../errors.ts";
 import { probabilityStats } from "../switcher/features.ts";
-import { type ConfidenceRule, ruleScore } from "../switcher/rules.ts";
 import type { CloudTier } from "./tiers.ts";
 
 /** What a request offers the tiers past the first: the cloud model's keypoint window, and its frames if it had any. */
@@ -47,10 +47,11 @@ export interface TierModel {
   takeToken(): boolean;
 }
 
-/** Hop N's switcher: a confidence rule over tier N's probabilities, with the release's version and threshold. */
+/** Hop N's switcher: a score of tier N's confidence features, with the release's version and threshold. */
 export interface HopSwitcher {
   version: string;
-  rule: ConfidenceRule;
+  /** The score of `[p_max, margin, entropy]` of tier N's probabilities; the request climbs when it is >= threshold. */
+  score(features: ArrayLike<number>): number;
   threshold: number;
 }
 
@@ -172,7 +173,7 @@ export function createCascade(options: CascadeOptions): Cascade {
       const next = models[hop - 1];
       const switcher = options.switcher(hop);
       const stats = probabilityStats(best.probs);
-      const score = ruleScore(switcher.rule, [stats.pMax, stats.margin, stats.entropy]);
+      const score = switcher.score([stats.pMax, stats.margin, stats.entropy]);
       here.switcherVersion = switcher.version;
       here.switcherScore = score;
       here.switcherThreshold = switcher.threshold;

@@ -2,13 +2,15 @@
  * The switchers of hops 1 and up (serve/cascade.ts), followed in the release registry: for each hop, the active
  * switcher release of that hop (`deno task dmd --hop N` publishes them), checked every `intervalMs` and on
  * {@link HopSwitchers.refresh}. A hop with no release is seeded with the built-in `max_prob` rule at 0.5, so that
- * rollback has somewhere to go. Past hop 0 a switcher scores the previous tier's probabilities, so only confidence
- * rules can serve there: an ONNX release of a later hop (which would read edge features) is refused, reported,
- * and the hop keeps the release it had.
+ * rollback has somewhere to go. Past hop 0 a switcher scores the confidence features of the previous tier's
+ * probabilities: a confidence rule, or an ONNX network of those three features (loop/hop_dmd.ts), read into
+ * JavaScript (workers/switcher_mlp.ts) and scored on this thread (a few hundred multiply-adds). A release that reads
+ * other features (e.g. a hop-0 network of edge features) is refused, reported, and the hop keeps the release it had.
  *
  * @module
  */
 import type { Db } from "../db/client.ts";
+import { hopScorer } from "../loop/hop_dmd.ts";
 import { activeRelease, seedRegistry } from "../loop/registry.ts";
 import { ruleRelease, type SwitcherRelease } from "../release/release.ts";
 import type { HopSwitcher } from "./cascade.ts";
@@ -34,8 +36,8 @@ export function builtinHopRelease(hop: number): SwitcherRelease {
 }
 
 function asSwitcher(release: SwitcherRelease): HopSwitcher | null {
-  if (release.scorer.kind !== "rule") return null;
-  return { version: release.version, rule: release.scorer.rule, threshold: release.threshold };
+  const score = hopScorer(release);
+  return score ? { version: release.version, score, threshold: release.threshold } : null;
 }
 
 /**
@@ -61,7 +63,15 @@ export async function followHopSwitchers(
       if (!active || active.version === serving[hop].version) continue;
       const next = asSwitcher(active);
       if (next) serving[hop] = next;
-      else warn("a hop past the first serves confidence rules only; release refused", { hop, version: active.version });
+      else {
+        warn(
+          "a hop past the first serves confidence rules and networks of the confidence features only; release refused",
+          {
+            hop,
+            version: active.version,
+          },
+        );
+      }
     }
   }
   await refresh();

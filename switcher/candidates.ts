@@ -10,6 +10,12 @@ import { applyEmbeddingTransform, type EmbeddingTransform, fitEmbeddingTransform
 import { BASE_FEATURES, type FeatureSet, selectColumns } from "./features.ts";
 import type { ConfidenceRule } from "./rules.ts";
 
+/** The columns the rank average reads: max probability, margin, entropy. */
+export const RANK_COLUMNS = [0, 1, 2];
+
+/** Quantile intervals per rule in the rank average's CDFs. */
+export const RANK_KNOTS = 64;
+
 /** A confidence rule as a candidate. */
 export interface RuleCandidate {
   kind: "rule";
@@ -17,6 +23,20 @@ export interface RuleCandidate {
   name: string;
   rule: ConfidenceRule;
   /** Order for the one-standard-error rule: lower is simpler. */
+  complexity: number;
+}
+
+/**
+ * The rank average of some confidence rules as a candidate (switcher/rank.ts): fitted on the pool's rule scores
+ * without its labels, served as a small ONNX network.
+ */
+export interface RankCandidate {
+  kind: "rank";
+  /** `rank:confidence` for the three rules. */
+  name: string;
+  rules: readonly ConfidenceRule[];
+  /** Quantile intervals of each rule's CDF. */
+  knots: number;
   complexity: number;
 }
 
@@ -35,24 +55,36 @@ export interface MlpCandidate {
 }
 
 /** A candidate switcher. */
-export type Candidate = RuleCandidate | MlpCandidate;
+export type Candidate = RuleCandidate | RankCandidate | MlpCandidate;
 
 /**
- * The candidates `deno task dmd` and retraining choose from, simplest first. The rules are ordered by how much of the
- * probability vector they read (the top probability; the top two; all of them), so that between rules whose fold
- * AUCs lie within one standard error the one-SE rule takes the one with the least to overfit, never the luckier one.
+ * The candidates `deno task dmd` and retraining choose from, simplest first (the one-standard-error rule's order).
+ *
+ * First the rank average of the three rules: it uses no label at all, not even to pick a rule, so a single rule is
+ * taken only when the folds show it better than the average by more than one standard error. Picking one of several
+ * near-equal rules is itself a choice fitted to the pool's labels, and which one ranks best moves with the subjects
+ * (on HAPT the pool's best rule was the worst on the evaluated subjects in one seed of three); the average does not
+ * make that choice. Then the rules, ordered by how much of the probability vector they read (the top probability;
+ * the top two; all of them), then the MLPs on growing feature sets.
  */
 export const DEFAULT_CANDIDATES: readonly Candidate[] = [
-  { kind: "rule", name: "rule:max_prob", rule: "max_prob", complexity: 0 },
-  { kind: "rule", name: "rule:margin", rule: "margin", complexity: 1 },
-  { kind: "rule", name: "rule:entropy", rule: "entropy", complexity: 2 },
-  { kind: "mlp", name: "mlp:confidence", set: "confidence", complexity: 3, hidden: [16], l2: 1e-4 },
-  { kind: "mlp", name: "mlp:confidence+quality", set: "confidence+quality", complexity: 4, hidden: [16], l2: 1e-4 },
+  {
+    kind: "rank",
+    name: "rank:confidence",
+    rules: ["max_prob", "margin", "entropy"],
+    knots: RANK_KNOTS,
+    complexity: 0,
+  },
+  { kind: "rule", name: "rule:max_prob", rule: "max_prob", complexity: 1 },
+  { kind: "rule", name: "rule:margin", rule: "margin", complexity: 2 },
+  { kind: "rule", name: "rule:entropy", rule: "entropy", complexity: 3 },
+  { kind: "mlp", name: "mlp:confidence", set: "confidence", complexity: 4, hidden: [16], l2: 1e-4 },
+  { kind: "mlp", name: "mlp:confidence+quality", set: "confidence+quality", complexity: 5, hidden: [16], l2: 1e-4 },
   {
     kind: "mlp",
     name: "mlp:confidence+quality+novelty",
     set: "confidence+quality+novelty",
-    complexity: 5,
+    complexity: 6,
     hidden: [16],
     l2: 1e-4,
     embedding: { components: 0 },
@@ -61,22 +93,22 @@ export const DEFAULT_CANDIDATES: readonly Candidate[] = [
     kind: "mlp",
     name: "mlp:confidence+quality+pca",
     set: "confidence+quality+pca",
-    complexity: 6,
+    complexity: 7,
     hidden: [16],
     l2: 1e-3,
     embedding: { components: 8 },
   },
-  { kind: "mlp", name: "mlp:all", set: "all", complexity: 7, hidden: [32], l2: 1e-3 },
+  { kind: "mlp", name: "mlp:all", set: "all", complexity: 8, hidden: [32], l2: 1e-3 },
 ];
 
 /**
- * The candidates restricted to some feature sets (the rules always stay: they are the bar).
+ * The candidates restricted to some feature sets (the rules and their rank average always stay: the rules are the bar).
  *
  * @param sets feature sets allowed for MLP candidates
  * @returns the rules and the MLPs on those sets
  */
 export function candidatesFor(sets: readonly FeatureSet[]): Candidate[] {
-  return DEFAULT_CANDIDATES.filter((c) => c.kind === "rule" || sets.includes(c.set));
+  return DEFAULT_CANDIDATES.filter((c) => c.kind !== "mlp" || sets.includes(c.set));
 }
 
 /** DMD pool rows with their labels, as selection uses them. */
@@ -138,7 +170,7 @@ export function pack(pairs: Pair[], rows: number[], columns: number[]): Float32A
  * @returns the usable ones, in order
  */
 export function usableCandidates(candidates: readonly Candidate[], featureCount: number): Candidate[] {
-  return candidates.filter((c) => c.kind === "rule" || !c.embedding || featureCount > BASE_FEATURES.length);
+  return candidates.filter((c) => c.kind !== "mlp" || !c.embedding || featureCount > BASE_FEATURES.length);
 }
 
 /**

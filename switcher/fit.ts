@@ -5,12 +5,13 @@
  * @module
  */
 import { thresholdForAgreement, thresholdForOffloadRate } from "./calibration.ts";
-import { allColumns, type Candidate, derivePairs, fitTransform, labelPool } from "./candidates.ts";
+import { allColumns, type Candidate, derivePairs, fitTransform, labelPool, RANK_COLUMNS } from "./candidates.ts";
 import { type DmdEvaluation, type Pair, trainDmdSwitcher } from "./dmd.ts";
 import { applyEmbeddingTransform, type EmbeddingTransform } from "./embedding_transform.ts";
 import { featureColumns, selectColumns } from "./features.ts";
 import { type MlpModel, predictMlp } from "./mlp.ts";
 import { exportSwitcherOnnx } from "./onnx_writer.ts";
+import { fitRankAverage } from "./rank.ts";
 import { ruleColumn, ruleScores } from "./rules.ts";
 
 /** Options of {@link fitCandidate} (and of selection). */
@@ -25,7 +26,10 @@ export interface FitOptions {
 /** A candidate fitted on the whole pool, ready to export: a network reading some columns, and its threshold. */
 export interface FittedSwitcher {
   candidate: Candidate;
-  /** The network (null for a rule: it is published as a rule release, no model file). */
+  /**
+   * The network (null for a rule: it is published as a rule release, no model file; for the rules' rank average a
+   * fixed network built from the pool's quantiles, switcher/rank.ts).
+   */
   model: MlpModel | null;
   /** Columns the network reads: of the full feature vector, or of the transform's output when there is one. */
   columns: number[];
@@ -78,7 +82,8 @@ export function exportFitted(fitted: FittedSwitcher, options: { version: string;
 
 /**
  * Fit one candidate on the whole pool and calibrate its threshold: an MLP through the DMD trainer (threshold on its
- * held-out pairs), a rule on every pool row (it learns nothing, so no pair needs holding out).
+ * held-out pairs), a rule or the rules' rank average on every pool row (they learn nothing from the labels, so no
+ * pair needs holding out).
  *
  * @param candidate the candidate
  * @param pairs the pool
@@ -114,10 +119,14 @@ export function fitCandidate(
     };
   }
   const pool = labelPool(pairs);
+  // A rule, or the rules' rank average (fitted on the pool's rule scores, no label): neither learns from the labels,
+  // so every pool row calibrates the threshold.
   const fitted: FittedSwitcher = {
     candidate,
-    model: null,
-    columns: [ruleColumn(candidate.rule)],
+    model: candidate.kind === "rank"
+      ? fitRankAverage(candidate.rules, pool.pairs.map((p) => p.features), candidate.knots).model
+      : null,
+    columns: candidate.kind === "rank" ? RANK_COLUMNS : [ruleColumn(candidate.rule)],
     transform: null,
     threshold: 0,
     calibration: {},

@@ -21,6 +21,7 @@ import {
   type LabelledPool,
   labelPool,
   pack,
+  RANK_COLUMNS,
   usableCandidates,
 } from "./candidates.ts";
 import type { Pair } from "./dmd.ts";
@@ -31,7 +32,8 @@ import { type FoldGateVerdict, gateOnFolds } from "./gate.ts";
 import { weightedAuc } from "./metrics.ts";
 import { predictMlp, trainMlp } from "./mlp.ts";
 import { createPrng } from "./prng.ts";
-import { ruleScores } from "./rules.ts";
+import { fitRankAverage } from "./rank.ts";
+import { type ConfidenceRule, ruleScores } from "./rules.ts";
 
 /** One candidate's cross-validated figures. */
 export interface CandidateCv {
@@ -97,7 +99,18 @@ export function crossValidate(pool: LabelledPool, folds: Folds, options: Selecti
   return usableCandidates(options.candidates ?? DEFAULT_CANDIDATES, featureCount).map((candidate) => {
     const oof = new Float64Array(n);
     if (candidate.kind === "rule") oof.set(ruleScores(candidate.rule, pool.pairs.map((p) => p.features)));
-    else {
+    else if (candidate.kind === "rank") {
+      // The quantiles, though label-free, come from the training folds only, as they would in deployment.
+      for (let f = 0; f < folds.k; f++) {
+        const train: number[] = [];
+        const test: number[] = [];
+        for (let i = 0; i < n; i++) (folds.fold[i] === f ? test : train).push(i);
+        if (test.length === 0) continue;
+        const { model } = fitRankAverage(candidate.rules, train.map((i) => pool.pairs[i].features), candidate.knots);
+        const scores = predictMlp(model, pack(pool.pairs, test, RANK_COLUMNS), test.length);
+        test.forEach((row, j) => (oof[row] = scores[j]));
+      }
+    } else {
       for (let f = 0; f < folds.k; f++) {
         const train: number[] = [];
         const test: number[] = [];
@@ -207,29 +220,45 @@ export function selectSwitcher(
  * The gate on held-out grouped folds for a selection: the chosen candidate's out-of-fold AUC against the active
  * release's and the best confidence rule's, fold by fold (switcher/gate.ts).
  *
+ * A label-free candidate (a rule, the rules' rank average) that the one-standard-error rule chose over a rule with a
+ * higher mean may trail that rule by that standard error: refusing it would undo the choice. The same holds when the
+ * active release is itself a confidence rule (the built-in max probability is one): its scores are that rule's, so
+ * it is held to the same bar as the rule's candidate. Against an active learned release there is no tolerance.
+ *
  * @param selection what {@link selectSwitcher} returned
- * @param active the active release's name and scores, one per input pair (null: no active release)
+ * @param active the active release's name and scores, one per input pair, and its rule when it is a confidence rule
+ *   (null: no active release)
  * @param options `tolerance` (default 0)
  * @returns the verdict
  */
 export function gateSelection(
   selection: Selection,
-  active: { name: string; scores: ArrayLike<number> } | null,
+  active: { name: string; scores: ArrayLike<number>; rule?: ConfidenceRule } | null,
   options: { tolerance?: number } = {},
 ): FoldGateVerdict {
   const rule = selection.bestRule;
-  // A rule chosen over a rule with a higher mean was chosen by the one-SE rule: it may trail that rule by that SE.
-  const ruleTolerance = selection.chosen.candidate.kind === "rule" && rule !== selection.chosen
-    ? selection.best.standardError
-    : 0;
+  const labelFree = selection.chosen.candidate.kind !== "mlp";
+  const oneSe = (other: Candidate | null) =>
+    labelFree && other !== null && other !== selection.chosen.candidate ? selection.best.standardError : 0;
+  const ruleTolerance = oneSe(rule.candidate);
   const opponents: { name: string; foldAuc: number[]; tolerance?: number }[] = [{
-    name: `best rule (${rule.candidate.name}${ruleTolerance > 0 ? "; the chosen rule reads less, within one SE" : ""})`,
+    name: `best rule (${rule.candidate.name}${ruleTolerance > 0 ? "; the chosen one is simpler, within one SE" : ""})`,
     foldAuc: rule.foldAuc,
     tolerance: ruleTolerance,
   }];
   if (active) {
     const scores = selection.pool.index.map((i) => active.scores[i]);
-    opponents.push({ name: `active (${active.name})`, foldAuc: foldAucs(scores, selection.pool, selection.folds) });
+    const asRule = active.rule
+      ? selection.trials.find((t) => t.candidate.kind === "rule" && t.candidate.rule === active.rule)?.candidate ?? null
+      : null;
+    const tolerance = oneSe(asRule);
+    opponents.push({
+      name: `active (${active.name}${
+        tolerance > 0 ? `, the ${active.rule} rule; the chosen one is simpler, within one SE` : ""
+      })`,
+      foldAuc: foldAucs(scores, selection.pool, selection.folds),
+      tolerance,
+    });
   }
   return gateOnFolds(selection.chosen.foldAuc, opponents, options);
 }

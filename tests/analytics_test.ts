@@ -122,8 +122,8 @@ const BUCKET1 = expected({
 for (const target of DB_TARGETS) {
   const test = (name: string, fn: (database: Database) => Promise<void>) =>
     Deno.test(`analytics, ${target.name}: ${name}`, async () => {
-      const { url, cleanup } = await target.open();
-      const database = await openDatabase(url);
+      const { url, options, cleanup } = await target.open();
+      const database = await openDatabase(url, options);
       try {
         await insertDecisions(database.db, handBuiltLog());
         await fn(database);

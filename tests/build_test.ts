@@ -58,6 +58,16 @@ Deno.test({
         assert.equal(res.status, 200, JSON.stringify(answer));
         assert.ok(["edge", "cloud"].includes(answer.route));
         assert.equal(typeof answer.label, "string");
+        // The decision reaches the database through the bundled writer thread and database process, and is read
+        // back through the HTTP thread's database process.
+        let logged = 0;
+        for (let i = 0; i < 100 && logged !== 200; i++) {
+          await new Promise((r) => setTimeout(r, 100));
+          const got = await fetch(`${url}/v1/decisions/${answer.decisionId}`);
+          await got.body?.cancel();
+          logged = got.status;
+        }
+        assert.equal(logged, 200, "the decision was written and read back");
         const page = await fetch(`${url}/dashboard`);
         assert.equal(page.status, 200);
         assert.match(page.headers.get("content-type") ?? "", /^text\/html/);

@@ -14,6 +14,7 @@ import {
   type TierOutcome,
 } from "../serve/cascade.ts";
 import { type CloudTier, parseTiers, type TierDefaults } from "../serve/tiers.ts";
+import { ruleScore } from "../switcher/rules.ts";
 
 const LABELS = ["a", "b", "c"];
 const DEFAULTS: TierDefaults = {
@@ -58,7 +59,11 @@ const start = (probs: number[], clip = true): ClimbStart => ({
   ms: 3,
 });
 /** max_prob rule at threshold t: escalate when 1 - pMax >= t. */
-const rule = (threshold: number): HopSwitcher => ({ version: `rule-${threshold}`, rule: "max_prob", threshold });
+const rule = (threshold: number): HopSwitcher => ({
+  version: `rule-${threshold}`,
+  score: (features) => ruleScore("max_prob", features),
+  threshold,
+});
 
 Deno.test("cascade: climbs while each hop's score reaches its threshold; the last tier answers", async () => {
   const big = fakeTier(TIERS[2], ok([0.2, 0.5, 0.3], "big-1"));

@@ -60,8 +60,8 @@ async function actualTable(database: Database, name: string) {
 
 for (const target of DB_TARGETS) {
   Deno.test(`openDatabase() on a ${target.name} applies migrations that match db/schema.ts`, async () => {
-    const { url, cleanup } = await target.open();
-    const database = await openDatabase(url);
+    const { url, options, cleanup } = await target.open();
+    const database = await openDatabase(url, options);
     try {
       for (const table of [decisions, dmdPairs, switcherVersions]) {
         const name = getTableConfig(table).name;

@@ -50,8 +50,8 @@ function isAppError(code: string, message?: string | RegExp) {
 for (const target of DB_TARGETS) {
   const test = (name: string, fn: (database: Database) => Promise<void>) =>
     Deno.test(`decision log on a ${target.name}: ${name}`, async () => {
-      const { url, cleanup } = await target.open();
-      const database = await openDatabase(url);
+      const { url, options, cleanup } = await target.open();
+      const database = await openDatabase(url, options);
       try {
         await fn(database);
       } finally {

@@ -44,8 +44,8 @@ function leBytes(values: number[]): number[] {
 for (const target of DB_TARGETS) {
   const test = (name: string, fn: (database: Database) => Promise<void>) =>
     Deno.test(`${target.name}: ${name}`, async () => {
-      const { url, cleanup } = await target.open();
-      const database = await openDatabase(url);
+      const { url, options, cleanup } = await target.open();
+      const database = await openDatabase(url, options);
       try {
         await fn(database);
       } finally {

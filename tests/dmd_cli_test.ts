@@ -50,6 +50,7 @@ Deno.test("dmd chooses by grouped cross-validation, installs what the gate passe
     assert.deepEqual(
       report.selection.candidates.map((c: { name: string }) => c.name),
       [
+        "rank:confidence",
         "rule:max_prob",
         "rule:margin",
         "rule:entropy",

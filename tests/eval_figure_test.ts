@@ -6,7 +6,7 @@
  */
 import assert from "node:assert/strict";
 import { choiceLabel, type EvalSummary, figureData, meanCurvePct, renderFigure } from "../scripts/eval_figure.ts";
-import { aggregate, markdown, type SeedRun } from "../scripts/eval_report.ts";
+import { aggregate, barsTable, markdown, type SeedRun } from "../scripts/eval_report.ts";
 import type { PolicyComparison } from "../switcher/comparison.ts";
 
 const grid = (f: (rate: number) => number) =>
@@ -94,8 +94,12 @@ Deno.test("choiceLabel() names one choice plainly and several with their seeds",
 });
 
 /** A seed's comparison of one policy with fixed figures. */
-function comparison(name: string, accuracy: number, reach: number): PolicyComparison {
-  const d = { difference: 0.01, standardError: 0.005 };
+function comparison(
+  name: string,
+  accuracy: number,
+  reach: number,
+  d = { difference: 0.01, standardError: 0.005 },
+): PolicyComparison {
   return {
     name,
     figures: {
@@ -109,13 +113,15 @@ function comparison(name: string, accuracy: number, reach: number): PolicyCompar
   };
 }
 
-Deno.test("eval Markdown: percentages with one decimal, the figure, and the compute at parity as a table", () => {
-  const runs: SeedRun[] = [1, 2].map((seed) => ({
+/** A seed's run with fixed figures, some replaced. */
+function seedRun(seed: number, over: Partial<SeedRun>): SeedRun {
+  return {
     seed,
     poolRows: 10,
     evalRows: 10,
     split: "a random half",
     installed: "mlp:all",
+    gate: "not worse on held-out folds",
     folds: "5 by random",
     bestRule: "rule:margin",
     poolRule: "rule:max_prob",
@@ -124,7 +130,12 @@ Deno.test("eval Markdown: percentages with one decimal, the figure, and the comp
     comparisons: [comparison("rule:margin", 0.7, 0.3), comparison("installed by dmd", 0.72, 0.123456789)],
     edgeAccuracy: 0.65,
     cloudAccuracy: 0.7,
-  }));
+    ...over,
+  };
+}
+
+Deno.test("eval Markdown: percentages with one decimal, the figure, and the compute at parity as a table", () => {
+  const runs: SeedRun[] = [1, 2].map((seed) => seedRun(seed, {}));
   const md = markdown(runs, aggregate(runs), {
     header: "## test",
     offloadRate: 0.2,
@@ -146,4 +157,44 @@ Deno.test("eval Markdown: percentages with one decimal, the figure, and the comp
   // 0.1235 x 40 = 8.94 MFLOPs, 77.7% less than 40.
   assert.equal(table[2], "| cloud only | 100.0% | 8.00 | – | 40.0 | – |");
   assert.equal(table[4], "| installed by dmd | 12.3% | 2.99 | +62.7% | 8.9 | +77.7% |");
+});
+
+Deno.test("eval Markdown: the installed switcher against the rule best in hindsight and the pool's best rule", () => {
+  const runs: SeedRun[] = [1, 2].map((seed) =>
+    seedRun(seed, {
+      installed: "rank:confidence",
+      folds: "4 by group (4 groups)",
+      bestRule: seed === 1 ? "rule:max_prob" : "rule:entropy",
+      poolRule: "rule:margin",
+      installedVsPoolRule: comparison("installed by dmd", 0.72, 0.1, { difference: 0.004, standardError: 0.001 })
+        .vsBaseline,
+      comparisons: [
+        comparison("rule:max_prob", 0.7, 0.3, { difference: 0, standardError: 0 }),
+        comparison("installed by dmd", 0.72, 0.2, { difference: -0.002, standardError: 0.002 }),
+      ],
+    })
+  );
+  const lines = barsTable(runs, aggregate(runs), 0.1);
+  assert.equal(lines[0], "### The installed switcher against the confidence rules");
+  assert.ok(lines[2].startsWith("Installed by dmd per seed: rank:confidence, rank:confidence."));
+  const table = lines.filter((l) => l.startsWith("|"));
+  // −0.002 with SE 0.002 is −1.0 SE: below the −0.5 SE bar; +0.004 with SE 0.001 is +4.0 SE.
+  assert.equal(
+    table[2],
+    "| the rule best on the evaluation half (in hindsight) | rule:max_prob, rule:entropy | −0.002 (SE 0.002; z −1.0) " +
+      "| −0.2 (SE 0.2; z −1.0) | −0.2 (SE 0.2; z −1.0) | no |",
+  );
+  assert.equal(
+    table[3],
+    "| the rule the pool's cross-validation ranks best | rule:margin, rule:margin | +0.004 (SE 0.001; z +4.0) " +
+      "| +0.4 (SE 0.1; z +4.0) | +0.4 (SE 0.1; z +4.0) | yes |",
+  );
+  const md = markdown(runs, aggregate(runs), {
+    header: "## test",
+    offloadRate: 0.2,
+    rates: [0.1, 0.2],
+    cost: { edgeMsPerSequence: 2, cloudMsPerSequence: 8, edgeFlops: null, cloudFlops: null },
+  });
+  assert.ok(md.indexOf("### The installed switcher against") < md.indexOf("### Accuracy against offload"));
+  assert.ok(md.includes("| 1 | 4 by group (4 groups) | rank:confidence | rule:max_prob | rule:margin |"));
 });

@@ -126,7 +126,6 @@ Deno.test({
       assert.ok(Math.abs(mpBody.edge.probability - a.edge.probability) < 1e-6);
       assert.equal(mpBody.keypoints, undefined);
 
-      await new Promise((r) => setTimeout(r, 200));
       const row = await readDecision(dbUrl, a.decisionId);
       assert.ok(row);
       assert.equal(row.inputKind, "jpeg");

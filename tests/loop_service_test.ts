@@ -95,8 +95,9 @@ Deno.test({
       });
       assert.equal(offloadsOnly.counts.shadow, 0);
       assert.equal(offloadsOnly.counts.offloaded, first.counts.offloaded);
-      // The candidate chosen by grouped cross-validation: a network (its ONNX bytes) or a rule (no model file).
-      if (offloadsOnly.candidateName?.startsWith("mlp:")) {
+      // The candidate chosen by grouped cross-validation: a network (its ONNX bytes: an MLP or the rules' rank
+      // average) or a rule (no model file).
+      if (/^(mlp|rank):/.test(offloadsOnly.candidateName ?? "")) {
         assert.ok(offloadsOnly.candidate instanceof Uint8Array && offloadsOnly.candidate.length > 0);
       } else assert.match(offloadsOnly.candidateName ?? "", /^rule:(max_prob|margin|entropy)$/);
       assert.equal((await readManifest(models)).switcher?.version, "switcher-v1");

@@ -104,3 +104,18 @@ export async function loggedIds(dbUrl: string): Promise<Set<string>> {
     database.close();
   }
 }
+
+/** GET /readyz: its status and body. */
+export async function readyz(url: string): Promise<{ status: number; json: Record<string, unknown> }> {
+  const res = await fetch(`${url}/readyz`);
+  return { status: res.status, json: await res.json() };
+}
+
+/** Poll `check` every 100 ms until it is true; throw naming `what` after `timeoutMs`. */
+export async function waitFor(what: string, check: () => Promise<boolean>, timeoutMs: number): Promise<void> {
+  const end = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}

@@ -1,9 +1,9 @@
 /**
- * The reference cloud server that the service starts on loopback never outlives it: killed with SIGKILL (as a
- * SIGBUS or any crash would end it), the service leaves no server running.
+ * The child processes the service starts (the reference cloud server on loopback, its database processes) never
+ * outlive it: killed with SIGKILL (as any crash would end it), the service leaves none running.
  */
 import assert from "node:assert/strict";
-import { spawnService } from "./reliability_helpers.ts";
+import { classify, readyz, spawnService, waitFor } from "./reliability_helpers.ts";
 
 /** Child processes of `pid` (all its threads), with their command lines. */
 function children(pid: number): { pid: number; cmdline: string }[] {
@@ -27,7 +27,7 @@ function running(pid: number): boolean {
 }
 
 Deno.test({
-  name: "kill -9 of the service: the reference cloud server it started exits too",
+  name: "kill -9 of the service: the reference cloud server and the database processes it started exit too",
   ignore: Deno.build.os !== "linux",
   sanitizeResources: false,
   sanitizeOps: false,
@@ -38,14 +38,22 @@ Deno.test({
       const svc = await spawnService({ DATABASE_URL: `file:${dir}/d.db`, CLOUD_URL: "" });
       const cloud = children(svc.child.pid).find((c) => c.cmdline.includes("reference_server"));
       assert.ok(cloud, "the service started the reference server");
+      // One for the HTTP thread's connection, one for the decision writer's thread (it connects at its first write).
+      assert.equal((await classify(svc.url))?.status, 200);
+      await waitFor("the decision to be written", async () => (await readyz(svc.url)).json.logBacklog === 0, 10_000);
+      const hosts = children(svc.child.pid).filter((c) => c.cmdline.includes("db/host"));
+      assert.equal(hosts.length, 2, JSON.stringify(children(svc.child.pid)));
       svc.child.kill("SIGKILL");
       // The process itself, not its output: an orphan holding the inherited stderr would keep that open.
       await svc.child.status;
       const deadline = performance.now() + 10_000;
-      while (running(cloud.pid) && performance.now() < deadline) await new Promise((r) => setTimeout(r, 50));
-      const alive = running(cloud.pid);
-      if (alive) Deno.kill(cloud.pid, "SIGKILL");
-      assert.ok(!alive, "the reference server outlived the service");
+      const all = [cloud, ...hosts];
+      while (all.some((c) => running(c.pid)) && performance.now() < deadline) {
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      const alive = all.filter((c) => running(c.pid));
+      for (const c of alive) Deno.kill(c.pid, "SIGKILL");
+      assert.deepEqual(alive.map((c) => c.cmdline), [], "no child process outlived the service");
     } finally {
       await Deno.remove(dir, { recursive: true });
     }

@@ -13,7 +13,7 @@ import { openDatabase, type WriteConnection } from "../db/client.ts";
 import { createDecisionWriter } from "../db/decision_writer.ts";
 import { DatabaseFileError, DB_FILE_UNWRITABLE, unwritableDatabaseFile } from "../db/preflight.ts";
 import { decision } from "./fixtures/db_records.ts";
-import { classify, loggedIds, spawnService } from "./reliability_helpers.ts";
+import { classify, loggedIds, readyz, spawnService, waitFor } from "./reliability_helpers.ts";
 
 function chattr(flag: "+i" | "-i", path: string): boolean {
   try {
@@ -55,19 +55,6 @@ async function withDir(fn: (dir: string) => Promise<void>): Promise<void> {
     chattr("-i", dir);
     for (const e of Deno.readDirSync(dir)) chattr("-i", `${dir}/${e.name}`);
     await Deno.remove(dir, { recursive: true });
-  }
-}
-
-async function readyz(url: string): Promise<{ status: number; json: Record<string, unknown> }> {
-  const res = await fetch(`${url}/readyz`);
-  return { status: res.status, json: await res.json() };
-}
-
-async function waitFor(what: string, check: () => Promise<boolean>, timeoutMs: number): Promise<void> {
-  const end = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
   }
 }
 
