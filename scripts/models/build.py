@@ -95,6 +95,18 @@ def augment_batch(x, opts, gen):
                 m[..., mi[0]:mi[0] + 1] = (2 * c0 - m[..., mi[0]:mi[0] + 1]) * mm
                 x[flip] = m
     else:
+        if "rotate-device" in aug and x.shape[3] == 3:
+            # The device worn a little differently: one random rotation per window (about a random axis, up to
+            # DEVICE_ROTATION radians) applied to every 3-axis sensor of the device alike (accelerometer, gyroscope).
+            axis = torch.randn(b, 3, generator=gen)
+            axis = axis / axis.norm(dim=1, keepdim=True).clamp(min=1e-6)
+            ang = u(-DEVICE_ROTATION, DEVICE_ROTATION, b)
+            k = torch.zeros(b, 3, 3)
+            k[:, 0, 1], k[:, 0, 2], k[:, 1, 2] = -axis[:, 2], axis[:, 1], -axis[:, 0]
+            k = k - k.transpose(1, 2)
+            rot = torch.eye(3)[None] + torch.sin(ang)[:, None, None] * k + \
+                (1 - torch.cos(ang))[:, None, None] * (k @ k)
+            x = torch.einsum("btjc,bdc->btjd", x, rot)
         if "scale" in aug:
             x = x * u(0.95, 1.05, b, 1, 1, 1)
         if "jitter" in aug:
@@ -117,6 +129,9 @@ def augment_batch(x, opts, gen):
                 miss = (g0.abs().sum(-1) == 0) | (g1.abs().sum(-1) == 0)
             x = x * (~miss).float()[..., None]
     return x
+
+
+DEVICE_ROTATION = math.radians(20.0)  # the most a device is turned by the rotate-device augmentation
 
 
 def one_cycle(lr, progress, warm=0.2):
@@ -154,6 +169,20 @@ def step_seconds(model, xtr, ytr, args, opts, steps=3):
     for _ in range(steps):
         train_step(probe, opt, loss_fn, xb, yb, opts, gen)
     return (time.time() - t0) / steps
+
+
+def make_norm(opts, xtr):
+    """The input normalisation module for the layout's options (inside the graph), from the training windows."""
+    channels = xtr.shape[3]
+    if opts.norm == "pose":
+        return PoseNorm(opts.confidence, channels, root=opts.root, bones=opts.bones, pairs=opts.pairs,
+                        centre=opts.centre, scale=opts.scale, facing=opts.facing, vertical=opts.vertical)
+    mag = None
+    if "magnitude" in opts.sensor_features:
+        m = np.sqrt((xtr.astype(np.float64) ** 2).sum(axis=-1))
+        mag = (m.mean(axis=(0, 1)), m.std(axis=(0, 1)) + 1e-6)
+    gravity = opts.accelerometers if "gravity" in opts.sensor_features else None
+    return ChannelNorm(xtr.mean(axis=(0, 1)), xtr.std(axis=(0, 1)) + 1e-6, mag, gravity)
 
 
 TCN_WIDTHS = (160, 128, 96, 64)  # 64 wide is still 1.7x (HAPT) to 3x (mocap) the edge network's FLOPs
@@ -369,6 +398,9 @@ def main():
                     help="rotate 3D sequences to a canonical facing (auto: on for 3D layouts with left/right pairs)")
     ap.add_argument("--augment", default="auto",
                     help="'auto' (by layout), 'none', or a list of rotate-vertical,rotate-plane,scale,mirror,jitter,time")
+    ap.add_argument("--sensor-features", default="auto",
+                    help="3-axis sensor layouts: extra input channels inside the graph, 'auto', 'none' or a list of "
+                         "magnitude (each sensor's length), gravity (an accelerometer's low-passed direction)")
     ap.add_argument("--val-fraction", type=float, default=0.15)
     ap.add_argument("--dmd-fraction", type=float, default=0.0)
     ap.add_argument("--epochs", type=int, default=60, help="most epochs per model (early stopping may end sooner)")
@@ -429,26 +461,25 @@ def main():
     arch = args.cloud_arch if args.cloud_arch != "auto" else "tcn"
 
     def norm():
-        if opts.norm == "pose":
-            return PoseNorm(cc, channels, root=opts.root, bones=opts.bones, pairs=opts.pairs, centre=opts.centre,
-                            scale=opts.scale, facing=opts.facing, vertical=opts.vertical)
-        return ChannelNorm(xtr.mean(axis=(0, 1)), xtr.std(axis=(0, 1)) + 1e-6)
+        return make_norm(opts, xtr)
+
+    feat = channels + (norm().extra_channels() if opts.norm == "channel" else 0)
 
     stride = max(1, window // 32)
-    edge = EdgeNet(joints, channels, len(labels), norm())
+    edge = EdgeNet(joints, feat, len(labels), norm())
     budget_s = args.time_budget * 60
 
     def make_cloud(cloud_budget_s):
         if arch == "tcn" and args.cloud_width:
-            cloud = CloudTCN(joints, channels, len(labels), norm(), width=args.cloud_width, stride=stride)
+            cloud = CloudTCN(joints, feat, len(labels), norm(), width=args.cloud_width, stride=stride)
         elif arch == "tcn":
-            cloud = sized_tcn(joints, channels, len(labels), norm, stride, xtr, ytr, args, opts, cloud_budget_s)
+            cloud = sized_tcn(joints, feat, len(labels), norm, stride, xtr, ytr, args, opts, cloud_budget_s)
         elif arch == "stgcn":
             w = args.cloud_width or 48
-            cloud = CloudSTGCN(joints, channels, len(labels), norm(), opts.bones, widths=(w, w, 2 * w, 2 * w),
+            cloud = CloudSTGCN(joints, feat, len(labels), norm(), opts.bones, widths=(w, w, 2 * w, 2 * w),
                                strides=(1, 2, 1, 1), kernel=5, window=window)
         else:
-            cloud = CloudTransformer(joints, channels, len(labels), norm(), window, width=args.cloud_width or 128)
+            cloud = CloudTransformer(joints, feat, len(labels), norm(), window, width=args.cloud_width or 128)
         log(f"edge: {sum(p.numel() for p in edge.parameters()):,} parameters; cloud ({arch}): "
             f"{sum(p.numel() for p in cloud.parameters()):,}")
         return cloud

@@ -225,6 +225,8 @@ class Options:
     pairs: list
     augment: list  # names of augmentations
     norm: str  # "pose" or "channel"
+    sensor_features: list = field(default_factory=list)  # extra channels of 3-axis sensors (nets.ChannelNorm)
+    accelerometers: list = field(default_factory=list)  # 1 per sensor that is an accelerometer, else 0
 
     def describe(self):
         return (f"layout {self.layout} ({'registered' if self.known else 'unknown: inferred from the data'}, "
@@ -232,7 +234,8 @@ class Options:
                 f"{' ' + str(self.root) if self.centre == 'root' else ''}; scale {self.scale}; "
                 f"canonical facing {'on' if self.facing else 'off'}"
                 f"{'; vertical axis ' + str(self.vertical) if self.dims == 3 and self.kind == 'points' else ''}; bones {len(self.bones)}; "
-                f"left/right pairs {len(self.pairs)}; augmentation {', '.join(self.augment) or 'none'}")
+                f"left/right pairs {len(self.pairs)}; augmentation {', '.join(self.augment) or 'none'}"
+                + (f"; sensor features {', '.join(self.sensor_features) or 'none'}" if self.kind == "sensors" else ""))
 
 
 def resolve(layout_name, x, flags):
@@ -286,5 +289,21 @@ def resolve(layout_name, x, flags):
         augment = []
     else:
         augment = [a.strip() for a in flags.augment.split(",") if a.strip()]
+    # 3-axis sensors (channels x, y, z): extra channels inside the graph (nets.ChannelNorm); the gravity direction
+    # for the sensors a registered layout names accelerometers.
+    accelerometers = [1 if "acc" in name else 0 for name in lay.joints] \
+        if known and not points and len(lay.joints) == n_joints else [0] * n_joints
+    requested = getattr(flags, "sensor_features", "none")
+    if points or channels != 3 or requested == "none":
+        features = []
+    elif requested == "auto":
+        features = list(SENSOR_FEATURES_AUTO)
+    else:
+        features = [f.strip() for f in requested.split(",") if f.strip()]
+    if not any(accelerometers):
+        features = [f for f in features if f != "gravity"]
     return Options(layout_name, known, kind, dims, cc, centre, root, scale, facing, vertical, bones, pairs, augment,
-                   "pose" if points else "channel")
+                   "pose" if points else "channel", features, accelerometers)
+
+
+SENSOR_FEATURES_AUTO = ()  # measured on HAPT (README): neither helped on subject-grouped validation

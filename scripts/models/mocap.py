@@ -6,12 +6,13 @@ then given the faults of a real pose estimator: jitter, dropped points, speed ch
 (points out of frame), confidence noise. Windows of WINDOW frames at FPS frames per second.
 
 Splits, so that held-out figures mean something with one performance per action:
-- test: cameras in a held-out azimuth sector AND windows starting in a held-out segment of each clip's timeline;
-- val: another held-out sector and segment, so that model selection measures generalisation to unseen views;
-- train / dmd: the other azimuths and the first segment; disjoint windows from the same distribution (dmd is an
+- test: cameras in a held-out azimuth sector AND windows in held-out time blocks of each clip's timeline (blocks
+  interleaved with the training ones, a window inside one block; see BLOCK_PATTERN);
+- val: another held-out sector and other blocks, so that model selection measures generalisation to unseen views;
+- train / dmd: the other azimuths and the training blocks; other draws from the same distribution (dmd is an
   unlabeled pool from the training conditions; its labels are kept but DMD never reads them);
 - deploy: unlabeled traffic from the test conditions (its own random stream, disjoint draws from the test's sector
-  and segment), as an edge site there would log it: the pool the served switcher is distilled from.
+  and blocks), as an edge site there would log it: the pool the served switcher is distilled from.
 
 Deterministic from --seed.
 
@@ -20,9 +21,9 @@ Deterministic from --seed.
 With --3d it writes the cross-view 3D benchmark instead: camera-space 3D joints in metres (Kinect v1 layout, 20
 joints, y up, no confidence channel), as a depth sensor would give them. Cameras stand in three azimuth sectors
 (views); training uses two, the third is held out:
-- train / val: the two training views, the first 60% / the next 10% of each clip's timeline;
-- test: the held-out view, the last 30% of each timeline;
-- test_seen_view: the training views, the last 30% of each timeline (held-out time, seen views).
+- train / val: the two training views, the training / val blocks of each clip's timeline;
+- test: the held-out view, the test blocks;
+- test_seen_view: the training views, the test blocks (held-out time, seen views).
 Held-out-view accuracy over held-out-time accuracy on seen views measures what a new view costs.
 
     python3 scripts/models/mocap.py --3d --out build/mocap3d --seed 7
@@ -40,13 +41,18 @@ from skeleton import ACTIONS, COCO17_FLIP, forward_kinematics, kinect20_position
 
 FPS = 30
 WINDOW = 32
-# Held-out camera sector (degrees of azimuth relative to the character's initial facing) and time segment (fraction
-# of each clip's timeline in which a test window may start).
+# Held-out camera sectors (degrees of azimuth relative to the character's initial facing).
 TEST_AZIMUTH = (200.0, 250.0)
-TEST_SEGMENT = (0.7, 1.0)
 VAL_AZIMUTH = (100.0, 140.0)
-VAL_SEGMENT = (0.6, 0.7)
-TRAIN_SEGMENT = (0.0, 0.6)
+# Held-out time: each looping clip is repeated to at least TIMELINE_S seconds and cut into blocks of BLOCK_FRAMES;
+# block i belongs to BLOCK_PATTERN[i % len(BLOCK_PATTERN)] (6 train, 1 val, 3 test in every 10, interleaved), and a
+# window lies wholly inside one block (the longest window, 32 frames replayed at 0.75x, spans 41 frames), so no
+# window straddles two splits. One-shot clips (kick, punch, the two get-ups: 1.5-4 s) are shorter than two blocks:
+# every split draws from the whole clip, so their held-out windows differ by camera, speed and faults only.
+TIMELINE_S = 40.0
+BLOCK_FRAMES = 60
+FAULTS = [2.0]  # the scale of the detection-quality faults of augment() (--faults)
+BLOCK_PATTERN = ("train", "train", "test", "train", "val", "train", "test", "train", "train", "test")
 
 
 def load_clip(action):
@@ -56,9 +62,9 @@ def load_clip(action):
     return frames, motion.get("Loop", "none") == "wrap"
 
 
-def clip_positions(action, cycles=4, kinematics=forward_kinematics):
-    """3D positions at FPS, (F, J, 3) (COCO-17 points by default); looping clips are repeated with the root's drift
-    carried on."""
+def clip_positions(action, cycles=4, kinematics=forward_kinematics, min_seconds=0.0):
+    """3D positions at FPS, (F, J, 3) (COCO-17 points by default); looping clips are repeated (at least `cycles`
+    times and `min_seconds` long) with the root's drift carried on."""
     frames, loops = load_clip(action)
     pts = kinematics(frames)
     t = np.concatenate([[0.0], np.cumsum(frames[:-1, 0])])
@@ -66,8 +72,12 @@ def clip_positions(action, cycles=4, kinematics=forward_kinematics):
         drift = pts[-1].mean(axis=0) - pts[0].mean(axis=0)
         drift[1] = 0.0  # keep the height; carry the horizontal travel
         period = t[-1]
-        pts = np.concatenate([pts[:-1] + k * drift for k in range(cycles)] + [pts[-1:] + cycles * drift])
-        t = np.concatenate([t[:-1] + k * period for k in range(cycles)] + [t[-1:] + cycles * period])
+        # The clip's last key frame closes the loop: cycle k spans key frames 0..F-2 shifted by k periods, and the
+        # timeline ends on the last key frame of the last cycle (cycles - 1 shifts, not cycles: one more would
+        # append a period-long slide between two poses that no performance contains).
+        cycles = max(cycles, math.ceil(min_seconds / period)) if period > 0 else cycles
+        pts = np.concatenate([pts[:-1] + k * drift for k in range(cycles)] + [pts[-1:] + (cycles - 1) * drift])
+        t = np.concatenate([t[:-1] + k * period for k in range(cycles)] + [t[-1:] + (cycles - 1) * period])
     n = int(math.floor(t[-1] * FPS)) + 1
     ts = np.arange(n) / FPS
     out = np.empty((n, pts.shape[1], 3))
@@ -109,15 +119,25 @@ def project(points, rng, azimuth_deg):
 
 
 def augment(seq, rng):
-    """Pose-estimator faults on a (T, 17, 3) sequence of u, v, conf."""
+    """Pose-estimator faults on a (T, 17, 3) sequence of u, v, conf. A window's detection quality q (0 clean, 1 poor;
+    uniform) scales the faults a detector makes more of on a hard clip: jitter, dropped points, lost limbs, left/right
+    swaps on some frames (the common fault of 2D pose estimators seeing a body from the side or behind) and outlier
+    points with low confidence."""
     t = seq.shape[0]
     seq = seq.copy()
-    seq[..., :2] += rng.normal(0.0, rng.uniform(0.001, 0.008), seq[..., :2].shape)  # jitter
+    q = rng.uniform(0.0, 1.0) * FAULTS[0]
+    seq[..., :2] += rng.normal(0.0, rng.uniform(0.001, 0.008) + 0.02 * q * q, seq[..., :2].shape)  # jitter
     if rng.random() < 0.5:  # mirroring: flip horizontally and swap left/right
         seq[..., 0] = 1.0 - seq[..., 0]
         seq = seq[:, COCO17_FLIP]
-    drop = rng.random((t, 17)) < rng.uniform(0.0, 0.12)  # dropped points
-    if rng.random() < 0.15:  # a limb lost for a stretch of frames
+    if q > 0:
+        swap = rng.random(t) < 0.25 * q  # left/right labels swapped on some frames
+        seq[swap] = seq[swap][:, COCO17_FLIP]
+        wild = rng.random((t, 17)) < 0.03 * q  # outliers: a point detected elsewhere, with low confidence
+        seq[wild, :2] = rng.uniform(0.0, 1.0, (int(wild.sum()), 2))
+        seq[wild, 2] = rng.uniform(0.1, 0.5, int(wild.sum()))
+    drop = rng.random((t, 17)) < rng.uniform(0.0, min(0.5, 0.12 + 0.2 * q))  # dropped points
+    if rng.random() < 0.15 + 0.35 * q:  # a limb lost for a stretch of frames
         j = rng.choice([7, 8, 9, 10, 13, 14, 15, 16])
         a = rng.integers(0, t)
         drop[a:a + rng.integers(3, t), j] = True
@@ -145,17 +165,26 @@ def camera_space(points, rng, azimuth_deg):
     return cam
 
 
-def windows_for(action, rng, count, azimuths, segment, three_d=False):
-    """`count` windows of one clip with start times in `segment` and cameras from `azimuths`."""
-    pts, _ = clip_positions(action, kinematics=kinect20_positions if three_d else forward_kinematics)
+def blocks_of(n, part):
+    """(first, end) frames of the blocks of an n-frame timeline that belong to split `part` (train, val, test)."""
+    return [(i * BLOCK_FRAMES, (i + 1) * BLOCK_FRAMES) for i in range(n // BLOCK_FRAMES)
+            if BLOCK_PATTERN[i % len(BLOCK_PATTERN)] == part]
+
+
+def windows_for(action, rng, count, azimuths, part, three_d=False):
+    """`count` windows of one clip lying in the time blocks of split `part` (train, val, test; the whole clip for a
+    one-shot clip) with cameras from `azimuths`."""
+    pts, loops = clip_positions(action, kinematics=kinect20_positions if three_d else forward_kinematics,
+                                min_seconds=TIMELINE_S)
     n = pts.shape[0]
+    blocks = blocks_of(n, part) if loops else [(0, n)]
     out = []
     for _ in range(count):
         speed = rng.uniform(0.75, 1.3)  # speed change: resample the clip's time
         span = (WINDOW - 1) * speed
-        last_start = max(0.0, n - 1 - span)
-        lo, hi = segment[0] * last_start, segment[1] * last_start
-        start = rng.uniform(lo, max(lo, hi))
+        first, end = blocks[rng.integers(0, len(blocks))]
+        last_start = max(float(first), end - 1 - span)
+        start = rng.uniform(first, last_start)
         ts = start + np.arange(WINDOW) * speed
         ts = np.minimum(ts, n - 1)
         i0 = np.floor(ts).astype(int)
@@ -228,10 +257,13 @@ def main():
     ap.add_argument("--deploy", type=int, default=200,
                     help="deploy (unlabeled traffic from the test conditions) windows per action")
     ap.add_argument("--decimals", type=int, default=3)
+    ap.add_argument("--faults", type=float, default=2.0,
+                    help="scale of the detection-quality faults (0: jitter, drops and lost limbs as before only)")
     ap.add_argument("--3d", dest="three_d", action="store_true",
                     help="write the cross-view 3D benchmark (camera-space Kinect v1 joints) instead")
     args = ap.parse_args()
     rng = np.random.default_rng(args.seed)
+    FAULTS[0] = args.faults
     out = Path(args.out)
     if args.three_d:
         write_3d(args, rng, out)
@@ -239,10 +271,10 @@ def main():
     splits = {"train": [], "val": [], "dmd": [], "test": []}
     for k, action in enumerate(ACTIONS):
         for split, count, az, seg in [
-            ("train", args.train, train_azimuth, TRAIN_SEGMENT),
-            ("val", args.val, val_azimuth, VAL_SEGMENT),
-            ("dmd", args.dmd, train_azimuth, TRAIN_SEGMENT),
-            ("test", args.test, test_azimuth, TEST_SEGMENT),
+            ("train", args.train, train_azimuth, "train"),
+            ("val", args.val, val_azimuth, "val"),
+            ("dmd", args.dmd, train_azimuth, "train"),
+            ("test", args.test, test_azimuth, "test"),
         ]:
             ws = windows_for(action, rng, count, az, seg)
             splits[split] += to_rows(ws, action, split, split, args.decimals)
@@ -252,11 +284,11 @@ def main():
         write_jsonl(out / f"{split}.jsonl.gz", [rows[i] for i in order])
         print(f"{split}: {len(rows)} windows -> {out / f'{split}.jsonl.gz'}")
     # Deployment traffic: what an edge site in the test conditions sees, with its own random stream so the other
-    # splits stay as they are. Disjoint draws from the test's camera sector and time segment; DMD reads it unlabeled.
+    # splits stay as they are. Other draws from the test's camera sector and time blocks; DMD reads it unlabeled.
     deploy_rng = np.random.default_rng([args.seed, 1])
     rows = []
     for action in ACTIONS:
-        rows += to_rows(windows_for(action, deploy_rng, args.deploy, test_azimuth, TEST_SEGMENT), action, "deploy",
+        rows += to_rows(windows_for(action, deploy_rng, args.deploy, test_azimuth, "test"), action, "deploy",
                         "deploy", args.decimals)
     order = deploy_rng.permutation(len(rows))
     write_jsonl(out / "deploy.jsonl.gz", [rows[i] for i in order])
@@ -265,8 +297,8 @@ def main():
 
 def write_3d(args, rng, out):
     train_views, test_view = view_sampler(TRAIN_VIEWS_3D), view_sampler((TEST_VIEW_3D,))
-    plan = [("train", args.train, train_views, TRAIN_SEGMENT), ("val", args.val, train_views, VAL_SEGMENT),
-            ("test", args.test, test_view, TEST_SEGMENT), ("test_seen_view", args.test, train_views, TEST_SEGMENT)]
+    plan = [("train", args.train, train_views, "train"), ("val", args.val, train_views, "val"),
+            ("test", args.test, test_view, "test"), ("test_seen_view", args.test, train_views, "test")]
     splits = {p[0]: [] for p in plan}
     for k, action in enumerate(ACTIONS):
         for split, count, az, seg in plan:

@@ -82,13 +82,39 @@ class PoseNorm(nn.Module):
 
 
 class ChannelNorm(nn.Module):
-    def __init__(self, mean, std):
+    """Sensor layouts: per-channel standardisation with the training set's mean and std (N, T, J, C). Options for
+    3-axis sensors, each appended as channels of every sensor (N, T, J, C + extra):
+    - `magnitude` (training mean and std per sensor): each sensor's length |v| per frame, standardised; it does not
+      move when the device is worn turned;
+    - `gravity` (a 0/1 flag per sensor, 1 for accelerometers): the low-passed direction of the sensor's signal, its
+      window mean over its length (for an accelerometer at rest, the direction of gravity in the device's frame, i.e.
+      the device's orientation), 0 for other sensors."""
+
+    def __init__(self, mean, std, magnitude=None, gravity=None):
         super().__init__()
         self.register_buffer("mean", torch.as_tensor(mean, dtype=torch.float32))
         self.register_buffer("std", torch.as_tensor(std, dtype=torch.float32))
+        self.magnitude = magnitude is not None
+        if self.magnitude:
+            self.register_buffer("mag_mean", torch.as_tensor(magnitude[0], dtype=torch.float32)[:, None])
+            self.register_buffer("mag_std", torch.as_tensor(magnitude[1], dtype=torch.float32)[:, None])
+        self.gravity = gravity is not None
+        if self.gravity:
+            self.register_buffer("grav_mask", torch.as_tensor(gravity, dtype=torch.float32)[:, None])
+
+    def extra_channels(self):
+        return (1 if self.magnitude else 0) + (3 if self.gravity else 0)
 
     def forward(self, x):
-        return (x - self.mean) / self.std
+        parts = [(x - self.mean) / self.std]
+        if self.magnitude:
+            mag = torch.sqrt((x * x).sum(dim=-1, keepdim=True) + 1e-12)
+            parts.append((mag - self.mag_mean) / self.mag_std)
+        if self.gravity:
+            g = x.mean(dim=1, keepdim=True)
+            g = g / torch.sqrt((g * g).sum(dim=-1, keepdim=True) + 1e-12)
+            parts.append((g * self.grav_mask).expand(-1, x.shape[1], -1, -1))
+        return torch.cat(parts, dim=-1) if len(parts) > 1 else parts[0]
 
 
 def with_velocity(x):
