@@ -147,9 +147,20 @@ def augment(seq, rng):
     return seq
 
 
+# Kinect v1 joint order (skeleton.KINECT20) with left and right swapped.
+KINECT20_FLIP = [0, 1, 2, 3, 8, 9, 10, 11, 4, 5, 6, 7, 16, 17, 18, 19, 12, 13, 14, 15]
+KINECT20_LIMB_ENDS = [6, 7, 10, 11, 14, 15, 18, 19]  # wrists, hands, ankles, feet
+
+
 def camera_space(points, rng, azimuth_deg):
     """(T, J, 3) world points seen by a depth camera at the given azimuth: camera-space metres (x right, y up,
-    z away from the camera), with sensor noise and the odd lost joint (all zeros, as depth sensors report them)."""
+    z away from the camera), with the faults of a depth sensor's skeleton tracker, scaled (like augment()'s) by a
+    window's tracking quality q (0 clean, 1 poor; uniform x --faults): jitter; joints the body hides from the sensor
+    (more than 10 cm behind the body's median depth) are inferred, noisy and pulled toward the spine; left and right
+    swapped on some frames, more often the more side-on the body is to the sensor (the tracker assumes a frontal
+    body); a limb's end lost for a stretch of frames; the odd lost joint (all zeros, as depth sensors report them).
+    Hidden joints and swaps depend on the view, so a new view brings faults of its own."""
+    t, j = points.shape[:2]
     centre = points.reshape(-1, 3).mean(axis=0)
     elev = math.radians(rng.uniform(-5.0, 20.0))
     dist = rng.uniform(2.2, 3.8)
@@ -159,8 +170,22 @@ def camera_space(points, rng, azimuth_deg):
     r = look_at(eye, centre + rng.normal(0.0, 0.1, 3))
     cam = (points - eye) @ r.T
     cam[..., 1] *= -1.0  # rows are right, down, forward: y up
-    cam += rng.normal(0.0, rng.uniform(0.005, 0.02), cam.shape)
-    lost = rng.random(cam.shape[:2]) < rng.uniform(0.0, 0.03)
+    q = rng.uniform(0.0, 1.0) * FAULTS[0]
+    if q > 0 and j == len(KINECT20_FLIP):
+        depth = cam[..., 2]
+        hidden = depth > np.median(depth, axis=1, keepdims=True) + 0.10
+        spine = cam[:, 1:2, :]
+        pull = rng.uniform(0.0, 0.3 * min(q, 1.0))
+        cam = np.where(hidden[..., None], cam + pull * (spine - cam) + rng.normal(0.0, 0.01 + 0.04 * q, cam.shape), cam)
+        shoulders = cam[:, 4, :] - cam[:, 8, :]
+        side_on = np.abs(shoulders[:, 2]) / np.maximum(np.linalg.norm(shoulders, axis=1), 1e-6)
+        swap = rng.random(t) < 0.3 * q * side_on
+        cam[swap] = cam[swap][:, KINECT20_FLIP]
+    cam += rng.normal(0.0, rng.uniform(0.005, 0.02) + 0.03 * q * q, cam.shape)
+    lost = rng.random(cam.shape[:2]) < rng.uniform(0.0, 0.03 + 0.05 * q)
+    if q > 0 and j == len(KINECT20_FLIP) and rng.random() < 0.15 + 0.35 * min(q, 1.0):
+        a = rng.integers(0, t)
+        lost[a:a + rng.integers(3, t), rng.choice(KINECT20_LIMB_ENDS)] = True
     cam[lost] = 0.0
     return cam
 
