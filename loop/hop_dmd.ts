@@ -17,9 +17,8 @@ import type { DecisionTierRecord } from "../db/schema.ts";
 import type { Pair } from "../switcher/dmd.ts";
 import { DEFAULT_CANDIDATES } from "../switcher/candidates.ts";
 import { BASE_FEATURES, probabilityStats } from "../switcher/features.ts";
-import { exportFitted } from "../switcher/fit.ts";
 import { switcherMlp } from "../workers/switcher_mlp.ts";
-import { onnxRelease } from "./registry.ts";
+import { fittedRelease } from "./registry.ts";
 import { ipwWeight } from "../switcher/propensity.ts";
 import {
   gateSelection,
@@ -28,7 +27,7 @@ import {
   selectionSummary,
   selectSwitcher,
 } from "../switcher/selection.ts";
-import { ruleRelease, ruleScore, type SwitcherRelease } from "../release/release.ts";
+import { ruleScore, type SwitcherRelease } from "../release/release.ts";
 
 /** What a switcher past hop 0 reads: the confidence features of the tier below, in this order. */
 export const HOP_FEATURES: readonly string[] = BASE_FEATURES.slice(0, 3);
@@ -145,32 +144,12 @@ export async function hopDmd(
     standardError: selection.chosen.standardError,
     gate: verdict.comparisons,
   };
-  let release: SwitcherRelease;
-  if (fitted.candidate.kind === "rule") {
-    release = ruleRelease({
-      version: options.version,
-      rule: fitted.candidate.rule,
-      threshold: fitted.threshold,
-      hop: options.hop,
-      calibration: fitted.calibration,
-      provenance,
-      metrics,
-    });
-  } else {
-    const features = [...HOP_FEATURES];
-    release = await onnxRelease(exportFitted(fitted, { version: options.version, features }), {
-      version: options.version,
-      hop: options.hop,
-      inputs: [{ name: "features", shape: [-1, features.length], dtype: "float32" }],
-      outputs: [{ name: "score", shape: [-1, 1], dtype: "float32" }],
-      features,
-      threshold: fitted.threshold,
-      calibration: fitted.calibration,
-      params: fitted.model!.layers.reduce((a, l) => a + l.weight.length + l.bias.length, 0),
-      flops: fitted.model!.layers.reduce((a, l) => a + 2 * l.weight.length, 0),
-      provenance,
-      metrics,
-    });
-  }
+  const release = await fittedRelease(fitted, {
+    version: options.version,
+    features: [...HOP_FEATURES],
+    hop: options.hop,
+    provenance,
+    metrics,
+  });
   return { selection, verdict, release: { ...release, status: verdict.promote ? "candidate" : "rejected" } };
 }

@@ -46,10 +46,12 @@ import { decodeSwitcherRow, encodeSwitcherRow } from "../release/decode.ts";
 import {
   builtinSwitcherRelease,
   manifestEntryOf,
+  ruleRelease,
   type SwitcherRelease,
   switcherReleaseFromSpec,
 } from "../release/release.ts";
 import type { SwitcherSpec } from "../wasm-models/manifest.ts";
+import { exportFitted, type FittedSwitcher } from "../switcher/fit.ts";
 import { readArtefact, readManifest, sha256Hex } from "../workers/artefacts.ts";
 import { acquireJobLock, type JobLock, jobLockPath, LockBusyError } from "./job_lock.ts";
 
@@ -183,6 +185,51 @@ export async function onnxRelease(
     bytes: bytes.length,
   };
   return switcherReleaseFromSpec(full, bytes, options);
+}
+
+/**
+ * The release of a fitted switcher: a rule release, or its network (an MLP, the rules' rank average) exported to ONNX.
+ *
+ * @param fitted what selection fitted (switcher/fit.ts)
+ * @param options the version, the feature names it reads in order, its hop (default 0), provenance and metrics
+ * @returns the release (status `candidate`)
+ */
+export async function fittedRelease(
+  fitted: FittedSwitcher,
+  options: {
+    version: string;
+    features: string[];
+    hop?: number;
+    provenance: Record<string, unknown>;
+    metrics: Record<string, unknown>;
+  },
+): Promise<SwitcherRelease> {
+  const { version, features, provenance, metrics } = options;
+  const hop = options.hop ?? 0;
+  if (fitted.candidate.kind === "rule") {
+    return ruleRelease({
+      version,
+      rule: fitted.candidate.rule,
+      threshold: fitted.threshold,
+      hop,
+      calibration: fitted.calibration,
+      provenance,
+      metrics,
+    });
+  }
+  return await onnxRelease(exportFitted(fitted, { version, features }), {
+    version,
+    ...(hop !== 0 ? { hop } : {}),
+    inputs: [{ name: "features", shape: [-1, features.length], dtype: "float32" }],
+    outputs: [{ name: "score", shape: [-1, 1], dtype: "float32" }],
+    features,
+    threshold: fitted.threshold,
+    calibration: fitted.calibration,
+    params: fitted.model!.layers.reduce((a, l) => a + l.weight.length + l.bias.length, 0),
+    flops: fitted.model!.layers.reduce((a, l) => a + 2 * l.weight.length, 0),
+    provenance,
+    metrics,
+  });
 }
 
 function checkVersionName(version: string): void {

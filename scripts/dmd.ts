@@ -43,13 +43,11 @@ import { loadConfig } from "../config.ts";
 import { openDatabase } from "../db/client.ts";
 import { listLoggedPairs, upsertPairs } from "../db/queries.ts";
 import { type CollectedPair, collectPairs } from "../loop/pairs.ts";
-import { onnxRelease, publishRelease, seedFromManifest } from "../loop/registry.ts";
+import { fittedRelease, publishRelease, seedFromManifest } from "../loop/registry.ts";
 import { scoreRelease } from "../loop/retrain.ts";
-import { ruleRelease } from "../release/release.ts";
 import { dmdLabel } from "../switcher/dmd_labels.ts";
 import { FEATURE_SETS, featureNames, type FeatureSet } from "../switcher/features.ts";
 import { candidatesFor } from "../switcher/candidates.ts";
-import { exportFitted } from "../switcher/fit.ts";
 import { gateSelection, selectionSummary, selectSwitcher } from "../switcher/selection.ts";
 import { loadModelSet } from "../workers/artefacts.ts";
 import { createWorkerPool } from "../workers/pool.ts";
@@ -299,27 +297,7 @@ try {
     ...(fitted.heldOut ? { heldOut: fitted.heldOut } : {}),
   };
   if (!args["dry-run"]) {
-    const release = fitted.candidate.kind === "rule"
-      ? ruleRelease({
-        version,
-        rule: fitted.candidate.rule,
-        threshold: fitted.threshold,
-        calibration: fitted.calibration,
-        provenance,
-        metrics,
-      })
-      : await onnxRelease(exportFitted(fitted, { version, features }), {
-        version,
-        inputs: [{ name: "features", shape: [-1, features.length], dtype: "float32" }],
-        outputs: [{ name: "score", shape: [-1, 1], dtype: "float32" }],
-        features,
-        threshold: fitted.threshold,
-        calibration: fitted.calibration,
-        params: fitted.model!.layers.reduce((a, l) => a + l.weight.length + l.bias.length, 0),
-        flops: fitted.model!.layers.reduce((a, l) => a + 2 * l.weight.length, 0),
-        provenance,
-        metrics,
-      });
+    const release = await fittedRelease(fitted, { version, features, provenance, metrics });
     // Recorded either way; made active (the previous one retired, a rollback target), in the manifest too, only
     // when the gate passed or --force.
     await publishRelease(database.db, { ...release, status: install ? "candidate" : "rejected" }, {
