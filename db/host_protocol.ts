@@ -11,6 +11,7 @@
  *
  * @module
  */
+import { Buffer } from "node:buffer";
 import { deserialize, serialize } from "node:v8";
 import type { InStatement, ResultSet, Row, TransactionMode, Value } from "@libsql/client";
 import { AppError, type ErrorCode } from "../errors.ts";
@@ -149,7 +150,7 @@ class HostedResultSet implements ResultSet {
 
   toJSON() {
     const json = (v: Value) =>
-      typeof v === "bigint" ? `${v}` : v instanceof ArrayBuffer ? btoa(String.fromCharCode(...new Uint8Array(v))) : v;
+      typeof v === "bigint" ? `${v}` : v instanceof ArrayBuffer ? Buffer.from(v).toString("base64") : v;
     return {
       columns: this.columns,
       columnTypes: this.columnTypes,

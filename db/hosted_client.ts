@@ -142,7 +142,7 @@ type DistributiveOmit<T, K extends PropertyKey> = T extends unknown ? Omit<T, K>
 
 /** The realm's database process, started on demand and replaced after it ends. */
 let shared: DatabaseHost | null = null;
-/** Hosted clients still open in this realm; the process stops when the last one closes. */
+/** Hosted clients still open in this realm; the process stops {@link IDLE_STOP_MS} after the last one closes. */
 let openClients = 0;
 
 function realmHost(entry: string): DatabaseHost {

@@ -14,9 +14,9 @@
 import { type Database, openDatabase } from "../db/client.ts";
 import { stopDatabaseProcess } from "../db/hosted_client.ts";
 import { getDecision, insertDecisions } from "../db/queries.ts";
-import { decision } from "../tests/fixtures/db_records.ts";
 import { parseFlags } from "./cli.ts";
 import { childPids, rssKiB } from "./procs.ts";
+import { syntheticDecisions } from "./seed_decisions.ts";
 import { median } from "./timing.ts";
 
 const args = parseFlags(
@@ -28,6 +28,10 @@ const READS = Number(args.reads);
 const WRITES = Number(args.writes);
 const BATCH = 200;
 
+// Realistic rows (vectors, probabilities, timings), as `deno task seed:decisions` writes them; every batch new ids.
+const rows = syntheticDecisions({ rows: (10 + WRITES) * BATCH, endMs: Date.now(), spanMs: 3_600_000, seed: 1 });
+const nextBatch = () => Array.from({ length: BATCH }, () => rows.next().value!);
+
 const dir = await Deno.makeTempDir({ prefix: "bench_db_process_" });
 try {
   const direct = await openDatabase(`file:${dir}/direct.db`);
@@ -37,9 +41,9 @@ try {
   // The same rows in both; ids to read back.
   const ids: string[] = [];
   for (let i = 0; i < 10; i++) {
-    const rows = Array.from({ length: BATCH }, () => decision());
-    ids.push(...rows.map((r) => r.id));
-    for (const [, d] of pair) await insertDecisions(d.db, rows);
+    const batch = nextBatch();
+    ids.push(...batch.map((r) => r.id));
+    for (const [, d] of pair) await insertDecisions(d.db, batch);
   }
 
   const reads = new Map<string, number[]>(pair.map(([name]) => [name, []]));
@@ -54,10 +58,10 @@ try {
 
   const writes = new Map<string, number[]>(pair.map(([name]) => [name, []]));
   for (let i = 0; i < WRITES; i++) {
-    const rows = Array.from({ length: BATCH }, () => decision());
+    const batch = nextBatch();
     for (const [name, d] of i % 2 ? [...pair].reverse() : pair) {
       const t = performance.now();
-      await insertDecisions(d.db, rows);
+      await insertDecisions(d.db, batch);
       writes.get(name)!.push(performance.now() - t);
     }
   }

@@ -3,19 +3,8 @@
  * outlive it: killed with SIGKILL (as any crash would end it), the service leaves none running.
  */
 import assert from "node:assert/strict";
+import { childPids } from "../scripts/procs.ts";
 import { classify, readyz, spawnService, waitFor } from "./reliability_helpers.ts";
-
-/** Child processes of `pid` (all its threads), with their command lines. */
-function children(pid: number): { pid: number; cmdline: string }[] {
-  const out: { pid: number; cmdline: string }[] = [];
-  for (const task of Deno.readDirSync(`/proc/${pid}/task`)) {
-    const list = Deno.readTextFileSync(`/proc/${pid}/task/${task.name}/children`).trim();
-    for (const c of list ? list.split(/\s+/).map(Number) : []) {
-      out.push({ pid: c, cmdline: Deno.readTextFileSync(`/proc/${c}/cmdline`).replaceAll("\0", " ") });
-    }
-  }
-  return out;
-}
 
 /** Running: the process exists and is not a zombie. */
 function running(pid: number): boolean {
@@ -36,24 +25,24 @@ Deno.test({
     try {
       // No CLOUD_URL: the service starts the reference server itself.
       const svc = await spawnService({ DATABASE_URL: `file:${dir}/d.db`, CLOUD_URL: "" });
-      const cloud = children(svc.child.pid).find((c) => c.cmdline.includes("reference_server"));
+      const [cloud] = childPids(svc.child.pid, "reference_server");
       assert.ok(cloud, "the service started the reference server");
       // One for the HTTP thread's connection, one for the decision writer's thread (it connects at its first write).
       assert.equal((await classify(svc.url))?.status, 200);
       await waitFor("the decision to be written", async () => (await readyz(svc.url)).json.logBacklog === 0, 10_000);
-      const hosts = children(svc.child.pid).filter((c) => c.cmdline.includes("db/host"));
-      assert.equal(hosts.length, 2, JSON.stringify(children(svc.child.pid)));
+      const hosts = childPids(svc.child.pid, "db/host");
+      assert.equal(hosts.length, 2, `database processes among the children ${childPids(svc.child.pid, "")}`);
       svc.child.kill("SIGKILL");
       // The process itself, not its output: an orphan holding the inherited stderr would keep that open.
       await svc.child.status;
       const deadline = performance.now() + 10_000;
       const all = [cloud, ...hosts];
-      while (all.some((c) => running(c.pid)) && performance.now() < deadline) {
+      while (all.some(running) && performance.now() < deadline) {
         await new Promise((r) => setTimeout(r, 50));
       }
-      const alive = all.filter((c) => running(c.pid));
-      for (const c of alive) Deno.kill(c.pid, "SIGKILL");
-      assert.deepEqual(alive.map((c) => c.cmdline), [], "no child process outlived the service");
+      const alive = all.filter(running);
+      for (const pid of alive) Deno.kill(pid, "SIGKILL");
+      assert.deepEqual(alive, [], "no child process outlived the service");
     } finally {
       await Deno.remove(dir, { recursive: true });
     }
