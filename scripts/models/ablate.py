@@ -29,12 +29,17 @@ def main():
     ap.add_argument("--minutes", type=float, default=7.0)
     ap.add_argument("--val-fraction", type=float, default=0.15)
     ap.add_argument("--pair", default="sitting,standing")
+    ap.add_argument("--patience", type=int, default=8)
+    ap.add_argument("--keep", choices=["final", "best-val"], default="final")
+    ap.add_argument("--seed", type=int, default=7, help="the model's seed (the validation subjects stay those of 7)")
+    ap.add_argument("--save-logits", default=None, help="an .npy file for the test split's logits")
     ap.add_argument("--log", default=None, help="a JSONL file to append the result to")
     a = ap.parse_args()
     torch.set_num_threads(1)
-    args = argparse.Namespace(val_fraction=a.val_fraction, dmd_fraction=0.0, seed=7, batch=64, epochs=60, patience=8,
+    args = argparse.Namespace(val_fraction=a.val_fraction, dmd_fraction=0.0, seed=7, batch=64, epochs=60, patience=a.patience,
                               confidence_channel="auto", centre="auto", scale="auto", facing="auto",
-                              augment=a.augment, sensor_features=a.sensor_features)
+                              augment=a.augment, sensor_features=a.sensor_features,
+                              keep=a.keep)
     rows = [r for p in a.dataset for r in read_jsonl(p)]
     splits = split_rows(rows, args, np.random.default_rng(args.seed))
     labels = sorted({r["label"] for r in splits["train"]})
@@ -47,9 +52,14 @@ def main():
     joints, channels = xtr.shape[2], xtr.shape[3]
     norm = make_norm(opts, xtr)
     feat = channels + (norm.extra_channels() if opts.norm == "channel" else 0)
+    torch.manual_seed(a.seed)
     model = CloudTCN(joints, feat, len(labels), norm, width=a.width, stride=max(1, window // 32))
+    args.seed = a.seed
     info = train(model, ((xtr, ytr), (xva, yva)), args, a.name, a.minutes * 60, 2e-3, opts)
-    pred = predict_torch(model, xte).argmax(1)
+    logits = predict_torch(model, xte)
+    if a.save_logits:
+        np.save(a.save_logits, logits)
+    pred = logits.argmax(1)
     pair = [labels.index(p) for p in a.pair.split(",") if p in labels]
     inside = np.isin(yte, pair) & np.isin(pred, pair) & (pred != yte)
     result = {"name": a.name, "options": opts.describe(), "valAccuracy": info["valAccuracy"],

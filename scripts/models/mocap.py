@@ -37,7 +37,7 @@ from pathlib import Path
 import numpy as np
 import pybullet_data
 
-from skeleton import ACTIONS, COCO17_FLIP, forward_kinematics, kinect20_positions
+from skeleton import ACTIONS, COCO17_FLIP, Performer, forward_kinematics, kinect20_positions
 
 FPS = 30
 WINDOW = 32
@@ -196,16 +196,23 @@ def blocks_of(n, part):
             if BLOCK_PATTERN[i % len(BLOCK_PATTERN)] == part]
 
 
-def windows_for(action, rng, count, azimuths, part, three_d=False):
+def windows_for(action, rng, count, azimuths, part, three_d=False, performers=None):
     """`count` windows of one clip lying in the time blocks of split `part` (train, val, test; the whole clip for a
-    one-shot clip) with cameras from `azimuths`."""
-    pts, loops = clip_positions(action, kinematics=kinect20_positions if three_d else forward_kinematics,
-                                min_seconds=TIMELINE_S)
-    n = pts.shape[0]
-    blocks = blocks_of(n, part) if loops else [(0, n)]
-    out = []
+    one-shot clip) with cameras from `azimuths`, each by one of `performers` ([(id, Performer)]; default: the
+    captured performance). Returns the windows and their performers' ids."""
+    performers = performers or [("deepmimic", None)]
+    kinematics = kinect20_positions if three_d else forward_kinematics
+    clips = [clip_positions(action, kinematics=lambda f, p=p: kinematics(f, p), min_seconds=TIMELINE_S)
+             for _, p in performers]
+    out, who = [], []
     for _ in range(count):
+        k = rng.integers(0, len(performers)) if len(performers) > 1 else 0
+        (pts, loops), performer = clips[k], performers[k][1]
+        n = pts.shape[0]
+        blocks = blocks_of(n, part) if loops else [(0, n)]
         speed = rng.uniform(0.75, 1.3)  # speed change: resample the clip's time
+        if performer is not None:
+            speed *= performer.tempo
         span = (WINDOW - 1) * speed
         first, end = blocks[rng.integers(0, len(blocks))]
         last_start = max(float(first), end - 1 - span)
@@ -218,7 +225,8 @@ def windows_for(action, rng, count, azimuths, part, three_d=False):
         window = (1 - w) * pts[i0] + w * pts[i1]
         az = azimuths(rng)
         out.append(camera_space(window, rng, az) if three_d else augment(project(window, rng, az), rng))
-    return out
+        who.append(performers[k][0])
+    return out, who
 
 
 def train_azimuth(rng):
@@ -256,13 +264,14 @@ def view_sampler(names):
     return pick
 
 
-def to_rows(windows, action, split, prefix, decimals, layout="coco17"):
+def to_rows(made, action, split, prefix, decimals, layout="coco17"):
+    windows, who = made
     return [
         {
             "id": f"{prefix}-{action}-{i:05d}",
             "label": action,
             "split": split,
-            "subject": "deepmimic",
+            "subject": who[i],
             "fps": FPS,
             "layout": layout,
             "frames": np.round(w, decimals).tolist(),
@@ -286,6 +295,15 @@ def main():
                     help="scale of the detection-quality faults (0: jitter, drops and lost limbs as before only)")
     ap.add_argument("--3d", dest="three_d", action="store_true",
                     help="write the cross-view 3D benchmark (camera-space Kinect v1 joints) instead")
+    ap.add_argument("--performers", type=int, default=None,
+                    help="performers made from each capture (build, limb lengths, movement amplitude, lean, tempo); "
+                         "1: the capture as it is (default for 2D); 3D default 16")
+    ap.add_argument("--performer-spread", type=float, default=1.0,
+                    help="how far performers differ: 1 (heights 0.85-1.15, movement amplitude 0.7-1.3, lean and "
+                         "shoulder carriage +-8-10 degrees, tempo 0.85-1.18), 2 doubles each on a log scale")
+    ap.add_argument("--test-performers", type=int, default=None,
+                    help="performers held out for the test splits (default: 3/8 of --performers, 6 of 16: the "
+                         "evaluation's deploy protocol halves them, and grouped folds need 3 in a half)")
     args = ap.parse_args()
     rng = np.random.default_rng(args.seed)
     FAULTS[0] = args.faults
@@ -294,14 +312,15 @@ def main():
         write_3d(args, rng, out)
         return
     splits = {"train": [], "val": [], "dmd": [], "test": []}
+    seen, held = make_performers(args, 1)
     for k, action in enumerate(ACTIONS):
-        for split, count, az, seg in [
-            ("train", args.train, train_azimuth, "train"),
-            ("val", args.val, val_azimuth, "val"),
-            ("dmd", args.dmd, train_azimuth, "train"),
-            ("test", args.test, test_azimuth, "test"),
+        for split, count, az, seg, who in [
+            ("train", args.train, train_azimuth, "train", seen),
+            ("val", args.val, val_azimuth, "val", seen),
+            ("dmd", args.dmd, train_azimuth, "train", seen),
+            ("test", args.test, test_azimuth, "test", held),
         ]:
-            ws = windows_for(action, rng, count, az, seg)
+            ws = windows_for(action, rng, count, az, seg, performers=who)
             splits[split] += to_rows(ws, action, split, split, args.decimals)
         print(f"[{k + 1}/{len(ACTIONS)}] {action}", flush=True)
     for split, rows in splits.items():
@@ -313,21 +332,35 @@ def main():
     deploy_rng = np.random.default_rng([args.seed, 1])
     rows = []
     for action in ACTIONS:
-        rows += to_rows(windows_for(action, deploy_rng, args.deploy, test_azimuth, "test"), action, "deploy",
-                        "deploy", args.decimals)
+        made = windows_for(action, deploy_rng, args.deploy, test_azimuth, "test", performers=held)
+        rows += to_rows(made, action, "deploy", "deploy", args.decimals)
     order = deploy_rng.permutation(len(rows))
     write_jsonl(out / "deploy.jsonl.gz", [rows[i] for i in order])
     print(f"deploy: {len(rows)} windows -> {out / 'deploy.jsonl.gz'}")
 
 
+def make_performers(args, default):
+    """(training performers, held-out performers) as [(id, Performer)]; one performer: the capture, in both."""
+    n = args.performers or default
+    if n <= 1:
+        return None, None
+    held = args.test_performers or max(1, round(3 * n / 8))
+    if not 1 <= held < n:
+        raise SystemExit("Cannot write: --test-performers must leave at least one training performer")
+    prng = np.random.default_rng([args.seed, 2])  # its own stream: the cameras' and faults' draws stay as they were
+    made = [(f"performer{i + 1:02d}", Performer(prng, args.performer_spread)) for i in range(n)]
+    return made[:n - held], made[n - held:]
+
+
 def write_3d(args, rng, out):
     train_views, test_view = view_sampler(TRAIN_VIEWS_3D), view_sampler((TEST_VIEW_3D,))
-    plan = [("train", args.train, train_views, "train"), ("val", args.val, train_views, "val"),
-            ("test", args.test, test_view, "test"), ("test_seen_view", args.test, train_views, "test")]
+    seen, held = make_performers(args, 16)
+    plan = [("train", args.train, train_views, "train", seen), ("val", args.val, train_views, "val", seen),
+            ("test", args.test, test_view, "test", held), ("test_seen_view", args.test, train_views, "test", held)]
     splits = {p[0]: [] for p in plan}
     for k, action in enumerate(ACTIONS):
-        for split, count, az, seg in plan:
-            ws = windows_for(action, rng, count, az, seg, three_d=True)
+        for split, count, az, seg, who in plan:
+            ws = windows_for(action, rng, count, az, seg, three_d=True, performers=who)
             splits[split] += to_rows(ws, action, split, f"{split}3d", args.decimals, layout="kinect-v1-20")
         print(f"[{k + 1}/{len(ACTIONS)}] {action}", flush=True)
     for split, rows in splits.items():

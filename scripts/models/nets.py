@@ -178,6 +178,18 @@ class CloudTCN(nn.Module):
         return self.head(torch.cat([h.mean(dim=2), h.amax(dim=2)], dim=1))
 
 
+class CloudEnsemble(nn.Module):
+    """Members trained apart (other seeds, other budgets), answering together: the mean of their log-probabilities,
+    a logits vector (its softmax is the members' normalised geometric mean)."""
+
+    def __init__(self, members):
+        super().__init__()
+        self.members = nn.ModuleList(members)
+
+    def forward(self, x):
+        return torch.stack([torch.log_softmax(m(x), dim=1) for m in self.members]).mean(dim=0)
+
+
 class CloudTransformer(nn.Module):
     """Small transformer encoder over frames, with learned positions, mean pooled."""
 

@@ -76,24 +76,71 @@ def rot_z(angle):
     return m
 
 
-def _kinematics(frames):
+LIMB_GROUP = {
+    "chest": "spine", "neck": "spine", "right_hip": "legs", "right_knee": "legs", "right_ankle": "legs",
+    "left_hip": "legs", "left_knee": "legs", "left_ankle": "legs", "right_shoulder": "arms", "right_elbow": "arms",
+    "left_shoulder": "arms", "left_elbow": "arms", "right_wrist": "arms", "left_wrist": "arms",
+}
+
+
+class Performer:
+    """One performer's build and style, applied to the captured motion: body size and the lengths of legs and arms
+    (bone offsets scaled, the root's path with the height), how far each limb group moves (each joint's rotation away
+    from its rest pose scaled: a stiffer or a more expansive mover), a forward lean of the chest, arms held wider or
+    closer, and a tempo. The captured performance itself is Performer() (no change)."""
+
+    def __init__(self, rng=None, spread=1.0):
+        def u(lo, hi):
+            return 1.0 if rng is None else float(np.exp(rng.uniform(np.log(lo), np.log(hi)) * spread))
+
+        self.height = u(0.85, 1.15)
+        self.length = {"legs": u(0.92, 1.08), "arms": u(0.92, 1.08), "spine": u(0.94, 1.06)}
+        self.amplitude = {"legs": u(0.75, 1.2), "arms": u(0.7, 1.3), "spine": u(0.7, 1.3)}
+        self.lean = 0.0 if rng is None else float(rng.uniform(-0.14, 0.14) * spread)  # radians, about +-8 degrees
+        self.carriage = 0.0 if rng is None else float(rng.uniform(-0.17, 0.17) * spread)  # shoulder abduction
+        self.tempo = u(0.85, 1.18)
+
+
+def _scale_rotation(q, amount):
+    """Quaternions (F, 4) (w, x, y, z) with their rotation angle scaled by `amount` about the same axis."""
+    if amount == 1.0:
+        return q
+    q = q / np.linalg.norm(q, axis=-1, keepdims=True)
+    q = np.where(q[:, :1] < 0, -q, q)  # the shorter way round
+    v = q[:, 1:]
+    n = np.linalg.norm(v, axis=-1, keepdims=True)
+    half = np.arctan2(n, q[:, :1]) * amount
+    axis = v / np.maximum(n, 1e-12)
+    return np.concatenate([np.cos(half), axis * np.sin(half)], axis=-1)
+
+
+def _kinematics(frames, performer=None):
     """World positions and rotations of every humanoid joint, and a function placing points on the head sphere."""
     offsets, head_centre, head_r = urdf_offsets()
+    p = performer or Performer()
     frames = np.asarray(frames, dtype=np.float64)
-    pos = {"root": frames[:, 1:4]}
+    pos = {"root": frames[:, 1:4] * p.height}
     rot = {"root": quat_to_mat(frames[:, 4:8])}
+    head_centre, head_r = head_centre * p.height, head_r * p.height
     i = 8
     for name, parent, kind in MOTION_JOINTS:
+        group = LIMB_GROUP[name]
         if kind == "sph":
-            local = quat_to_mat(frames[:, i:i + 4])
+            local = quat_to_mat(_scale_rotation(frames[:, i:i + 4], p.amplitude[group]))
             i += 4
         else:
-            local = rot_z(frames[:, i])
+            local = rot_z(frames[:, i] * p.amplitude[group])
             i += 1
-        pos[name] = pos[parent] + np.einsum("fij,j->fi", rot[parent], offsets[name])
+        if name == "chest" and p.lean:
+            local = rot_z(np.full(len(frames), -p.lean)) @ local
+        if name.endswith("shoulder") and p.carriage:
+            side = 1.0 if name.startswith("right") else -1.0  # the right side is towards +z
+            local = np.array([[1.0, 0, 0], [0, np.cos(p.carriage), -side * np.sin(p.carriage)],
+                              [0, side * np.sin(p.carriage), np.cos(p.carriage)]]) @ local
+        pos[name] = pos[parent] + np.einsum("fij,j->fi", rot[parent], offsets[name] * p.height * p.length[group])
         rot[name] = rot[parent] @ local
     for name, parent in FIXED_JOINTS:
-        pos[name] = pos[parent] + np.einsum("fij,j->fi", rot[parent], offsets[name])
+        pos[name] = pos[parent] + np.einsum("fij,j->fi", rot[parent], offsets[name] * p.height * p.length["arms"])
         rot[name] = rot[parent]
     # Face points from the head sphere: the humanoid has a ball for a head, so nose, eyes and ears are placed on it
     # in the neck link's frame (x forward, y up, z towards the character's right).
@@ -102,9 +149,9 @@ def _kinematics(frames):
     return pos, rot, on_head
 
 
-def forward_kinematics(frames):
+def forward_kinematics(frames, performer=None):
     """World positions (F, 17, 3) of the COCO-17 points for motion frames (F, 44)."""
-    pos, rot, on_head = _kinematics(frames)
+    pos, rot, on_head = _kinematics(frames, performer)
     face = {
         "nose": on_head([0.95, -0.05, 0.0]),
         "left_eye": on_head([0.8, 0.3, -0.35]),
@@ -128,23 +175,24 @@ KINECT20 = [
 ]
 
 
-def kinect20_positions(frames):
+def kinect20_positions(frames, performer=None):
     """World positions (F, 20, 3) of the Kinect v1 joints for motion frames (F, 44): the humanoid's joints where
     they exist; the spine halfway up the chest link; the head at the head sphere's centre; hands and feet a hand's
     and a foot's length beyond the wrist and ankle, along the forearm and the foot's forward axis."""
-    pos, rot, on_head = _kinematics(frames)
+    pos, rot, on_head = _kinematics(frames, performer)
+    scale = (performer or Performer()).height
     forearm = pos["right_wrist"] - pos["right_elbow"], pos["left_wrist"] - pos["left_elbow"]
 
     def unit(v):
         return v / np.maximum(np.linalg.norm(v, axis=-1, keepdims=True), 1e-9)
 
     def foot(ankle):
-        return pos[ankle] + np.einsum("fij,j->fi", rot[ankle], np.array([0.12, -0.04, 0.0]))
+        return pos[ankle] + np.einsum("fij,j->fi", rot[ankle], np.array([0.12, -0.04, 0.0]) * scale)
 
     p = {
         "hip_center": pos["root"], "spine": (pos["root"] + pos["neck"]) / 2, "shoulder_center": pos["neck"],
-        "head": on_head([0.0, 0.0, 0.0]), "left_hand": pos["left_wrist"] + 0.08 * unit(forearm[1]),
-        "right_hand": pos["right_wrist"] + 0.08 * unit(forearm[0]), "left_foot": foot("left_ankle"),
+        "head": on_head([0.0, 0.0, 0.0]), "left_hand": pos["left_wrist"] + 0.08 * scale * unit(forearm[1]),
+        "right_hand": pos["right_wrist"] + 0.08 * scale * unit(forearm[0]), "left_foot": foot("left_ankle"),
         "right_foot": foot("right_ankle"),
     }
     for k in KINECT20:
