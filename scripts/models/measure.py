@@ -8,7 +8,7 @@
 - --default DIR: a models folder (manifest.json, samples/, golden.json): cloud - edge >= 3 points on its test data,
   both with standard errors, and every shipped sample answered with its true label by both models (native
   onnxruntime, after the service's resampling).
-Mocap figures come from one performance per action. Exit 1 when a target is missed.
+Mocap figures come from one capture per action. Exit 1 when a target is missed.
 """
 import argparse
 import json
@@ -45,7 +45,7 @@ def cross_view(d):
         ratio = new[key] / max(seen[key], 1e-9)
         check(f"mocap 3D cross-view {model}: new view >= 0.9 x seen views", ratio >= 0.9,
               f"{new[key]:.4f} ± {new[key + 'SE']:.4f} / {seen[key]:.4f} ± {seen[key + 'SE']:.4f} = {ratio:.3f} "
-              "(one performance per action)")
+              "(one capture per action; the test splits' performers made from it and held out)")
 
 
 def measured_pair(d, m, test_file):
