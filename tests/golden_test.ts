@@ -29,17 +29,21 @@ function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
 /** The index of the highest value. */
 const top = (p: ArrayLike<number>) => Array.from(p).indexOf(Math.max(...Array.from(p)));
 
-Deno.test("golden: the worker pool reproduces native onnxruntime's edge outputs on the committed samples", async () => {
-  const golden: Golden = JSON.parse(await Deno.readTextFile(`${DIR}/golden.json`));
+/**
+ * The worker pool against a model set's golden outputs: centred logits and embedding within the build's tolerance,
+ * the same top-1 label, each sample answered with its true label; returns how many samples were resampled.
+ */
+async function checkGolden(dir: string): Promise<number> {
+  const golden: Golden = JSON.parse(await Deno.readTextFile(`${dir}/golden.json`));
   assert.ok(golden.samples.length >= 3, "expected at least 3 golden samples");
-  const { manifest, init } = await loadModelSet(DIR, { warmupRuns: 0, switcher: null });
+  const { manifest, init } = await loadModelSet(dir, { warmupRuns: 0, switcher: null });
   const pool = await createWorkerPool(init, { size: 1, queueMax: 64 });
   const e = manifest.edge;
   const { centredLogit, embeddingRelative } = golden.tolerance;
   let resampled = 0;
   try {
     for (const s of golden.samples) {
-      const body = JSON.parse(await Deno.readTextFile(`${DIR}/${s.file}`));
+      const body = JSON.parse(await Deno.readTextFile(`${dir}/${s.file}`));
       // As the service takes a request: at the model's rate, its most recent window.
       const flat = flattenFrames(body.frames, { joints: e.joints, channels: e.channels, maxFrames: 100_000 });
       if (flat.length !== e.windowFrames) resampled++;
@@ -77,7 +81,21 @@ Deno.test("golden: the worker pool reproduces native onnxruntime's edge outputs 
   } finally {
     await pool.close();
   }
+  return resampled;
+}
+
+Deno.test("golden: the worker pool reproduces native onnxruntime's edge outputs on the committed samples", async () => {
+  const resampled = await checkGolden(DIR);
   assert.ok(resampled >= 1, "expected a golden sample whose length differs from the model window");
+});
+
+Deno.test("golden, 3D: a Kinect v1 pair (centred, scaled, turned to a canonical facing inside the graph) answers held-out view windows as native onnxruntime does", async () => {
+  // tests/fixtures/kinect3d: a small pair built from the 3D cross-view benchmark (its manifest names the command);
+  // the samples come from the held-out camera view and held-out performers, answered with their true labels.
+  const dir = new URL("./fixtures/kinect3d", import.meta.url).pathname;
+  const { manifest } = await loadModelSet(dir, { warmupRuns: 0, switcher: null });
+  assert.deepEqual([manifest.edge.layout, manifest.edge.joints, manifest.edge.channels], ["kinect-v1-20", 20, 3]);
+  await checkGolden(dir);
 });
 
 Deno.test("fps: the same motion at 60 fps gets the 30 fps answer; the 30 fps frames played at 60 fps are too short", async () => {
