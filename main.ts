@@ -270,14 +270,14 @@ async function openDecisionStore(
   config: Readonly<Config>,
   life: Lifecycle,
 ): Promise<{ database: Database; log: DecisionLog }> {
-  const databaseLogger = createLogger({ level: config.logLevel });
+  const logger = createLogger({ level: config.logLevel });
   const database = await openDatabase(config.databaseUrl, {
     authToken: config.databaseAuthToken,
     busyTimeoutMs: config.databaseBusyTimeoutMs,
     // A SIGBUS inside SQLite ends the database process, never this one (db/hosted_client.ts); the next call starts
     // a new one.
     process: config.databaseProcess
-      ? { onExit: (reason) => databaseLogger.error("database process ended", { reason }) }
+      ? { onExit: (reason) => logger.error("database process ended", { reason }) }
       : undefined,
   });
   life.defer("the database", () => database.close());
@@ -285,7 +285,6 @@ async function openDecisionStore(
   if (outbox) life.defer("the outbox", () => outbox.close());
   // Decisions are written on a connection of their own, replaced after any failure (db/decision_writer.ts), on a
   // thread of their own (db/decision_writer_thread.ts): the driver's synchronous calls never stall requests.
-  const writerLogger = createLogger({ level: config.logLevel });
   const writer = /^(:memory:|file::memory:)/.test(config.databaseUrl) ? undefined : createThreadedDecisionWriter({
     url: config.databaseUrl,
     authToken: config.databaseAuthToken,
@@ -293,7 +292,7 @@ async function openDecisionStore(
     process: config.databaseProcess,
     // Through the leveled logger, so that LOG_LEVEL applies (ready and closed are info; gone is an error).
     onStateChange: (from, to, reason) =>
-      writerLogger[to === "ready" || to === "closed" ? "info" : to === "gone" ? "error" : "warn"]("decision writer", {
+      logger[to === "ready" || to === "closed" ? "info" : to === "gone" ? "error" : "warn"]("decision writer", {
         from,
         to,
         reason,

@@ -1,6 +1,6 @@
 /**
  * The service's database process: every libSQL call the service makes on a local file runs here, started by
- * `db/hosted_client.ts` (issue 11). SQLite maps a WAL database's `-shm` into memory, and a write to that mapping
+ * `db/hosted_client.ts`. SQLite maps a WAL database's `-shm` into memory, and a write to that mapping
  * after the file became unwritable underneath (e.g. `chattr +i`) ends the process with SIGBUS, which nothing in a
  * process can catch. Here it ends this process only: the service sees the pipe close, fails the calls in flight
  * (the decision log keeps their rows in its outbox), and starts a new database process for the next call.

@@ -1,13 +1,13 @@
 /**
  * A libSQL client whose calls run in a child process, the database process (`db/host.ts`), so that nothing SQLite
- * does to a local file can end the service (issue 11: a write to the mapped `-shm` of a file made unwritable ends
- * its process with SIGBUS, with no log line, and no check before the call can close that window).
+ * does to a local file can end the service (a write to the mapped `-shm` of a file made unwritable ends its process
+ * with SIGBUS, with no log line, and no check before the call can close that window).
  *
  * One database process serves every hosted client of a JavaScript realm (the HTTP thread has one, the decision
  * writer's thread its own, so reads never wait for a flush); it starts on the first call. When it ends, for
  * whatever reason, calls in flight fail with {@link DatabaseProcessError} (`DB_PROCESS_ENDED`, naming the signal),
  * `onExit` hears of it once, and the next call starts a new process and opens its connection again. Calls cost one
- * round trip over a pipe (see `deno task bench:dbhost`).
+ * round trip over a pipe (see `deno task bench:dbprocess`).
  *
  * @module
  */

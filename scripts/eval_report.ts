@@ -210,8 +210,9 @@ export function parityTable(rows: ReturnType<typeof aggregate>, cost: EvalCost):
 }
 
 /**
- * The Markdown report: per-seed choices, the installed switcher against both rule bars ({@link barsTable}), the figure, the accuracy table, the differences to the best rule, the
- * compute at cloud-accuracy parity and the pool's selection per seed.
+ * The Markdown report: per-seed choices, the installed switcher against both rule bars ({@link barsTable}), the
+ * figure, the accuracy table, the differences to the best rule, the compute at cloud-accuracy parity and the pool's
+ * selection per seed.
  *
  * @param runs one per seed
  * @param rows {@link aggregate} of the runs

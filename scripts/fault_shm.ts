@@ -18,7 +18,7 @@
 import { openDatabase } from "../db/client.ts";
 import { getDecision } from "../db/queries.ts";
 import { parseFlags } from "./cli.ts";
-import { freePort, spawn } from "./procs.ts";
+import { freePort, sigbusDatabaseProcesses, spawn } from "./procs.ts";
 
 const args = parseFlags(
   {
@@ -118,15 +118,12 @@ try {
   await Promise.all(clients);
 }
 
-const rate = answered.length;
 if (!exited.status) {
   service.child.kill("SIGTERM");
   await service.child.status;
 }
 const exit = await service.child.status;
-const sigbus = new Set(
-  [...service.output().matchAll(/the database process \(pid (\d+)\) ended with SIGBUS/g)].map((m) => m[1]),
-).size;
+const sigbus = sigbusDatabaseProcesses(service.output());
 const database = await openDatabase(`file:${dbPath}`);
 let lost = 0;
 for (const id of new Set(answered)) if (!(await getDecision(database.db, id))) lost++;
@@ -136,7 +133,7 @@ await Deno.remove(dir, { recursive: true });
 console.log(
   `fault:shm --mode ${MODE}, DATABASE_PROCESS=${args["database-process"]}: faults survived ${survived} of ${FAULTS}; ` +
     `service ${exit.signal ? `ended with ${exit.signal}` : `exit ${exit.code}`}; database processes ended by ` +
-    `SIGBUS ${sigbus}; answered ${rate}, failed ${failed.length}${
+    `SIGBUS ${sigbus}; answered ${answered.length}, failed ${failed.length}${
       failed.length ? ` (${[...new Set(failed)].slice(0, 3).join("; ")})` : ""
     }, lost ${lost}`,
 );

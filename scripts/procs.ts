@@ -77,12 +77,6 @@ export function startCloud(port: number, modelsDir: string): Promise<Proc> {
 }
 
 /**
- * A process's resident set and its high-water mark, from /proc (0 where unavailable).
- *
- * @param pid the process id
- * @returns KiB
- */
-/**
  * The child processes of `pid` (through all its threads) whose command line contains `needle`.
  *
  * @param pid the parent
@@ -104,6 +98,12 @@ export function childPids(pid: number, needle: string): number[] {
   return out;
 }
 
+/**
+ * A process's resident set and its high-water mark, from /proc (0 where unavailable).
+ *
+ * @param pid the process id
+ * @returns KiB
+ */
 export function rssKiB(pid: number): { rss: number; hwm: number } {
   try {
     const status = Deno.readTextFileSync(`/proc/${pid}/status`);
@@ -112,4 +112,14 @@ export function rssKiB(pid: number): { rss: number; hwm: number } {
   } catch {
     return { rss: 0, hwm: 0 };
   }
+}
+
+/**
+ * How many distinct database processes (db/host.ts) a service's log says ended with SIGBUS.
+ *
+ * @param output the service's stdout and stderr
+ * @returns the count
+ */
+export function sigbusDatabaseProcesses(output: string): number {
+  return new Set([...output.matchAll(/the database process \(pid (\d+)\) ended with SIGBUS/g)].map((m) => m[1])).size;
 }

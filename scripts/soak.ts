@@ -32,7 +32,7 @@ import { createClient } from "@libsql/client";
 import { openDatabase } from "../db/client.ts";
 import { countDecisions, getDecision } from "../db/queries.ts";
 import { parseFlags } from "./cli.ts";
-import { childPids, freePort, rssKiB, spawn, startCloud } from "./procs.ts";
+import { childPids, freePort, rssKiB, sigbusDatabaseProcesses, spawn, startCloud } from "./procs.ts";
 
 const args = parseFlags(
   {
@@ -400,8 +400,7 @@ const summary = {
     peakRssMiB: Math.round(hwmKiB / 102.4) / 10,
     databaseProcessesPeakRssMiB: hostsKiB.map((k) => Math.round(k / 102.4) / 10),
     /** Database processes that ended with SIGBUS (the truncated `-shm`), from the service's log. */
-    databaseProcessSigbus: service.output().match(/the database process \(pid (\d+)\) ended with SIGBUS/g)
-      ?.map((m) => /pid (\d+)/.exec(m)![1]).filter((pid, i, all) => all.indexOf(pid) === i).length ?? 0,
+    databaseProcessSigbus: sigbusDatabaseProcesses(service.output()),
   },
 };
 

@@ -73,14 +73,21 @@ function meanAndSe(values: number[]): { mean: number; standardError: number } {
  */
 export function foldAucs(scores: ArrayLike<number>, pool: LabelledPool, folds: Folds): number[] {
   return Array.from({ length: folds.k }, (_, f) => {
-    const rows: number[] = [];
-    for (let i = 0; i < folds.fold.length; i++) if (folds.fold[i] === f) rows.push(i);
+    const rows = foldRows(folds, f).test;
     return weightedAuc(
       rows.map((i) => scores[i]),
       rows.map((i) => pool.disagree[i]),
       rows.map((i) => pool.weight[i]),
     );
   });
+}
+
+/** The rows of fold `f` (test) and of the other folds (train), in row order. */
+function foldRows(folds: Folds, f: number): { train: number[]; test: number[] } {
+  const train: number[] = [];
+  const test: number[] = [];
+  for (let i = 0; i < folds.fold.length; i++) (folds.fold[i] === f ? test : train).push(i);
+  return { train, test };
 }
 
 /**
@@ -102,9 +109,7 @@ export function crossValidate(pool: LabelledPool, folds: Folds, options: Selecti
     else if (candidate.kind === "rank") {
       // The quantiles, though label-free, come from the training folds only, as they would in deployment.
       for (let f = 0; f < folds.k; f++) {
-        const train: number[] = [];
-        const test: number[] = [];
-        for (let i = 0; i < n; i++) (folds.fold[i] === f ? test : train).push(i);
+        const { train, test } = foldRows(folds, f);
         if (test.length === 0) continue;
         const { model } = fitRankAverage(candidate.rules, train.map((i) => pool.pairs[i].features), candidate.knots);
         const scores = predictMlp(model, pack(pool.pairs, test, RANK_COLUMNS), test.length);
@@ -112,9 +117,7 @@ export function crossValidate(pool: LabelledPool, folds: Folds, options: Selecti
       }
     } else {
       for (let f = 0; f < folds.k; f++) {
-        const train: number[] = [];
-        const test: number[] = [];
-        for (let i = 0; i < n; i++) (folds.fold[i] === f ? test : train).push(i);
+        const { train, test } = foldRows(folds, f);
         if (test.length === 0) continue;
         // The transform, like the network, learns from the training folds only.
         const transform = fitTransform(candidate, train.map((i) => pool.pairs[i].features), (options.seed ?? 1) + f);

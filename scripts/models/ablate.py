@@ -36,10 +36,9 @@ def main():
     ap.add_argument("--log", default=None, help="a JSONL file to append the result to")
     a = ap.parse_args()
     torch.set_num_threads(1)
-    args = argparse.Namespace(val_fraction=a.val_fraction, dmd_fraction=0.0, seed=7, batch=64, epochs=60, patience=a.patience,
-                              confidence_channel="auto", centre="auto", scale="auto", facing="auto",
-                              augment=a.augment, sensor_features=a.sensor_features,
-                              keep=a.keep)
+    args = argparse.Namespace(val_fraction=a.val_fraction, dmd_fraction=0.0, seed=7, batch=64, epochs=60,
+                              patience=a.patience, confidence_channel="auto", centre="auto", scale="auto",
+                              facing="auto", augment=a.augment, sensor_features=a.sensor_features, keep=a.keep)
     rows = [r for p in a.dataset for r in read_jsonl(p)]
     splits = split_rows(rows, args, np.random.default_rng(args.seed))
     labels = sorted({r["label"] for r in splits["train"]})

@@ -9,6 +9,7 @@ function. Writes to --out: edge.int8.onnx (static int8 QDQ, calibrated on traini
 manifest.json, golden.json and samples/ (with --samples), report.json; prints a report.
 """
 import argparse
+import copy
 import datetime
 import hashlib
 import json
@@ -156,7 +157,6 @@ def train_step(model, opt, loss_fn, xb, yb, opts, gen):
 def step_seconds(model, xtr, ytr, args, opts, steps=3):
     """Seconds per training step of a copy of the model (a warm-up step, then the mean of `steps` timed ones): the
     probe that plans the epochs and sizes the cloud network before training starts."""
-    import copy
     probe = copy.deepcopy(model)
     probe.train()
     opt = torch.optim.AdamW(probe.parameters(), lr=1e-6)
@@ -227,7 +227,7 @@ def train(model, data, args, name, budget_s, lr, opts):
     loss_fn = nn.CrossEntropyLoss(label_smoothing=0.05)
     xtr_t, ytr_t = torch.from_numpy(xtr), torch.from_numpy(ytr)
     best = (-1.0, None, 0)
-    keep_best = getattr(args, "keep", "final") == "best-val"
+    keep_best = args.keep == "best-val"
     gen = torch.Generator().manual_seed(args.seed)
     t0 = time.time()
     step, since_best, epoch = 0, 0, 0
@@ -293,7 +293,6 @@ def train_side_by_side(edge, make_cloud, data, args, budget_s, opts, out, member
     second cloud member with another seed for what is left of the budget, when at least MEMBER_SHARE of it is: the
     core would idle otherwise (a small edge model stops early, in about a minute on HAPT). Returns the edge's
     training figures, the cloud model (an ensemble when the member was trained) and its figures."""
-    import copy
     import multiprocessing as mp
     path = out / ".edge-train.pt"
     member_path = out / ".cloud-member.pt"
@@ -517,10 +516,13 @@ def main():
     # kernels run poorly there), so within a minutes-long budget the TCN is the default for every layout.
     arch = args.cloud_arch if args.cloud_arch != "auto" else "tcn"
 
-    def norm():
-        return make_norm(opts, xtr)
+    # The normalisation's statistics are read from the training windows once; each network gets its own copy.
+    norm_template = make_norm(opts, xtr)
 
-    feat = channels + (norm().extra_channels() if opts.norm == "channel" else 0)
+    def norm():
+        return copy.deepcopy(norm_template)
+
+    feat = channels + (norm_template.extra_channels() if opts.norm == "channel" else 0)
 
     stride = max(1, window // 32)
     edge = EdgeNet(joints, feat, len(labels), norm())

@@ -29,6 +29,7 @@ Held-out-view accuracy over held-out-time accuracy on seen views measures what a
     python3 scripts/models/mocap.py --3d --out build/mocap3d --seed 7
 """
 import argparse
+import functools
 import gzip
 import json
 import math
@@ -190,6 +191,14 @@ def camera_space(points, rng, azimuth_deg):
     return cam
 
 
+@functools.lru_cache(maxsize=64)  # one action's performers at a time: splits are drawn action by action
+def performed_clip(action, three_d, performer):
+    """clip_positions() of one action by one performer (None: the capture), as COCO-17 points or Kinect v1
+    joints, computed once per run (every split draws from the same timelines)."""
+    kinematics = kinect20_positions if three_d else forward_kinematics
+    return clip_positions(action, kinematics=lambda f: kinematics(f, performer), min_seconds=TIMELINE_S)
+
+
 def blocks_of(n, part):
     """(first, end) frames of the blocks of an n-frame timeline that belong to split `part` (train, val, test)."""
     return [(i * BLOCK_FRAMES, (i + 1) * BLOCK_FRAMES) for i in range(n // BLOCK_FRAMES)
@@ -201,9 +210,7 @@ def windows_for(action, rng, count, azimuths, part, three_d=False, performers=No
     one-shot clip) with cameras from `azimuths`, each by one of `performers` ([(id, Performer)]; default: the
     captured performance). Returns the windows and their performers' ids."""
     performers = performers or [("deepmimic", None)]
-    kinematics = kinect20_positions if three_d else forward_kinematics
-    clips = [clip_positions(action, kinematics=lambda f, p=p: kinematics(f, p), min_seconds=TIMELINE_S)
-             for _, p in performers]
+    clips = [performed_clip(action, three_d, p) for _, p in performers]
     out, who = [], []
     for _ in range(count):
         k = rng.integers(0, len(performers)) if len(performers) > 1 else 0

@@ -140,7 +140,8 @@ def _kinematics(frames, performer=None):
         pos[name] = pos[parent] + np.einsum("fij,j->fi", rot[parent], offsets[name] * p.height * p.length[group])
         rot[name] = rot[parent] @ local
     for name, parent in FIXED_JOINTS:
-        pos[name] = pos[parent] + np.einsum("fij,j->fi", rot[parent], offsets[name] * p.height * p.length["arms"])
+        length = p.height * p.length[LIMB_GROUP[name]]
+        pos[name] = pos[parent] + np.einsum("fij,j->fi", rot[parent], offsets[name] * length)
         rot[name] = rot[parent]
     # Face points from the head sphere: the humanoid has a ball for a head, so nose, eyes and ears are placed on it
     # in the neck link's frame (x forward, y up, z towards the character's right).
