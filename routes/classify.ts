@@ -16,8 +16,12 @@ import {
 } from "./schemas.ts";
 import { BINARY_MEDIA_TYPE, readBinaryHeader, toBinarySequence } from "./binary_body.ts";
 import { checkBodyShape } from "./body_shape.ts";
-import { toSequenceItem, validationHook } from "./validation.ts";
+import { flatToSequenceItem, toSequenceItem, validationHook } from "./validation.ts";
+import { readClassifyBody } from "./fast_body.ts";
 import { toModelTime } from "../sequence/window.ts";
+
+/** The media types hono's JSON validator reads (`application/json`, `application/*+json`, parameters after `;`). */
+const JSON_MEDIA_TYPE = /^\s*application\/([\w.-]+\+)?json\s*(;|$)/i;
 
 /** What the classify routes need. */
 export interface ClassifyDeps {
@@ -80,6 +84,27 @@ export function classifyRoutes(deps: ClassifyDeps): OpenAPIHono {
     joints: deps.edgeSpec.joints,
     channels: deps.edgeSpec.channels,
   };
+
+  const fastLimits = {
+    joints: deps.edgeSpec.joints,
+    channels: deps.edgeSpec.channels,
+    maxFrames: deps.maxFrames,
+    confidenceChannel: deps.edgeSpec.confidenceChannel,
+  };
+
+  // A single sequence in JSON, read in one pass from the text to the model's Float32Array (routes/fast_body.ts),
+  // checked against the same schema; a body that pass does not take goes the general way below, which names what is
+  // wrong with it.
+  app.use("/", async (c, next) => {
+    if (c.req.method !== "POST" || !JSON_MEDIA_TYPE.test(c.req.header("content-type") ?? "")) return await next();
+    const fast = readClassifyBody(await c.req.text(), fastLimits);
+    const members = fast && ClassifyRequestSchema.safeParse(fast.members);
+    if (!fast || !members?.success) return await next();
+    const body = members.data;
+    const item = flatToSequenceItem(body, fast, deps.edgeSpec);
+    const [answer] = await deps.classifier.classify([item], { forced: body.route, requestId: c.get("requestId") });
+    return c.json(present(answer), 200);
+  });
 
   // The binary body (routes/binary_body.ts): every limit is checked from the headers before the body is read.
   app.use("/", async (c, next) => {

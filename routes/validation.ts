@@ -36,12 +36,7 @@ export function toSequenceItem(
   options: { spec: ClassifierSpec; maxFrames: number },
 ): SequenceItem {
   const { spec, maxFrames } = options;
-  if (body.layout !== spec.layout) {
-    throw new AppError(
-      "INVALID_INPUT",
-      `Cannot classify: the loaded model was built for layout "${spec.layout}", got "${body.layout}"`,
-    );
-  }
+  checkLayout(body.layout, spec);
   try {
     const flat = flattenFrames(body.frames, {
       joints: spec.joints,
@@ -49,14 +44,40 @@ export function toSequenceItem(
       maxFrames,
       confidenceChannel: spec.confidenceChannel,
     });
-    if (flat.usablePoints === 0) {
-      throw new AppError(
-        "NO_USABLE_INPUT",
-        spec.confidenceChannel === null
-          ? `Cannot classify: every value of the ${flat.length} frames is 0 (nothing in view)`
-          : `Cannot classify: every point of the ${flat.length} frames has confidence 0 (nobody in view)`,
-      );
+    return flatToSequenceItem(body, flat, spec);
+  } catch (err) {
+    if (err instanceof TypeError || err instanceof RangeError) {
+      throw new AppError("INVALID_INPUT", err.message, { cause: err });
     }
+    throw err;
+  }
+}
+
+/**
+ * The rest of {@link toSequenceItem} for frames already flattened (by `flattenFrames`, or in one pass from the raw
+ * body by routes/fast_body.ts): the usable points, then the span of time the model reads.
+ *
+ * @param body the schema-valid members (`frames` is not read)
+ * @param flat the flattened frames, their count and usable points
+ * @param spec the edge model's spec
+ * @returns the sequence ready for the classifier
+ * @throws AppError as {@link toSequenceItem}
+ */
+export function flatToSequenceItem(
+  body: { id?: string; layout: string; fps?: number },
+  flat: { data: Float32Array; length: number; usablePoints: number },
+  spec: ClassifierSpec,
+): SequenceItem {
+  checkLayout(body.layout, spec);
+  if (flat.usablePoints === 0) {
+    throw new AppError(
+      "NO_USABLE_INPUT",
+      spec.confidenceChannel === null
+        ? `Cannot classify: every value of the ${flat.length} frames is 0 (nothing in view)`
+        : `Cannot classify: every point of the ${flat.length} frames has confidence 0 (nobody in view)`,
+    );
+  }
+  try {
     const { data, length, fps } = toModelTime(flat.data, {
       inFrames: flat.length,
       fps: body.fps,
@@ -69,5 +90,14 @@ export function toSequenceItem(
       throw new AppError("INVALID_INPUT", err.message, { cause: err });
     }
     throw err;
+  }
+}
+
+function checkLayout(layout: string, spec: ClassifierSpec): void {
+  if (layout !== spec.layout) {
+    throw new AppError(
+      "INVALID_INPUT",
+      `Cannot classify: the loaded model was built for layout "${spec.layout}", got "${layout}"`,
+    );
   }
 }
