@@ -46,8 +46,11 @@ const POW10 = Array.from({ length: 23 }, (_, i) => Number(`1e${i}`));
 /** Largest magnitude a float32 holds (as `flattenFrames` bounds it). */
 const FLOAT32_MAX = 3.4e38;
 
-/** The position after the last {@link scanNumber} (a small integer: storing it allocates nothing, a double would). */
-let cursor = 0;
+/**
+ * The value of the last {@link scanNumber}. A double returned from a call, or kept in a variable of the module, is
+ * boxed on the heap; one in a Float64Array is not (a 30 KB body is 4,000 numbers).
+ */
+const scanned = new Float64Array(1);
 
 /** The position of the first character at or after `i` that is not JSON whitespace. */
 function skipSpace(text: string, i: number): number {
@@ -59,22 +62,22 @@ function skipSpace(text: string, i: number): number {
 /**
  * A JSON number at `i` (no whitespace before it), read as JSON.parse reads it: an exact integer mantissa of at most
  * 15 digits and an exact power of ten make one correctly rounded operation; otherwise the engine's own conversion of
- * the same characters. Sets {@link cursor} to the position after it.
+ * the same characters. Sets {@link scanned}.
  *
- * @returns the value, or NaN when it is not a JSON number
+ * @returns the position after the number, or -1 when it is not a JSON number
  */
 function scanNumber(text: string, i: number): number {
   const start = i;
   let c = text.charCodeAt(i);
   const negative = c === MINUS;
   if (negative) c = text.charCodeAt(++i);
-  if (!(c >= ZERO && c <= NINE)) return NaN;
+  if (!(c >= ZERO && c <= NINE)) return -1;
   let mantissa = 0;
   let digits = 0;
   let scale = 0;
   if (c === ZERO) {
     c = text.charCodeAt(++i);
-    if (c >= ZERO && c <= NINE) return NaN; // a leading zero: not JSON
+    if (c >= ZERO && c <= NINE) return -1; // a leading zero: not JSON
   } else {
     while (c >= ZERO && c <= NINE) {
       mantissa = mantissa * 10 + (c - ZERO);
@@ -84,7 +87,7 @@ function scanNumber(text: string, i: number): number {
   }
   if (c === DOT) {
     c = text.charCodeAt(++i);
-    if (!(c >= ZERO && c <= NINE)) return NaN;
+    if (!(c >= ZERO && c <= NINE)) return -1;
     while (c >= ZERO && c <= NINE) {
       mantissa = mantissa * 10 + (c - ZERO);
       if (mantissa !== 0) digits++;
@@ -99,7 +102,7 @@ function scanNumber(text: string, i: number): number {
       expNegative = c === MINUS;
       c = text.charCodeAt(++i);
     }
-    if (!(c >= ZERO && c <= NINE)) return NaN;
+    if (!(c >= ZERO && c <= NINE)) return -1;
     let exp = 0;
     while (c >= ZERO && c <= NINE) {
       if (exp < 100_000) exp = exp * 10 + (c - ZERO);
@@ -107,12 +110,13 @@ function scanNumber(text: string, i: number): number {
     }
     scale += expNegative ? -exp : exp;
   }
-  cursor = i;
   if (digits <= 15 && scale >= -22 && scale <= 22) {
     const v = scale >= 0 ? mantissa * POW10[scale] : mantissa / POW10[-scale];
-    return negative ? -v : v;
+    scanned[0] = negative ? -v : v;
+  } else {
+    scanned[0] = Number(text.slice(start, i));
   }
-  return Number(text.slice(start, i));
+  return i;
 }
 
 /**
@@ -168,10 +172,9 @@ export function readClassifyBody(text: string, limits: FastBodyLimits): FastBody
     if (bit === 0 || (seen & bit) !== 0) return null; // unknown or repeated: the general path decides
     seen |= bit;
     if (bit === 4) {
-      const fps = scanNumber(text, i);
-      if (fps !== fps) return null;
-      members.fps = fps;
-      i = cursor;
+      i = scanNumber(text, i);
+      if (i < 0) return null;
+      members.fps = scanned[0];
     } else if (bit === 16) {
       frames = scanFrames(text, i, limits);
       if (frames === null) return null;
@@ -230,10 +233,10 @@ function scanFrames(
       let usable = false;
       for (let k = 0; k < channels; k++) {
         i = skipSpace(text, i + 1); // past "[" of the point, or past ","
-        const v = scanNumber(text, i);
-        // NaN (not a number) fails this too.
+        i = scanNumber(text, i);
+        if (i < 0) return null;
+        const v = scanned[0];
         if (!(v <= FLOAT32_MAX && v >= -FLOAT32_MAX)) return null;
-        i = cursor;
         buffer[o++] = v;
         if (v !== 0) any = true;
         // The value as read, before float32 (as flattenFrames compares it).
