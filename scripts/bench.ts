@@ -13,11 +13,16 @@
  *  - onnxruntime-web / native onnxruntime, the same model and input, warmed, interleaved (WASM SIMD, 1 thread; native
  *    1 intra-op thread);
  *  - c=64 throughput / c=16 throughput, and p99 at c=64 / p99 at c=16 (past saturation the service sheds early);
- *  - the service's peak RSS, and its start-up time to listening and to ready.
+ *  - the service's peak RSS, and its start-up time to listening and to ready;
+ *  - where the CPU goes at c=16: CPU time per request of the service's HTTP thread, V8's helper threads, its Web
+ *    Workers and its database process (Linux /proc), and of the load generator; with the ceiling they put on this
+ *    machine (cores / their sum) and the HTTP thread's own bound (1 / its CPU per request: what saturation reaches
+ *    where that thread has a core of its own).
  *
  * Honest by construction: WASM is warmed for thousands of runs before anything is timed (the first ~1200 runs are
  * about 3x slower while the engine tiers up), the service is warmed with thousands of requests, the load comes from
- * a separate process (scripts/bench_load.ts) so it takes no time from the service, each phase runs for seconds
+ * a separate process (scripts/bench_load.ts), never from the measured process (its CPU is counted apart: on a small
+ * machine it still shares the cores), each phase runs for seconds
  * (thousands of requests, enough for a p99), and every repetition measures the bare model and the service one after
  * the other. The service is a fresh process per repetition on 127.0.0.1 (a temporary database, no cloud: every
  * request is kept on the edge). On a shared machine, read the ratios, not the absolute times.
@@ -36,7 +41,7 @@ import { timeBothRuntimes } from "../workers/runtime_bench.ts";
 import { switcherMlp } from "../workers/switcher_mlp.ts";
 import type { SwitcherSpec } from "../wasm-models/manifest.ts";
 import { parseFlags, usageError } from "./cli.ts";
-import { rssKiB, spawn } from "./procs.ts";
+import { childPids, rssKiB, spawn, type ThreadCpu, threadCpuMs } from "./procs.ts";
 
 const USAGE = "usage: deno task bench [--models DIR] [--workers N] [--reps N] [--quick] [--json]";
 const flags = parseFlags({
@@ -211,6 +216,8 @@ interface LoadResult {
   p99Ms: number;
   throughputRps: number;
   serverP50: Record<string, number | null>;
+  /** The load generator's own CPU time over the phase. */
+  cpuMs: number;
 }
 
 async function load(
@@ -235,6 +242,52 @@ async function load(
   const out = await new Deno.Command(Deno.execPath(), { args, stdout: "piped", stderr: "inherit" }).output();
   if (!out.success) throw new Error(`the load generator failed at ${url}`);
   return JSON.parse(new TextDecoder().decode(out.stdout)) as LoadResult;
+}
+
+// ---- where the CPU goes ----
+
+/** The CPU time of a service's threads and of its database process so far. */
+interface ServiceCpu {
+  threads: ThreadCpu | null;
+  database: number | null;
+}
+
+function serviceCpu(pid: number): ServiceCpu {
+  const db = childPids(pid, "db/host")[0];
+  const dbCpu = db === undefined ? null : threadCpuMs(db);
+  return { threads: threadCpuMs(pid), database: dbCpu ? dbCpu.main + dbCpu.v8 + dbCpu.workers + dbCpu.other : null };
+}
+
+/** CPU milliseconds per answered request over a phase, by thread group; null where /proc is not there. */
+interface CpuPerRequest {
+  http: number;
+  v8: number;
+  workers: number;
+  other: number;
+  database: number;
+  /** The service's threads and its database process together. */
+  service: number;
+  /** The load generator (a separate process, on the same cores). */
+  load: number;
+}
+
+function cpuPerRequest(before: ServiceCpu, after: ServiceCpu, phase: LoadResult): CpuPerRequest | null {
+  if (!before.threads || !after.threads || phase.answered === 0) return null;
+  const per = (a: number, b: number) => (b - a) / phase.answered;
+  const http = per(before.threads.main, after.threads.main);
+  const v8 = per(before.threads.v8, after.threads.v8);
+  const workers = per(before.threads.workers, after.threads.workers);
+  const other = per(before.threads.other, after.threads.other);
+  const database = before.database !== null && after.database !== null ? per(before.database, after.database) : 0;
+  return {
+    http,
+    v8,
+    workers,
+    other,
+    database,
+    service: http + v8 + workers + other + database,
+    load: phase.cpuMs / phase.answered,
+  };
 }
 
 // ---- the run --------------------------------------------------------------------------------------------------------
@@ -286,13 +339,19 @@ try {
     const service = await startService(dir);
     let phases: Record<string, LoadResult>;
     let peak: number | null;
+    let cpu: CpuPerRequest | null = null;
     try {
       const classify = `${service.url}/v1/classify`;
       await load(classify, { concurrency: 2 * workers, durationMs: plan.serviceWarmMs, body: bodyFile });
+      const healthzC1 = await load(`${service.url}/healthz`, { concurrency: 1, durationMs: plan.phaseMs });
+      const c1 = await load(classify, { concurrency: 1, durationMs: plan.phaseMs, body: bodyFile });
+      const before = serviceCpu(service.pid);
+      const c16 = await load(classify, { concurrency: 16, durationMs: plan.phaseMs, body: bodyFile });
+      cpu = cpuPerRequest(before, serviceCpu(service.pid), c16);
       phases = {
-        healthzC1: await load(`${service.url}/healthz`, { concurrency: 1, durationMs: plan.phaseMs }),
-        c1: await load(classify, { concurrency: 1, durationMs: plan.phaseMs, body: bodyFile }),
-        c16: await load(classify, { concurrency: 16, durationMs: plan.phaseMs, body: bodyFile }),
+        healthzC1,
+        c1,
+        c16,
         c64: await load(classify, { concurrency: 64, durationMs: plan.phaseMs, body: bodyFile }),
         binaryC1: await load(classify, { concurrency: 1, durationMs: plan.phaseMs, body: binaryFile, binary: true }),
         binaryC16: await load(classify, { concurrency: 16, durationMs: plan.phaseMs, body: binaryFile, binary: true }),
@@ -320,6 +379,15 @@ try {
       c64OverC16Throughput: c64.throughputRps / c16.throughputRps,
       c64OverC16P99: c64.p99Ms / c16.p99Ms,
       peakRssMiB: peak,
+      cpuHttpMs: cpu?.http ?? null,
+      cpuV8Ms: cpu?.v8 ?? null,
+      cpuWorkersMs: cpu?.workers ?? null,
+      cpuOtherMs: cpu?.other ?? null,
+      cpuDatabaseMs: cpu?.database ?? null,
+      cpuLoadMs: cpu?.load ?? null,
+      cpuServiceOverBare: cpu ? cpu.service / bare.aloneP50Ms : null,
+      cpuBoundRps: cpu ? (cores * 1000) / (cpu.service + cpu.load) : null,
+      httpBoundOverBarePool: cpu ? 1000 / cpu.http / bare.poolRps : null,
       listeningMs: service.listeningMs,
       readyMs: service.readyMs,
       barePoolRps: bare.poolRps,
@@ -399,6 +467,8 @@ if (flags.json) {
   show("c64OverC16Throughput", "throughput c=64 / c=16", 2, ">= 0.9");
   show("c64OverC16P99", "p99 c=64 / p99 c=16", 2, "<= 4");
   show("peakRssMiB", "peak RSS of the service, MiB", 0);
+  show("cpuServiceOverBare", "service CPU per request (all its threads, c=16) / bare model run", 2);
+  show("httpBoundOverBarePool", "HTTP thread's own bound (1 / its CPU per request) / bare pool", 2);
   show("listeningMs", "start-up to listening, ms", 0);
   show("readyMs", "start-up to ready (/readyz 200), ms", 0);
   console.log("\n| measured | value |");
@@ -420,4 +490,13 @@ if (flags.json) {
   show("c16P99Ms", "/v1/classify c=16 p99, ms", 2);
   show("c64P99Ms", "/v1/classify c=64 p99, ms", 2);
   show("failed", "failed requests (not 200, not shed)", 0);
+  console.log("\n| where the CPU goes at c=16, ms per request (Linux /proc; 10 ms ticks) | value |");
+  console.log("|---|---|");
+  show("cpuHttpMs", "service: HTTP thread (parse, route, answer, log hand-off, connection guard)", 3);
+  show("cpuV8Ms", "service: V8 helper threads (garbage collection, background compilation)", 3);
+  show("cpuWorkersMs", "service: Web Workers (inference, decision writer)", 3);
+  show("cpuOtherMs", "service: runtime I/O threads", 3);
+  show("cpuDatabaseMs", "database process", 3);
+  show("cpuLoadMs", "load generator (separate process, same cores)", 3);
+  show("cpuBoundRps", `CPU-bound ceiling on ${cores} cores: cores / (service + load generator), req/s`, 0);
 }

@@ -2,8 +2,8 @@
  * The benchmark's load generator, run by `deno task bench` as its own process so that making requests never takes
  * time from the process it measures: closed-loop clients over keep-alive connections, each sending the next request
  * when the last one is answered, for a fixed duration. Prints one JSON line: answered (200), shed (503 OVERLOADED),
- * failed (anything else), latency percentiles of the answered requests, their throughput, and the medians of the
- * server's own stage timings (`timings` of the answers).
+ * failed (anything else), latency percentiles of the answered requests, their throughput, the medians of the
+ * server's own stage timings (`timings` of the answers), and the generator's own CPU time over the phase.
  *
  * Flags: --url URL (the full endpoint), --body FILE (a body to POST; without it, GET), --content-type TYPE (of the
  * body; default application/json, which is read as text), --header NAME:VALUE (repeatable), --concurrency N,
@@ -11,6 +11,7 @@
  *
  * @module
  */
+import process from "node:process";
 import { parseFlags, usageError } from "./cli.ts";
 
 const USAGE =
@@ -54,6 +55,7 @@ let shed = 0;
 let failed = 0;
 const statuses: Record<string, number> = {};
 const t0 = performance.now();
+const cpu0 = process.cpuUsage();
 const end = t0 + durationMs;
 
 async function client(): Promise<void> {
@@ -76,6 +78,7 @@ async function client(): Promise<void> {
 
 await Promise.all(Array.from({ length: concurrency }, client));
 const wallMs = performance.now() - t0;
+const cpu = process.cpuUsage(cpu0);
 latencies.sort((a, b) => a - b);
 const server: Record<string, number | null> = {};
 for (const [k, v] of Object.entries(stages)) server[k] = at(v.sort((a, b) => a - b), 0.5);
@@ -90,4 +93,6 @@ console.log(JSON.stringify({
   p99Ms: at(latencies, 0.99),
   throughputRps: latencies.length / wallMs * 1000,
   serverP50: server,
+  // This process's own CPU time over the phase (user + system), so that the caller can count the load's cost.
+  cpuMs: (cpu.user + cpu.system) / 1000,
 }));

@@ -98,6 +98,51 @@ export function childPids(pid: number, needle: string): number[] {
   return out;
 }
 
+/** CPU time of a process's threads, by what they are, in milliseconds. */
+export interface ThreadCpu {
+  /** The main thread (a service's HTTP thread). */
+  main: number;
+  /** V8's helper threads: garbage collection and optimising compilation in the background. */
+  v8: number;
+  /** Web Workers (a service's inference workers and its decision writer). */
+  workers: number;
+  /** Everything else (the runtime's I/O threads). */
+  other: number;
+}
+
+/**
+ * CPU time (user + system) of each thread of a process so far, grouped by what the thread is (its name in
+ * /proc/PID/task/TID/comm: Deno names Web Worker threads `worker-N`, V8 its helpers `V8 ...`).
+ *
+ * @param pid the process id
+ * @returns milliseconds by group; null where /proc is not there or the process is gone
+ */
+export function threadCpuMs(pid: number): ThreadCpu | null {
+  const ticks = 1000 / 100; // USER_HZ is 100 on Linux
+  const out: ThreadCpu = { main: 0, v8: 0, workers: 0, other: 0 };
+  try {
+    for (const task of Deno.readDirSync(`/proc/${pid}/task`)) {
+      let stat: string, comm: string;
+      try {
+        stat = Deno.readTextFileSync(`/proc/${pid}/task/${task.name}/stat`);
+        comm = Deno.readTextFileSync(`/proc/${pid}/task/${task.name}/comm`).trim();
+      } catch {
+        continue; // the thread ended meanwhile
+      }
+      // Fields after the command's closing parenthesis: state is field 3, utime 14, stime 15.
+      const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+      const ms = (Number(fields[11]) + Number(fields[12])) * ticks;
+      if (task.name === String(pid)) out.main += ms;
+      else if (comm.startsWith("V8")) out.v8 += ms;
+      else if (comm.startsWith("worker")) out.workers += ms;
+      else out.other += ms;
+    }
+  } catch {
+    return null;
+  }
+  return out;
+}
+
 /**
  * A process's resident set and its high-water mark, from /proc (0 where unavailable).
  *

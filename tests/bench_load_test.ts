@@ -1,9 +1,11 @@
 /**
  * The benchmark's load generator (scripts/bench_load.ts), run as the separate process `deno task bench` runs: it
  * counts answered, shed (503 OVERLOADED) and failed requests apart, reports percentiles of the answered ones only,
- * takes the server's stage timings from the answers, and refuses bad flags with exit 2.
+ * takes the server's stage timings from the answers, reports its own CPU time, and refuses bad flags with exit 2.
+ * Also the per-thread CPU reading the bench takes of the service (scripts/procs.ts).
  */
 import assert from "node:assert/strict";
+import { threadCpuMs } from "../scripts/procs.ts";
 
 const SCRIPT = new URL("../scripts/bench_load.ts", import.meta.url).pathname;
 
@@ -47,6 +49,8 @@ Deno.test("bench_load counts answered, shed and failed requests apart and reads 
     assert.deepEqual(r.serverP50, { queueMs: 1, preprocessMs: 0.5, edgeMs: 2, switcherMs: 0.1, totalMs: 4 });
     assert.equal(r.concurrency, 2);
     assert.ok(r.p50Ms > 0 && r.p99Ms >= r.p50Ms && r.throughputRps > 0);
+    // Its own CPU over the phase: some, and no more than its wall time on every core.
+    assert.ok(r.cpuMs > 0 && r.cpuMs <= r.wallMs * navigator.hardwareConcurrency, stdout);
   } finally {
     await server.shutdown();
     await Deno.remove(dir, { recursive: true });
@@ -84,4 +88,23 @@ Deno.test("bench_load sends a binary body with its content type and headers", as
     await server.shutdown();
     await Deno.remove(dir, { recursive: true });
   }
+});
+
+Deno.test("threadCpuMs groups a process's CPU by thread: a busy Web Worker counts under workers", async (t) => {
+  if (Deno.build.os !== "linux") {
+    assert.equal(threadCpuMs(Deno.pid), null);
+    return;
+  }
+  const before = threadCpuMs(Deno.pid)!;
+  const url = `data:text/javascript,${
+    encodeURIComponent("const end = performance.now() + 300; while (performance.now() < end); postMessage(1);")
+  }`;
+  const worker = new Worker(url, { type: "module" });
+  await new Promise((resolve) => (worker.onmessage = resolve));
+  const after = threadCpuMs(Deno.pid)!;
+  worker.terminate();
+  // 300 ms of spinning, read in 10 ms ticks: well over 100 ms on the worker's thread.
+  assert.ok(after.workers - before.workers >= 100, JSON.stringify({ before, after }));
+  for (const k of ["main", "v8", "workers", "other"] as const) assert.ok(after[k] >= before[k]);
+  await t.step("a process that is gone reads null", () => assert.equal(threadCpuMs(2 ** 22 + 12345), null));
 });
