@@ -491,7 +491,7 @@ export async function startService(config: Readonly<Config>): Promise<Service> {
       admin: { adminToken: config.adminToken, db: database.db, follower, modelsDir: config.modelsDir },
       frames: pose ? { pose, config } : undefined,
     });
-    const url = listen(config, app, life, guard);
+    const url = await listen(config, app, life, guard);
     return { url, shutdown: () => life.close() };
   } catch (err) {
     await life.close().catch(() => {});
@@ -598,13 +598,18 @@ async function healthChecks(
  * Listen (behind the connection guard when there is one); at shutdown, answer new requests 503 (routes/drain.ts) while those in flight finish, then stop accepting,
  * giving requests in flight up to `shutdownTimeoutMs` in all.
  */
-function listen(config: Readonly<Config>, app: OpenAPIHono, life: Lifecycle, guard: ConnGuard | null): string {
+async function listen(
+  config: Readonly<Config>,
+  app: OpenAPIHono,
+  life: Lifecycle,
+  guard: ConnGuard | null,
+): Promise<string> {
   const drain = createDrain();
   const handler = drain.wrap((req: Request, info: Deno.ServeHandlerInfo<Deno.NetAddr>) => app.fetch(req, info));
   let server: GuardedServer;
   try {
     server = guard
-      ? guard.serve(handler)
+      ? await guard.serve(handler)
       : Deno.serve({ hostname: config.host, port: config.port, onListen: () => {} }, handler);
   } catch (err) {
     throw new AppError("INTERNAL", `Cannot listen on ${config.host}:${config.port}: ${(err as Error).message}`, {

@@ -15,7 +15,7 @@
  *  - c=64 throughput / c=16 throughput, and p99 at c=64 / p99 at c=16 (past saturation the service sheds early);
  *  - the service's peak RSS, and its start-up time to listening and to ready;
  *  - where the CPU goes at c=16: CPU time per request of the service's HTTP thread, V8's helper threads, its Web
- *    Workers and its database process (Linux /proc), and of the load generator; with the ceiling they put on this
+ *    Workers (inference, the decision writer, the connection guard) and its database process (Linux /proc), and of the load generator; with the ceiling they put on this
  *    machine (cores / their sum) and the HTTP thread's own bound (1 / its CPU per request: what saturation reaches
  *    where that thread has a core of its own).
  *
@@ -492,9 +492,9 @@ if (flags.json) {
   show("failed", "failed requests (not 200, not shed)", 0);
   console.log("\n| where the CPU goes at c=16, ms per request (Linux /proc; 10 ms ticks) | value |");
   console.log("|---|---|");
-  show("cpuHttpMs", "service: HTTP thread (parse, route, answer, log hand-off, connection guard)", 3);
+  show("cpuHttpMs", "service: HTTP thread (parse, route, answer, log hand-off)", 3);
   show("cpuV8Ms", "service: V8 helper threads (garbage collection, background compilation)", 3);
-  show("cpuWorkersMs", "service: Web Workers (inference, decision writer)", 3);
+  show("cpuWorkersMs", "service: Web Workers (inference, decision writer, connection guard)", 3);
   show("cpuOtherMs", "service: runtime I/O threads", 3);
   show("cpuDatabaseMs", "database process", 3);
   show("cpuLoadMs", "load generator (separate process, same cores)", 3);

@@ -4,8 +4,8 @@
  * guard (the default) and one without (`HEADER_TIMEOUT_MS=0`), both warmed; then, in paired repetitions whose order
  * alternates, the load generator (scripts/bench_load.ts, a process of its own) against each: `/healthz` at c=1 (the
  * HTTP floor), `POST /v1/classify` at c=1 and at c=16. For each phase: p50, p99, throughput, and the service's CPU
- * time per answered request (user + system, from /proc, so Linux only), each as the median over the repetitions,
- * the difference (guard - none) and the range. Then two measures that a shared machine disturbs less: c=1 with one
+ * time per answered request (user + system, from /proc, so Linux only; in all, and the HTTP thread's share), each as
+ * the median over the repetitions, the difference (guard - none) and the range. Then two measures that a shared machine disturbs less: c=1 with one
  * client alternating requests between the services (same moments for both), and c=16 with both services loaded at
  * once (they share the cores alike). On a shared machine, read those and the CPU time per request.
  *
@@ -14,7 +14,7 @@
  * @module
  */
 import { parseFlags, usageError } from "./cli.ts";
-import { spawn } from "./procs.ts";
+import { spawn, threadCpuMs } from "./procs.ts";
 import { median } from "./timing.ts";
 import { sleep } from "../lib/deadline.ts";
 
@@ -47,6 +47,8 @@ interface Phase {
   answered: number;
   failed: number;
   cpuMsPerRequest: number;
+  /** The HTTP thread's share of it (the relay runs on a thread of its own). */
+  httpThreadCpuMsPerRequest: number;
 }
 
 async function load(
@@ -58,8 +60,10 @@ async function load(
   if (options.body) args.push("--body", options.body);
   args.push("--concurrency", String(options.concurrency), "--duration-ms", String(options.durationMs));
   const cpu0 = cpuMs(service.pid);
+  const http0 = threadCpuMs(service.pid)?.main ?? 0;
   const out = await new Deno.Command(Deno.execPath(), { args, stdout: "piped", stderr: "inherit" }).output();
   const cpu = cpuMs(service.pid) - cpu0;
+  const http = (threadCpuMs(service.pid)?.main ?? 0) - http0;
   if (!out.success) throw new Error(`the load generator failed at ${service.url}${path}`);
   const r = JSON.parse(new TextDecoder().decode(out.stdout));
   return {
@@ -69,6 +73,7 @@ async function load(
     answered: r.answered,
     failed: r.failed + r.shed,
     cpuMsPerRequest: cpu / Math.max(1, r.answered),
+    httpThreadCpuMsPerRequest: http / Math.max(1, r.answered),
   };
 }
 
@@ -179,7 +184,7 @@ try {
   await Deno.remove(dir, { recursive: true }).catch(() => {});
 }
 
-const metrics = ["p50Ms", "p99Ms", "throughputRps", "cpuMsPerRequest"] as const;
+const metrics = ["p50Ms", "p99Ms", "throughputRps", "cpuMsPerRequest", "httpThreadCpuMsPerRequest"] as const;
 interface Compared {
   none: number;
   guard: number;
@@ -208,7 +213,9 @@ const interleavedSummary = Object.entries(interleaved).map(([path, by]) => ({
   p50Ms: { none: quantile(by.none, 0.5), guard: quantile(by.guard, 0.5) },
   p90Ms: { none: quantile(by.none, 0.9), guard: quantile(by.guard, 0.9) },
 }));
-const togetherSummary = (["throughputRps", "p50Ms", "cpuMsPerRequest"] as const).map((m) => ({
+const togetherSummary = (["throughputRps", "p50Ms", "cpuMsPerRequest", "httpThreadCpuMsPerRequest"] as const).map((
+  m,
+) => ({
   metric: m,
   none: median(together.map((t) => t.none[m])),
   guard: median(together.map((t) => t.guard[m])),
@@ -230,7 +237,7 @@ if (flags.json) {
     for (const m of metrics) {
       const v = row[m];
       console.log(
-        `${row.phase.padEnd(14)} ${m.padEnd(16)} none ${v.none.toFixed(3).padStart(9)}  guard ${
+        `${row.phase.padEnd(14)} ${m.padEnd(26)} none ${v.none.toFixed(3).padStart(9)}  guard ${
           v.guard.toFixed(3).padStart(9)
         }  diff ${v.pairedDiff.toFixed(3).padStart(9)} [${v.diffRange.map((x) => x.toFixed(3)).join(", ")}]`,
       );
@@ -251,7 +258,7 @@ if (flags.json) {
   console.log("classify c=16, both services loaded at once (median over repetitions; ratio guard / none per pair)");
   for (const r of togetherSummary) {
     console.log(
-      `${r.metric.padEnd(16)} none ${r.none.toFixed(3).padStart(9)}  guard ${r.guard.toFixed(3).padStart(9)}  ratio ${
+      `${r.metric.padEnd(26)} none ${r.none.toFixed(3).padStart(9)}  guard ${r.guard.toFixed(3).padStart(9)}  ratio ${
         r.ratio.toFixed(3)
       }`,
     );

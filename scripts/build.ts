@@ -8,6 +8,7 @@
  *   dist/cloud/reference_server.js     the reference cloud server
  *   dist/db/host.js                    the database process (every call on a local database file runs there)
  *   dist/db/decision_writer_worker.js  the decision writer's thread
+ *   dist/serve/conn_guard_thread.js    the connection guard's thread
  *   dist/ort/*.wasm                    the onnxruntime-web binary
  *   dist/wasm-models/                  the model set (manifest, models, samples)
  *   dist/db/migrations/                the SQL migrations applied at start-up
@@ -123,6 +124,7 @@ await esbuild.build({
     "cloud/reference_server": `${root}cloud/reference_server.ts`,
     "db/host": `${root}db/host.ts`,
     "db/decision_writer_worker": `${root}db/decision_writer_worker.ts`,
+    "serve/conn_guard_thread": `${root}serve/conn_guard_thread.ts`,
   },
   outdir: out,
 });

@@ -85,10 +85,10 @@ export interface ConnGuard {
    * Listen on the public port and serve `handler` behind the guard.
    *
    * @param handler the handler, which sees the client's address as `info.remoteAddr`
-   * @returns the server
+   * @returns the server, once the public port is bound
    * @throws Deno errors when the port cannot be bound
    */
-  serve(handler: Deno.ServeHandler<Deno.NetAddr>): GuardedServer;
+  serve(handler: Deno.ServeHandler<Deno.NetAddr>): Promise<GuardedServer>;
 }
 
 const encoder = new TextEncoder();
@@ -151,7 +151,7 @@ function joined(parts: Uint8Array[]): Uint8Array {
 interface Shared {
   socketPath: string;
   options: Required<ConnGuardOptions>;
-  counts: Omit<ConnGuardStats, "open">;
+  counts: ConnGuardStats;
   release(conn: GuardedConnection): void;
 }
 
@@ -373,14 +373,127 @@ class GuardedConnection {
   }
 }
 
+/** The order of the counts in the cells the relay's thread shares with the HTTP thread. */
+const COUNT_NAMES = ["open", "accepted", "headerTimeouts", "idleClosed", "refusedAtLimit", "badRequests"] as const;
+
+/** The counts as an object over shared cells: the relay's thread writes them, the HTTP thread reads them. */
+function countsOver(cells: Int32Array): ConnGuardStats {
+  const counts = {} as ConnGuardStats;
+  COUNT_NAMES.forEach((name, i) =>
+    Object.defineProperty(counts, name, { get: () => cells[i], set: (v: number) => (cells[i] = v), enumerable: true })
+  );
+  return counts;
+}
+
+/** The relay: the public port, its connections and their deadlines (run by serve/conn_guard_thread.ts). */
+export interface Relay {
+  /** The public address. */
+  readonly addr: Deno.NetAddr;
+  /** Close the public port; connections open stay. */
+  stopAccepting(): Promise<void>;
+  /** Once the server has closed: let its last answers reach the clients (bounded), then close every connection. */
+  finish(): Promise<void>;
+}
+
 /**
- * Create a connection guard.
+ * Listen on the public port and relay each connection to the server's socket, under the guard's rules.
+ *
+ * @param options the resolved options
+ * @param socketPath the server's unix socket
+ * @param cells the counts, {@link COUNT_NAMES} in order
+ * @returns the relay
+ * @throws Deno errors when the port cannot be bound
+ */
+export function startRelay(options: Required<ConnGuardOptions>, socketPath: string, cells: Int32Array): Relay {
+  const counts = countsOver(cells);
+  const conns = new Set<GuardedConnection>();
+  const listener = Deno.listen({ hostname: options.hostname, port: options.port });
+  const shared: Shared = {
+    socketPath,
+    options,
+    counts,
+    release: (c) => {
+      conns.delete(c);
+      counts.open = conns.size;
+    },
+  };
+  const timer = setInterval(() => {
+    const now = performance.now();
+    for (const c of conns) c.tick(now);
+  }, options.tickMs);
+  Deno.unrefTimer(timer);
+  let closing = false;
+  const accepting = (async () => {
+    while (!closing) {
+      let client: Deno.TcpConn;
+      try {
+        client = await listener.accept();
+      } catch (err) {
+        if (closing || err instanceof Deno.errors.BadResource) return;
+        // Out of descriptors, or a connection reset before it was accepted: carry on.
+        await sleep(50);
+        continue;
+      }
+      counts.accepted++;
+      if (conns.size >= options.maxConnections) {
+        counts.refusedAtLimit++;
+        void writeAll(client, LIMIT_ANSWER).catch(() => {}).finally(() => {
+          try {
+            client.close();
+          } catch { /* closed */ }
+        });
+        continue;
+      }
+      conns.add(new GuardedConnection(client, shared));
+      counts.open = conns.size;
+    }
+  })();
+  return {
+    addr: listener.addr,
+    async stopAccepting() {
+      closing = true;
+      listener.close();
+      await accepting;
+    },
+    async finish() {
+      try {
+        // A client that never sent a whole head has nothing coming.
+        for (const c of conns) if (!c.reachedServer()) c.close();
+        await within(Promise.all([...conns].map((c) => c.closed)), SHUTDOWN_RELAY_MS);
+      } finally {
+        for (const c of conns) c.close();
+        clearInterval(timer);
+      }
+    },
+  };
+}
+
+/** Messages to the relay's thread. */
+export type RelayRequest =
+  | { type: "start"; options: Required<ConnGuardOptions>; socketPath: string; cells: SharedArrayBuffer }
+  | { type: "stop_accepting" }
+  | { type: "finish" };
+
+/** Messages from the relay's thread. */
+export type RelayResponse =
+  | { type: "listening"; addr: Deno.NetAddr }
+  | { type: "error"; name: string; message: string }
+  | { type: "stopped" }
+  | { type: "finished" };
+
+/** The Web Worker constructor, as it was before any module replaced the global (onnxruntime-web does). */
+const WebWorker: typeof Worker = globalThis.Worker;
+
+/**
+ * Create a connection guard. The relay (the public port, every byte both ways, the HTTP/1 framing, the deadlines)
+ * runs on a thread of its own (serve/conn_guard_thread.ts), so that the HTTP thread spends nothing on it; the counts
+ * are shared cells, read without a message.
  *
  * @param options the public address, the timeouts and the connection limit
  * @returns the guard (call {@link ConnGuard.serve} once)
  * @example
  * const guard = createConnGuard({ hostname: "0.0.0.0", port: 8000, headerTimeoutMs: 10_000, keepAliveIdleMs: 30_000, maxConnections: 1000 });
- * const server = guard.serve((req, info) => new Response(info.remoteAddr.hostname));
+ * const server = await guard.serve((req, info) => new Response(info.remoteAddr.hostname));
  */
 export function createConnGuard(options: ConnGuardOptions): ConnGuard {
   const resolved: Required<ConnGuardOptions> = {
@@ -388,11 +501,11 @@ export function createConnGuard(options: ConnGuardOptions): ConnGuard {
     tickMs: Math.min(1000, Math.max(10, Math.min(options.headerTimeoutMs, options.keepAliveIdleMs) / 4)),
     ...options,
   };
-  const counts = { accepted: 0, headerTimeouts: 0, idleClosed: 0, refusedAtLimit: 0, badRequests: 0 };
-  const conns = new Set<GuardedConnection>();
+  const cellsBuffer = new SharedArrayBuffer(COUNT_NAMES.length * Int32Array.BYTES_PER_ELEMENT);
+  const counts = countsOver(new Int32Array(cellsBuffer));
   return {
-    stats: () => ({ open: conns.size, ...counts }),
-    serve(handler) {
+    stats: () => ({ ...counts }),
+    async serve(handler) {
       const dir = Deno.makeTempDirSync({ prefix: "dmd-edge-http-" });
       const socketPath = `${dir}/http.sock`;
       const inner = Deno.serve({ path: socketPath, onListen: () => {} }, (req, info) => {
@@ -403,60 +516,58 @@ export function createConnGuard(options: ConnGuardOptions): ConnGuard {
           : { transport: "tcp", hostname: "unknown", port: 0 };
         return handler(req, { remoteAddr, completed: info.completed });
       });
-      let listener: Deno.TcpListener;
-      try {
-        listener = Deno.listen({ hostname: resolved.hostname, port: resolved.port });
-      } catch (err) {
-        void inner.shutdown().finally(() => Deno.remove(dir, { recursive: true }).catch(() => {}));
-        throw err;
+      const removeDir = () => Deno.remove(dir, { recursive: true }).catch(() => {});
+      // In the source tree beside this module; in `dist/` (`scripts/build.ts`) under `serve/` beside the bundle.
+      const threadUrl = import.meta.url.endsWith(".js")
+        ? new URL("./serve/conn_guard_thread.js", import.meta.url)
+        : new URL("./conn_guard_thread.ts", import.meta.url);
+      const thread = new WebWorker(threadUrl.href, {
+        type: "module",
+        name: "connection guard",
+      });
+      let waiting: ((msg: RelayResponse) => void) | null = null;
+      let failed: ((err: Error) => void) | null = null;
+      thread.onmessage = (e: MessageEvent<RelayResponse>) => waiting?.(e.data);
+      thread.onerror = (e: ErrorEvent) => {
+        e.preventDefault();
+        // A bug in the relay: nothing reaches the server any more. Said loudly; the supervisor's health checks fail.
+        console.error(
+          JSON.stringify({ level: "error", msg: "the connection guard's thread failed", error: e.message }),
+        );
+        failed?.(new Error(`the connection guard's thread failed: ${e.message}`));
+      };
+      const ask = (msg: RelayRequest) =>
+        new Promise<RelayResponse>((resolve, reject) => {
+          waiting = resolve;
+          failed = reject;
+          thread.postMessage(msg);
+        });
+      const started = await ask({ type: "start", options: resolved, socketPath, cells: cellsBuffer }).catch((err) => ({
+        type: "error" as const,
+        name: "Error",
+        message: (err as Error).message,
+      }));
+      if (started.type !== "listening") {
+        thread.terminate();
+        await inner.shutdown();
+        await removeDir();
+        const message = started.type === "error" ? started.message : `unexpected reply "${started.type}"`;
+        const Class = started.type === "error" && started.name in Deno.errors
+          ? Deno.errors[started.name as keyof typeof Deno.errors] as unknown as ErrorConstructor
+          : Error;
+        throw new Class(message);
       }
-      const shared: Shared = { socketPath, options: resolved, counts, release: (c) => conns.delete(c) };
-      const timer = setInterval(() => {
-        const now = performance.now();
-        for (const c of conns) c.tick(now);
-      }, resolved.tickMs);
-      Deno.unrefTimer(timer);
-      let closing = false;
-      const accepting = (async () => {
-        while (!closing) {
-          let client: Deno.TcpConn;
-          try {
-            client = await listener.accept();
-          } catch (err) {
-            if (closing || err instanceof Deno.errors.BadResource) return;
-            // Out of descriptors, or a connection reset before it was accepted: carry on.
-            await sleep(50);
-            continue;
-          }
-          counts.accepted++;
-          if (conns.size >= resolved.maxConnections) {
-            counts.refusedAtLimit++;
-            void writeAll(client, LIMIT_ANSWER).catch(() => {}).finally(() => {
-              try {
-                client.close();
-              } catch { /* closed */ }
-            });
-            continue;
-          }
-          conns.add(new GuardedConnection(client, shared));
-        }
-      })();
       return {
-        addr: listener.addr,
+        addr: started.addr,
         async shutdown() {
-          closing = true;
-          listener.close();
-          await accepting;
           try {
+            await ask({ type: "stop_accepting" });
             await inner.shutdown();
-            // The server has written its last answers and closed its ends: let them reach the clients (bounded);
-            // a client that never sent a whole head has nothing coming.
-            for (const c of conns) if (!c.reachedServer()) c.close();
-            await within(Promise.all([...conns].map((c) => c.closed)), SHUTDOWN_RELAY_MS);
+            // The server has written its last answers and closed its ends: let them reach the clients (bounded).
+            await ask({ type: "finish" });
           } finally {
-            for (const c of conns) c.close();
-            clearInterval(timer);
-            await Deno.remove(dir, { recursive: true }).catch(() => {});
+            thread.terminate();
+            await removeDir();
           }
         },
       };

@@ -63,7 +63,7 @@ function trickle(client: RawClient, everyMs: number): void {
 }
 
 /** A guarded echo server: method, path, body length and byte sum, and the client's address as the handler sees it. */
-function echoServer(options: Partial<Parameters<typeof createConnGuard>[0]> = {}) {
+async function echoServer(options: Partial<Parameters<typeof createConnGuard>[0]> = {}) {
   const guard = createConnGuard({
     hostname: "127.0.0.1",
     port: 0,
@@ -72,7 +72,7 @@ function echoServer(options: Partial<Parameters<typeof createConnGuard>[0]> = {}
     maxConnections: 50,
     ...options,
   });
-  const server: GuardedServer = guard.serve(async (req, info) => {
+  const server: GuardedServer = await guard.serve(async (req, info) => {
     let length = 0;
     let sum = 0;
     for await (const chunk of req.body ?? []) {
@@ -94,9 +94,9 @@ function echoServer(options: Partial<Parameters<typeof createConnGuard>[0]> = {}
 /** Run `fn` against a guarded echo server, shut down afterwards. */
 async function withEcho(
   options: Partial<Parameters<typeof createConnGuard>[0]>,
-  fn: (echo: ReturnType<typeof echoServer>) => Promise<void>,
+  fn: (echo: Awaited<ReturnType<typeof echoServer>>) => Promise<void>,
 ): Promise<void> {
-  const echo = echoServer(options);
+  const echo = await echoServer(options);
   try {
     await fn(echo);
   } finally {
@@ -179,7 +179,7 @@ Deno.test({
 });
 
 Deno.test("guard: one kept-alive connection carries Content-Length, chunked and large streamed bodies", async () => {
-  const { server, url } = echoServer({ keepAliveIdleMs: 5000 });
+  const { server, url } = await echoServer({ keepAliveIdleMs: 5000 });
   const client = Deno.createHttpClient({ poolMaxIdlePerHost: 1, http2: false });
   try {
     const small = enc.encode("hello, guard");
