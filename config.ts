@@ -45,7 +45,7 @@ export interface Config {
   cloudBreakerOpenMs: number;
   /** Longest cool-down (it doubles per failed probe), in milliseconds; at least `cloudBreakerOpenMs`. @default 60000 */
   cloudBreakerMaxOpenMs: number;
-  /** Inference workers in the pool. @default min(2, available cores) */
+  /** Inference workers in the pool; 0: the edge model runs on the HTTP thread. @default min(2, available cores) */
   workers: number;
   /** Requests that may wait for a worker before new ones are shed with 503. @default 256 */
   queueMax: number;
@@ -375,7 +375,7 @@ function baseConfig(env: Env): Config {
     cloudModelName: str(env, "CLOUD_MODEL_NAME", "cloud"),
     cloudTimeoutMs: int(env, "CLOUD_TIMEOUT_MS", 1000, 1, 600_000),
     ...breakerConfig(env),
-    workers: int(env, "WORKERS", Math.max(1, Math.min(2, cores)), 1, 64),
+    workers: int(env, "WORKERS", Math.max(1, Math.min(2, cores)), 0, 64),
     queueMax: int(env, "QUEUE_MAX", 256, 1, 1_000_000),
     queueMaxWaitMs: num(env, "QUEUE_MAX_WAIT_MS", 50, 0.001, 600_000) ?? 50,
     inferenceBatchMax: int(env, "INFERENCE_BATCH_MAX", 32, 1, 4096),

@@ -413,15 +413,22 @@ export async function startService(config: Readonly<Config>): Promise<Service> {
       ? null
       : await startChildCloud(config, new URL(`./cloud/reference_server.${MODULE_EXT}`, import.meta.url));
     if (child) life.defer("the reference cloud server", () => child.stop());
-    const pool = await createWorkerPool(init, {
-      size: config.workers,
-      queueMax: config.queueMax,
-      maxQueueWaitMs: config.queueMaxWaitMs,
-      batchMax: config.inferenceBatchMax,
-      batchWaitMs: config.inferenceBatchWaitMs,
-      taskTimeoutMs: config.workerTaskTimeoutMs,
-      workerUrl: new URL(`./workers/inference_worker.${MODULE_EXT}`, import.meta.url),
-    });
+    // WORKERS=0: the edge model runs on the HTTP thread (workers/in_process.ts, loaded only then).
+    const pool = config.workers === 0
+      ? await (await import("./workers/in_process.ts")).createInProcessInference(init, {
+        queueMax: config.queueMax,
+        maxQueueWaitMs: config.queueMaxWaitMs,
+        batchMax: config.inferenceBatchMax,
+      })
+      : await createWorkerPool(init, {
+        size: config.workers,
+        queueMax: config.queueMax,
+        maxQueueWaitMs: config.queueMaxWaitMs,
+        batchMax: config.inferenceBatchMax,
+        batchWaitMs: config.inferenceBatchWaitMs,
+        taskTimeoutMs: config.workerTaskTimeoutMs,
+        workerUrl: new URL(`./workers/inference_worker.${MODULE_EXT}`, import.meta.url),
+      });
     life.defer("the workers", () => pool.close());
     const pose = await startPosePool(config, life);
     const follower = await followReleases(config, { db: database.db, pool, init, manifest }, life);

@@ -14,6 +14,10 @@
 import { AppError, type ErrorCode } from "../errors.ts";
 import type { DecisionWriter, WriterState } from "./decision_writer.ts";
 import { hostEntry } from "./hosted_client.ts";
+
+/** The Web Worker constructor as it was at load, before onnxruntime-web replaces the global (with WORKERS=0 it runs on
+ * this thread). */
+const WebWorker: typeof Worker = globalThis.Worker;
 import type { DecisionRecord } from "./schema.ts";
 
 /** Messages to the writer thread. */
@@ -90,7 +94,7 @@ export function createThreadedDecisionWriter(options: ThreadedWriterOptions): De
   }
 
   function start(): Worker {
-    const w = new Worker(url.href, { type: "module" });
+    const w = new WebWorker(url.href, { type: "module" });
     w.onmessage = (e: MessageEvent<WriterThreadResponse>) => {
       const msg = e.data;
       blocked = msg.blocked;

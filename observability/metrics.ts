@@ -190,6 +190,18 @@ export function createServiceMetrics(sources: MetricsSources): ServiceMetrics {
   );
   mirroredCounter(registry, "dmd_worker_jobs_failed_total", "Inference jobs failed", () => sources.pool().failed);
   mirroredCounter(registry, "dmd_worker_restarts_total", "Crashed workers replaced", () => sources.pool().restarts);
+  mirroredCounter(
+    registry,
+    "dmd_inference_batches_total",
+    "Forward passes of the edge model (micro-batches)",
+    () => sources.pool().batches,
+  );
+  mirroredCounter(
+    registry,
+    "dmd_inference_batched_sequences_total",
+    "Sequences in those forward passes (over dmd_inference_batches_total: the mean batch size)",
+    () => sources.pool().batchedItems,
+  );
 
   if (sources.pose) registerPoseMetrics(registry, sources.pose);
 

@@ -498,5 +498,9 @@ if (flags.json) {
   show("cpuOtherMs", "service: runtime I/O threads", 3);
   show("cpuDatabaseMs", "database process", 3);
   show("cpuLoadMs", "load generator (separate process, same cores)", 3);
-  show("cpuBoundRps", `CPU-bound ceiling on ${cores} cores: cores / (service + load generator), req/s`, 0);
+  show(
+    "cpuBoundRps",
+    `CPU-bound ceiling on ${cores} cores: cores / (service + load generator; the kernel's own network work not counted), req/s`,
+    0,
+  );
 }

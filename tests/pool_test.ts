@@ -7,7 +7,7 @@ import { AppError } from "../errors.ts";
 import { loadModelSet } from "../workers/artefacts.ts";
 import { builtinSwitcherRelease, switcherReleaseFromSpec } from "../release/release.ts";
 import { createInProcessInference } from "../workers/in_process.ts";
-import { createWorkerPool, type EdgeInference } from "../workers/pool.ts";
+import { createWorkerPool, type EdgeInference, type InferenceOutput } from "../workers/pool.ts";
 
 const TINY = new URL("./fixtures/tiny_models", import.meta.url).pathname;
 
@@ -79,6 +79,57 @@ Deno.test("worker pool sheds calls past its queue bound with OVERLOADED and Retr
     assert.equal(pool.stats().completed, 3);
   } finally {
     await pool.close();
+  }
+});
+
+Deno.test("in-process: concurrent calls are micro-batched, each answered as it would be alone", async () => {
+  const local = await createInProcessInference(await init(), { queueMax: 64, batchMax: 8 });
+  try {
+    const inputs = Array.from({ length: 12 }, (_, i) => sequence(4 + (i % 5), i));
+    const alone: InferenceOutput[] = [];
+    for (const s of inputs) alone.push(await local.classify([{ data: s.data.slice(), length: s.length }]));
+    const before = local.stats();
+    const together = await Promise.all(inputs.map((s) => local.classify([s])));
+    const after = local.stats();
+    // 12 calls in fewer forward passes, none larger than batchMax.
+    const batches = after.batches! - before.batches!;
+    assert.ok(batches >= 2 && batches < 12, `${batches} batches`);
+    assert.equal(after.batchedItems! - before.batchedItems!, 12);
+    together.forEach((t, i) => {
+      assert.deepEqual(Array.from(t.results[0].probs), Array.from(alone[i].results[0].probs));
+      assert.equal(t.results[0].score, alone[i].results[0].score);
+      assert.ok(t.timings.queueMs >= 0);
+    });
+  } finally {
+    await local.close();
+  }
+});
+
+Deno.test("in-process: past its queue bound a call is shed with OVERLOADED; a bad input fails its own call only", async () => {
+  const local = await createInProcessInference(await init(), { queueMax: 2 });
+  try {
+    const settled = await Promise.allSettled(Array.from({ length: 6 }, (_, i) => local.classify([sequence(4, i)])));
+    const shed = settled.filter((s) => s.status === "rejected").map((s) => (s as PromiseRejectedResult).reason);
+    // The first call is scheduled, two wait, the other three are shed.
+    assert.equal(shed.length, 3);
+    for (const err of shed) {
+      assert.ok(err instanceof AppError);
+      assert.equal(err.code, "OVERLOADED");
+      assert.equal(err.headers["Retry-After"], "1");
+    }
+    // A sequence whose values do not fill its frames, batched with two good ones.
+    const bad = { data: new Float32Array(5), length: 4 };
+    const [a, b, c] = await Promise.allSettled([
+      local.classify([sequence(4, 1)]),
+      local.classify([bad]),
+      local.classify([sequence(5, 2)]),
+    ]);
+    assert.equal(a.status, "fulfilled");
+    assert.equal(c.status, "fulfilled");
+    assert.equal(b.status, "rejected");
+    assert.equal(((b as PromiseRejectedResult).reason as AppError).code, "INTERNAL");
+  } finally {
+    await local.close();
   }
 });
 

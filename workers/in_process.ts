@@ -1,49 +1,181 @@
 /**
- * Edge inference on the calling thread, behind the pool's signature ({@link EdgeInference}): for scripts and tests
- * that want no workers (the contract suite runs both). The HTTP app always uses the pool; the pool does not import
- * this module, so the engine is never loaded on the HTTP thread.
+ * Edge inference on the calling thread, behind the pool's signature ({@link EdgeInference}): the service's
+ * `WORKERS=0` (a device with one core, or the lowest latency at low load: no hop to a worker and back), and scripts
+ * and tests that want no workers (the contract suite runs both). The pool does not import this module, so the engine
+ * is loaded on the HTTP thread only when asked for.
+ *
+ * Like a worker of the pool, it micro-batches: calls queue, and when the engine is free it takes every queued
+ * sequence (up to `batchMax`) as one forward pass. Between batches it yields to the event loop (a message, not a
+ * timer: timers nested this deep wait 2 ms or more), so that requests that arrived during a batch are read and join
+ * the next one. Calls are shed like the pool's: past `queueMax` queued calls, or past `maxQueueWaitMs` of expected
+ * wait. A forward pass holds the thread it runs on for its whole duration (about 0.3 ms a sequence for the default
+ * edge model).
  *
  * @module
  */
+import { AppError } from "../errors.ts";
 import { createEngine } from "./engine.ts";
-import type { EdgeInference } from "./pool.ts";
-import type { EngineInit } from "./protocol.ts";
+import { type EdgeInference, EWMA_WEIGHT, type InferenceOutput, overloadedError } from "./pool.ts";
+import type { EngineInit, SequenceInput } from "./protocol.ts";
+
+/** Options of {@link createInProcessInference}. */
+export interface InProcessOptions {
+  /** Calls that may wait; past it, calls fail with 503 OVERLOADED. @default Infinity */
+  queueMax?: number;
+  /** Most sequences in one forward pass (a single call larger than this goes alone). @default 32 */
+  batchMax?: number;
+  /** Shed a call when the expected wait of a new one passes this, in milliseconds. @default Infinity */
+  maxQueueWaitMs?: number;
+}
+
+interface Job {
+  items: SequenceInput[];
+  enqueuedAt: number;
+  resolve: (v: InferenceOutput) => void;
+  reject: (e: unknown) => void;
+}
 
 /**
- * Edge inference on the calling thread, with the same signature as the pool. For scripts and tests that want no
- * workers; the HTTP app always uses the pool.
+ * Edge inference on the calling thread, with the same signature as the pool.
  *
  * @param init models and runtime
+ * @param options queue bound, batch size and shedding
  * @returns the ready engine behind the {@link EdgeInference} signature
  */
-export async function createInProcessInference(init: EngineInit): Promise<EdgeInference> {
+export async function createInProcessInference(
+  init: EngineInit,
+  options: InProcessOptions = {},
+): Promise<EdgeInference> {
   const { engine } = await createEngine(init);
-  let completed = 0;
-  let chain: Promise<unknown> = Promise.resolve();
+  const queueMax = options.queueMax ?? Infinity;
+  const batchMax = Math.max(1, options.batchMax ?? 32);
+  const maxQueueWaitMs = options.maxQueueWaitMs ?? Infinity;
+  const counters = { completed: 0, failed: 0, batches: 0, batchedItems: 0 };
+  const queue: Job[] = [];
+  let queuedItems = 0;
+  let running = false;
+  let scheduled = false;
+  let closed = false;
+  /** Moving average of a batch's time per sequence, in milliseconds; 0 until measured. */
+  let msPerItem = 0;
+  // The next batch starts from a message to this thread: after the I/O that is ready, without a timer's clamp.
+  const tick = new MessageChannel();
+  tick.port1.onmessage = () => {
+    scheduled = false;
+    void runBatch();
+  };
+
+  function schedule(): void {
+    if (scheduled || running || queue.length === 0 || closed) return;
+    scheduled = true;
+    tick.port2.postMessage(null);
+  }
+
+  function overloaded(): AppError | null {
+    // As in the pool, the call a free engine is about to take does not wait.
+    const waiting = running ? queue.length : Math.max(0, queue.length - 1);
+    if (waiting >= queueMax) return overloadedError("the inference queue is full");
+    if (queuedItems >= batchMax && msPerItem * queuedItems > maxQueueWaitMs) {
+      return overloadedError(`the inference queue holds more than ${maxQueueWaitMs} ms of work`);
+    }
+    return null;
+  }
+
+  /** One forward pass over the jobs at the head of the queue; each job gets its own results. */
+  async function runBatch(): Promise<void> {
+    if (running || queue.length === 0 || closed) return;
+    running = true;
+    const jobs: Job[] = [queue.shift()!];
+    let items = jobs[0].items.length;
+    while (queue.length > 0 && items + queue[0].items.length <= batchMax) {
+      const job = queue.shift()!;
+      items += job.items.length;
+      jobs.push(job);
+    }
+    queuedItems -= items;
+    counters.batches++;
+    counters.batchedItems += items;
+    const startedAt = performance.now();
+    try {
+      let outputs: (InferenceOutput | { error: unknown })[];
+      try {
+        const all = await engine.classify(jobs.length === 1 ? jobs[0].items : jobs.flatMap((j) => j.items));
+        let at = 0;
+        outputs = jobs.map((j) => {
+          const results = all.results.slice(at, at + j.items.length);
+          at += j.items.length;
+          return { results, timings: { ...all.timings, queueMs: 0 }, scoredBy: all.scoredBy };
+        });
+      } catch (err) {
+        // One bad input fails its own call only: each job of a failed batch again, alone.
+        outputs = jobs.length === 1 ? [{ error: err }] : [];
+        for (const j of jobs.length === 1 ? [] : jobs) {
+          try {
+            const one = await engine.classify(j.items);
+            outputs.push({ ...one, timings: { ...one.timings, queueMs: 0 } });
+          } catch (e) {
+            outputs.push({ error: e });
+          }
+        }
+      }
+      const sample = (performance.now() - startedAt) / Math.max(1, items);
+      msPerItem = msPerItem === 0 ? sample : msPerItem + EWMA_WEIGHT * (sample - msPerItem);
+      jobs.forEach((job, i) => {
+        const out = outputs[i];
+        if ("error" in out) {
+          counters.failed++;
+          // Inputs were validated at the HTTP boundary: anything thrown here is a bug, not the client's fault.
+          const e = out.error;
+          job.reject(
+            e instanceof AppError
+              ? e
+              : new AppError("INTERNAL", `Cannot classify: ${e instanceof Error ? e.message : String(e)}`),
+          );
+        } else {
+          counters.completed++;
+          job.resolve({ ...out, timings: { ...out.timings, queueMs: startedAt - job.enqueuedAt } });
+        }
+      });
+    } finally {
+      running = false;
+      schedule();
+    }
+  }
+
   return {
     classify(items) {
-      // One run at a time, as in a worker: WASM inference is synchronous underneath.
-      const run = chain.then(async () => {
-        const { results, timings, scoredBy } = await engine.classify(items);
-        completed++;
-        return { results, timings: { ...timings, queueMs: 0 }, scoredBy };
+      if (closed) return Promise.reject(new AppError("MODEL_NOT_READY", "Cannot classify: the engine is closed"));
+      const refused = overloaded();
+      if (refused) return Promise.reject(refused);
+      return new Promise((resolve, reject) => {
+        queue.push({ items, enqueuedAt: performance.now(), resolve, reject });
+        queuedItems += items.length;
+        schedule();
       });
-      chain = run.catch(() => undefined);
-      return run;
     },
+    overloaded,
     setSwitcher: (s) => engine.setSwitcher(s),
     versions: () => engine.versions(),
     stats: () => ({
       size: 1,
       alive: 1,
-      busy: 0,
-      queued: 0,
-      queueMax: Infinity,
-      completed,
-      failed: 0,
+      busy: running ? 1 : 0,
+      queued: queue.length,
+      queueMax,
+      queuedItems,
+      expectedWaitMs: msPerItem * queuedItems,
       restarts: 0,
       crashed: 0,
+      ...counters,
     }),
-    close: () => engine.release(),
+    async close() {
+      closed = true;
+      tick.port1.close();
+      tick.port2.close();
+      const err = new AppError("MODEL_NOT_READY", "Cannot classify: the engine is closed");
+      for (const job of queue.splice(0)) job.reject(err);
+      queuedItems = 0;
+      await engine.release();
+    },
   };
 }

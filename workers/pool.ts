@@ -141,9 +141,10 @@ interface Slot {
 }
 
 /** Weight of the newest batch in the moving average of the time per sequence. */
-const EWMA_WEIGHT = 0.2;
+export const EWMA_WEIGHT = 0.2;
 
-function overloadedError(why: string): AppError {
+/** The error a shed call gets: 503 OVERLOADED with Retry-After (also the in-process engine's, workers/in_process.ts). */
+export function overloadedError(why: string): AppError {
   return new AppError("OVERLOADED", `Cannot classify: ${why}`, { headers: { "Retry-After": "1" } });
 }
 
