@@ -6,7 +6,8 @@
  *    (as many workers as the service has, each running the bare edge model back to back, batch 1); and the project's
  *    pool driven without HTTP (16 callers, one sequence each) / the bare pool;
  *  - c=1 overhead: `/v1/classify` p50 - (`/healthz` p50, the HTTP floor + the bare model p50 in one worker);
- *  - both again with the binary body (raw float32, routes/binary_body.ts) instead of JSON;
+ *  - both again with the binary body (raw float32, routes/binary_body.ts) instead of JSON, and with the edge model on
+ *    the HTTP thread (`WORKERS=0`, workers/in_process.ts) instead of a worker;
  *  - switcher / edge model: the switcher's score (plain JS, as the workers run it) per request against the bare edge
  *    model; also the switcher's ONNX model in an onnxruntime-web session, as it ran before, and the service's own
  *    stage timings;
@@ -179,13 +180,13 @@ interface Service {
   stop(): Promise<void>;
 }
 
-async function startService(dir: string): Promise<Service> {
+async function startService(dir: string, serviceWorkers = workers): Promise<Service> {
   const t0 = performance.now();
   const { child, url } = await spawn(["run", "-A", new URL("../main.ts", import.meta.url).pathname], {
     PORT: "0",
     MODELS_DIR: modelsDir,
     DATABASE_URL: `file:${dir}/bench.db`,
-    WORKERS: String(workers),
+    WORKERS: String(serviceWorkers),
     // No cloud: every request is kept on the edge, and no reference server shares the cores.
     CLOUD_URL: "http://127.0.0.1:9",
     EXPLORATION_RATE: "0",
@@ -362,6 +363,22 @@ try {
       await Deno.remove(`${dir}/bench.db`).catch(() => {});
       for (const f of ["bench.db-wal", "bench.db-shm"]) await Deno.remove(`${dir}/${f}`).catch(() => {});
     }
+    // The same service with the edge model on its HTTP thread (WORKERS=0): no hop to a worker and back.
+    log(`rep ${rep + 1}/${reps}: service, WORKERS=0 ...`);
+    const local = await startService(dir, 0);
+    let inProcess: { c1: LoadResult; c16: LoadResult };
+    try {
+      const classify = `${local.url}/v1/classify`;
+      await load(classify, { concurrency: 2, durationMs: plan.serviceWarmMs, body: bodyFile });
+      inProcess = {
+        c1: await load(classify, { concurrency: 1, durationMs: plan.phaseMs, body: bodyFile }),
+        c16: await load(classify, { concurrency: 16, durationMs: plan.phaseMs, body: bodyFile }),
+      };
+    } finally {
+      await local.stop();
+      await Deno.remove(`${dir}/bench.db`).catch(() => {});
+      for (const f of ["bench.db-wal", "bench.db-shm"]) await Deno.remove(`${dir}/${f}`).catch(() => {});
+    }
     const { healthzC1, c1, c16, c64, binaryC1, binaryC16 } = phases;
     const edgeWebMs = edgeRt.web.p50Ms;
     rows.push({
@@ -370,6 +387,8 @@ try {
       binaryThroughputOverBarePool: binaryC16.throughputRps / bare.poolRps,
       binaryC1OverheadMs: binaryC1.p50Ms - healthzC1.p50Ms - bare.aloneP50Ms,
       c1OverheadMs: c1.p50Ms - healthzC1.p50Ms - bare.aloneP50Ms,
+      inProcessC1OverheadMs: inProcess.c1.p50Ms - healthzC1.p50Ms - bare.aloneP50Ms,
+      inProcessThroughputOverBarePool: inProcess.c16.throughputRps / bare.poolRps,
       switcherJsOverEdge: switcherJsMs === null ? null : switcherJsMs / edgeWebMs,
       switcherSessionOverEdge: switcherRt ? switcherRt.web.p50Ms / edgeWebMs : null,
       serviceSwitcherStageOverEdge: c16.serverP50.switcherMs !== null && c16.serverP50.edgeMs
@@ -406,9 +425,11 @@ try {
       c64Shed: c64.shed,
       binaryC16Rps: binaryC16.throughputRps,
       binaryC1P50Ms: binaryC1.p50Ms,
+      inProcessC1P50Ms: inProcess.c1.p50Ms,
+      inProcessC16Rps: inProcess.c16.throughputRps,
       failed: Object.values(phases).reduce((sum, p) => sum + p.failed, 0),
     });
-    raw = [...raw, { rep: rep + 1, bare, phases, nativeError: edgeRt.nativeError ?? null }];
+    raw = [...raw, { rep: rep + 1, bare, phases, inProcess, nativeError: edgeRt.nativeError ?? null }];
   }
 } finally {
   for (const w of barePool) w.terminate();
@@ -460,6 +481,8 @@ if (flags.json) {
   show("binaryThroughputOverBarePool", "service throughput c=16, binary body / bare pool", 2);
   show("c1OverheadMs", "c=1 p50 - (healthz p50 + bare p50), ms", 3, "<= 0.3");
   show("binaryC1OverheadMs", "c=1 p50 - (healthz p50 + bare p50), binary body, ms", 3);
+  show("inProcessC1OverheadMs", "c=1 p50 - (healthz p50 + bare p50), WORKERS=0 (model on the HTTP thread), ms", 3);
+  show("inProcessThroughputOverBarePool", "service throughput c=16, WORKERS=0 / bare pool", 2);
   show("switcherJsOverEdge", "switcher (JS) / edge model", 4, "<= 0.05");
   show("switcherSessionOverEdge", "switcher (onnxruntime-web session) / edge model", 4, "(before)");
   show("serviceSwitcherStageOverEdge", "service: switcher stage (features + score) / edge stage", 4);
@@ -487,6 +510,8 @@ if (flags.json) {
   show("c1P50Ms", "/v1/classify c=1 p50, ms", 3);
   show("c1P99Ms", "/v1/classify c=1 p99, ms", 3);
   show("binaryC1P50Ms", "/v1/classify c=1 p50, binary body, ms", 3);
+  show("inProcessC1P50Ms", "/v1/classify c=1 p50, WORKERS=0, ms", 3);
+  show("inProcessC16Rps", "service c=16, WORKERS=0, req/s", 0);
   show("c16P99Ms", "/v1/classify c=16 p99, ms", 2);
   show("c64P99Ms", "/v1/classify c=64 p99, ms", 2);
   show("failed", "failed requests (not 200, not shed)", 0);
