@@ -5,7 +5,9 @@
  *  - service throughput at saturation (`POST /v1/classify`, edge-kept requests, c=16) / the bare pool's throughput
  *    (as many workers as the service has, each running the bare edge model back to back, batch 1); and the project's
  *    pool driven without HTTP (16 callers, one sequence each) / the bare pool;
- *  - c=1 overhead: `/v1/classify` p50 - (`/healthz` p50, the HTTP floor + the bare model p50 in one worker);
+ *  - c=1 overhead: `/v1/classify` p50 - (`/healthz` p50, the HTTP floor + the bare model p50 in one worker); and,
+ *    since a model run between requests is slower than one of a back-to-back loop (caches gone cold meanwhile), the
+ *    engine's own stages in the service at c=1 (from the answers' timings) and the rest of the path beside them;
  *  - both again with the binary body (raw float32, routes/binary_body.ts) instead of JSON, and with the edge model on
  *    the HTTP thread (`WORKERS=0`, workers/in_process.ts) instead of a worker;
  *  - switcher / edge model: the switcher's score (plain JS, as the workers run it) per request against the bare edge
@@ -245,6 +247,12 @@ async function load(
   return JSON.parse(new TextDecoder().decode(out.stdout)) as LoadResult;
 }
 
+/** The engine's own time in the service (the answers' median pre-process + edge model + switcher stages), or null. */
+function engineMs(phase: LoadResult): number | null {
+  const { preprocessMs, edgeMs, switcherMs } = phase.serverP50;
+  return preprocessMs === null || edgeMs === null || switcherMs === null ? null : preprocessMs + edgeMs + switcherMs;
+}
+
 // ---- where the CPU goes ----
 
 /** The CPU time of a service's threads and of its database process so far. */
@@ -388,6 +396,10 @@ try {
       binaryC1OverheadMs: binaryC1.p50Ms - healthzC1.p50Ms - bare.aloneP50Ms,
       c1OverheadMs: c1.p50Ms - healthzC1.p50Ms - bare.aloneP50Ms,
       inProcessC1OverheadMs: inProcess.c1.p50Ms - healthzC1.p50Ms - bare.aloneP50Ms,
+      c1EngineMs: engineMs(c1),
+      c1OverheadBesidesEngineMs: c1.p50Ms - healthzC1.p50Ms - (engineMs(c1) ?? NaN),
+      inProcessC1EngineMs: engineMs(inProcess.c1),
+      inProcessC1OverheadBesidesEngineMs: inProcess.c1.p50Ms - healthzC1.p50Ms - (engineMs(inProcess.c1) ?? NaN),
       inProcessThroughputOverBarePool: inProcess.c16.throughputRps / bare.poolRps,
       switcherJsOverEdge: switcherJsMs === null ? null : switcherJsMs / edgeWebMs,
       switcherSessionOverEdge: switcherRt ? switcherRt.web.p50Ms / edgeWebMs : null,
@@ -483,6 +495,10 @@ if (flags.json) {
   show("binaryC1OverheadMs", "c=1 p50 - (healthz p50 + bare p50), binary body, ms", 3);
   show("inProcessC1OverheadMs", "c=1 p50 - (healthz p50 + bare p50), WORKERS=0 (model on the HTTP thread), ms", 3);
   show("inProcessThroughputOverBarePool", "service throughput c=16, WORKERS=0 / bare pool", 2);
+  show("c1EngineMs", "c=1: the engine's stages in the service (pre-process + model + switcher, p50), ms", 3);
+  show("c1OverheadBesidesEngineMs", "c=1 p50 - (healthz p50 + those stages): the rest of the path, ms", 3);
+  show("inProcessC1EngineMs", "c=1, WORKERS=0: the engine's stages in the service, ms", 3);
+  show("inProcessC1OverheadBesidesEngineMs", "c=1 p50 - (healthz p50 + those stages), WORKERS=0, ms", 3);
   show("switcherJsOverEdge", "switcher (JS) / edge model", 4, "<= 0.05");
   show("switcherSessionOverEdge", "switcher (onnxruntime-web session) / edge model", 4, "(before)");
   show("serviceSwitcherStageOverEdge", "service: switcher stage (features + score) / edge stage", 4);
