@@ -15,8 +15,9 @@
  */
 import { AppError } from "../errors.ts";
 import { createEngine } from "./engine.ts";
-import { type EdgeInference, EWMA_WEIGHT, type InferenceOutput, overloadedError } from "./pool.ts";
-import type { EngineInit, SequenceInput } from "./protocol.ts";
+import { createJobQueue } from "./job_queue.ts";
+import type { EdgeInference, InferenceOutput } from "./pool.ts";
+import type { EngineInit } from "./protocol.ts";
 
 /** Options of {@link createInProcessInference}. */
 export interface InProcessOptions {
@@ -26,13 +27,6 @@ export interface InProcessOptions {
   batchMax?: number;
   /** Shed a call when the expected wait of a new one passes this, in milliseconds. @default Infinity */
   maxQueueWaitMs?: number;
-}
-
-interface Job {
-  items: SequenceInput[];
-  enqueuedAt: number;
-  resolve: (v: InferenceOutput) => void;
-  reject: (e: unknown) => void;
 }
 
 /**
@@ -48,16 +42,15 @@ export async function createInProcessInference(
 ): Promise<EdgeInference> {
   const { engine } = await createEngine(init);
   const queueMax = options.queueMax ?? Infinity;
-  const batchMax = Math.max(1, options.batchMax ?? 32);
-  const maxQueueWaitMs = options.maxQueueWaitMs ?? Infinity;
+  const queue = createJobQueue({
+    queueMax,
+    batchMax: options.batchMax ?? 32,
+    maxQueueWaitMs: options.maxQueueWaitMs ?? Infinity,
+  });
   const counters = { completed: 0, failed: 0, batches: 0, batchedItems: 0 };
-  const queue: Job[] = [];
-  let queuedItems = 0;
   let running = false;
   let scheduled = false;
   let closed = false;
-  /** Moving average of a batch's time per sequence, in milliseconds; 0 until measured. */
-  let msPerItem = 0;
   // The next batch starts from a message to this thread: after the I/O that is ready, without a timer's clamp.
   const tick = new MessageChannel();
   tick.port1.onmessage = () => {
@@ -73,26 +66,14 @@ export async function createInProcessInference(
 
   function overloaded(): AppError | null {
     // As in the pool, the call a free engine is about to take does not wait.
-    const waiting = running ? queue.length : Math.max(0, queue.length - 1);
-    if (waiting >= queueMax) return overloadedError("the inference queue is full");
-    if (queuedItems >= batchMax && msPerItem * queuedItems > maxQueueWaitMs) {
-      return overloadedError(`the inference queue holds more than ${maxQueueWaitMs} ms of work`);
-    }
-    return null;
+    return queue.shed(running ? queue.length : Math.max(0, queue.length - 1), 1);
   }
 
   /** One forward pass over the jobs at the head of the queue; each job gets its own results. */
   async function runBatch(): Promise<void> {
     if (running || queue.length === 0 || closed) return;
     running = true;
-    const jobs: Job[] = [queue.shift()!];
-    let items = jobs[0].items.length;
-    while (queue.length > 0 && items + queue[0].items.length <= batchMax) {
-      const job = queue.shift()!;
-      items += job.items.length;
-      jobs.push(job);
-    }
-    queuedItems -= items;
+    const { jobs, items } = queue.take();
     counters.batches++;
     counters.batchedItems += items;
     const startedAt = performance.now();
@@ -118,8 +99,7 @@ export async function createInProcessInference(
           }
         }
       }
-      const sample = (performance.now() - startedAt) / Math.max(1, items);
-      msPerItem = msPerItem === 0 ? sample : msPerItem + EWMA_WEIGHT * (sample - msPerItem);
+      queue.measured(performance.now() - startedAt, items);
       jobs.forEach((job, i) => {
         const out = outputs[i];
         if ("error" in out) {
@@ -133,7 +113,7 @@ export async function createInProcessInference(
           );
         } else {
           counters.completed++;
-          job.resolve({ ...out, timings: { ...out.timings, queueMs: startedAt - job.enqueuedAt } });
+          queue.settle(job, out, startedAt);
         }
       });
     } finally {
@@ -147,11 +127,9 @@ export async function createInProcessInference(
       if (closed) return Promise.reject(new AppError("MODEL_NOT_READY", "Cannot classify: the engine is closed"));
       const refused = overloaded();
       if (refused) return Promise.reject(refused);
-      return new Promise((resolve, reject) => {
-        queue.push({ items, enqueuedAt: performance.now(), resolve, reject });
-        queuedItems += items.length;
-        schedule();
-      });
+      const answered = queue.push(items);
+      schedule();
+      return answered;
     },
     overloaded,
     setSwitcher: (s) => engine.setSwitcher(s),
@@ -162,8 +140,8 @@ export async function createInProcessInference(
       busy: running ? 1 : 0,
       queued: queue.length,
       queueMax,
-      queuedItems,
-      expectedWaitMs: msPerItem * queuedItems,
+      queuedItems: queue.items,
+      expectedWaitMs: queue.expectedWaitMs(1),
       restarts: 0,
       crashed: 0,
       ...counters,
@@ -172,9 +150,7 @@ export async function createInProcessInference(
       closed = true;
       tick.port1.close();
       tick.port2.close();
-      const err = new AppError("MODEL_NOT_READY", "Cannot classify: the engine is closed");
-      for (const job of queue.splice(0)) job.reject(err);
-      queuedItems = 0;
+      queue.rejectAll(new AppError("MODEL_NOT_READY", "Cannot classify: the engine is closed"));
       await engine.release();
     },
   };

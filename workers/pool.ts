@@ -37,6 +37,7 @@ import {
   type WorkerRequest,
   type WorkerResponse,
 } from "./protocol.ts";
+import { createJobQueue, type Job } from "./job_queue.ts";
 import { createRespawner, startAll } from "./respawn.ts";
 
 // onnxruntime-web replaces the global `Worker` once it initialises in a realm; keep the Web Worker constructor
@@ -119,13 +120,6 @@ export interface PoolOptions {
   maxQueueWaitMs?: number;
 }
 
-interface Job {
-  items: SequenceInput[];
-  enqueuedAt: number;
-  resolve: (v: InferenceOutput) => void;
-  reject: (e: unknown) => void;
-}
-
 interface Slot {
   worker: Worker;
   /** The jobs of the batch the worker holds, or null when it is free. */
@@ -140,14 +134,6 @@ interface Slot {
   alive: boolean;
 }
 
-/** Weight of the newest batch in the moving average of the time per sequence. */
-export const EWMA_WEIGHT = 0.2;
-
-/** The error a shed call gets: 503 OVERLOADED with Retry-After (also the in-process engine's, workers/in_process.ts). */
-export function overloadedError(why: string): AppError {
-  return new AppError("OVERLOADED", `Cannot classify: ${why}`, { headers: { "Retry-After": "1" } });
-}
-
 /**
  * Start a pool of inference workers and wait until every one has loaded and warmed up its models.
  *
@@ -158,7 +144,6 @@ export function overloadedError(why: string): AppError {
  */
 export async function createWorkerPool(init: EngineInit, options: PoolOptions): Promise<EdgeInference> {
   const workerUrl = options.workerUrl ?? new URL("./inference_worker.ts", import.meta.url);
-  const queue: Job[] = [];
   const slots: Slot[] = [];
   let nextId = 1;
   let current: EngineInit = init;
@@ -167,12 +152,13 @@ export async function createWorkerPool(init: EngineInit, options: PoolOptions): 
   const taskTimeoutMs = options.taskTimeoutMs ?? 10_000;
   const batchMax = Math.max(1, options.batchMax ?? 32);
   const batchWaitMs = Math.max(0, options.batchWaitMs ?? 0);
-  const maxQueueWaitMs = options.maxQueueWaitMs ?? Infinity;
   const counters = { completed: 0, failed: 0, restarts: 0, crashed: 0, batches: 0, batchedItems: 0 };
-  /** Sequences in the queue. */
-  let queuedItems = 0;
-  /** Moving average of a batch's time in a worker (post to reply) per sequence, in milliseconds; 0 until measured. */
-  let msPerItem = 0;
+  // A batch's time per sequence is measured from its post to the worker to the reply.
+  const queue = createJobQueue({
+    queueMax: options.queueMax,
+    batchMax,
+    maxQueueWaitMs: options.maxQueueWaitMs ?? Infinity,
+  });
   /** Fires when the oldest queued job has waited `batchWaitMs` (a worker is free but the batch is not full). */
   let fillTimer: ReturnType<typeof setTimeout> | undefined;
   /** Restarts crashed workers (a failed replacement waits before the next try). */
@@ -191,38 +177,16 @@ export async function createWorkerPool(init: EngineInit, options: PoolOptions): 
     return n;
   }
 
-  function expectedWaitMs(): number {
-    return msPerItem * queuedItems / Math.max(1, aliveCount());
-  }
-
-  /** The error a new call gets now, or null when it may queue. */
+  /** The error a new call gets now, or null when it may queue (never while a worker is free). */
   function overloaded(): AppError | null {
     if (slots.some((s) => s?.alive && !s.batch)) return null;
-    if (queue.length >= options.queueMax) return overloadedError("the inference queue is full");
-    // Below a full batch, the next free worker takes the whole queue at once: the wait is about one batch time.
-    if (queuedItems >= batchMax && expectedWaitMs() > maxQueueWaitMs) {
-      return overloadedError(`the inference queue holds more than ${maxQueueWaitMs} ms of work`);
-    }
-    return null;
-  }
-
-  /** The jobs at the head of the queue that fit one batch (at least one). */
-  function takeBatch(): { jobs: Job[]; items: number } {
-    const jobs: Job[] = [queue.shift()!];
-    let items = jobs[0].items.length;
-    while (queue.length > 0 && items + queue[0].items.length <= batchMax) {
-      const job = queue.shift()!;
-      items += job.items.length;
-      jobs.push(job);
-    }
-    queuedItems -= items;
-    return { jobs, items };
+    return queue.shed(queue.length, aliveCount());
   }
 
   /** Whether a free worker should wait for the batch to fill (only with `batchWaitMs` > 0). */
   function shouldWait(): boolean {
-    if (batchWaitMs === 0 || queuedItems >= batchMax) return false;
-    const waited = performance.now() - queue[0].enqueuedAt;
+    if (batchWaitMs === 0 || queue.items >= batchMax) return false;
+    const waited = performance.now() - (queue.oldestAt() ?? performance.now());
     if (waited >= batchWaitMs) return false;
     if (fillTimer === undefined) {
       fillTimer = setTimeout(() => {
@@ -234,7 +198,7 @@ export async function createWorkerPool(init: EngineInit, options: PoolOptions): 
   }
 
   function send(slot: Slot): void {
-    const { jobs, items } = takeBatch();
+    const { jobs, items } = queue.take();
     slot.batch = jobs;
     slot.batchItems = items;
     slot.startedAt = performance.now();
@@ -270,18 +234,20 @@ export async function createWorkerPool(init: EngineInit, options: PoolOptions): 
     const jobs = slot.batch;
     if (!jobs) return;
     const startedAt = slot.startedAt;
-    const sample = (performance.now() - startedAt) / Math.max(1, slot.batchItems);
-    msPerItem = msPerItem === 0 ? sample : msPerItem + EWMA_WEIGHT * (sample - msPerItem);
+    queue.measured(performance.now() - startedAt, slot.batchItems);
     slot.batch = null;
     clearTimeout(slot.deadline);
     // The worker's next batch goes out before the replied callers resume.
     dispatch();
     jobs.forEach((job, i) => {
-      const queueMs = startedAt - job.enqueuedAt;
       const outcome = msg.type === "result" ? msg.outcomes[i] : undefined;
       if (outcome?.ok) {
         counters.completed++;
-        job.resolve({ results: outcome.results, timings: { ...outcome.timings, queueMs }, scoredBy: outcome.scoredBy });
+        queue.settle(job, {
+          results: outcome.results,
+          timings: { ...outcome.timings, queueMs: 0 },
+          scoredBy: outcome.scoredBy,
+        }, startedAt);
       } else {
         counters.failed++;
         const error = outcome ?? (msg.type === "error" ? msg : undefined);
@@ -359,11 +325,9 @@ export async function createWorkerPool(init: EngineInit, options: PoolOptions): 
       if (closed) return Promise.reject(new AppError("MODEL_NOT_READY", "Cannot classify: the pool is closed"));
       const refused = overloaded();
       if (refused) return Promise.reject(refused);
-      return new Promise((resolve, reject) => {
-        queue.push({ items, enqueuedAt: performance.now(), resolve, reject });
-        queuedItems += items.length;
-        dispatch();
-      });
+      const answered = queue.push(items);
+      dispatch();
+      return answered;
     },
     overloaded,
     async setSwitcher(switcher) {
@@ -395,8 +359,8 @@ export async function createWorkerPool(init: EngineInit, options: PoolOptions): 
       busy: slots.filter((s) => s?.batch).length,
       queued: queue.length,
       queueMax: options.queueMax,
-      queuedItems,
-      expectedWaitMs: expectedWaitMs(),
+      queuedItems: queue.items,
+      expectedWaitMs: queue.expectedWaitMs(aliveCount()),
       ...counters,
     }),
     async close() {
@@ -404,8 +368,7 @@ export async function createWorkerPool(init: EngineInit, options: PoolOptions): 
       respawner.close();
       clearTimeout(fillTimer);
       const err = new AppError("MODEL_NOT_READY", "Cannot classify: the pool is closed");
-      for (const job of queue.splice(0)) job.reject(err);
-      queuedItems = 0;
+      queue.rejectAll(err);
       for (const s of slots) {
         s.alive = false;
         clearTimeout(s.deadline);
