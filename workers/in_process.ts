@@ -51,17 +51,19 @@ export async function createInProcessInference(
   let running = false;
   let scheduled = false;
   let closed = false;
-  // The next batch starts from a message to this thread: after the I/O that is ready, without a timer's clamp.
-  const tick = new MessageChannel();
-  tick.port1.onmessage = () => {
-    scheduled = false;
-    void runBatch();
-  };
-
   function schedule(): void {
     if (scheduled || running || queue.length === 0 || closed) return;
     scheduled = true;
+    // The next batch starts from a message to this thread: after the I/O that is ready, without a timer's clamp. A
+    // channel per yield (a few microseconds), closed once used, so that an idle engine keeps no process alive.
+    const tick = new MessageChannel();
+    tick.port1.onmessage = () => {
+      tick.port1.close();
+      scheduled = false;
+      void runBatch();
+    };
     tick.port2.postMessage(null);
+    tick.port2.close();
   }
 
   function overloaded(): AppError | null {
@@ -148,8 +150,6 @@ export async function createInProcessInference(
     }),
     async close() {
       closed = true;
-      tick.port1.close();
-      tick.port2.close();
       queue.rejectAll(new AppError("MODEL_NOT_READY", "Cannot classify: the engine is closed"));
       await engine.release();
     },
