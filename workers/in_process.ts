@@ -19,6 +19,9 @@ import { createJobQueue } from "./job_queue.ts";
 import type { EdgeInference, InferenceOutput } from "./pool.ts";
 import type { EngineInit } from "./protocol.ts";
 
+/** How long the engine keeps its scheduling channel open without a call, in milliseconds. */
+const IDLE_CLOSE_MS = 1000;
+
 /** Options of {@link createInProcessInference}. */
 export interface InProcessOptions {
   /** Calls that may wait; past it, calls fail with 503 OVERLOADED. @default Infinity */
@@ -51,19 +54,41 @@ export async function createInProcessInference(
   let running = false;
   let scheduled = false;
   let closed = false;
+  /**
+   * The next batch starts from a message to this thread: after the I/O that is ready (requests that arrived during
+   * the batch join the next one), without a timer's clamp. A channel's first message comes before that I/O, so one
+   * channel serves while calls keep coming; it is closed after a second without any (an unref'd timer), so that an idle
+   * engine keeps no process alive.
+   */
+  let tick: MessageChannel | null = null;
+  let idle: ReturnType<typeof setTimeout> | undefined;
+
   function schedule(): void {
-    if (scheduled || running || queue.length === 0 || closed) return;
+    if (scheduled || running || closed) return;
+    clearTimeout(idle);
+    idle = undefined;
+    if (queue.length === 0) {
+      idle = setTimeout(closeTick, IDLE_CLOSE_MS);
+      Deno.unrefTimer(idle);
+      return;
+    }
     scheduled = true;
-    // The next batch starts from a message to this thread: after the I/O that is ready, without a timer's clamp. A
-    // channel per yield (a few microseconds), closed once used, so that an idle engine keeps no process alive.
-    const tick = new MessageChannel();
-    tick.port1.onmessage = () => {
-      tick.port1.close();
-      scheduled = false;
-      void runBatch();
-    };
+    if (!tick) {
+      tick = new MessageChannel();
+      tick.port1.onmessage = () => {
+        scheduled = false;
+        void runBatch();
+      };
+    }
     tick.port2.postMessage(null);
-    tick.port2.close();
+  }
+
+  function closeTick(): void {
+    clearTimeout(idle);
+    idle = undefined;
+    tick?.port1.close();
+    tick?.port2.close();
+    tick = null;
   }
 
   function overloaded(): AppError | null {
@@ -150,6 +175,7 @@ export async function createInProcessInference(
     }),
     async close() {
       closed = true;
+      closeTick();
       queue.rejectAll(new AppError("MODEL_NOT_READY", "Cannot classify: the engine is closed"));
       await engine.release();
     },
