@@ -5,7 +5,8 @@
  *  - service throughput at saturation (`POST /v1/classify`, edge-kept requests, c=16) / the bare pool's throughput
  *    (as many workers as the service has, each running the bare edge model back to back, batch 1); and the project's
  *    pool driven without HTTP (16 callers, one sequence each) / the bare pool;
- *  - c=1 overhead: `/v1/classify` p50 - (`/healthz` p50, the HTTP floor + the bare model p50 in one worker); and,
+ *  - c=1 overhead: `/v1/classify` p50 - (`/healthz` p50, the HTTP floor + the bare model p50 in one worker); again
+ *    with one client alternating the two requests, so that the floor is measured at the same moments; and,
  *    since a model run between requests is slower than one of a back-to-back loop (caches gone cold meanwhile), the
  *    engine's own stages in the service at c=1 (from the answers' timings) and the rest of the path beside them;
  *  - both again with the binary body (raw float32, routes/binary_body.ts) instead of JSON, and with the edge model on
@@ -221,14 +222,17 @@ interface LoadResult {
   serverP50: Record<string, number | null>;
   /** The load generator's own CPU time over the phase. */
   cpuMs: number;
+  /** The interleaved GETs, when asked for. */
+  interleaved?: { answered: number; p50Ms: number | null; p99Ms: number | null };
 }
 
 async function load(
   url: string,
-  options: { concurrency: number; durationMs: number; body?: string; binary?: boolean },
+  options: { concurrency: number; durationMs: number; body?: string; binary?: boolean; interleave?: string },
 ): Promise<LoadResult> {
   const args = ["run", "-A", new URL("./bench_load.ts", import.meta.url).pathname, "--url", url];
   if (options.body) args.push("--body", options.body);
+  if (options.interleave) args.push("--interleave-url", options.interleave);
   if (options.binary) {
     args.push("--content-type", "application/octet-stream");
     const fields = {
@@ -354,12 +358,20 @@ try {
       await load(classify, { concurrency: 2 * workers, durationMs: plan.serviceWarmMs, body: bodyFile });
       const healthzC1 = await load(`${service.url}/healthz`, { concurrency: 1, durationMs: plan.phaseMs });
       const c1 = await load(classify, { concurrency: 1, durationMs: plan.phaseMs, body: bodyFile });
+      // One client alternating classify and /healthz: the floor and the request at the same moments.
+      const c1Interleaved = await load(classify, {
+        concurrency: 1,
+        durationMs: plan.phaseMs,
+        body: bodyFile,
+        interleave: `${service.url}/healthz`,
+      });
       const before = serviceCpu(service.pid);
       const c16 = await load(classify, { concurrency: 16, durationMs: plan.phaseMs, body: bodyFile });
       cpu = cpuPerRequest(before, serviceCpu(service.pid), c16);
       phases = {
         healthzC1,
         c1,
+        c1Interleaved,
         c16,
         c64: await load(classify, { concurrency: 64, durationMs: plan.phaseMs, body: bodyFile }),
         binaryC1: await load(classify, { concurrency: 1, durationMs: plan.phaseMs, body: binaryFile, binary: true }),
@@ -387,7 +399,8 @@ try {
       await Deno.remove(`${dir}/bench.db`).catch(() => {});
       for (const f of ["bench.db-wal", "bench.db-shm"]) await Deno.remove(`${dir}/${f}`).catch(() => {});
     }
-    const { healthzC1, c1, c16, c64, binaryC1, binaryC16 } = phases;
+    const { healthzC1, c1, c1Interleaved, c16, c64, binaryC1, binaryC16 } = phases;
+    const interleavedFloor = c1Interleaved.interleaved?.p50Ms ?? null;
     const edgeWebMs = edgeRt.web.p50Ms;
     rows.push({
       throughputOverBarePool: c16.throughputRps / bare.poolRps,
@@ -396,6 +409,9 @@ try {
       binaryC1OverheadMs: binaryC1.p50Ms - healthzC1.p50Ms - bare.aloneP50Ms,
       c1OverheadMs: c1.p50Ms - healthzC1.p50Ms - bare.aloneP50Ms,
       inProcessC1OverheadMs: inProcess.c1.p50Ms - healthzC1.p50Ms - bare.aloneP50Ms,
+      c1InterleavedOverheadMs: interleavedFloor === null
+        ? null
+        : c1Interleaved.p50Ms - interleavedFloor - bare.aloneP50Ms,
       c1EngineMs: engineMs(c1),
       c1OverheadBesidesEngineMs: c1.p50Ms - healthzC1.p50Ms - (engineMs(c1) ?? NaN),
       inProcessC1EngineMs: engineMs(inProcess.c1),
@@ -493,6 +509,11 @@ if (flags.json) {
   show("binaryThroughputOverBarePool", "service throughput c=16, binary body / bare pool", 2);
   show("c1OverheadMs", "c=1 p50 - (healthz p50 + bare p50), ms", 3, "<= 0.3");
   show("binaryC1OverheadMs", "c=1 p50 - (healthz p50 + bare p50), binary body, ms", 3);
+  show(
+    "c1InterleavedOverheadMs",
+    "c=1 p50 - (healthz p50 + bare p50), one client alternating the two (same moments), ms",
+    3,
+  );
   show("inProcessC1OverheadMs", "c=1 p50 - (healthz p50 + bare p50), WORKERS=0 (model on the HTTP thread), ms", 3);
   show("inProcessThroughputOverBarePool", "service throughput c=16, WORKERS=0 / bare pool", 2);
   show("c1EngineMs", "c=1: the engine's stages in the service (pre-process + model + switcher, p50), ms", 3);

@@ -7,7 +7,8 @@
  *
  * Flags: --url URL (the full endpoint), --body FILE (a body to POST; without it, GET), --content-type TYPE (of the
  * body; default application/json, which is read as text), --header NAME:VALUE (repeatable), --concurrency N,
- * --duration-ms N
+ * --duration-ms N, --interleave-url URL (each client alternates: a request to --url, then a GET to this one, timed
+ * apart and reported as `interleaved`, so that both are measured at the same moments of a shared machine)
  *
  * @module
  */
@@ -16,7 +17,7 @@ import { parseFlags, usageError } from "./cli.ts";
 
 const USAGE =
   "usage: deno run -A scripts/bench_load.ts --url URL [--body FILE] [--content-type TYPE] [--header NAME:VALUE ...] " +
-  "--concurrency N --duration-ms N";
+  "--concurrency N --duration-ms N [--interleave-url URL]";
 const flags = parseFlags({
   url: { type: "string" },
   body: { type: "string" },
@@ -24,6 +25,7 @@ const flags = parseFlags({
   header: { type: "string", multiple: true, default: [] },
   concurrency: { type: "string", default: "1" },
   "duration-ms": { type: "string", default: "3000" },
+  "interleave-url": { type: "string" },
 }, USAGE);
 const concurrency = Number(flags.concurrency);
 const durationMs = Number(flags["duration-ms"]);
@@ -54,6 +56,9 @@ const stages: Record<string, number[]> = { queueMs: [], preprocessMs: [], edgeMs
 let shed = 0;
 let failed = 0;
 const statuses: Record<string, number> = {};
+const interleaveUrl = flags["interleave-url"] ?? null;
+/** Latencies of the interleaved GETs (200 only). */
+const interleaved: number[] = [];
 const t0 = performance.now();
 const cpu0 = process.cpuUsage();
 const end = t0 + durationMs;
@@ -73,6 +78,13 @@ async function client(): Promise<void> {
       }
     } else if (res.status === 503 && text.includes('"OVERLOADED"')) shed++;
     else failed++;
+    if (interleaveUrl) {
+      // The same client's next request goes to the other URL: both measured at the same moments.
+      const t = performance.now();
+      const other = await fetch(interleaveUrl);
+      await other.arrayBuffer();
+      if (other.status === 200) interleaved.push(performance.now() - t);
+    }
   }
 }
 
@@ -80,6 +92,7 @@ await Promise.all(Array.from({ length: concurrency }, client));
 const wallMs = performance.now() - t0;
 const cpu = process.cpuUsage(cpu0);
 latencies.sort((a, b) => a - b);
+interleaved.sort((a, b) => a - b);
 const server: Record<string, number | null> = {};
 for (const [k, v] of Object.entries(stages)) server[k] = at(v.sort((a, b) => a - b), 0.5);
 console.log(JSON.stringify({
@@ -95,4 +108,7 @@ console.log(JSON.stringify({
   serverP50: server,
   // This process's own CPU time over the phase (user + system), so that the caller can count the load's cost.
   cpuMs: (cpu.user + cpu.system) / 1000,
+  ...(interleaveUrl
+    ? { interleaved: { answered: interleaved.length, p50Ms: at(interleaved, 0.5), p99Ms: at(interleaved, 0.99) } }
+    : {}),
 }));

@@ -108,3 +108,43 @@ Deno.test("threadCpuMs groups a process's CPU by thread: a busy Web Worker count
   for (const k of ["main", "v8", "workers", "other"] as const) assert.ok(after[k] >= before[k]);
   await t.step("a process that is gone reads null", () => assert.equal(threadCpuMs(2 ** 22 + 12345), null));
 });
+
+Deno.test("bench_load --interleave-url: each client alternates, and the GETs are timed apart", async () => {
+  const seen = { post: 0, get: 0 };
+  const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen: () => {} }, async (req) => {
+    await req.text();
+    if (req.method === "GET") {
+      seen.get++;
+      return Response.json({ ok: true });
+    }
+    seen.post++;
+    return Response.json({ label: "a", timings: { edgeMs: 2 } });
+  });
+  const dir = await Deno.makeTempDir();
+  try {
+    await Deno.writeTextFile(`${dir}/body.json`, "{}");
+    const base = `http://127.0.0.1:${server.addr.port}`;
+    const { code, stdout } = await run([
+      "--url",
+      `${base}/v1/classify`,
+      "--body",
+      `${dir}/body.json`,
+      "--interleave-url",
+      `${base}/healthz`,
+      "--concurrency",
+      "1",
+      "--duration-ms",
+      "300",
+    ]);
+    assert.equal(code, 0);
+    const r = JSON.parse(stdout);
+    // One GET after every answered POST, never more.
+    assert.equal(r.answered, seen.post);
+    assert.equal(r.interleaved.answered, seen.get);
+    assert.equal(seen.get, seen.post);
+    assert.ok(r.interleaved.p50Ms > 0 && r.interleaved.p99Ms >= r.interleaved.p50Ms, stdout);
+  } finally {
+    await server.shutdown();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
