@@ -30,8 +30,8 @@ import { localPath, openDirectClient } from "./direct_client.ts";
 import { type HostedClientOptions, openHostedClient } from "./hosted_client.ts";
 import * as schema from "./schema.ts";
 
-/** The drizzle database with the project's schema. */
-export type Db = LibSQLDatabase<typeof schema>;
+/** The drizzle database with the project's schema, and its libSQL client (`$client`, for prepared statements). */
+export type Db = LibSQLDatabase<typeof schema> & { $client: Client };
 
 /** An open database. */
 export interface Database {
