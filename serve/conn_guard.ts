@@ -5,7 +5,8 @@
  * Deno 2 cannot serve a connection accepted by hand. So the guard owns the public port (`Deno.listen`), and
  * `Deno.serve` listens on a unix socket in a private folder (mode 0700). Each accepted TCP connection is copied both
  * ways to its own connection to that socket, while serve/http1_framing.ts follows the HTTP/1.1 framing of both
- * directions (bodies stream through, never buffered):
+ * directions (bodies stream through, never buffered). That relay runs on a thread of its own
+ * (serve/conn_guard_thread.ts, {@link startRelay}); the HTTP thread only serves the socket:
  *
  * - a request head must be complete within `headerTimeoutMs`, counted from the connection's opening for the first
  *   request and from its first byte for each later one; past it the client gets `408` with `Connection: close` and
@@ -23,8 +24,9 @@
  * A client's half-close is passed to the server once every request before it is answered (`Deno.serve` drops the
  * answer to a request in progress when its client half-closes).
  *
- * Lifecycle: listening -> (shutdown) the public port closes, the server drains (serve/lifecycle.ts), connections
- * still open are closed, the private folder is removed.
+ * Lifecycle: listening -> (shutdown) the relay's thread closes the public port, the server drains
+ * (serve/lifecycle.ts), the relay closes the connections still open and its thread ends, the private folder is
+ * removed.
  *
  * @module
  */
