@@ -1,6 +1,6 @@
 /**
  * An inference worker: a `switch` over {@link WorkerRequest} messages that replies with a result or a
- * `{ code, message }` error. All model work happens here, never on the HTTP thread.
+ * `{ code, message }` error. With workers (the default), all model work happens here, never on the HTTP thread.
  *
  * @module
  */
