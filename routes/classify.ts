@@ -5,7 +5,7 @@
  */
 import { createRoute, OpenAPIHono } from "@hono/zod-openapi";
 import { AppError, toAppError } from "../errors.ts";
-import type { Answer, HybridClassifier, SequenceItem } from "../serve/classifier.ts";
+import type { Answer, ClassifyOptions, HybridClassifier, SequenceItem } from "../serve/classifier.ts";
 import type { ClassifierSpec } from "../wasm-models/manifest.ts";
 import {
   AnswerSchema,
@@ -85,6 +85,10 @@ export function classifyRoutes(deps: ClassifyDeps): OpenAPIHono {
     channels: deps.edgeSpec.channels,
   };
 
+  /** One sequence through the classifier, as the API answers it. */
+  const classifyOne = async (item: SequenceItem, forced: ClassifyOptions["forced"], requestId: string) =>
+    present((await deps.classifier.classify([item], { forced, requestId }))[0]);
+
   const fastLimits = {
     joints: deps.edgeSpec.joints,
     channels: deps.edgeSpec.channels,
@@ -102,8 +106,7 @@ export function classifyRoutes(deps: ClassifyDeps): OpenAPIHono {
     if (!fast || !members?.success) return await next();
     const body = members.data;
     const item = flatToSequenceItem(body, fast, deps.edgeSpec);
-    const [answer] = await deps.classifier.classify([item], { forced: body.route, requestId: c.get("requestId") });
-    return c.json(present(answer), 200);
+    return c.json(await classifyOne(item, body.route, c.get("requestId")), 200);
   });
 
   // The binary body (routes/binary_body.ts): every limit is checked from the headers before the body is read.
@@ -121,8 +124,7 @@ export function classifyRoutes(deps: ClassifyDeps): OpenAPIHono {
         model: deps.edgeSpec,
       }),
     };
-    const [answer] = await deps.classifier.classify([item], { forced: header.route, requestId: c.get("requestId") });
-    return c.json(present(answer), 200);
+    return c.json(await classifyOne(item, header.route, c.get("requestId")), 200);
   });
 
   // Every limit before any per-element work: the raw text is checked before it is parsed and validated.
@@ -134,8 +136,7 @@ export function classifyRoutes(deps: ClassifyDeps): OpenAPIHono {
   app.openapi(classifyRoute, async (c) => {
     const body = c.req.valid("json");
     const item = toSequenceItem(body, check);
-    const [answer] = await deps.classifier.classify([item], { forced: body.route, requestId: c.get("requestId") });
-    return c.json(present(answer), 200);
+    return c.json(await classifyOne(item, body.route, c.get("requestId")), 200);
   });
 
   app.openapi(batchRoute, async (c) => {

@@ -37,20 +37,18 @@ export function toSequenceItem(
 ): SequenceItem {
   const { spec, maxFrames } = options;
   checkLayout(body.layout, spec);
+  let flat: ReturnType<typeof flattenFrames>;
   try {
-    const flat = flattenFrames(body.frames, {
+    flat = flattenFrames(body.frames, {
       joints: spec.joints,
       channels: spec.channels,
       maxFrames,
       confidenceChannel: spec.confidenceChannel,
     });
-    return flatToSequenceItem(body, flat, spec);
   } catch (err) {
-    if (err instanceof TypeError || err instanceof RangeError) {
-      throw new AppError("INVALID_INPUT", err.message, { cause: err });
-    }
-    throw err;
+    throw asInvalidInput(err);
   }
+  return flatToSequenceItem(body, flat, spec);
 }
 
 /**
@@ -86,11 +84,15 @@ export function flatToSequenceItem(
     });
     return { data, length, fps, layout: body.layout, clientId: body.id ?? null };
   } catch (err) {
-    if (err instanceof TypeError || err instanceof RangeError) {
-      throw new AppError("INVALID_INPUT", err.message, { cause: err });
-    }
-    throw err;
+    throw asInvalidInput(err);
   }
+}
+
+/** A TypeError or RangeError from below validation (a shape, a length, a value) as INVALID_INPUT; others as they are. */
+function asInvalidInput(err: unknown): unknown {
+  return err instanceof TypeError || err instanceof RangeError
+    ? new AppError("INVALID_INPUT", err.message, { cause: err })
+    : err;
 }
 
 function checkLayout(layout: string, spec: ClassifierSpec): void {

@@ -45,7 +45,7 @@ import { timeBothRuntimes } from "../workers/runtime_bench.ts";
 import { switcherMlp } from "../workers/switcher_mlp.ts";
 import type { SwitcherSpec } from "../wasm-models/manifest.ts";
 import { parseFlags, usageError } from "./cli.ts";
-import { childPids, rssKiB, spawn, type ThreadCpu, threadCpuMs } from "./procs.ts";
+import { childPids, processCpuMs, rssKiB, spawn, type ThreadCpu, threadCpuMs } from "./procs.ts";
 
 const USAGE = "usage: deno task bench [--models DIR] [--workers N] [--reps N] [--quick] [--json]";
 const flags = parseFlags({
@@ -180,6 +180,7 @@ interface Service {
   pid: number;
   listeningMs: number;
   readyMs: number;
+  /** Stop it (SIGTERM) and remove its database files. */
   stop(): Promise<void>;
 }
 
@@ -206,6 +207,8 @@ async function startService(dir: string, serviceWorkers = workers): Promise<Serv
     async stop() {
       child.kill("SIGTERM");
       await child.status;
+      // The next service starts on an empty database.
+      for (const f of ["bench.db", "bench.db-wal", "bench.db-shm"]) await Deno.remove(`${dir}/${f}`).catch(() => {});
     },
   };
 }
@@ -267,8 +270,7 @@ interface ServiceCpu {
 
 function serviceCpu(pid: number): ServiceCpu {
   const db = childPids(pid, "db/host")[0];
-  const dbCpu = db === undefined ? null : threadCpuMs(db);
-  return { threads: threadCpuMs(pid), database: dbCpu ? dbCpu.main + dbCpu.v8 + dbCpu.workers + dbCpu.other : null };
+  return { threads: threadCpuMs(pid), database: db === undefined ? null : processCpuMs(db) };
 }
 
 /** CPU milliseconds per answered request over a phase, by thread group; null where /proc is not there. */
@@ -380,8 +382,6 @@ try {
       peak = rssKiB(service.pid).hwm / 1024 || null;
     } finally {
       await service.stop();
-      await Deno.remove(`${dir}/bench.db`).catch(() => {});
-      for (const f of ["bench.db-wal", "bench.db-shm"]) await Deno.remove(`${dir}/${f}`).catch(() => {});
     }
     // The same service with the edge model on its HTTP thread (WORKERS=0): no hop to a worker and back.
     log(`rep ${rep + 1}/${reps}: service, WORKERS=0 ...`);
@@ -396,8 +396,6 @@ try {
       };
     } finally {
       await local.stop();
-      await Deno.remove(`${dir}/bench.db`).catch(() => {});
-      for (const f of ["bench.db-wal", "bench.db-shm"]) await Deno.remove(`${dir}/${f}`).catch(() => {});
     }
     const { healthzC1, c1, c1Interleaved, c16, c64, binaryC1, binaryC16 } = phases;
     const interleavedFloor = c1Interleaved.interleaved?.p50Ms ?? null;

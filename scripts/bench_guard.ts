@@ -5,16 +5,16 @@
  * alternates, the load generator (scripts/bench_load.ts, a process of its own) against each: `/healthz` at c=1 (the
  * HTTP floor), `POST /v1/classify` at c=1 and at c=16. For each phase: p50, p99, throughput, and the service's CPU
  * time per answered request (user + system, from /proc, so Linux only; in all, and the HTTP thread's share), each as
- * the median over the repetitions, the difference (guard - none) and the range. Then two measures that a shared machine disturbs less: c=1 with one
- * client alternating requests between the services (same moments for both), and c=16 with both services loaded at
- * once (they share the cores alike). On a shared machine, read those and the CPU time per request.
+ * the median over the repetitions, the difference (guard - none) and the range. Then two measures that a shared
+ * machine disturbs less: c=1 with one client alternating requests between the services (same moments for both), and
+ * c=16 with both services loaded at once (they share the cores alike). On a shared machine, read those and the CPU time per request.
  *
  * Flags: --models DIR, --workers N (2), --reps N (5), --phase-ms N (4000), --json
  *
  * @module
  */
 import { parseFlags, usageError } from "./cli.ts";
-import { spawn, threadCpuMs } from "./procs.ts";
+import { processCpuMs, spawn, threadCpuMs } from "./procs.ts";
 import { median } from "./timing.ts";
 import { sleep } from "../lib/deadline.ts";
 
@@ -33,12 +33,6 @@ if (!(Number.isInteger(workers) && workers >= 1)) usageError("Cannot run: --work
 if (!(Number.isInteger(reps) && reps >= 1)) usageError("Cannot run: --reps must be >= 1", USAGE);
 if (!(Number.isInteger(phaseMs) && phaseMs >= 500)) usageError("Cannot run: --phase-ms must be >= 500", USAGE);
 const log = (line: string) => console.error(line);
-
-/** CPU time (user + system) of a process so far, in milliseconds (Linux: /proc, USER_HZ = 100). */
-function cpuMs(pid: number): number {
-  const fields = Deno.readTextFileSync(`/proc/${pid}/stat`).split(") ")[1].split(" ");
-  return (Number(fields[11]) + Number(fields[12])) * 10;
-}
 
 interface Phase {
   p50Ms: number;
@@ -59,10 +53,10 @@ async function load(
   const args = ["run", "-A", new URL("./bench_load.ts", import.meta.url).pathname, "--url", `${service.url}${path}`];
   if (options.body) args.push("--body", options.body);
   args.push("--concurrency", String(options.concurrency), "--duration-ms", String(options.durationMs));
-  const cpu0 = cpuMs(service.pid);
+  const cpu0 = processCpuMs(service.pid) ?? 0;
   const http0 = threadCpuMs(service.pid)?.main ?? 0;
   const out = await new Deno.Command(Deno.execPath(), { args, stdout: "piped", stderr: "inherit" }).output();
-  const cpu = cpuMs(service.pid) - cpu0;
+  const cpu = (processCpuMs(service.pid) ?? 0) - cpu0;
   const http = (threadCpuMs(service.pid)?.main ?? 0) - http0;
   if (!out.success) throw new Error(`the load generator failed at ${service.url}${path}`);
   const r = JSON.parse(new TextDecoder().decode(out.stdout));

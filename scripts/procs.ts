@@ -98,13 +98,34 @@ export function childPids(pid: number, needle: string): number[] {
   return out;
 }
 
+/** User + system CPU time in a /proc `stat` line (a process's or a thread's), in milliseconds. */
+function statCpuMs(stat: string): number {
+  // Fields after the command's closing parenthesis: state is field 3, utime 14, stime 15; USER_HZ is 100 on Linux.
+  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  return (Number(fields[11]) + Number(fields[12])) * 10;
+}
+
+/**
+ * CPU time (user + system) of a whole process so far, ended threads included.
+ *
+ * @param pid the process id
+ * @returns milliseconds; null where /proc is not there or the process is gone
+ */
+export function processCpuMs(pid: number): number | null {
+  try {
+    return statCpuMs(Deno.readTextFileSync(`/proc/${pid}/stat`));
+  } catch {
+    return null;
+  }
+}
+
 /** CPU time of a process's threads, by what they are, in milliseconds. */
 export interface ThreadCpu {
   /** The main thread (a service's HTTP thread). */
   main: number;
   /** V8's helper threads: garbage collection and optimising compilation in the background. */
   v8: number;
-  /** Web Workers (a service's inference workers and its decision writer). */
+  /** Web Workers (a service's inference workers, its decision writer and its connection guard's relay). */
   workers: number;
   /** Everything else (the runtime's I/O threads). */
   other: number;
@@ -118,7 +139,6 @@ export interface ThreadCpu {
  * @returns milliseconds by group; null where /proc is not there or the process is gone
  */
 export function threadCpuMs(pid: number): ThreadCpu | null {
-  const ticks = 1000 / 100; // USER_HZ is 100 on Linux
   const out: ThreadCpu = { main: 0, v8: 0, workers: 0, other: 0 };
   try {
     for (const task of Deno.readDirSync(`/proc/${pid}/task`)) {
@@ -129,9 +149,7 @@ export function threadCpuMs(pid: number): ThreadCpu | null {
       } catch {
         continue; // the thread ended meanwhile
       }
-      // Fields after the command's closing parenthesis: state is field 3, utime 14, stime 15.
-      const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-      const ms = (Number(fields[11]) + Number(fields[12])) * ticks;
+      const ms = statCpuMs(stat);
       if (task.name === String(pid)) out.main += ms;
       else if (comm.startsWith("V8")) out.v8 += ms;
       else if (comm.startsWith("worker")) out.workers += ms;

@@ -17,7 +17,7 @@ import { ruleScore, type SwitcherRelease } from "../release/release.ts";
 import { resample } from "../sequence/preprocess.ts";
 import { featureNames, qualityStats, softmax, switcherFeatures } from "../switcher/features.ts";
 import type { ClassifierSpec, SwitcherSpec } from "../wasm-models/manifest.ts";
-import type { EdgeResult, EngineInit, EngineOutput, EngineVersions, SequenceInput } from "./protocol.ts";
+import type { EdgeResult, EngineInit, EngineOutput, EngineVersions, JobOutcome, SequenceInput } from "./protocol.ts";
 import { configureRuntime } from "./runtime.ts";
 import { switcherMlp, type SwitcherScoreFn } from "./switcher_mlp.ts";
 
@@ -189,4 +189,37 @@ export async function createEngine(init: EngineInit): Promise<{ engine: Engine; 
     await classify([{ data: dummy, length: spec.windowFrames }]);
   }
   return { engine, warmupMs: performance.now() - tw };
+}
+
+async function classifyOne(engine: Engine, items: SequenceInput[]): Promise<JobOutcome> {
+  try {
+    return { ok: true, ...(await engine.classify(items)) };
+  } catch (err) {
+    // Inputs were validated at the HTTP boundary: anything thrown here is a bug, not the client's fault.
+    return { ok: false, code: "INTERNAL", message: err instanceof Error ? err.message : String(err) };
+  }
+}
+
+/**
+ * Classify a micro-batch (in a worker, or on the calling thread): every job's sequences in one forward pass, the
+ * results split back per job. When the batch fails, each job runs alone, so that one bad input fails its own job only.
+ *
+ * @param engine the engine
+ * @param jobs each caller's sequences
+ * @returns one outcome per job, in order
+ */
+export async function classifyJobs(engine: Engine, jobs: SequenceInput[][]): Promise<JobOutcome[]> {
+  if (jobs.length === 1) return [await classifyOne(engine, jobs[0])];
+  const all = await classifyOne(engine, jobs.flat());
+  if (!all.ok) {
+    const outcomes: JobOutcome[] = [];
+    for (const items of jobs) outcomes.push(await classifyOne(engine, items));
+    return outcomes;
+  }
+  let at = 0;
+  return jobs.map((items) => {
+    const results = all.results.slice(at, at + items.length);
+    at += items.length;
+    return { ok: true, results, timings: all.timings, scoredBy: all.scoredBy };
+  });
 }

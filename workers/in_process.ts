@@ -14,9 +14,9 @@
  * @module
  */
 import { AppError } from "../errors.ts";
-import { createEngine } from "./engine.ts";
+import { classifyJobs, createEngine } from "./engine.ts";
 import { createJobQueue } from "./job_queue.ts";
-import type { EdgeInference, InferenceOutput } from "./pool.ts";
+import type { EdgeInference } from "./pool.ts";
 import type { EngineInit } from "./protocol.ts";
 
 /** How long the engine keeps its scheduling channel open without a call, in milliseconds. */
@@ -105,44 +105,11 @@ export async function createInProcessInference(
     counters.batchedItems += items;
     const startedAt = performance.now();
     try {
-      let outputs: (InferenceOutput | { error: unknown })[];
-      try {
-        const all = await engine.classify(jobs.length === 1 ? jobs[0].items : jobs.flatMap((j) => j.items));
-        let at = 0;
-        outputs = jobs.map((j) => {
-          const results = all.results.slice(at, at + j.items.length);
-          at += j.items.length;
-          return { results, timings: { ...all.timings, queueMs: 0 }, scoredBy: all.scoredBy };
-        });
-      } catch (err) {
-        // One bad input fails its own call only: each job of a failed batch again, alone.
-        outputs = jobs.length === 1 ? [{ error: err }] : [];
-        for (const j of jobs.length === 1 ? [] : jobs) {
-          try {
-            const one = await engine.classify(j.items);
-            outputs.push({ ...one, timings: { ...one.timings, queueMs: 0 } });
-          } catch (e) {
-            outputs.push({ error: e });
-          }
-        }
-      }
+      const outcomes = await classifyJobs(engine, jobs.map((j) => j.items));
       queue.measured(performance.now() - startedAt, items);
-      jobs.forEach((job, i) => {
-        const out = outputs[i];
-        if ("error" in out) {
-          counters.failed++;
-          // Inputs were validated at the HTTP boundary: anything thrown here is a bug, not the client's fault.
-          const e = out.error;
-          job.reject(
-            e instanceof AppError
-              ? e
-              : new AppError("INTERNAL", `Cannot classify: ${e instanceof Error ? e.message : String(e)}`),
-          );
-        } else {
-          counters.completed++;
-          queue.settle(job, out, startedAt);
-        }
-      });
+      const done = queue.finish(jobs, outcomes, startedAt);
+      counters.completed += done.completed;
+      counters.failed += done.failed;
     } finally {
       running = false;
       schedule();

@@ -6,14 +6,8 @@
  */
 /// <reference lib="deno.worker" />
 import "./worker_env.ts";
-import { createEngine, type Engine } from "./engine.ts";
-import {
-  type JobOutcome,
-  resultTransferables,
-  type SequenceInput,
-  type WorkerRequest,
-  type WorkerResponse,
-} from "./protocol.ts";
+import { classifyJobs, createEngine, type Engine } from "./engine.ts";
+import { resultTransferables, type WorkerRequest, type WorkerResponse } from "./protocol.ts";
 
 let engine: Engine | null = null;
 
@@ -30,35 +24,6 @@ function fail(id: number, code: "MODEL_NOT_READY" | "INVALID_INPUT" | "INTERNAL"
     );
   }
   reply({ type: "error", id, code, message });
-}
-
-async function classifyOne(engine: Engine, items: SequenceInput[]): Promise<JobOutcome> {
-  try {
-    return { ok: true, ...(await engine.classify(items)) };
-  } catch (err) {
-    // Inputs were validated at the HTTP boundary: anything thrown here is a bug, not the client's fault.
-    return { ok: false, code: "INTERNAL", message: err instanceof Error ? err.message : String(err) };
-  }
-}
-
-/**
- * Classify a micro-batch: every job's sequences in one forward pass, the results split back per job. When the
- * batch fails, each job runs alone, so that one bad input fails its own job only.
- */
-async function classifyJobs(engine: Engine, jobs: SequenceInput[][]): Promise<JobOutcome[]> {
-  if (jobs.length === 1) return [await classifyOne(engine, jobs[0])];
-  const all = await classifyOne(engine, jobs.flat());
-  if (!all.ok) {
-    const outcomes: JobOutcome[] = [];
-    for (const items of jobs) outcomes.push(await classifyOne(engine, items));
-    return outcomes;
-  }
-  let at = 0;
-  return jobs.map((items) => {
-    const results = all.results.slice(at, at + items.length);
-    at += items.length;
-    return { ok: true, results, timings: all.timings, scoredBy: all.scoredBy };
-  });
 }
 
 self.onmessage = async (event: MessageEvent<WorkerRequest>) => {

@@ -10,7 +10,7 @@
  */
 import { AppError } from "../errors.ts";
 import type { InferenceOutput } from "./pool.ts";
-import type { SequenceInput } from "./protocol.ts";
+import type { JobOutcome, SequenceInput } from "./protocol.ts";
 
 /** One waiting call. */
 export interface Job {
@@ -61,8 +61,15 @@ export interface JobQueue {
   expectedWaitMs(servers: number): number;
   /** Count a batch's time, in milliseconds, into the moving average per sequence. */
   measured(ms: number, items: number): void;
-  /** Resolve a batch's jobs, each with its own output and its time in the queue (`startedAt`: the batch's start). */
+  /** Resolve a job with its output and its time in the queue (`startedAt`: its batch's start). */
   settle(job: Job, output: InferenceOutput, startedAt: number): void;
+  /**
+   * Settle a batch's jobs by their outcomes, in order: each resolved (see {@link JobQueue.settle}) or rejected with
+   * its error's code and message.
+   *
+   * @returns how many completed and how many failed
+   */
+  finish(jobs: Job[], outcomes: JobOutcome[], startedAt: number): { completed: number; failed: number };
   /** Reject every waiting call with `err`. */
   rejectAll(err: unknown): void;
 }
@@ -80,6 +87,8 @@ export function createJobQueue(options: JobQueueOptions): JobQueue {
   /** Moving average of a batch's time per sequence, in milliseconds; 0 until measured. */
   let msPerItem = 0;
   const expectedWaitMs = (servers: number) => msPerItem * items / Math.max(1, servers);
+  const settle = (job: Job, output: InferenceOutput, startedAt: number) =>
+    job.resolve({ ...output, timings: { ...output.timings, queueMs: startedAt - job.enqueuedAt } });
   return {
     get length() {
       return jobs.length;
@@ -118,8 +127,24 @@ export function createJobQueue(options: JobQueueOptions): JobQueue {
       const sample = ms / Math.max(1, n);
       msPerItem = msPerItem === 0 ? sample : msPerItem + EWMA_WEIGHT * (sample - msPerItem);
     },
-    settle(job, output, startedAt) {
-      job.resolve({ ...output, timings: { ...output.timings, queueMs: startedAt - job.enqueuedAt } });
+    settle,
+    finish(taken, outcomes, startedAt) {
+      let completed = 0;
+      taken.forEach((job, i) => {
+        const outcome: JobOutcome = outcomes[i] ??
+          { ok: false, code: "INTERNAL", message: "Cannot classify: the batch's reply has no outcome for this call" };
+        if (outcome.ok) {
+          completed++;
+          settle(job, {
+            results: outcome.results,
+            timings: { ...outcome.timings, queueMs: 0 },
+            scoredBy: outcome.scoredBy,
+          }, startedAt);
+        } else {
+          job.reject(new AppError(outcome.code, outcome.message));
+        }
+      });
+      return { completed, failed: taken.length - completed };
     },
     rejectAll(err) {
       for (const job of jobs.splice(0)) job.reject(err);

@@ -32,6 +32,7 @@ import {
   type EngineInit,
   type EngineTimings,
   type EngineVersions,
+  type JobOutcome,
   type SequenceInput,
   transferablesOf,
   type WorkerRequest,
@@ -239,25 +240,16 @@ export async function createWorkerPool(init: EngineInit, options: PoolOptions): 
     clearTimeout(slot.deadline);
     // The worker's next batch goes out before the replied callers resume.
     dispatch();
-    jobs.forEach((job, i) => {
-      const outcome = msg.type === "result" ? msg.outcomes[i] : undefined;
-      if (outcome?.ok) {
-        counters.completed++;
-        queue.settle(job, {
-          results: outcome.results,
-          timings: { ...outcome.timings, queueMs: 0 },
-          scoredBy: outcome.scoredBy,
-        }, startedAt);
-      } else {
-        counters.failed++;
-        const error = outcome ?? (msg.type === "error" ? msg : undefined);
-        job.reject(
-          error
-            ? new AppError(error.code, error.message)
-            : new AppError("INTERNAL", `Cannot classify: the worker replied "${msg.type}" to a batch`),
-        );
-      }
-    });
+    const outcomes: JobOutcome[] = msg.type === "result"
+      ? msg.outcomes
+      : jobs.map(() =>
+        msg.type === "error"
+          ? { ok: false, code: msg.code, message: msg.message }
+          : { ok: false, code: "INTERNAL", message: `Cannot classify: the worker replied "${msg.type}" to a batch` }
+      );
+    const done = queue.finish(jobs, outcomes, startedAt);
+    counters.completed += done.completed;
+    counters.failed += done.failed;
   }
 
   async function spawn(index: number): Promise<void> {
