@@ -26,7 +26,8 @@
  * Honest by construction: WASM is warmed for thousands of runs before anything is timed (the first ~1200 runs are
  * about 3x slower while the engine tiers up), the service is warmed with thousands of requests, the load comes from
  * a separate process (scripts/bench_load.ts), never from the measured process (its CPU is counted apart: on a small
- * machine it still shares the cores), each phase runs for seconds
+ * machine it still shares the cores, so it sends its requests with a lean HTTP/1.1 client, scripts/http1_client.ts,
+ * at about a quarter of `fetch`'s CPU per request), each phase runs for seconds
  * (thousands of requests, enough for a p99), and every repetition measures the bare model and the service one after
  * the other. The service is a fresh process per repetition on 127.0.0.1 (a temporary database, no cloud: every
  * request is kept on the edge). On a shared machine, read the ratios, not the absolute times.

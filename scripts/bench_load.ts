@@ -8,16 +8,19 @@
  * Flags: --url URL (the full endpoint), --body FILE (a body to POST; without it, GET), --content-type TYPE (of the
  * body; default application/json, which is read as text), --header NAME:VALUE (repeatable), --concurrency N,
  * --duration-ms N, --interleave-url URL (each client alternates: a request to --url, then a GET to this one, timed
- * apart and reported as `interleaved`, so that both are measured at the same moments of a shared machine)
+ * apart and reported as `interleaved`, so that both are measured at the same moments of a shared machine),
+ * --client raw|fetch (raw, the default: a lean HTTP/1.1 client on a kept-alive socket, scripts/http1_client.ts, whose
+ * CPU per request is a fraction of `fetch`'s; fetch: the runtime's `fetch`, for comparison)
  *
  * @module
  */
 import process from "node:process";
 import { parseFlags, usageError } from "./cli.ts";
+import { buildRequest, Http1Connection } from "./http1_client.ts";
 
 const USAGE =
   "usage: deno run -A scripts/bench_load.ts --url URL [--body FILE] [--content-type TYPE] [--header NAME:VALUE ...] " +
-  "--concurrency N --duration-ms N [--interleave-url URL]";
+  "--concurrency N --duration-ms N [--interleave-url URL] [--client raw|fetch]";
 const flags = parseFlags({
   url: { type: "string" },
   body: { type: "string" },
@@ -26,12 +29,14 @@ const flags = parseFlags({
   concurrency: { type: "string", default: "1" },
   "duration-ms": { type: "string", default: "3000" },
   "interleave-url": { type: "string" },
+  client: { type: "string", default: "raw" },
 }, USAGE);
 const concurrency = Number(flags.concurrency);
 const durationMs = Number(flags["duration-ms"]);
 if (!flags.url) usageError("Cannot run: --url is required", USAGE);
 if (!(Number.isInteger(concurrency) && concurrency >= 1)) usageError("Cannot run: --concurrency must be >= 1", USAGE);
 if (!(durationMs > 0)) usageError("Cannot run: --duration-ms must be > 0", USAGE);
+if (flags.client !== "raw" && flags.client !== "fetch") usageError("Cannot run: --client must be raw or fetch", USAGE);
 const url = flags.url;
 const contentType = flags["content-type"]!;
 const body = !flags.body
@@ -63,26 +68,68 @@ const t0 = performance.now();
 const cpu0 = process.cpuUsage();
 const end = t0 + durationMs;
 
+/** One answer, as either client reads it. */
+interface Answer {
+  status: number;
+  text: () => string;
+}
+
+/** Send one request to `target` (the POST body when `withBody`) over this client's own connection. */
+type Send = (target: "main" | "interleave") => Promise<Answer>;
+
+const utf8 = new TextDecoder();
+
+/** A sender on the lean client: the request bytes built once, one kept-alive connection per target. */
+function rawSender(): Send {
+  const conns = new Map<string, { conn: Http1Connection; bytes: Uint8Array }>();
+  const open = (u: string, withBody: boolean) => {
+    const parsed = new URL(u);
+    if (parsed.protocol !== "http:") {
+      usageError("Cannot run: --client raw takes http: URLs only (use --client fetch)", USAGE);
+    }
+    return {
+      conn: new Http1Connection(parsed.hostname, Number(parsed.port || 80)),
+      bytes: buildRequest(parsed, withBody && body !== null ? { headers, body } : {}),
+    };
+  };
+  return async (target) => {
+    let c = conns.get(target);
+    if (!c) conns.set(target, c = target === "main" ? open(url, true) : open(interleaveUrl!, false));
+    const res = await c.conn.request(c.bytes);
+    return { status: res.status, text: () => utf8.decode(res.body) };
+  };
+}
+
+/** A sender on the runtime's fetch. */
+function fetchSender(): Send {
+  return async (target) => {
+    const res = target === "main"
+      ? await fetch(url, body === null ? {} : { method: "POST", headers, body })
+      : await fetch(interleaveUrl!);
+    const text = await res.text();
+    return { status: res.status, text: () => text };
+  };
+}
+
 async function client(): Promise<void> {
+  const send = flags.client === "raw" ? rawSender() : fetchSender();
   while (performance.now() < end) {
     const s = performance.now();
-    const res = await fetch(url, body === null ? {} : { method: "POST", headers, body });
-    const text = await res.text();
+    const res = await send("main");
     const ms = performance.now() - s;
     statuses[res.status] = (statuses[res.status] ?? 0) + 1;
     if (res.status === 200) {
       latencies.push(ms);
       if (body !== null) {
-        const timings = JSON.parse(text).timings ?? {};
+        const timings = JSON.parse(res.text()).timings ?? {};
         for (const k of Object.keys(stages)) if (typeof timings[k] === "number") stages[k].push(timings[k]);
       }
-    } else if (res.status === 503 && text.includes('"OVERLOADED"')) shed++;
+    } else if (res.status === 503 && res.text().includes('"OVERLOADED"')) shed++;
     else failed++;
     if (interleaveUrl) {
       // The same client's next request goes to the other URL: both measured at the same moments.
       const t = performance.now();
-      const other = await fetch(interleaveUrl);
-      await other.arrayBuffer();
+      const other = await send("interleave");
       if (other.status === 200) interleaved.push(performance.now() - t);
     }
   }
@@ -108,6 +155,7 @@ console.log(JSON.stringify({
   serverP50: server,
   // This process's own CPU time over the phase (user + system), so that the caller can count the load's cost.
   cpuMs: (cpu.user + cpu.system) / 1000,
+  client: flags.client,
   ...(interleaveUrl
     ? { interleaved: { answered: interleaved.length, p50Ms: at(interleaved, 0.5), p99Ms: at(interleaved, 0.99) } }
     : {}),

@@ -15,55 +15,63 @@ async function run(args: string[]): Promise<{ code: number; stdout: string; stde
   return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
 }
 
-Deno.test("bench_load counts answered, shed and failed requests apart and reads the server's timings", async () => {
-  let n = 0;
-  const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen: () => {} }, async (req) => {
-    await req.text();
-    const i = n++ % 4;
-    if (i === 1) return Response.json({ code: "OVERLOADED", message: "shed" }, { status: 503 });
-    if (i === 2) return Response.json({ code: "INTERNAL", message: "x" }, { status: 500 });
-    return Response.json({
-      label: "a",
-      timings: { queueMs: 1, preprocessMs: 0.5, edgeMs: 2, switcherMs: 0.1, totalMs: 4 },
+for (const client of ["raw", "fetch"]) {
+  Deno.test(`bench_load (--client ${client}) counts answered, shed and failed requests apart and reads the server's timings`, async () => {
+    let n = 0;
+    const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen: () => {} }, async (req) => {
+      await req.text();
+      const i = n++ % 4;
+      if (i === 1) return Response.json({ code: "OVERLOADED", message: "shed" }, { status: 503 });
+      if (i === 2) return Response.json({ code: "INTERNAL", message: "x" }, { status: 500 });
+      return Response.json({
+        label: "a",
+        timings: { queueMs: 1, preprocessMs: 0.5, edgeMs: 2, switcherMs: 0.1, totalMs: 4 },
+      });
     });
+    const dir = await Deno.makeTempDir();
+    try {
+      await Deno.writeTextFile(`${dir}/body.json`, "{}");
+      const url = `http://127.0.0.1:${server.addr.port}/v1/classify`;
+      const { code, stdout } = await run([
+        "--url",
+        url,
+        "--body",
+        `${dir}/body.json`,
+        "--concurrency",
+        "2",
+        "--duration-ms",
+        "300",
+        "--client",
+        client,
+      ]);
+      assert.equal(code, 0);
+      const r = JSON.parse(stdout);
+      assert.equal(r.client, client);
+      assert.equal(r.answered + r.shed + r.failed, n);
+      assert.ok(r.answered >= 1 && r.shed >= 1 && r.failed >= 1, stdout);
+      assert.ok(Math.abs(r.answered - 2 * r.shed) <= 2 && Math.abs(r.shed - r.failed) <= 2, stdout);
+      assert.deepEqual(r.serverP50, { queueMs: 1, preprocessMs: 0.5, edgeMs: 2, switcherMs: 0.1, totalMs: 4 });
+      assert.equal(r.concurrency, 2);
+      assert.ok(r.p50Ms > 0 && r.p99Ms >= r.p50Ms && r.throughputRps > 0);
+      // Its own CPU over the phase: some, and no more than its wall time on every core.
+      assert.ok(r.cpuMs > 0 && r.cpuMs <= r.wallMs * navigator.hardwareConcurrency, stdout);
+    } finally {
+      await server.shutdown();
+      await Deno.remove(dir, { recursive: true });
+    }
   });
-  const dir = await Deno.makeTempDir();
-  try {
-    await Deno.writeTextFile(`${dir}/body.json`, "{}");
-    const url = `http://127.0.0.1:${server.addr.port}/v1/classify`;
-    const { code, stdout } = await run([
-      "--url",
-      url,
-      "--body",
-      `${dir}/body.json`,
-      "--concurrency",
-      "2",
-      "--duration-ms",
-      "300",
-    ]);
-    assert.equal(code, 0);
-    const r = JSON.parse(stdout);
-    assert.equal(r.answered + r.shed + r.failed, n);
-    assert.ok(r.answered >= 1 && r.shed >= 1 && r.failed >= 1, stdout);
-    assert.ok(Math.abs(r.answered - 2 * r.shed) <= 2 && Math.abs(r.shed - r.failed) <= 2, stdout);
-    assert.deepEqual(r.serverP50, { queueMs: 1, preprocessMs: 0.5, edgeMs: 2, switcherMs: 0.1, totalMs: 4 });
-    assert.equal(r.concurrency, 2);
-    assert.ok(r.p50Ms > 0 && r.p99Ms >= r.p50Ms && r.throughputRps > 0);
-    // Its own CPU over the phase: some, and no more than its wall time on every core.
-    assert.ok(r.cpuMs > 0 && r.cpuMs <= r.wallMs * navigator.hardwareConcurrency, stdout);
-  } finally {
-    await server.shutdown();
-    await Deno.remove(dir, { recursive: true });
-  }
-});
+}
 
-Deno.test("bench_load refuses a missing URL and a bad concurrency with exit 2", async () => {
+Deno.test("bench_load refuses a missing URL, a bad concurrency and an unknown client with exit 2", async () => {
   const missing = await run(["--concurrency", "1"]);
   assert.equal(missing.code, 2);
   assert.match(missing.stderr, /--url is required/);
   const bad = await run(["--url", "http://127.0.0.1:9/", "--concurrency", "0"]);
   assert.equal(bad.code, 2);
   assert.match(bad.stderr, /--concurrency must be >= 1/);
+  const client = await run(["--url", "http://127.0.0.1:9/", "--client", "curl"]);
+  assert.equal(client.code, 2);
+  assert.match(client.stderr, /--client must be raw or fetch/);
 });
 
 Deno.test("bench_load sends a binary body with its content type and headers", async () => {
