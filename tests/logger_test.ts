@@ -1,0 +1,135 @@
+/**
+ * The log's line buffer (observability/logger.ts): lines batched into one asynchronous write, in order; a write at
+ * once past a size; a bound while the sink does not keep up, with the dropped lines counted in the next write; a
+ * synchronous flush that survives partial writes; a failing sink that never throws into the caller; and a process
+ * that logs and exits (normally, by Deno.exit, by an uncaught error) loses none of its lines.
+ */
+import assert from "node:assert/strict";
+import { createLogger, LineBuffer, type LineSink } from "../observability/logger.ts";
+
+const dec = new TextDecoder();
+
+/** A sink that records its writes; `gate` holds each async write until released; `chunk` caps a sync write. */
+function recordingSink(options: { gate?: boolean; chunk?: number; fail?: boolean } = {}) {
+  const writes: string[] = [];
+  const waiting: Array<() => void> = [];
+  const sink: LineSink = {
+    async write(bytes) {
+      if (options.fail) throw new Error("closed");
+      if (options.gate) await new Promise<void>((r) => waiting.push(r));
+      writes.push(dec.decode(bytes));
+      return bytes.length;
+    },
+    writeSync(bytes) {
+      const n = Math.min(bytes.length, options.chunk ?? bytes.length);
+      writes.push(dec.decode(bytes.subarray(0, n)));
+      return n;
+    },
+  };
+  return { sink, writes, release: () => waiting.splice(0).forEach((r) => r()) };
+}
+
+Deno.test("LineBuffer batches lines into one asynchronous write, in order, after flushMs", async () => {
+  const { sink, writes } = recordingSink();
+  const buffer = new LineBuffer(sink, { flushMs: 10 });
+  for (const line of ["a", "b", "c"]) buffer.push(line);
+  assert.equal(writes.length, 0);
+  assert.equal(buffer.pending, 3);
+  await new Promise((r) => setTimeout(r, 40));
+  assert.deepEqual(writes, ["a\nb\nc\n"]);
+  buffer.push("d");
+  await buffer.flush();
+  assert.deepEqual(writes, ["a\nb\nc\n", "d\n"]);
+  assert.equal(buffer.pending, 0);
+});
+
+Deno.test("LineBuffer starts a write at once past flushBytes", async () => {
+  const { sink, writes } = recordingSink();
+  const buffer = new LineBuffer(sink, { flushMs: 60_000, flushBytes: 8 });
+  buffer.push("0123");
+  assert.equal(buffer.pending, 1);
+  buffer.push("4567"); // 10 bytes with the newlines: the write starts now, not in a minute
+  assert.equal(buffer.pending, 0);
+  await buffer.flush();
+  assert.deepEqual(writes, ["0123\n4567\n"]);
+});
+
+Deno.test("LineBuffer: while the sink does not keep up, lines past maxBytes are dropped and counted in the next write", async () => {
+  const { sink, writes, release } = recordingSink({ gate: true });
+  const buffer = new LineBuffer(sink, { flushMs: 1, flushBytes: 4, maxBytes: 20 });
+  buffer.push("first"); // its write starts and hangs
+  for (let i = 0; i < 10; i++) buffer.push(`line${i}`); // 6 bytes each: 3 fit in 20
+  assert.equal(buffer.pending, 3);
+  assert.equal(buffer.dropped, 7);
+  const done = buffer.flush();
+  for (let i = 0; i < 4 && writes.length < 2; i++) {
+    release();
+    await new Promise((r) => setTimeout(r, 5));
+  }
+  release();
+  await done;
+  assert.equal(writes[0], "first\n");
+  const [note, ...rest] = writes[1].trimEnd().split("\n");
+  assert.deepEqual(rest, ["line0", "line1", "line2"]);
+  const parsed = JSON.parse(note);
+  assert.equal(parsed.level, "warn");
+  assert.equal(parsed.dropped, 7);
+  assert.equal(buffer.dropped, 0);
+});
+
+Deno.test("LineBuffer.flushSync writes every waiting line, across partial writes", () => {
+  const { sink, writes } = recordingSink({ chunk: 3 });
+  const buffer = new LineBuffer(sink, { flushMs: 60_000 });
+  buffer.push("hello");
+  buffer.push("world");
+  buffer.flushSync();
+  assert.equal(writes.join(""), "hello\nworld\n");
+  assert.equal(buffer.pending, 0);
+  buffer.flushSync(); // nothing waits: nothing written
+  assert.equal(writes.join(""), "hello\nworld\n");
+});
+
+Deno.test("LineBuffer: a sink that fails loses those lines and never throws into the caller", async () => {
+  const { sink } = recordingSink({ fail: true });
+  const buffer = new LineBuffer(sink, { flushMs: 1 });
+  buffer.push("x");
+  await buffer.flush();
+  buffer.push("y");
+  await buffer.flush();
+  assert.equal(buffer.pending, 0);
+});
+
+Deno.test("createLogger's own sink: a process that logs and then ends, exits or throws loses no line", async () => {
+  const url = new URL("../observability/logger.ts", import.meta.url).href;
+  for (const end of ["", "Deno.exit(3);", "throw new Error('boom');"]) {
+    const code = `import { createLogger } from "${url}";
+const log = createLogger({ level: "info" });
+for (let i = 0; i < 500; i++) log.info("n", { i });
+${end}`;
+    const out = await new Deno.Command(Deno.execPath(), { args: ["eval", code], stdout: "piped", stderr: "piped" })
+      .output();
+    const lines = dec.decode(out.stdout).trimEnd().split("\n").map((l) => JSON.parse(l));
+    assert.deepEqual(
+      lines.map((l) => l.i),
+      Array.from({ length: 500 }, (_, i) => i),
+      `ending with ${end || "nothing"}`,
+    );
+    assert.equal(out.code, end.startsWith("Deno") ? 3 : end ? 1 : 0);
+  }
+});
+
+Deno.test("createLogger: warn and error lines reach standard error at once", async () => {
+  const url = new URL("../observability/logger.ts", import.meta.url).href;
+  const code = `import { createLogger } from "${url}";
+const log = createLogger({ level: "info" });
+log.info("later");
+log.error("now");
+Deno.stderr.writeSync(new TextEncoder().encode("after\\n"));
+await new Promise((r) => setTimeout(r, 50));`;
+  const out = await new Deno.Command(Deno.execPath(), { args: ["eval", code], stdout: "piped", stderr: "piped" })
+    .output();
+  const err = dec.decode(out.stderr).trimEnd().split("\n");
+  assert.equal(JSON.parse(err[0]).msg, "now");
+  assert.equal(err[1], "after");
+  assert.equal(JSON.parse(dec.decode(out.stdout)).msg, "later");
+});
