@@ -5,7 +5,7 @@
  * that logs and exits (normally, by Deno.exit, by an uncaught error) loses none of its lines.
  */
 import assert from "node:assert/strict";
-import { createLogger, LineBuffer, type LineSink } from "../observability/logger.ts";
+import { LineBuffer, type LineSink } from "../observability/logger.ts";
 
 const dec = new TextDecoder();
 
