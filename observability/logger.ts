@@ -183,13 +183,6 @@ function stdoutBuffer(): LineBuffer {
   return stdoutLines;
 }
 
-/**
- * Write the log lines that wait for standard output (before an exit that skips `unload`).
- */
-export function flushLogsSync(): void {
-  stdoutLines?.flushSync();
-}
-
 /** debug and info lines to standard output through the line buffer; warn and error to standard error at once. */
 function defaultWrite(line: string, level: Exclude<LogLevel, "silent">): void {
   if (level === "warn" || level === "error") Deno.stderr.writeSync(encoder.encode(`${line}\n`));
