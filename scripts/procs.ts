@@ -105,6 +105,42 @@ function statCpuMs(stat: string): number {
   return (Number(fields[11]) + Number(fields[12])) * 10;
 }
 
+/** The machine's CPU time so far, all cores together (Linux /proc/stat, in ticks). */
+export interface MachineCpu {
+  /** Idle and waiting for I/O. */
+  idle: number;
+  /** Every state, steal included. */
+  total: number;
+}
+
+/**
+ * The machine's CPU time so far, for the share of it left idle over a phase.
+ *
+ * @returns ticks; null where /proc/stat is not there
+ */
+export function machineCpu(): MachineCpu | null {
+  try {
+    const line = Deno.readTextFileSync("/proc/stat").split("\n")[0];
+    const ticks = line.trim().split(/\s+/).slice(1, 9).map(Number);
+    if (ticks.length < 5 || ticks.some((t) => !Number.isFinite(t))) return null;
+    return { idle: ticks[3] + ticks[4], total: ticks.reduce((a, b) => a + b, 0) };
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * The share of the machine's CPU left idle between two readings of {@link machineCpu}.
+ *
+ * @param before the first reading
+ * @param after the second
+ * @returns 0..1; null where either is missing or no time passed
+ */
+export function idleShare(before: MachineCpu | null, after: MachineCpu | null): number | null {
+  if (!before || !after || after.total <= before.total) return null;
+  return (after.idle - before.idle) / (after.total - before.total);
+}
+
 /**
  * CPU time (user + system) of a whole process so far, ended threads included.
  *

@@ -5,7 +5,7 @@
  * Also the per-thread CPU reading the bench takes of the service (scripts/procs.ts).
  */
 import assert from "node:assert/strict";
-import { threadCpuMs } from "../scripts/procs.ts";
+import { idleShare, machineCpu, threadCpuMs } from "../scripts/procs.ts";
 
 const SCRIPT = new URL("../scripts/bench_load.ts", import.meta.url).pathname;
 
@@ -155,4 +155,26 @@ Deno.test("bench_load --interleave-url: each client alternates, and the GETs are
     await server.shutdown();
     await Deno.remove(dir, { recursive: true });
   }
+});
+
+Deno.test("machineCpu and idleShare: a busy core shows as less idle than a sleep", async () => {
+  if (Deno.build.os !== "linux") {
+    assert.equal(machineCpu(), null);
+    return;
+  }
+  const share = async (busy: boolean) => {
+    const before = machineCpu();
+    const end = performance.now() + 300;
+    if (busy) { while (performance.now() < end) { /* spin one core */ } }
+    else await new Promise((r) => setTimeout(r, 300));
+    return idleShare(before, machineCpu())!;
+  };
+  const spinning = await share(true);
+  const sleeping = await share(false);
+  assert.ok(spinning >= 0 && spinning <= 1 && sleeping >= 0 && sleeping <= 1, `${spinning} ${sleeping}`);
+  // One core of n spinning takes at least a share of about 1/n from idle (other load only takes more).
+  assert.ok(spinning <= 1 - 0.5 / navigator.hardwareConcurrency, `${spinning}`);
+  assert.equal(idleShare(null, machineCpu()), null);
+  const now = machineCpu();
+  assert.equal(idleShare(now, now), null);
 });
