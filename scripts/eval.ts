@@ -39,6 +39,7 @@
  *
  * @module
  */
+import { builtinSwitcherRelease } from "../release/release.ts";
 import { createOipClient } from "../cloud/oip_client.ts";
 import { startReferenceServer } from "../cloud/reference_server.ts";
 import { loadConfig } from "../config.ts";
@@ -223,7 +224,8 @@ function runSeed(
   const served: ComparedPolicy = {
     name: `served (${manifest.switcher?.version ?? "built-in max probability"})`,
     scores: evalPairs.map((p) => p.record.switcherScore),
-    threshold: manifest.switcher?.threshold,
+    // Without a switcher in the model set, the service serves the built-in max-probability rule at its threshold.
+    threshold: manifest.switcher?.threshold ?? builtinSwitcherRelease().threshold,
   };
   // dmd's gate, with the model set's switcher as the active release: a refused candidate is not installed, and the
   // served switcher stays.

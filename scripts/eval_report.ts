@@ -64,7 +64,8 @@ export function aggregate(runs: SeedRun[]) {
       accuracyArea: spread(cs.map((c) => c.figures.accuracyArea)),
       accuracyAt: rates.map((r) => spread(cs.map((c) => c.figures.accuracyAt[r]))),
       rateToCloudAccuracy: spread(cs.map((c) => c.figures.rateToCloudAccuracy)),
-      operatingPoint: cs[0].operatingPoint
+      // Only where every seed has one (a policy without a threshold has none).
+      operatingPoint: cs.every((c) => c.operatingPoint)
         ? {
           offloadRate: spread(cs.map((c) => c.operatingPoint!.offloadRate)),
           accuracy: spread(cs.map((c) => c.operatingPoint!.accuracy)),

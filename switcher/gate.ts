@@ -136,7 +136,11 @@ export interface FoldComparison {
   /** Mean over folds of (candidate AUC - opponent AUC), and its standard error over the folds. */
   difference: number;
   standardError: number;
+  /** The smallest fold's (candidate AUC - opponent AUC): the fold where the candidate fares worst. */
+  worst: number;
   folds: number;
+  /** Whether the gate held the candidate to every fold against this opponent, not only to the mean. */
+  everyFold: boolean;
 }
 
 /** The fold gate's verdict. */
@@ -149,16 +153,18 @@ export interface FoldGateVerdict {
 /**
  * The gate on held-out grouped folds: the candidate's out-of-fold disagreement AUC, fold by fold, against each
  * opponent's AUC on the same fold. It passes when no opponent is better on average by more than `tolerance` (or the
- * opponent's own tolerance, when larger).
+ * opponent's own tolerance, when larger), and, against an opponent marked `everyFold`, better on no single fold by
+ * more than that: a candidate that loses on one held-out group of traffic is not installed, whatever its mean.
  *
  * @param candidateFoldAuc the candidate's AUC on each held-out fold (trained without it)
- * @param opponents each opponent's AUC on the same folds, and optionally the tolerance allowed against it
+ * @param opponents each opponent's AUC on the same folds, optionally the tolerance allowed against it, and whether
+ *   the candidate must hold on every fold against it
  * @param options `tolerance` (default 0)
  * @returns the verdict with one comparison per opponent
  */
 export function gateOnFolds(
   candidateFoldAuc: number[],
-  opponents: { name: string; foldAuc: number[]; tolerance?: number }[],
+  opponents: { name: string; foldAuc: number[]; tolerance?: number; everyFold?: boolean }[],
   options: { tolerance?: number } = {},
 ): FoldGateVerdict {
   const tolerance = options.tolerance ?? 0;
@@ -172,10 +178,13 @@ export function gateOnFolds(
       name: o.name,
       difference: mean,
       standardError: d.length ? sd / Math.sqrt(d.length) : NaN,
+      worst: d.length ? Math.min(...d) : NaN,
       folds: d.length,
+      everyFold: o.everyFold ?? false,
     };
   });
   const f = (v: number) => v.toFixed(4);
+  const tol = (i: number) => Number(allowed[i].toFixed(4));
   const k = comparisons.findIndex((c, i) => Number.isNaN(c.difference) || c.difference < -allowed[i]);
   if (k >= 0) {
     const c = comparisons[k];
@@ -183,9 +192,18 @@ export function gateOnFolds(
       promote: false,
       reason: Number.isNaN(c.difference)
         ? `no held-out fold ranks the candidate against ${c.name}`
-        : `candidate AUC is ${f(-c.difference)} below ${c.name} on held-out folds (tolerance ${
-          Number(allowed[k].toFixed(4))
-        })`,
+        : `candidate AUC is ${f(-c.difference)} below ${c.name} on held-out folds (tolerance ${tol(k)})`,
+      comparisons,
+    };
+  }
+  const j = comparisons.findIndex((c, i) => c.everyFold && c.worst < -allowed[i]);
+  if (j >= 0) {
+    const c = comparisons[j];
+    return {
+      promote: false,
+      reason: `candidate AUC is ${f(-c.worst)} below ${c.name} on one held-out fold (of ${c.folds}; tolerance ${
+        tol(j)
+      }), though ${c.difference >= 0 ? "+" : ""}${f(c.difference)} on average`,
       comparisons,
     };
   }

@@ -244,10 +244,14 @@ export function gateSelection(
   const oneSe = (other: Candidate | null) =>
     labelFree && other !== null && other !== selection.chosen.candidate ? selection.best.standardError : 0;
   const ruleTolerance = oneSe(rule.candidate);
-  const opponents: { name: string; foldAuc: number[]; tolerance?: number }[] = [{
+  // A learned candidate must hold on every held-out fold (no group of traffic on which it loses); a label-free one,
+  // which fits nothing to the labels, is held to the mean.
+  const everyFold = !labelFree;
+  const opponents: { name: string; foldAuc: number[]; tolerance?: number; everyFold?: boolean }[] = [{
     name: `best rule (${rule.candidate.name}${ruleTolerance > 0 ? "; the chosen one is simpler, within one SE" : ""})`,
     foldAuc: rule.foldAuc,
     tolerance: ruleTolerance,
+    everyFold,
   }];
   if (active) {
     const scores = selection.pool.index.map((i) => active.scores[i]);
@@ -261,6 +265,7 @@ export function gateSelection(
       })`,
       foldAuc: foldAucs(scores, selection.pool, selection.folds),
       tolerance,
+      everyFold,
     });
   }
   return gateOnFolds(selection.chosen.foldAuc, opponents, options);

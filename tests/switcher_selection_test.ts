@@ -250,6 +250,25 @@ Deno.test("gateOnFolds() refuses a candidate worse than the active release or th
   assert.equal(none.reason, "no held-out fold ranks the candidate against active");
 });
 
+Deno.test("gateOnFolds() with everyFold refuses a candidate better on average that loses on one held-out fold", () => {
+  // +0.02 on average against the rule, but 0.02 below it on the third fold (one group of traffic).
+  const folds = [0.84, 0.84, 0.80];
+  const rule = [0.80, 0.80, 0.82];
+  const onMean = gateOnFolds(folds, [{ name: "rule:max_prob", foldAuc: rule }]);
+  assert.equal(onMean.promote, true);
+  assert.ok(Math.abs(onMean.comparisons[0].worst + 0.02) < 1e-12);
+  assert.equal(onMean.comparisons[0].everyFold, false);
+  const everyFold = gateOnFolds(folds, [{ name: "rule:max_prob", foldAuc: rule, everyFold: true }]);
+  assert.equal(everyFold.promote, false);
+  assert.equal(
+    everyFold.reason,
+    "candidate AUC is 0.0200 below rule:max_prob on one held-out fold (of 3; tolerance 0), though +0.0200 on average",
+  );
+  // Within the tolerance on its worst fold: passes; better on every fold: passes.
+  assert.equal(gateOnFolds(folds, [{ name: "r", foldAuc: rule, everyFold: true }], { tolerance: 0.02 }).promote, true);
+  assert.equal(gateOnFolds([0.84, 0.84, 0.83], [{ name: "r", foldAuc: rule, everyFold: true }]).promote, true);
+});
+
 Deno.test("gate() refuses a candidate that beats the active switcher but ranks worse than a confidence rule", () => {
   const pairs = Array.from({ length: 60 }, (_, i) => ({ disagree: i % 3 === 0 ? 1 : 0, weight: 1 }));
   const perfect = pairs.map((p) => p.disagree);
