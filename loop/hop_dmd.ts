@@ -21,7 +21,8 @@ import { switcherMlp } from "../workers/switcher_mlp.ts";
 import { fittedRelease } from "./registry.ts";
 import { ipwWeight } from "../switcher/propensity.ts";
 import {
-  gateSelection,
+  type gateSelection,
+  gateWithFallback,
   type Selection,
   type SelectionOptions,
   selectionSummary,
@@ -120,7 +121,7 @@ export async function hopDmd(
     provenance: Record<string, unknown>;
   },
 ): Promise<HopDmdResult> {
-  const selection = selectSwitcher(pool.pairs, pool.decisions.map(() => null), {
+  const chosen = selectSwitcher(pool.pairs, pool.decisions.map(() => null), {
     ...options,
     candidates: HOP_CANDIDATES,
     calibrate: options.calibrate,
@@ -134,7 +135,7 @@ export async function hopDmd(
       rule: options.active!.scorer.kind === "rule" ? options.active!.scorer.rule : undefined,
     }
     : null;
-  const verdict = gateSelection(selection, active, { tolerance: options.tolerance });
+  const { selection, verdict } = gateWithFallback(chosen, active, { tolerance: options.tolerance });
   const fitted = selection.fitted;
   const provenance = { ...options.provenance, selection: selectionSummary(selection), gate: verdict };
   const metrics = {

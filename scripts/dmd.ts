@@ -48,7 +48,7 @@ import { scoreRelease } from "../loop/retrain.ts";
 import { dmdLabel } from "../switcher/dmd_labels.ts";
 import { FEATURE_SETS, featureNames, type FeatureSet } from "../switcher/features.ts";
 import { candidatesFor } from "../switcher/candidates.ts";
-import { gateSelection, selectionSummary, selectSwitcher } from "../switcher/selection.ts";
+import { gateSelection, gateWithFallback, selectionSummary, selectSwitcher } from "../switcher/selection.ts";
 import { loadModelSet } from "../workers/artefacts.ts";
 import { createWorkerPool } from "../workers/pool.ts";
 import { readDataset } from "./dataset.ts";
@@ -239,7 +239,7 @@ try {
 
   console.error(`choosing the switcher on ${args.target} DMD labels (grouped ${folds}-fold cross-validation) ...`);
   const t1 = performance.now();
-  const selection = selectSwitcher(
+  const chosen = selectSwitcher(
     pairs.map((p) => ({
       features: p.record.features,
       edgeProbs: p.record.edgeProbs,
@@ -255,7 +255,6 @@ try {
       folds: { k: folds, fallback: args.dataset ? "random" : "blocks" },
     },
   );
-  const fitted = selection.fitted;
   // The active release (the registry's; seeded from the manifest on first use), scored on the same pairs.
   const features = featureNames(edgeSpec.embeddingSize ?? 0);
   const activeRelease = await seedFromManifest(database.db, { modelsDir });
@@ -267,7 +266,12 @@ try {
   if (activeRelease.provenance.data === source) {
     console.error(`note: the active switcher was trained on ${source}; its fold AUCs are in-sample and flatter it`);
   }
-  const verdict = gateSelection(selection, active, { tolerance });
+  // A learned candidate the gate refuses gives way to the label-free choice, gated in turn; with --force, the first
+  // choice is what the operator overrides the gate for.
+  const { selection, verdict } = args.force
+    ? { selection: chosen, verdict: gateSelection(chosen, active, { tolerance }) }
+    : gateWithFallback(chosen, active, { tolerance });
+  const fitted = selection.fitted;
   const install = !args["dry-run"] && (verdict.promote || args.force);
   if (!verdict.promote && args.force && !args["dry-run"]) {
     console.error(`--force: installing although the gate refused (${verdict.reason})`);
@@ -337,7 +341,13 @@ try {
     console.log(`threshold ${fitted.threshold.toFixed(4)} for ${JSON.stringify(calibrate)}`);
     console.log(`\n| candidate | mean fold AUC for disagreement | SE | |\n|---|---|---|---|`);
     for (const t of selection.trials) {
-      const mark = t === selection.chosen ? "chosen" : t === selection.best ? "best mean" : "";
+      const mark = t === selection.chosen
+        ? "chosen"
+        : t.candidate.name === selection.refused?.candidate
+        ? "refused by the gate"
+        : t === selection.best
+        ? "best mean"
+        : "";
       console.log(`| ${t.candidate.name} | ${f(t.mean)} | ${f(t.standardError)} | ${mark} |`);
     }
     console.log(`\ngate on held-out folds: ${verdict.promote ? "passes" : "refuses"} — ${verdict.reason}`);

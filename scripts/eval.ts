@@ -53,7 +53,7 @@ import { policies as baselines } from "../switcher/metrics.ts";
 import { createPrng } from "../switcher/prng.ts";
 import { type Candidate, candidatesFor, DEFAULT_CANDIDATES } from "../switcher/candidates.ts";
 import { fitCandidate, scoreFitted } from "../switcher/fit.ts";
-import { gateSelection, selectSwitcher } from "../switcher/selection.ts";
+import { gateWithFallback, selectSwitcher } from "../switcher/selection.ts";
 import { loadModelSet } from "../workers/artefacts.ts";
 import { createWorkerPool } from "../workers/pool.ts";
 import { type DatasetRow, readDataset, readLabelledDataset } from "./dataset.ts";
@@ -227,17 +227,20 @@ function runSeed(
     // Without a switcher in the model set, the service serves the built-in max-probability rule at its threshold.
     threshold: manifest.switcher?.threshold ?? builtinSwitcherRelease().threshold,
   };
-  // dmd's gate, with the model set's switcher as the active release: a refused candidate is not installed, and the
-  // served switcher stays.
-  const verdict = gateSelection(selection, {
+  // dmd's gate, with the model set's switcher as the active release: a refused learned candidate gives way to the
+  // label-free choice, gated in turn; when that is refused too, nothing is installed and the served switcher stays.
+  const gated = gateWithFallback(selection, {
     name: served.name,
     scores: poolPairs.map((p) => p.record.switcherScore),
     rule: manifest.switcher ? manifest.switcher.rule : "max_prob",
   });
-  const chosen = verdict.promote ? policies.find((p) => p.name === selection.chosen.candidate.name)! : served;
+  const verdict = gated.verdict;
+  const candidate = gated.selection.chosen.candidate.name;
+  const refused = gated.selection.refused ? [gated.selection.refused.candidate] : [];
+  const chosen = verdict.promote ? policies.find((p) => p.name === candidate)! : served;
   const installedName = verdict.promote
-    ? selection.chosen.candidate.name
-    : `${served.name}, kept: the gate refused ${selection.chosen.candidate.name}`;
+    ? `${candidate}${refused.length ? ` (the gate refused ${refused[0]})` : ""}`
+    : `${served.name}, kept: the gate refused ${[...refused, candidate].join(", then ")}`;
   policies.push({ name: "installed by dmd", scores: chosen.scores, threshold: chosen.threshold });
   policies.push(served);
   const measured: SeedRun["selection"] = [];

@@ -176,6 +176,10 @@ export interface Selection {
   /** The pairs cross-validated (all usable pairs, or a sample of a large pool). */
   pool: LabelledPool;
   fitted: FittedSwitcher;
+  /** Fit another candidate on the same pairs with the same options (for the label-free fallback). */
+  refit: (candidate: Candidate) => FittedSwitcher;
+  /** Set when the gate refused the learned candidate first chosen and this selection is the label-free fallback. */
+  refused?: { candidate: string; reason: string };
 }
 
 /**
@@ -216,7 +220,8 @@ export function selectSwitcher(
   const { chosen, best } = oneStandardErrorChoice(trials);
   const rules = trials.filter((t) => t.candidate.kind === "rule" && !Number.isNaN(t.mean));
   const bestRule = rules.reduce((b, t) => (t.mean > b.mean ? t : b), rules[0] ?? chosen);
-  return { chosen, best, trials, bestRule, folds, pool, fitted: fitCandidate(chosen.candidate, all.pairs, options) };
+  const refit = (candidate: Candidate) => fitCandidate(candidate, all.pairs, options);
+  return { chosen, best, trials, bestRule, folds, pool, fitted: refit(chosen.candidate), refit };
 }
 
 /**
@@ -272,6 +277,45 @@ export function gateSelection(
 }
 
 /**
+ * The gate, with a fallback: when it refuses a learned candidate, the choice is made again among the label-free
+ * candidates alone (the rank average and the rules, by the same one-standard-error rule), and that one is gated in
+ * turn. So a refused MLP does not leave a worse rule active where a label-free candidate passes: on a pool whose best
+ * rule is not the active one, the gate's refusal of an MLP that loses on one fold still installs that rule (or the rank
+ * average).
+ *
+ * @param selection what {@link selectSwitcher} returned
+ * @param active as for {@link gateSelection}
+ * @param options `tolerance` (default 0)
+ * @returns the selection gated last (the original, or the fallback with `refused` set) and its verdict
+ */
+export function gateWithFallback(
+  selection: Selection,
+  active: Parameters<typeof gateSelection>[1],
+  options: { tolerance?: number } = {},
+): { selection: Selection; verdict: FoldGateVerdict } {
+  const verdict = gateSelection(selection, active, options);
+  if (verdict.promote || selection.chosen.candidate.kind !== "mlp") return { selection, verdict };
+  const labelFree = selection.trials.filter((t) => t.candidate.kind !== "mlp" && !Number.isNaN(t.mean));
+  if (labelFree.length === 0) return { selection, verdict };
+  const { chosen, best } = oneStandardErrorChoice(labelFree);
+  const fallback: Selection = {
+    ...selection,
+    chosen,
+    best,
+    fitted: selection.refit(chosen.candidate),
+    refused: { candidate: selection.chosen.candidate.name, reason: verdict.reason },
+  };
+  const second = gateSelection(fallback, active, options);
+  return {
+    selection: fallback,
+    verdict: {
+      ...second,
+      reason: `${second.reason}; before it, ${selection.chosen.candidate.name} was refused: ${verdict.reason}`,
+    },
+  };
+}
+
+/**
  * What a selection records in a release's provenance: the candidate, the folds and every candidate's figures.
  *
  * @param selection what {@link selectSwitcher} returned
@@ -282,6 +326,7 @@ export function selectionSummary(selection: Selection): Record<string, unknown> 
   return {
     candidate: selection.chosen.candidate.name,
     rule: "one standard error: the simplest candidate within one SE of the best mean fold AUC",
+    ...(selection.refused ? { refused: selection.refused } : {}),
     folds: { basis: selection.folds.basis, k: selection.folds.k, groups: selection.folds.groups },
     candidates: selection.trials.map((t) => ({
       name: t.candidate.name,

@@ -13,7 +13,13 @@ import { ruleScore } from "../switcher/rules.ts";
 import { ruleScore as releaseRuleScore } from "../release/release.ts";
 import { candidatesFor, DEFAULT_CANDIDATES } from "../switcher/candidates.ts";
 import { exportFitted, fitCandidate, scoreFitted } from "../switcher/fit.ts";
-import { type CandidateCv, oneStandardErrorChoice, selectSwitcher } from "../switcher/selection.ts";
+import {
+  type CandidateCv,
+  gateWithFallback,
+  oneStandardErrorChoice,
+  type Selection,
+  selectSwitcher,
+} from "../switcher/selection.ts";
 import { readRuntimeBinary } from "../workers/artefacts.ts";
 
 Deno.test("groupedFolds() keeps every group in one fold and balances rows", () => {
@@ -267,6 +273,52 @@ Deno.test("gateOnFolds() with everyFold refuses a candidate better on average th
   // Within the tolerance on its worst fold: passes; better on every fold: passes.
   assert.equal(gateOnFolds(folds, [{ name: "r", foldAuc: rule, everyFold: true }], { tolerance: 0.02 }).promote, true);
   assert.equal(gateOnFolds([0.84, 0.84, 0.83], [{ name: "r", foldAuc: rule, everyFold: true }]).promote, true);
+});
+
+Deno.test("gateWithFallback(): a learned candidate refused on one fold gives way to the label-free choice, gated in turn", () => {
+  const byName = (name: string) => DEFAULT_CANDIDATES.find((c) => c.name === name)!;
+  const trial = (name: string, foldAuc: number[]): CandidateCv => {
+    const mean = foldAuc.reduce((a, b) => a + b, 0) / foldAuc.length;
+    const sd = Math.sqrt(foldAuc.reduce((a, b) => a + (b - mean) ** 2, 0) / (foldAuc.length - 1));
+    return {
+      candidate: byName(name),
+      foldAuc,
+      mean,
+      standardError: sd / Math.sqrt(foldAuc.length),
+      oof: new Float64Array(),
+    };
+  };
+  const rank = trial("rank:confidence", [0.80, 0.80, 0.80, 0.80]);
+  const maxProb = trial("rule:max_prob", [0.79, 0.79, 0.79, 0.79]);
+  const margin = trial("rule:margin", [0.90, 0.90, 0.90, 0.90]); // clearly the best rule: the fallback picks it
+  const mlp = trial("mlp:confidence", [0.99, 0.99, 0.99, 0.89]); // better on average, below margin on one fold
+  const refits: string[] = [];
+  const selection = {
+    chosen: mlp,
+    best: mlp,
+    trials: [rank, maxProb, margin, mlp],
+    bestRule: margin,
+    refit: (c) => {
+      refits.push(c.name);
+      return { candidate: c } as Selection["fitted"];
+    },
+  } as Selection;
+  const { selection: gated, verdict } = gateWithFallback(selection, null);
+  assert.deepEqual(refits, ["rule:margin"]);
+  assert.equal(gated.chosen, margin);
+  assert.equal(gated.fitted.candidate.name, "rule:margin");
+  assert.equal(gated.refused?.candidate, "mlp:confidence");
+  assert.match(gated.refused!.reason, /0\.0100 below best rule \(rule:margin\) on one held-out fold/);
+  assert.equal(verdict.promote, true);
+  assert.match(verdict.reason, /^not worse on held-out folds: .*; before it, mlp:confidence was refused: /);
+  // An MLP that holds on every fold is gated once, and a refused label-free candidate has no fallback.
+  const passes = gateWithFallback({ ...selection, chosen: trial("mlp:confidence", [0.95, 0.95, 0.95, 0.91]) }, null);
+  assert.equal(passes.selection.refused, undefined);
+  assert.equal(passes.verdict.promote, true);
+  const ruleRefused = gateWithFallback({ ...selection, chosen: maxProb, best: margin }, null);
+  assert.equal(ruleRefused.verdict.promote, false);
+  assert.equal(ruleRefused.selection.refused, undefined);
+  assert.deepEqual(refits, ["rule:margin"]);
 });
 
 Deno.test("gate() refuses a candidate that beats the active switcher but ranks worse than a confidence rule", () => {
