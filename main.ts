@@ -27,7 +27,7 @@ import { sleep, within } from "./lib/deadline.ts";
 import { createDrain } from "./routes/drain.ts";
 import { seedRegistry } from "./loop/registry.ts";
 import { observeRequests } from "./observability/http.ts";
-import { createLogger, type Logger } from "./observability/logger.ts";
+import { createLogger, flushLogsSync, type Logger } from "./observability/logger.ts";
 import { createServiceMetrics, observeSink, type ServiceMetrics } from "./observability/metrics.ts";
 import type { SwitcherRelease } from "./release/release.ts";
 import { type AdminDeps, adminRoutes } from "./routes/admin.ts";
@@ -659,6 +659,7 @@ if (import.meta.main) {
     // A second signal while draining: the operator wants out now.
     if (stopping) Deno.exit(1);
     stopping = true;
+    flushLogsSync();
     console.log(JSON.stringify({ level: "info", msg: "shutting down" }));
     try {
       await service.shutdown();
@@ -666,12 +667,14 @@ if (import.meta.main) {
       console.error(JSON.stringify({ level: "error", msg: "shutdown incomplete", error: (err as Error).message }));
       Deno.exit(1);
     }
+    flushLogsSync();
     console.log(JSON.stringify({ level: "info", msg: "stopped" }));
     Deno.exit(0);
   };
   Deno.addSignalListener("SIGINT", stop);
   Deno.addSignalListener("SIGTERM", stop);
   // Announced once a signal drains the service: whoever waits for this line may stop it at once.
+  flushLogsSync();
   console.log(JSON.stringify({ level: "info", msg: "dmd-edge listening", url: service.url }));
   console.log(`dmd-edge listening on ${service.url}  (try: curl ${service.url}/v1/models)`);
 }

@@ -183,6 +183,14 @@ function stdoutBuffer(): LineBuffer {
   return stdoutLines;
 }
 
+/**
+ * Write the log lines waiting for standard output now, so that a line written to it directly afterwards (the
+ * service's start and stop lines) keeps its place after them.
+ */
+export function flushLogsSync(): void {
+  stdoutLines?.flushSync();
+}
+
 /** debug and info lines to standard output through the line buffer; warn and error to standard error at once. */
 function defaultWrite(line: string, level: Exclude<LogLevel, "silent">): void {
   if (level === "warn" || level === "error") Deno.stderr.writeSync(encoder.encode(`${line}\n`));

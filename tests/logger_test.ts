@@ -133,3 +133,18 @@ await new Promise((r) => setTimeout(r, 50));`;
   assert.equal(err[1], "after");
   assert.equal(JSON.parse(dec.decode(out.stdout)).msg, "later");
 });
+
+Deno.test("flushLogsSync(): a line written to standard output directly afterwards comes after the buffered ones", async () => {
+  const url = new URL("../observability/logger.ts", import.meta.url).href;
+  const code = `import { createLogger, flushLogsSync } from "${url}";
+const log = createLogger({ level: "info" });
+log.info("first");
+flushLogsSync();
+console.log("second");
+await new Promise((r) => setTimeout(r, 50));`;
+  const out = await new Deno.Command(Deno.execPath(), { args: ["eval", code], stdout: "piped", stderr: "piped" })
+    .output();
+  const lines = dec.decode(out.stdout).trimEnd().split("\n");
+  assert.equal(JSON.parse(lines[0]).msg, "first");
+  assert.equal(lines[1], "second");
+});
