@@ -36,8 +36,8 @@ export interface LoggerOptions {
   /** Least severe level written. @default "info" */
   level?: LogLevel;
   /**
-   * Where a line goes. @default debug and info to standard output, batched and written asynchronously
-   * ({@link LineBuffer}); warn and error to standard error at once
+   * Where a line goes. @default debug and info to standard output in batches ({@link LineBuffer}); warn and error to
+   * standard error at once
    */
   write?: (line: string, level: Exclude<LogLevel, "silent">) => void;
   /** The clock, Unix milliseconds. @default Date.now */
@@ -48,45 +48,38 @@ const encoder = new TextEncoder();
 
 /** Where {@link LineBuffer} writes: standard output, or a stand-in in tests. */
 export interface LineSink {
-  write(bytes: Uint8Array): Promise<number>;
   writeSync(bytes: Uint8Array): number;
 }
 
 /** Options of {@link LineBuffer}. */
 export interface LineBufferOptions {
-  /** The longest a line waits before its write starts. @default 25 */
+  /** The longest a line waits before it is written. @default 25 */
   flushMs?: number;
-  /** Pending bytes that start a write at once. @default 32 KiB */
+  /** Waiting bytes that are written at once. @default 32 KiB */
   flushBytes?: number;
-  /** Pending bytes beyond which new lines are dropped (and counted) while the sink does not keep up. @default 8 MiB */
-  maxBytes?: number;
 }
 
 /**
- * Log lines on their way to a sink, written in batches and asynchronously: a request's line costs an array push,
- * not a system call on the thread that answers requests, and a sink that stops reading (a full pipe to a log
- * shipper) never stalls that thread. Lines keep their order. While the sink does not keep up, at most `maxBytes`
- * wait and later lines are dropped; the next write starts with a line that counts them. {@link flushSync} writes what
- * waits before the process exits (the default logger does it on `unload`, which `Deno.exit` and a normal end fire).
+ * Log lines on their way to a sink, written in batches: a request's line costs an array push, and the thread that
+ * answers requests makes one write system call per batch (every `flushMs`, or at `flushBytes`) instead of one per
+ * line. Writes are synchronous, so lines keep their order, {@link flushSync} can write what waits before the process
+ * exits (the default logger does it on `unload`, which `Deno.exit` and a normal end fire, and on an uncaught error or
+ * rejection), and a line written to the same stream directly afterwards comes after them.
  */
 export class LineBuffer {
   #pending: string[] = [];
   #bytes = 0;
-  #dropped = 0;
   #timer: ReturnType<typeof setTimeout> | undefined;
-  #writing: Promise<void> | null = null;
   readonly #flushMs: number;
   readonly #flushBytes: number;
-  readonly #maxBytes: number;
 
   /**
    * @param sink where the lines go
-   * @param options batching and the bound
+   * @param options batching
    */
   constructor(readonly sink: LineSink, options: LineBufferOptions = {}) {
     this.#flushMs = options.flushMs ?? 25;
     this.#flushBytes = options.flushBytes ?? 32 * 1024;
-    this.#maxBytes = options.maxBytes ?? 8 * 1024 * 1024;
   }
 
   /**
@@ -95,77 +88,31 @@ export class LineBuffer {
    * @param line the line
    */
   push(line: string): void {
-    if (this.#bytes + line.length + 1 > this.#maxBytes) {
-      this.#dropped++;
-      return;
-    }
     this.#pending.push(line);
     this.#bytes += line.length + 1;
-    if (this.#writing) return; // the running write takes these lines next
-    if (this.#bytes >= this.#flushBytes) this.#startWrite();
+    if (this.#bytes >= this.#flushBytes) this.flushSync();
     else if (this.#timer === undefined) {
-      const timer = this.#timer = setTimeout(() => this.#startWrite(), this.#flushMs);
+      const timer = this.#timer = setTimeout(() => this.flushSync(), this.#flushMs);
       Deno.unrefTimer(timer);
     }
   }
 
-  /** Lines waiting (not yet handed to the sink). */
+  /** Lines waiting (not yet written). */
   get pending(): number {
     return this.#pending.length;
   }
 
-  /** Lines dropped since the last write, while the sink did not keep up. */
-  get dropped(): number {
-    return this.#dropped;
-  }
-
-  /**
-   * The running write, if any, and every line queued before this call, written.
-   *
-   * @returns when they are
-   */
-  async flush(): Promise<void> {
-    if (this.#pending.length > 0 && !this.#writing) this.#startWrite();
-    while (this.#writing) await this.#writing;
-  }
-
-  /** Write every waiting line now, synchronously (before the process exits). */
+  /** Write every waiting line now. A sink that fails loses them; the caller never sees the error. */
   flushSync(): void {
-    const bytes = this.#take();
-    if (bytes === null) return;
-    try {
-      for (let off = 0; off < bytes.length;) off += this.sink.writeSync(bytes.subarray(off));
-    } catch { /* the sink is gone: nothing left to tell */ }
-  }
-
-  #take(): Uint8Array | null {
     if (this.#timer !== undefined) clearTimeout(this.#timer);
     this.#timer = undefined;
-    if (this.#pending.length === 0 && this.#dropped === 0) return null;
-    if (this.#dropped > 0) {
-      const note = JSON.stringify({
-        time: new Date().toISOString(),
-        level: "warn",
-        msg: "log lines dropped: standard output did not keep up",
-        dropped: this.#dropped,
-      });
-      this.#pending.unshift(note);
-      this.#dropped = 0;
-    }
-    const text = this.#pending.join("\n") + "\n";
+    if (this.#pending.length === 0) return;
+    const bytes = encoder.encode(this.#pending.join("\n") + "\n");
     this.#pending = [];
     this.#bytes = 0;
-    return encoder.encode(text);
-  }
-
-  #startWrite(): void {
-    this.#writing = (async () => {
-      for (let bytes = this.#take(); bytes !== null; bytes = this.#take()) {
-        try {
-          for (let off = 0; off < bytes.length;) off += await this.sink.write(bytes.subarray(off));
-        } catch { /* the sink is gone: the lines are lost, the service goes on */ }
-      }
-    })().finally(() => (this.#writing = null));
+    try {
+      for (let off = 0; off < bytes.length;) off += this.sink.writeSync(bytes.subarray(off));
+    } catch { /* the sink is gone: the lines are lost, the service goes on */ }
   }
 }
 

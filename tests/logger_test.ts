@@ -1,35 +1,29 @@
 /**
- * The log's line buffer (observability/logger.ts): lines batched into one asynchronous write, in order; a write at
- * once past a size; a bound while the sink does not keep up, with the dropped lines counted in the next write; a
- * synchronous flush that survives partial writes; a failing sink that never throws into the caller; and a process
- * that logs and exits (normally, by Deno.exit, by an uncaught error) loses none of its lines.
+ * The log's line buffer (observability/logger.ts): lines batched into one write, in order, after flushMs or at once
+ * past a size; a synchronous flush that survives partial writes; a failing sink that never throws into the caller;
+ * and a process that logs and exits (normally, by Deno.exit, by an uncaught error) loses none of its lines and keeps
+ * their order.
  */
 import assert from "node:assert/strict";
 import { LineBuffer, type LineSink } from "../observability/logger.ts";
 
 const dec = new TextDecoder();
 
-/** A sink that records its writes; `gate` holds each async write until released; `chunk` caps a sync write. */
-function recordingSink(options: { gate?: boolean; chunk?: number; fail?: boolean } = {}) {
+/** A sink that records its writes; `chunk` caps one write; `fail` throws. */
+function recordingSink(options: { chunk?: number; fail?: boolean } = {}) {
   const writes: string[] = [];
-  const waiting: Array<() => void> = [];
   const sink: LineSink = {
-    async write(bytes) {
-      if (options.fail) throw new Error("closed");
-      if (options.gate) await new Promise<void>((r) => waiting.push(r));
-      writes.push(dec.decode(bytes));
-      return bytes.length;
-    },
     writeSync(bytes) {
+      if (options.fail) throw new Error("closed");
       const n = Math.min(bytes.length, options.chunk ?? bytes.length);
       writes.push(dec.decode(bytes.subarray(0, n)));
       return n;
     },
   };
-  return { sink, writes, release: () => waiting.splice(0).forEach((r) => r()) };
+  return { sink, writes };
 }
 
-Deno.test("LineBuffer batches lines into one asynchronous write, in order, after flushMs", async () => {
+Deno.test("LineBuffer batches lines into one write, in order, after flushMs", async () => {
   const { sink, writes } = recordingSink();
   const buffer = new LineBuffer(sink, { flushMs: 10 });
   for (const line of ["a", "b", "c"]) buffer.push(line);
@@ -38,43 +32,19 @@ Deno.test("LineBuffer batches lines into one asynchronous write, in order, after
   await new Promise((r) => setTimeout(r, 40));
   assert.deepEqual(writes, ["a\nb\nc\n"]);
   buffer.push("d");
-  await buffer.flush();
+  buffer.flushSync();
   assert.deepEqual(writes, ["a\nb\nc\n", "d\n"]);
   assert.equal(buffer.pending, 0);
 });
 
-Deno.test("LineBuffer starts a write at once past flushBytes", async () => {
+Deno.test("LineBuffer writes at once past flushBytes", () => {
   const { sink, writes } = recordingSink();
   const buffer = new LineBuffer(sink, { flushMs: 60_000, flushBytes: 8 });
   buffer.push("0123");
   assert.equal(buffer.pending, 1);
-  buffer.push("4567"); // 10 bytes with the newlines: the write starts now, not in a minute
+  buffer.push("4567"); // 10 bytes with the newlines: written now, not in a minute
   assert.equal(buffer.pending, 0);
-  await buffer.flush();
   assert.deepEqual(writes, ["0123\n4567\n"]);
-});
-
-Deno.test("LineBuffer: while the sink does not keep up, lines past maxBytes are dropped and counted in the next write", async () => {
-  const { sink, writes, release } = recordingSink({ gate: true });
-  const buffer = new LineBuffer(sink, { flushMs: 1, flushBytes: 4, maxBytes: 20 });
-  buffer.push("first"); // its write starts and hangs
-  for (let i = 0; i < 10; i++) buffer.push(`line${i}`); // 6 bytes each: 3 fit in 20
-  assert.equal(buffer.pending, 3);
-  assert.equal(buffer.dropped, 7);
-  const done = buffer.flush();
-  for (let i = 0; i < 4 && writes.length < 2; i++) {
-    release();
-    await new Promise((r) => setTimeout(r, 5));
-  }
-  release();
-  await done;
-  assert.equal(writes[0], "first\n");
-  const [note, ...rest] = writes[1].trimEnd().split("\n");
-  assert.deepEqual(rest, ["line0", "line1", "line2"]);
-  const parsed = JSON.parse(note);
-  assert.equal(parsed.level, "warn");
-  assert.equal(parsed.dropped, 7);
-  assert.equal(buffer.dropped, 0);
 });
 
 Deno.test("LineBuffer.flushSync writes every waiting line, across partial writes", () => {
@@ -89,13 +59,12 @@ Deno.test("LineBuffer.flushSync writes every waiting line, across partial writes
   assert.equal(writes.join(""), "hello\nworld\n");
 });
 
-Deno.test("LineBuffer: a sink that fails loses those lines and never throws into the caller", async () => {
+Deno.test("LineBuffer: a sink that fails loses those lines and never throws into the caller", () => {
   const { sink } = recordingSink({ fail: true });
-  const buffer = new LineBuffer(sink, { flushMs: 1 });
-  buffer.push("x");
-  await buffer.flush();
+  const buffer = new LineBuffer(sink, { flushMs: 60_000, flushBytes: 4 });
+  buffer.push("xxxx");
   buffer.push("y");
-  await buffer.flush();
+  buffer.flushSync();
   assert.equal(buffer.pending, 0);
 });
 
