@@ -11,7 +11,7 @@ import { thresholdForAgreement, thresholdForOffloadRate } from "./calibration.ts
 import { dmdLabel } from "./dmd_labels.ts";
 import { probabilityStats, selectColumns } from "./features.ts";
 import { rocAuc } from "./metrics.ts";
-import { type MlpModel, predictMlp, trainMlp, type TrainOptions } from "./mlp.ts";
+import { mergeMlps, type MlpModel, predictMlp, trainMlp, type TrainOptions } from "./mlp.ts";
 import { createPrng } from "./prng.ts";
 
 /** One pair: what the edge knew (features, probabilities) and what the cloud answered. */
@@ -36,6 +36,12 @@ export interface DmdOptions {
   columns?: number[];
   /** MLP settings. */
   train?: Omit<TrainOptions, "seed">;
+  /**
+   * Networks trained (seeds `seed`, `seed + 1`, ...) on the same rows and merged into one whose logit is their mean
+   * (`mergeMlps`): one network is one draw of a trainer whose draws differ, an average of several is steadier.
+   * @default 1
+   */
+  ensemble?: number;
 }
 
 /** Held-out figures of a switcher against the max-probability baseline, on the same pairs. */
@@ -112,13 +118,18 @@ export function trainDmdSwitcher(pairs: Pair[], options: DmdOptions = {}): DmdRe
     });
     return x;
   };
-  const result = trainMlp({
+  const data = {
     x: pack(train),
     n: train.length,
     f,
     targets: train.map((r) => (target === "hard" ? r.hard : r.soft)),
     weights: train.map((r) => r.pair.weight ?? 1),
-  }, { ...options.train, seed });
+  };
+  const members = Array.from(
+    { length: Math.max(1, Math.floor(options.ensemble ?? 1)) },
+    (_, m) => trainMlp(data, { ...options.train, seed: seed + m }),
+  );
+  const result = { model: mergeMlps(members.map((m) => m.model)), bestEpoch: members[0].bestEpoch };
 
   const holdScores = predictMlp(result.model, pack(hold), hold.length);
   const disagree = hold.map((r) => r.hard);

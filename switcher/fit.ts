@@ -14,6 +14,9 @@ import { exportSwitcherOnnx } from "./onnx_writer.ts";
 import { fitRankAverage } from "./rank.ts";
 import { ruleColumn, ruleScores } from "./rules.ts";
 
+/** Networks averaged in a fitted MLP switcher (see {@link FitOptions.ensemble}). */
+export const DEFAULT_ENSEMBLE = 5;
+
 /** Options of {@link fitCandidate} (and of selection). */
 export interface FitOptions {
   /** Which DMD label the MLPs learn. @default "soft" */
@@ -21,6 +24,12 @@ export interface FitOptions {
   seed?: number;
   /** MLP epochs. @default 60 */
   epochs?: number;
+  /**
+   * Networks averaged in the fitted MLP switcher (trained with seeds `seed`, `seed + 1`, ...; one network in the end,
+   * `mergeMlps`). Cross-validation scores single networks; the installed one averages several, so it is not a lucky
+   * or unlucky draw of the trainer. @default 5
+   */
+  ensemble?: number;
 }
 
 /** A candidate fitted on the whole pool, ready to export: a network reading some columns, and its threshold. */
@@ -106,6 +115,7 @@ export function fitCandidate(
       calibrate,
       columns: transform ? allColumns(rows) : featureColumns(candidate.set, featureCount),
       train: { hidden: candidate.hidden, l2: candidate.l2, epochs: options.epochs ?? 60 },
+      ensemble: options.ensemble ?? DEFAULT_ENSEMBLE,
     });
     return {
       candidate,

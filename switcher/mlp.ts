@@ -110,6 +110,55 @@ function forward(model: MlpModel, xs: Float32Array, rows: number): Float64Array[
 }
 
 /**
+ * Several networks of the same shape as one: its logit is the mean of theirs (so its score ranks as the mean logit
+ * does), exactly, in one network of the usual form that exports and scores like any other. The first layer reads the
+ * first network's standardised input (the others' standardisation folded into their weights), hidden layers sit side
+ * by side (block-diagonal), and the output averages.
+ *
+ * @param models networks with the same input width and the same layer widths
+ * @returns the merged network
+ * @throws RangeError when there is none, or their shapes differ
+ */
+export function mergeMlps(models: MlpModel[]): MlpModel {
+  if (models.length === 0) throw new RangeError("Cannot merge networks: expected at least one");
+  if (models.length === 1) return models[0];
+  const [first] = models;
+  const f = first.mean.length;
+  const shape = (m: MlpModel) => [m.mean.length, ...m.layers.map((l) => l.outSize)].join("x");
+  if (models.some((m) => shape(m) !== shape(first)) || first.layers.at(-1)!.outSize !== 1) {
+    throw new RangeError(`Cannot merge networks: expected one shape with one output, got ${models.map(shape).join(", ")}`);
+  }
+  const k = models.length;
+  const layers: DenseLayer[] = first.layers.map((layer, li) => {
+    const last = li === first.layers.length - 1;
+    const inSize = li === 0 ? f : layer.inSize * k;
+    const outSize = last ? 1 : layer.outSize * k;
+    const weight = new Float32Array(outSize * inSize);
+    const bias = new Float32Array(outSize);
+    models.forEach((m, j) => {
+      const l = m.layers[li];
+      for (let o = 0; o < l.outSize; o++) {
+        const row = last ? 0 : j * l.outSize + o;
+        // The output layer averages the members' logits; a hidden layer keeps each member's units.
+        const share = last ? 1 / k : 1;
+        let b = l.bias[o];
+        for (let i = 0; i < l.inSize; i++) {
+          const w = l.weight[o * l.inSize + i];
+          if (li === 0) {
+            // Member j standardises x as (x - mean_j) / std_j; the merged input is (x - mean_0) / std_0.
+            weight[row * inSize + i] += (share * w * first.std[i]) / m.std[i];
+            b += (w * (first.mean[i] - m.mean[i])) / m.std[i];
+          } else weight[row * inSize + j * l.inSize + i] += share * w;
+        }
+        bias[row] += share * b;
+      }
+    });
+    return { inSize, outSize, weight, bias };
+  });
+  return { mean: Float32Array.from(first.mean), std: Float32Array.from(first.std), layers };
+}
+
+/**
  * Scores of a trained switcher.
  *
  * @param model the network

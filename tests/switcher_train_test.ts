@@ -7,7 +7,8 @@ import * as ortNode from "onnxruntime-node";
 import * as ortWeb from "onnxruntime-web/wasm";
 import { offloadRate, thresholdForAgreement, thresholdForOffloadRate } from "../switcher/calibration.ts";
 import { dmdLabel } from "../switcher/dmd_labels.ts";
-import { predictMlp, trainMlp } from "../switcher/mlp.ts";
+import { mergeMlps, predictMlp, trainMlp } from "../switcher/mlp.ts";
+import { trainDmdSwitcher } from "../switcher/dmd.ts";
 import { exportSwitcherOnnx } from "../switcher/onnx_writer.ts";
 import { createPrng } from "../switcher/prng.ts";
 import { readRuntimeBinary } from "../workers/artefacts.ts";
@@ -94,6 +95,60 @@ Deno.test("exportSwitcherOnnx() scores like predictMlp() in onnxruntime-web and 
   }
   await web.release();
   await native.release();
+});
+
+Deno.test("mergeMlps(): one network whose logit is the mean of its members', exported like any other", async () => {
+  const data = xorData(600, 7);
+  const logit = (p: number) => Math.log(p / (1 - p));
+  for (const hidden of [[8], [6, 4], []]) {
+    // Members trained on different rows standardise their input differently: the merge folds that in.
+    const members = [1, 2, 3].map((seed) => {
+      const rows = 200 + 100 * seed;
+      const part = { ...data, x: data.x.subarray(0, rows * 4), n: rows, targets: data.targets.slice(0, rows) };
+      return trainMlp(part, { seed, epochs: 8, hidden }).model;
+    });
+    const merged = mergeMlps(members);
+    assert.deepEqual(merged.layers.map((l) => l.outSize), [...hidden.map((h) => 3 * h), 1]);
+    const each = members.map((m) => predictMlp(m, data.x, data.n));
+    const got = predictMlp(merged, data.x, data.n);
+    for (let r = 0; r < data.n; r++) {
+      const z = each.reduce((a, e) => a + logit(e[r]), 0) / members.length;
+      assert.ok(Math.abs(1 / (1 + Math.exp(-z)) - got[r]) < 1e-5, `hidden ${hidden}, row ${r}`);
+    }
+    if (hidden.length === 2) {
+      ortWeb.env.wasm.numThreads = 1;
+      ortWeb.env.wasm.wasmBinary ??= await readRuntimeBinary();
+      const web = await ortWeb.InferenceSession.create(
+        exportSwitcherOnnx(merged, { version: "switcher-merged", features: ["a", "b", "c", "d"] }),
+      );
+      const out = (await web.run({ features: new ortWeb.Tensor("float32", data.x, [data.n, 4]) })).score
+        .data as Float32Array;
+      for (let r = 0; r < data.n; r++) assert.ok(Math.abs(out[r] - got[r]) < 1e-5, `onnx row ${r}`);
+      await web.release();
+    }
+  }
+  assert.equal(mergeMlps([trainMlp(data, { seed: 1, epochs: 1, hidden: [4] }).model]).layers[0].outSize, 4);
+  assert.throws(() => mergeMlps([]), /expected at least one/);
+  const a = trainMlp(data, { seed: 1, epochs: 1, hidden: [4] }).model;
+  const b = trainMlp(data, { seed: 1, epochs: 1, hidden: [5] }).model;
+  assert.throws(() => mergeMlps([a, b]), /expected one shape with one output, got 4x4x1, 4x5x1/);
+});
+
+Deno.test("trainDmdSwitcher({ ensemble }): the merged network of that many seeds, the first one alone at 1", () => {
+  const rng = createPrng(3);
+  const pairs = Array.from({ length: 300 }, () => {
+    const p = rng.next();
+    const edge = [p, 1 - p];
+    const cloud = rng.next() < 0.3 ? [1 - p, p] : edge;
+    return { features: Float32Array.from([p, 1 - p, rng.next()]), edgeProbs: edge, cloudProbs: cloud };
+  });
+  const one = trainDmdSwitcher(pairs, { seed: 4, train: { hidden: [6], epochs: 5 } });
+  const five = trainDmdSwitcher(pairs, { seed: 4, ensemble: 5, train: { hidden: [6], epochs: 5 } });
+  assert.equal(one.model.layers[0].outSize, 6);
+  assert.equal(five.model.layers[0].outSize, 30);
+  // The first member of the five is the single network: same seed, same rows.
+  assert.deepEqual(Array.from(five.model.layers[0].weight.subarray(0, 6 * 3)), Array.from(one.model.layers[0].weight));
+  assert.ok(Number.isFinite(five.threshold) && five.evaluation.pairs === one.evaluation.pairs);
 });
 
 Deno.test("thresholdForOffloadRate() hits its target offload rate on a seeded sample", () => {
