@@ -126,7 +126,9 @@ export function mergeMlps(models: MlpModel[]): MlpModel {
   const f = first.mean.length;
   const shape = (m: MlpModel) => [m.mean.length, ...m.layers.map((l) => l.outSize)].join("x");
   if (models.some((m) => shape(m) !== shape(first)) || first.layers.at(-1)!.outSize !== 1) {
-    throw new RangeError(`Cannot merge networks: expected one shape with one output, got ${models.map(shape).join(", ")}`);
+    throw new RangeError(
+      `Cannot merge networks: expected one shape with one output, got ${models.map(shape).join(", ")}`,
+    );
   }
   const k = models.length;
   const layers: DenseLayer[] = first.layers.map((layer, li) => {
