@@ -14,11 +14,11 @@
 import { AppError, type ErrorCode } from "../errors.ts";
 import type { DecisionWriter, WriterState } from "./decision_writer.ts";
 import { hostEntry } from "./hosted_client.ts";
-
-/** The Web Worker constructor as it was at load, before onnxruntime-web replaces the global (with WORKERS=0 it runs on
- * this thread). */
-const WebWorker: typeof Worker = globalThis.Worker;
 import type { DecisionRecord } from "./schema.ts";
+
+// The Web Worker constructor as it was at load, before onnxruntime-web replaces the global (with WORKERS=0 it runs on
+// this thread).
+const WebWorker: typeof Worker = globalThis.Worker;
 
 /** Messages to the writer thread. */
 export type WriterThreadRequest =

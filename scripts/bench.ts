@@ -22,18 +22,17 @@
  *  - c=64 throughput / c=16 throughput, and p99 at c=64 / p99 at c=16 (past saturation the service sheds early);
  *  - the service's peak RSS, and its start-up time to listening and to ready;
  *  - where the CPU goes at c=16: CPU time per request of the service's HTTP thread, V8's helper threads, its Web
- *    Workers (inference, the decision writer, the connection guard) and its database process (Linux /proc), and of the load generator; with the ceiling they put on this
- *    machine (cores / their sum) and the HTTP thread's own bound (1 / its CPU per request: what saturation reaches
- *    where that thread has a core of its own).
+ *    Workers (inference, the decision writer, the connection guard) and its database process (Linux /proc), and of
+ *    the load generator; with the ceiling they put on this machine (cores / their sum) and the HTTP thread's own bound
+ *    (1 / its CPU per request: what saturation reaches where that thread has a core of its own).
  *
  * Honest by construction: WASM is warmed for thousands of runs before anything is timed (the first ~1200 runs are
  * about 3x slower while the engine tiers up), the service is warmed with thousands of requests, the load comes from
  * a separate process (scripts/bench_load.ts), never from the measured process (its CPU is counted apart: on a small
  * machine it still shares the cores, so it sends its requests with a lean HTTP/1.1 client, scripts/http1_client.ts,
- * at about a quarter of `fetch`'s CPU per request), each phase runs for seconds
- * (thousands of requests, enough for a p99), and every repetition measures the bare model and the service one after
- * the other. The service is a fresh process per repetition on 127.0.0.1 (a temporary database, no cloud: every
- * request is kept on the edge). On a shared machine, read the ratios, not the absolute times.
+ * at about a quarter of `fetch`'s CPU per request), each phase runs for seconds (thousands of requests, enough for a
+ * p99), and every repetition measures the bare model and the service one after the other. The service is a fresh
+ * process per repetition on 127.0.0.1 (a temporary database, no cloud: every request is kept on the edge). On a shared machine, read the ratios, not the absolute times.
  *
  * Flags: --models DIR, --workers N (default: half the cores, at most 2, so that the HTTP thread and the load
  * generator have cores of their own), --reps N (3), --quick (short phases, for a check in ~1 minute), --json

@@ -7,7 +7,8 @@
  * time per answered request (user + system, from /proc, so Linux only; in all, and the HTTP thread's share), each as
  * the median over the repetitions, the difference (guard - none) and the range. Then two measures that a shared
  * machine disturbs less: c=1 with one client alternating requests between the services (same moments for both), and
- * c=16 with both services loaded at once (they share the cores alike). On a shared machine, read those and the CPU time per request.
+ * c=16 with both services loaded at once (they share the cores alike). On a shared machine, read those and the CPU
+ * time per request.
  *
  * Flags: --models DIR, --workers N (2), --reps N (5), --phase-ms N (4000), --json
  *

@@ -74,14 +74,13 @@ interface Answer {
   text: () => string;
 }
 
-/** Send one request to `target` (the POST body when `withBody`) over this client's own connection. */
+/** Send one request over this client's own connection: to --url (with the body, if any), or to --interleave-url. */
 type Send = (target: "main" | "interleave") => Promise<Answer>;
 
 const utf8 = new TextDecoder();
 
 /** A sender on the lean client: the request bytes built once, one kept-alive connection per target. */
 function rawSender(): Send {
-  const conns = new Map<string, { conn: Http1Connection; bytes: Uint8Array }>();
   const open = (u: string, withBody: boolean) => {
     const parsed = new URL(u);
     if (parsed.protocol !== "http:") {
@@ -92,9 +91,10 @@ function rawSender(): Send {
       bytes: buildRequest(parsed, withBody && body !== null ? { headers, body } : {}),
     };
   };
+  const main = open(url, true);
+  const other = interleaveUrl ? open(interleaveUrl, false) : null;
   return async (target) => {
-    let c = conns.get(target);
-    if (!c) conns.set(target, c = target === "main" ? open(url, true) : open(interleaveUrl!, false));
+    const c = target === "main" ? main : other!;
     const res = await c.conn.request(c.bytes);
     return { status: res.status, text: () => utf8.decode(res.body) };
   };
