@@ -59,6 +59,11 @@ export interface Config {
   inferenceBatchMax: number;
   /** Longest a free worker waits for its batch to fill, in milliseconds (0: take what is queued). @default 0 */
   inferenceBatchWaitMs: number;
+  /**
+   * Batches an inference worker holds at once: 2 posts the next batch while the worker runs one, so it starts without
+   * a round trip through the HTTP thread; 1 posts one at a time. @default 2
+   */
+  inferencePipelineDepth: number;
   /** Warm-up inferences per worker before it is ready. @default 2 */
   warmupRuns: number;
   /**
@@ -380,6 +385,7 @@ function baseConfig(env: Env): Config {
     queueMaxWaitMs: num(env, "QUEUE_MAX_WAIT_MS", 50, 0.001, 600_000) ?? 50,
     inferenceBatchMax: int(env, "INFERENCE_BATCH_MAX", 32, 1, 4096),
     inferenceBatchWaitMs: num(env, "INFERENCE_BATCH_WAIT_MS", 0, 0, 10) ?? 0,
+    inferencePipelineDepth: int(env, "INFERENCE_PIPELINE_DEPTH", 2, 1, 8),
     warmupRuns: int(env, "WARMUP_RUNS", 2, 0, 100),
     workerTaskTimeoutMs: int(env, "WORKER_TASK_TIMEOUT_MS", 10_000, 10, 600_000),
     ...rateLimitConfig(env),

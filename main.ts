@@ -426,6 +426,7 @@ export async function startService(config: Readonly<Config>): Promise<Service> {
         maxQueueWaitMs: config.queueMaxWaitMs,
         batchMax: config.inferenceBatchMax,
         batchWaitMs: config.inferenceBatchWaitMs,
+        depth: config.inferencePipelineDepth,
         taskTimeoutMs: config.workerTaskTimeoutMs,
         workerUrl: new URL(`./workers/inference_worker.${MODULE_EXT}`, import.meta.url),
       });

@@ -65,3 +65,17 @@ Deno.test("job queue: a settled call gets its own time in the queue; rejectAll e
   q.settle(jobs[1], output, jobs[1].enqueuedAt);
   assert.equal((await second).timings.queueMs, 0);
 });
+
+Deno.test("job queue: requeue puts taken jobs back at the head, in order, with their sequences counted", () => {
+  const q = createJobQueue({ queueMax: 100, batchMax: 4, maxQueueWaitMs: Infinity });
+  for (const n of [1, 2, 3]) void q.push(seq(n));
+  const a = q.take();
+  assert.deepEqual(a.jobs.map((j) => j.items.length), [1, 2]);
+  assert.equal(q.items, 3);
+  q.requeue(a.jobs);
+  assert.equal(q.length, 3);
+  assert.equal(q.items, 6);
+  assert.deepEqual(q.take().jobs.map((j) => j.items.length), [1, 2]);
+  assert.deepEqual(q.take().jobs.map((j) => j.items.length), [3]);
+  assert.equal(q.items, 0);
+});

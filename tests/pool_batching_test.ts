@@ -17,9 +17,10 @@ function sequence(length: number, seed: number): { data: Float32Array; length: n
   return { data, length };
 }
 
+/** A pool of one worker; one batch at a time unless `depth` says otherwise, so that batch counts are exact. */
 async function pool(options: Partial<PoolOptions> = {}) {
   const { init } = await loadModelSet(TINY, { warmupRuns: 1 });
-  return createWorkerPool(init, { size: 1, queueMax: 64, ...options });
+  return createWorkerPool(init, { size: 1, queueMax: 64, depth: 1, ...options });
 }
 
 Deno.test("pool: jobs queued behind a busy worker go out as one batch, each caller gets its own results", async () => {
@@ -46,6 +47,30 @@ Deno.test("pool: jobs queued behind a busy worker go out as one batch, each call
       assert.deepEqual(out.scoredBy, alone[j].scoredBy);
     });
     assert.equal(after.completed - before.completed, jobs.length);
+  } finally {
+    await p.close();
+  }
+});
+
+Deno.test("pool: with depth 2 the next batch waits in the worker while it runs one; answers are the same", async () => {
+  const p = await pool({ depth: 2 });
+  try {
+    const jobs = Array.from({ length: 9 }, (_, i) => [sequence(3 + (i % 4), i)]);
+    const alone: InferenceOutput[] = [];
+    for (const items of jobs) alone.push(await p.classify(items.map((s) => ({ ...s, data: s.data.slice() }))));
+    const before = p.stats();
+    const together = await Promise.all(jobs.map((items) => p.classify(items)));
+    const after = p.stats();
+    // The first goes to the free worker, the second right behind it, the seven queued behind both go out together.
+    assert.equal(after.batches! - before.batches!, 3);
+    assert.equal(after.batchedItems! - before.batchedItems!, 9);
+    together.forEach((out, j) => {
+      assert.deepEqual(Array.from(out.results[0].probs), Array.from(alone[j].results[0].probs), `job ${j}`);
+      assert.equal(out.results[0].score, alone[j].results[0].score);
+      assert.ok(out.timings.queueMs >= 0);
+    });
+    assert.equal(p.stats().busy, 0);
+    assert.equal(after.completed - before.completed, 9);
   } finally {
     await p.close();
   }

@@ -22,8 +22,11 @@ const inChild = Deno.env.get(CHILD_ENV) === "1";
 const faultTest = inChild ? Deno.test : ((() => {}) as unknown as typeof Deno.test);
 /** What Deno prints for each injected crash (the first line of its report; the stack follows). */
 const CRASH_REPORT = 'error: Uncaught (in worker "") Error: injected crash';
-/** Injected crashes in the fault tests: one, then three in a row, then one whose replacement fails to start. */
-const CRASHES = 5;
+/**
+ * Injected crashes in the fault tests: one, one with a batch waiting behind it, then three in a row, then one whose
+ * replacement fails to start.
+ */
+const CRASHES = 6;
 
 const TINY = new URL("./fixtures/tiny_models", import.meta.url).pathname;
 const FAULT_WORKER = new URL("./fixtures/fault_worker.ts", import.meta.url);
@@ -75,6 +78,25 @@ faultTest("pool: a crashed worker's task fails with INFERENCE_FAILED; the worker
     assert.deepEqual([s.size, s.alive, s.restarts, s.crashed], [2, 2, 1, 1]);
     const results = await Promise.all(Array.from({ length: 4 }, () => p.classify([sequence()])));
     assert.equal(results.length, 4);
+  } finally {
+    await p.close();
+  }
+});
+
+faultTest("pool: a batch waiting behind a crashed one goes back to the queue; the replacement serves it", async () => {
+  const p = await pool({ size: 1 });
+  try {
+    await quietly(async () => {
+      const crashed = p.classify([sequence(CRASH)]);
+      const behind = p.classify([sequence(0.25)]);
+      assert.equal(p.stats().queued, 0, "the second call went to the worker behind the first");
+      await assert.rejects(crashed, isInferenceFailed);
+      const { results } = await behind;
+      assert.equal(results.length, 1);
+      assert.equal(results[0].window.length, 24, "its sequence came back whole");
+    });
+    const s = p.stats();
+    assert.deepEqual([s.alive, s.restarts, s.crashed, s.failed], [1, 1, 1, 1]);
   } finally {
     await p.close();
   }
@@ -145,7 +167,7 @@ faultTest("pool: a replacement that fails to start is tried again until it start
 });
 
 if (!inChild) {
-  Deno.test("pool faults (crash, hang, repeated crashes, failing replacement) pass in a child run; only the injected crashes print errors", async () => {
+  Deno.test("pool faults (crash, a batch behind a crash, hang, repeated crashes, failing replacement) pass in a child run; only the injected crashes print errors", async () => {
     const out = await new Deno.Command(Deno.execPath(), {
       args: ["test", "--allow-all", "--no-check", new URL(import.meta.url).pathname],
       env: { [CHILD_ENV]: "1", NO_COLOR: "1" },
@@ -156,7 +178,7 @@ if (!inChild) {
     const stderr = new TextDecoder().decode(out.stderr);
     const context = `child test run, exit ${out.code}:\n--- stdout ---\n${stdout}\n--- stderr ---\n${stderr}`;
     assert.equal(out.code, 0, context);
-    assert.match(stdout, /^ok \| 4 passed \| 0 failed/m, context);
+    assert.match(stdout, /^ok \| 5 passed \| 0 failed/m, context);
     const errors = stderr.split("\n").filter((line) => /^error\b/i.test(line));
     assert.deepEqual(errors, Array(CRASHES).fill(CRASH_REPORT), context);
   });

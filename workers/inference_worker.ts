@@ -26,8 +26,17 @@ function fail(id: number, code: "MODEL_NOT_READY" | "INVALID_INPUT" | "INTERNAL"
   reply({ type: "error", id, code, message });
 }
 
-self.onmessage = async (event: MessageEvent<WorkerRequest>) => {
-  const msg = event.data;
+/**
+ * One message at a time, in arrival order: the pool may post the next batch while this one runs (workers/pool.ts
+ * `depth`), and it must wait its turn rather than run beside it in the same session.
+ */
+let turn: Promise<void> = Promise.resolve();
+
+self.onmessage = (event: MessageEvent<WorkerRequest>) => {
+  turn = turn.then(() => handle(event.data));
+};
+
+async function handle(msg: WorkerRequest): Promise<void> {
   switch (msg.type) {
     case "init": {
       try {
@@ -59,4 +68,4 @@ self.onmessage = async (event: MessageEvent<WorkerRequest>) => {
       fail(unknown.id ?? -1, "INTERNAL", `Cannot handle message type "${unknown.type}"`);
     }
   }
-};
+}

@@ -70,6 +70,8 @@ export interface JobQueue {
    * @returns how many completed and how many failed
    */
   finish(jobs: Job[], outcomes: JobOutcome[], startedAt: number): { completed: number; failed: number };
+  /** Put jobs taken earlier back at the head of the queue, in their order (their batch never ran). */
+  requeue(taken: Job[]): void;
   /** Reject every waiting call with `err`. */
   rejectAll(err: unknown): void;
 }
@@ -145,6 +147,10 @@ export function createJobQueue(options: JobQueueOptions): JobQueue {
         }
       });
       return { completed, failed: taken.length - completed };
+    },
+    requeue(taken) {
+      jobs.unshift(...taken);
+      for (const job of taken) items += job.items.length;
     },
     rejectAll(err) {
       for (const job of jobs.splice(0)) job.reject(err);

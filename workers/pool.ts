@@ -6,8 +6,9 @@
  *
  * Micro-batching: a free worker takes every queued job at once, up to `batchMax` sequences (a job larger than that
  * goes alone), and classifies them in one forward pass; with `batchWaitMs` > 0, a worker that finds fewer waits up
- * to that long for more. When a reply comes, the worker's next batch is sent before the replied callers are
- * resumed, so the worker never waits for the HTTP thread to finish answering. A batch that fails in the engine is
+ * to that long for more. A busy worker is also sent the next batch (up to `depth` batches held), which waits in its
+ * message queue and starts the moment the running one ends, without a round trip through this thread; when a reply
+ * comes, the next batch is sent before the replied callers are resumed. A batch that fails in the engine is
  * retried job by job in the worker, so one bad input fails its own job only.
  *
  * Load shedding: a call is refused with 503 `OVERLOADED` when `queueMax` jobs wait, or when at least a full batch
@@ -19,8 +20,9 @@
  * Faults: a worker that crashes (an uncaught error, an out-of-memory abort) or holds one task past
  * `taskTimeoutMs` (a hang) is terminated and replaced with the same models. The task it held fails with 503
  * `INFERENCE_FAILED` and `Retry-After` (every job of the batch it held does); it is not retried, because an input
- * that crashes or hangs a worker would take a second one down with it, and the caller can retry. Queued tasks wait for the replacement or another
- * worker. A replacement that fails to start is tried again with backoff (up to 30 s apart) until the pool closes,
+ * that crashes or hangs a worker would take a second one down with it, and the caller can retry. Batches waiting
+ * behind it in that worker never started: they go back to the head of the queue (they were posted as copies, so
+ * their sequences are still here). Queued tasks wait for the replacement or another worker. A replacement that fails to start is tried again with backoff (up to 30 s apart) until the pool closes,
  * so the pool never shrinks for good.
  *
  * @module
@@ -104,7 +106,10 @@ export interface EdgeInference {
 export interface PoolOptions {
   /** Number of workers. */
   size: number;
-  /** Calls that may wait for a worker; past it, calls fail with 503 OVERLOADED. */
+  /**
+   * Calls that may wait for a worker; past it, calls fail with 503 OVERLOADED. A batch posted behind a busy worker
+   * (see `depth`) has left the queue.
+   */
   queueMax: number;
   /** Module URL of the inference worker. @default workers/inference_worker.ts beside this module */
   workerUrl?: URL;
@@ -115,20 +120,36 @@ export interface PoolOptions {
   /** Longest a free worker waits for a batch to fill, in milliseconds (0: take what is queued). @default 0 */
   batchWaitMs?: number;
   /**
+   * Batches a worker may hold at once: with 2, the next batch waits in the worker's message queue while it runs one,
+   * so it starts the moment the first ends instead of a round trip through this thread later. 1: one at a time.
+   * @default 2
+   */
+  depth?: number;
+  /**
    * Shed a call when the expected wait of a new job passes this, in milliseconds. @default Infinity (only
    * `queueMax` bounds the queue, as scripts that queue a whole dataset want)
    */
   maxQueueWaitMs?: number;
 }
 
+/** A batch posted to a worker and not answered yet. */
+interface Posted {
+  id: number;
+  jobs: Job[];
+  /** Sequences in the batch. */
+  items: number;
+}
+
 interface Slot {
   worker: Worker;
-  /** The jobs of the batch the worker holds, or null when it is free. */
-  batch: Job[] | null;
-  /** Sequences in that batch. */
-  batchItems: number;
+  /**
+   * The batches the worker holds, oldest first: the head is the one it runs (or will run next), the others wait in
+   * its message queue (see `depth`). Empty when the worker is free.
+   */
+  posted: Posted[];
+  /** When the head batch started: posted to a free worker, or the reply before it came. */
   startedAt: number;
-  /** Fires when the batch passes its deadline. */
+  /** Fires when the head batch passes its deadline. */
   deadline: ReturnType<typeof setTimeout> | undefined;
   /** Resolvers of control messages (init, set_switcher) by id. */
   control: Map<number, { resolve: (m: WorkerResponse) => void; reject: (e: unknown) => void }>;
@@ -153,6 +174,7 @@ export async function createWorkerPool(init: EngineInit, options: PoolOptions): 
   const taskTimeoutMs = options.taskTimeoutMs ?? 10_000;
   const batchMax = Math.max(1, options.batchMax ?? 32);
   const batchWaitMs = Math.max(0, options.batchWaitMs ?? 0);
+  const depth = Math.max(1, Math.floor(options.depth ?? 2));
   const counters = { completed: 0, failed: 0, restarts: 0, crashed: 0, batches: 0, batchedItems: 0 };
   // A batch's time per sequence is measured from its post to the worker to the reply.
   const queue = createJobQueue({
@@ -180,7 +202,7 @@ export async function createWorkerPool(init: EngineInit, options: PoolOptions): 
 
   /** The error a new call gets now, or null when it may queue (never while a worker is free). */
   function overloaded(): AppError | null {
-    if (slots.some((s) => s?.alive && !s.batch)) return null;
+    if (slots.some((s) => s?.alive && s.posted.length === 0)) return null;
     return queue.shed(queue.length, aliveCount());
   }
 
@@ -198,30 +220,55 @@ export async function createWorkerPool(init: EngineInit, options: PoolOptions): 
     return true;
   }
 
-  function send(slot: Slot): void {
-    const { jobs, items } = queue.take();
-    slot.batch = jobs;
-    slot.batchItems = items;
-    slot.startedAt = performance.now();
-    counters.batches++;
-    counters.batchedItems += items;
+  /** Arm the deadline of the slot's head batch, which starts now. */
+  function startHead(slot: Slot, now: number): void {
+    slot.startedAt = now;
     slot.deadline = setTimeout(
       () => onCrash(slots.indexOf(slot), slot, `task passed its ${taskTimeoutMs} ms deadline`),
       taskTimeoutMs,
     );
+  }
+
+  function send(slot: Slot): void {
+    const { jobs, items } = queue.take();
+    const id = nextId++;
+    const behind = slot.posted.length > 0;
+    slot.posted.push({ id, jobs, items });
+    if (!behind) startHead(slot, performance.now());
+    counters.batches++;
+    counters.batchedItems += items;
     const batch = jobs.map((j) => j.items);
-    slot.worker.postMessage(
-      { type: "classify", id: nextId++, jobs: batch } satisfies WorkerRequest,
-      transferablesOf(batch),
-    );
+    // A batch that waits behind another is copied, not transferred: if the worker dies first, its sequences are
+    // still here to go back to the queue.
+    try {
+      slot.worker.postMessage(
+        { type: "classify", id, jobs: batch } satisfies WorkerRequest,
+        behind ? [] : transferablesOf(batch),
+      );
+    } catch (err) {
+      // A sequence that cannot be posted (a detached buffer) fails its batch here, never the dispatch loop.
+      slot.posted.pop();
+      if (!behind) {
+        clearTimeout(slot.deadline);
+        slot.deadline = undefined;
+      }
+      const message = `Cannot classify: the batch could not be posted to a worker (${(err as Error).message})`;
+      for (const job of jobs) {
+        counters.failed++;
+        job.reject(new AppError("INTERNAL", message));
+      }
+    }
   }
 
   function dispatch(): void {
-    for (const slot of slots) {
-      if (queue.length === 0) return;
-      if (!slot?.alive || slot.batch) continue;
-      if (shouldWait()) return;
-      send(slot);
+    // Free workers first (a batch each), then a next batch behind each busy one, up to `depth`.
+    for (let held = 0; held < depth; held++) {
+      for (const slot of slots) {
+        if (queue.length === 0) return;
+        if (!slot?.alive || slot.posted.length !== held) continue;
+        if (held === 0 && shouldWait()) return;
+        send(slot);
+      }
     }
   }
 
@@ -232,12 +279,17 @@ export async function createWorkerPool(init: EngineInit, options: PoolOptions): 
       pending.resolve(msg);
       return;
     }
-    const jobs = slot.batch;
-    if (!jobs) return;
+    const head = slot.posted[0];
+    if (!head || head.id !== msg.id) return;
+    const jobs = head.jobs;
     const startedAt = slot.startedAt;
-    queue.measured(performance.now() - startedAt, slot.batchItems);
-    slot.batch = null;
+    const now = performance.now();
+    queue.measured(now - startedAt, head.items);
+    slot.posted.shift();
     clearTimeout(slot.deadline);
+    slot.deadline = undefined;
+    // The batch queued behind it in the worker starts now.
+    if (slot.posted.length > 0) startHead(slot, now);
     // The worker's next batch goes out before the replied callers resume.
     dispatch();
     const outcomes: JobOutcome[] = msg.type === "result"
@@ -256,8 +308,7 @@ export async function createWorkerPool(init: EngineInit, options: PoolOptions): 
     const worker = new WebWorker(workerUrl.href, { type: "module" });
     const slot: Slot = {
       worker,
-      batch: null,
-      batchItems: 0,
+      posted: [],
       startedAt: 0,
       deadline: undefined,
       control: new Map(),
@@ -285,7 +336,7 @@ export async function createWorkerPool(init: EngineInit, options: PoolOptions): 
 
   function onCrash(index: number, slot: Slot, reason: string): void {
     if (slots[index] !== slot) return;
-    if (!slot.alive && slot.batch === null && slot.control.size === 0) return;
+    if (!slot.alive && slot.posted.length === 0 && slot.control.size === 0) return;
     slot.alive = false;
     clearTimeout(slot.deadline);
     slot.worker.terminate();
@@ -293,12 +344,14 @@ export async function createWorkerPool(init: EngineInit, options: PoolOptions): 
       cause: reason,
       headers: { "Retry-After": "1" },
     });
-    for (const job of slot.batch ?? []) {
+    const [head, ...waiting] = slot.posted.splice(0);
+    for (const job of head?.jobs ?? []) {
       counters.failed++;
       counters.crashed++;
       job.reject(err);
     }
-    slot.batch = null;
+    // The batches behind it had not started: they go back to the head of the queue, in order, for another worker.
+    queue.requeue(waiting.flatMap((p) => p.jobs));
     for (const p of slot.control.values()) p.reject(err);
     slot.control.clear();
     console.error(JSON.stringify({ level: "error", msg: "inference worker failed; replacing it", reason }));
@@ -348,7 +401,7 @@ export async function createWorkerPool(init: EngineInit, options: PoolOptions): 
     stats: () => ({
       size: options.size,
       alive: aliveCount(),
-      busy: slots.filter((s) => s?.batch).length,
+      busy: slots.filter((s) => s && s.posted.length > 0).length,
       queued: queue.length,
       queueMax: options.queueMax,
       queuedItems: queue.items,
@@ -365,8 +418,7 @@ export async function createWorkerPool(init: EngineInit, options: PoolOptions): 
         s.alive = false;
         clearTimeout(s.deadline);
         s.worker.terminate();
-        for (const job of s.batch ?? []) job.reject(err);
-        s.batch = null;
+        for (const job of s.posted.splice(0).flatMap((p) => p.jobs)) job.reject(err);
       }
       await Promise.resolve();
     },
