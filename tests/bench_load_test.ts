@@ -178,3 +178,20 @@ Deno.test("machineCpu and idleShare: a busy core shows as less idle than a sleep
   const now = machineCpu();
   assert.equal(idleShare(now, now), null);
 });
+
+Deno.test("spawn finds the child's URL and leaves no timer behind: a script that used it exits when done", async () => {
+  const procs = new URL("../scripts/procs.ts", import.meta.url).href;
+  const child = `console.log(JSON.stringify({ url: "http://127.0.0.1:1" })); setTimeout(() => {}, 60_000);`;
+  const script = `import { spawn } from ${JSON.stringify(procs)};
+const p = await spawn(["eval", ${JSON.stringify(child)}], {}, /"url":"([^"]+)"/);
+p.child.kill("SIGTERM");
+await p.child.status;
+console.log(p.url);`;
+  const cmd = new Deno.Command(Deno.execPath(), { args: ["eval", script], stdout: "piped", stderr: "piped" }).spawn();
+  // spawn's own deadline is two minutes: a timer it left pending would hold the script that long.
+  const timer = setTimeout(() => cmd.kill("SIGKILL"), 30_000);
+  const out = await cmd.output();
+  clearTimeout(timer);
+  assert.equal(out.code, 0, new TextDecoder().decode(out.stderr));
+  assert.equal(new TextDecoder().decode(out.stdout).trim(), "http://127.0.0.1:1");
+});
