@@ -69,12 +69,20 @@ export async function spawnService(env: Record<string, string>): Promise<Service
   };
   const pumps = Promise.all([pump(child.stdout), pump(child.stderr)]);
   const status = child.status.then(async (s) => (await pumps, s));
-  const url = await Promise.race([
-    urlSeen,
-    status.then((s) => Promise.reject(new Error(`service exited with ${s.code} before listening:\n${text}`))),
-    new Promise<never>((_, reject) => setTimeout(() => reject(new Error(`no URL within 60 s:\n${text}`)), 60_000)),
-  ]);
-  return { url, child, output: () => text, status };
+  // Cleared once settled: a pending timer would keep the test process alive for a minute.
+  let deadline: ReturnType<typeof setTimeout> | undefined;
+  try {
+    const url = await Promise.race([
+      urlSeen,
+      status.then((s) => Promise.reject(new Error(`service exited with ${s.code} before listening:\n${text}`))),
+      new Promise<never>((_, reject) => {
+        deadline = setTimeout(() => reject(new Error(`no URL within 60 s:\n${text}`)), 60_000);
+      }),
+    ]);
+    return { url, child, output: () => text, status };
+  } finally {
+    clearTimeout(deadline);
+  }
 }
 
 /** POST one classify request; resolve with the status and body, or null when the connection failed. */
