@@ -7,7 +7,7 @@
  *    workers as the service has, each running the bare edge model back to back, batch 1); c=16 alone, with the share
  *    of the machine's CPU left idle during it (16 clients that each wait for their answer leave cores idle between
  *    the path's stages, so c=16 need not saturate); and the project's pool driven without HTTP (16 callers, one
- *    sequence each) / the bare pool;
+ *    sequence each) / the bare pool, and / the same pool posting one batch at a time;
  *  - c=1 overhead: `/v1/classify` p50 - (`/healthz` p50, the HTTP floor + the bare model p50 in one worker); again
  *    with one client alternating the two requests, so that the floor is measured at the same moments; and,
  *    since a model run between requests is slower than one of a back-to-back loop (caches gone cold meanwhile), the
@@ -317,17 +317,25 @@ const binaryFile = `${dir}/body.f32`;
 await Deno.writeFile(binaryFile, new Uint8Array(flat.data.buffer.slice(0)));
 log(`bench: ${workers} worker(s), ${cores} cores, ${reps} paired repetitions${flags.quick ? " (quick)" : ""}`);
 const barePool = await startBarePool(workers);
-const pool = await createWorkerPool((await loadModelSet(modelsDir, { warmupRuns: plan.wasmWarmupRuns })).init, {
-  size: workers,
-  queueMax: 1024,
-});
+const poolInit = (await loadModelSet(modelsDir, { warmupRuns: plan.wasmWarmupRuns })).init;
+const pool = await createWorkerPool(poolInit, { size: workers, queueMax: 1024 });
+// The same pool posting one batch at a time (no batch waiting behind a busy worker), for the side-by-side figure.
+const poolDepth1 = await createWorkerPool(poolInit, { size: workers, queueMax: 1024, depth: 1 });
 const rows: Record<string, number | null>[] = [];
 let raw: Record<string, unknown>[] = [];
 try {
   for (let rep = 0; rep < reps; rep++) {
     log(`rep ${rep + 1}/${reps}: bare model ...`);
     const bare = await measureBare(barePool);
-    const poolRps = await measurePool(pool, flat.data, flat.length);
+    // Which goes first alternates with the repetition.
+    let poolRps: number, poolDepth1Rps: number;
+    if (rep % 2 === 0) {
+      poolRps = await measurePool(pool, flat.data, flat.length);
+      poolDepth1Rps = await measurePool(poolDepth1, flat.data, flat.length);
+    } else {
+      poolDepth1Rps = await measurePool(poolDepth1, flat.data, flat.length);
+      poolRps = await measurePool(pool, flat.data, flat.length);
+    }
     const edgeRt = await timeBothRuntimes(edgeBytes, {
       inputName: e.inputs[0].name,
       input,
@@ -424,6 +432,7 @@ try {
       idleC16: idle.c16,
       idleC64: idle.c64,
       poolOverBarePool: poolRps / bare.poolRps,
+      poolOverDepth1: poolRps / poolDepth1Rps,
       binaryThroughputOverBarePool: binaryC16.throughputRps / bare.poolRps,
       binaryC1OverheadMs: binaryC1.p50Ms - healthzC1.p50Ms - bare.aloneP50Ms,
       c1OverheadMs: c1.p50Ms - healthzC1.p50Ms - bare.aloneP50Ms,
@@ -458,6 +467,7 @@ try {
       readyMs: service.readyMs,
       barePoolRps: bare.poolRps,
       poolRps,
+      poolDepth1Rps,
       bareAloneP50Ms: bare.aloneP50Ms,
       edgeWebP50Ms: edgeWebMs,
       edgeNativeP50Ms: edgeRt.native?.p50Ms ?? null,
@@ -482,6 +492,7 @@ try {
 } finally {
   for (const w of barePool) w.terminate();
   await pool.close();
+  await poolDepth1.close();
   await Deno.remove(dir, { recursive: true }).catch(() => {});
 }
 
@@ -536,6 +547,7 @@ if (flags.json) {
   show("idleC16", "machine CPU left idle during c=16 (all cores, /proc/stat)", 2);
   show("idleC64", "machine CPU left idle during c=64", 2);
   show("poolOverBarePool", "pool without HTTP (c=16, 1 sequence a call) / bare pool", 2);
+  show("poolOverDepth1", "that pool / the same pool posting one batch at a time (INFERENCE_PIPELINE_DEPTH=1)", 2);
   show("binaryThroughputOverBarePool", "service throughput c=16, binary body / bare pool", 2);
   show("c1OverheadMs", "c=1 p50 - (healthz p50 + bare p50), ms", 3, "<= 0.3");
   show("binaryC1OverheadMs", "c=1 p50 - (healthz p50 + bare p50), binary body, ms", 3);
@@ -565,6 +577,7 @@ if (flags.json) {
   console.log("|---|---|");
   show("barePoolRps", `bare pool (${workers} worker(s), batch 1), runs/s`, 0);
   show("poolRps", "pool without HTTP, c=16, calls/s", 0);
+  show("poolDepth1Rps", "the same, one batch at a time, calls/s", 0);
   show("c16Rps", "service c=16, req/s", 0);
   show("c32Rps", "service c=32, req/s", 0);
   show("c64Rps", "service c=64, req/s", 0);
