@@ -6,6 +6,7 @@
  */
 import assert from "node:assert/strict";
 import { AppError } from "../errors.ts";
+import { loadConfig } from "../config.ts";
 import { loadModelSet } from "../workers/artefacts.ts";
 import { createWorkerPool, type InferenceOutput, type PoolOptions } from "../workers/pool.ts";
 
@@ -73,6 +74,14 @@ Deno.test("pool: with depth 2 the next batch waits in the worker while it runs o
     assert.equal(after.completed - before.completed, 9);
   } finally {
     await p.close();
+  }
+});
+
+Deno.test("INFERENCE_PIPELINE_DEPTH: 2 by default, 1 to 8 accepted, anything else refused by name", () => {
+  assert.equal(loadConfig({}).inferencePipelineDepth, 2);
+  assert.equal(loadConfig({ INFERENCE_PIPELINE_DEPTH: "1" }).inferencePipelineDepth, 1);
+  for (const bad of ["0", "9", "1.5", "two"]) {
+    assert.throws(() => loadConfig({ INFERENCE_PIPELINE_DEPTH: bad }), /INFERENCE_PIPELINE_DEPTH/, bad);
   }
 });
 
