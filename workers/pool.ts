@@ -22,8 +22,9 @@
  * `INFERENCE_FAILED` and `Retry-After` (every job of the batch it held does); it is not retried, because an input
  * that crashes or hangs a worker would take a second one down with it, and the caller can retry. Batches waiting
  * behind it in that worker never started: they go back to the head of the queue (they were posted as copies, so
- * their sequences are still here). Queued tasks wait for the replacement or another worker. A replacement that fails to start is tried again with backoff (up to 30 s apart) until the pool closes,
- * so the pool never shrinks for good.
+ * their sequences are still here). Queued tasks wait for the replacement or another worker. A replacement that
+ * fails to start is tried again with backoff (up to 30 s apart) until the pool closes, so the pool never shrinks for
+ * good.
  *
  * @module
  */
@@ -352,6 +353,7 @@ export async function createWorkerPool(init: EngineInit, options: PoolOptions): 
     }
     // The batches behind it had not started: they go back to the head of the queue, in order, for another worker.
     queue.requeue(waiting.flatMap((p) => p.jobs));
+    dispatch();
     for (const p of slot.control.values()) p.reject(err);
     slot.control.clear();
     console.error(JSON.stringify({ level: "error", msg: "inference worker failed; replacing it", reason }));
