@@ -51,8 +51,8 @@ export interface Config {
   queueMax: number;
   /**
    * Shed a new request with 503 `OVERLOADED` (before its body is read) when at least a full batch waits and the
-   * inference queue holds more than this much work: the sequences queued x the measured time per sequence / the
-   * workers, in milliseconds. @default 50
+   * inference queue holds more than this much work: the sequences queued (and those waiting inside busy workers) x
+   * the measured time per sequence / the workers, in milliseconds. @default 50
    */
   queueMaxWaitMs: number;
   /** Most sequences a free worker takes from the queue as one batch. @default 32 */

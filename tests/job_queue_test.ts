@@ -45,6 +45,9 @@ Deno.test("job queue: sheds past queueMax waiting calls, and past maxQueueWaitMs
   assert.match((q.shed(0, 1) as AppError).message, /more than 10 ms of work/);
   // Two servers halve it: 8 ms, under the bound.
   assert.equal(q.shed(0, 2), null);
+  // Unless 4 more sequences wait inside the servers, behind the batches they run: 12 ms.
+  assert.equal(q.expectedWaitMs(2, 4), 12);
+  assert.match((q.shed(0, 2, 4) as AppError).message, /more than 10 ms of work/);
 });
 
 Deno.test("job queue: a settled call gets its own time in the queue; rejectAll empties it", async () => {

@@ -55,10 +55,14 @@ export interface JobQueue {
    *
    * @param waiting the calls that count as waiting (a free server's next call does not)
    * @param servers the servers taking batches (workers alive, or 1)
+   * @param ahead sequences already handed to a server but not started (a batch waiting behind a busy worker)
    */
-  shed(waiting: number, servers: number): AppError | null;
-  /** What a new call would wait now, in milliseconds, from the measured time per sequence. */
-  expectedWaitMs(servers: number): number;
+  shed(waiting: number, servers: number, ahead?: number): AppError | null;
+  /**
+   * What a new call would wait now, in milliseconds, from the measured time per sequence: the queued sequences and
+   * `ahead` (see {@link JobQueue.shed}) over the servers.
+   */
+  expectedWaitMs(servers: number, ahead?: number): number;
   /** Count a batch's time, in milliseconds, into the moving average per sequence. */
   measured(ms: number, items: number): void;
   /** Resolve a job with its output and its time in the queue (`startedAt`: its batch's start). */
@@ -88,7 +92,7 @@ export function createJobQueue(options: JobQueueOptions): JobQueue {
   let items = 0;
   /** Moving average of a batch's time per sequence, in milliseconds; 0 until measured. */
   let msPerItem = 0;
-  const expectedWaitMs = (servers: number) => msPerItem * items / Math.max(1, servers);
+  const expectedWaitMs = (servers: number, ahead = 0) => msPerItem * (items + ahead) / Math.max(1, servers);
   const settle = (job: Job, output: InferenceOutput, startedAt: number) =>
     job.resolve({ ...output, timings: { ...output.timings, queueMs: startedAt - job.enqueuedAt } });
   return {
@@ -116,10 +120,10 @@ export function createJobQueue(options: JobQueueOptions): JobQueue {
       items -= n;
       return { jobs: taken, items: n };
     },
-    shed(waiting, servers) {
+    shed(waiting, servers, ahead = 0) {
       if (waiting >= options.queueMax) return overloadedError("the inference queue is full");
       // Below a full batch, the next free server takes the whole queue at once: the wait is about one batch time.
-      if (items >= batchMax && expectedWaitMs(servers) > options.maxQueueWaitMs) {
+      if (items >= batchMax && expectedWaitMs(servers, ahead) > options.maxQueueWaitMs) {
         return overloadedError(`the inference queue holds more than ${options.maxQueueWaitMs} ms of work`);
       }
       return null;

@@ -12,8 +12,8 @@
  * retried job by job in the worker, so one bad input fails its own job only.
  *
  * Load shedding: a call is refused with 503 `OVERLOADED` when `queueMax` jobs wait, or when at least a full batch
- * waits and the expected wait of a new job (the sequences queued x the measured time per sequence, post to reply,
- * / the workers alive) passes `maxQueueWaitMs`:
+ * waits and the expected wait of a new job (the sequences queued, and those waiting inside busy workers behind the
+ * batch each runs, x the measured time per sequence, post to reply, / the workers alive) passes `maxQueueWaitMs`:
  * past saturation the queue holds what the workers can serve in that time, whatever the request size, so accepted
  * requests keep a bounded latency instead of all of them slowing down.
  *
@@ -201,10 +201,17 @@ export async function createWorkerPool(init: EngineInit, options: PoolOptions): 
     return n;
   }
 
+  /** Sequences posted to workers behind the batch each one runs: work ahead of a new call, outside the queue. */
+  function waitingInWorkers(): number {
+    let n = 0;
+    for (const s of slots) if (s?.alive) { for (let i = 1; i < s.posted.length; i++) n += s.posted[i].items; }
+    return n;
+  }
+
   /** The error a new call gets now, or null when it may queue (never while a worker is free). */
   function overloaded(): AppError | null {
     if (slots.some((s) => s?.alive && s.posted.length === 0)) return null;
-    return queue.shed(queue.length, aliveCount());
+    return queue.shed(queue.length, aliveCount(), waitingInWorkers());
   }
 
   /** Whether a free worker should wait for the batch to fill (only with `batchWaitMs` > 0). */
@@ -407,7 +414,7 @@ export async function createWorkerPool(init: EngineInit, options: PoolOptions): 
       queued: queue.length,
       queueMax: options.queueMax,
       queuedItems: queue.items,
-      expectedWaitMs: queue.expectedWaitMs(aliveCount()),
+      expectedWaitMs: queue.expectedWaitMs(aliveCount(), waitingInWorkers()),
       ...counters,
     }),
     async close() {
