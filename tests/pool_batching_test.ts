@@ -135,6 +135,31 @@ Deno.test("pool: with batchWaitMs a free worker waits for the batch to fill", as
   }
 });
 
+Deno.test("pool: with batchWaitMs and depth 2, a busy worker is sent only a full batch ahead", async () => {
+  const p = await pool({ batchWaitMs: 20, batchMax: 3, depth: 2 });
+  try {
+    const big = Array.from({ length: 4 }, (_, i) => sequence(4, i));
+    let before = p.stats().batches!;
+    // The job of 4 goes alone to the free worker; the two calls behind it are not a full batch, so neither goes ahead:
+    // they wait for the reply (and their 20 ms) and go out together. Sent ahead, the first would have made 3 batches.
+    const outs = await Promise.all([p.classify(big), p.classify([sequence(4, 5)]), p.classify([sequence(4, 6)])]);
+    assert.deepEqual(outs.map((o) => o.results.length), [4, 1, 1]);
+    assert.equal(p.stats().batches! - before, 2);
+    // Three calls behind it make a full batch, which goes ahead at once: 2 batches again, the second one full.
+    before = p.stats().batches!;
+    const items = p.stats().batchedItems!;
+    const more = await Promise.all([
+      p.classify(Array.from({ length: 4 }, (_, i) => sequence(4, 10 + i))),
+      ...[7, 8, 9].map((k) => p.classify([sequence(4, k)])),
+    ]);
+    assert.deepEqual(more.map((o) => o.results.length), [4, 1, 1, 1]);
+    assert.equal(p.stats().batches! - before, 2);
+    assert.equal(p.stats().batchedItems! - items, 7);
+  } finally {
+    await p.close();
+  }
+});
+
 Deno.test("pool: a call is shed with OVERLOADED when a full batch waits and the expected wait passes maxQueueWaitMs", async () => {
   const p = await pool({ maxQueueWaitMs: 1e-6, batchMax: 1 });
   try {

@@ -122,8 +122,8 @@ export interface PoolOptions {
   batchWaitMs?: number;
   /**
    * Batches a worker may hold at once: with 2, the next batch waits in the worker's message queue while it runs one,
-   * so it starts the moment the first ends instead of a round trip through this thread later. 1: one at a time.
-   * @default 2
+   * so it starts the moment the first ends instead of a round trip through this thread later. 1: one at a time. With
+   * `batchWaitMs` > 0 a busy worker is sent only full batches ahead. @default 2
    */
   depth?: number;
   /**
@@ -275,6 +275,8 @@ export async function createWorkerPool(init: EngineInit, options: PoolOptions): 
         if (queue.length === 0) return;
         if (!slot?.alive || slot.posted.length !== held) continue;
         if (held === 0 && shouldWait()) return;
+        // Waiting for batches to fill (`batchWaitMs`) asks for fuller batches: a busy worker gets only a full one.
+        if (held > 0 && batchWaitMs > 0 && queue.items < batchMax) return;
         send(slot);
       }
     }
