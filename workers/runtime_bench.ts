@@ -35,9 +35,9 @@ function summarise(runtime: RuntimeTiming["runtime"], times: number[], firstOutp
 /**
  * Time a model in onnxruntime-web and in native onnxruntime on the same input, in alternating blocks of runs: close
  * enough in time that machine noise hits both alike, long enough that each runtime runs with its own code and data in
- * the caches. Alternating run by run flatters the faster runtime's rival: each run then starts with caches the other
- * one filled, which costs native onnxruntime (0.10 -> 0.14 ms a run here) more than WASM (0.27 -> 0.29), and the
- * ratio read 2.1 instead of 2.7 on the shipped edge model.
+ * the caches. Alternating run by run flatters WASM: each run then starts with caches the other runtime filled, which
+ * costs native onnxruntime (0.10 -> 0.14 ms a run here) more than WASM (0.27 -> 0.29), and the ratio read 2.1
+ * instead of 2.7 on the shipped edge model.
  *
  * @param model the model bytes
  * @param options input name and tensor, output name, runs, warm-up runs, the WASM binary, native intra-op threads
