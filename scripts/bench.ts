@@ -10,7 +10,7 @@
  *    sequence each) / the bare pool, and / the same pool posting one batch at a time;
  *  - c=1 overhead: `/v1/classify` p50 - (`/healthz` p50, the HTTP floor + the bare model p50 in one worker); again
  *    with one client alternating the two requests, so that the floor is measured at the same moments; and,
- *    since a model run between requests is slower than one of a back-to-back loop (caches gone cold meanwhile), the
+ *    since a model run between requests is slower than one of a back-to-back loop (its thread slept meanwhile), the
  *    engine's own stages in the service at c=1 (from the answers' timings) and the rest of the path beside them;
  *  - both again with the binary body (raw float32, routes/binary_body.ts) instead of JSON, and with the edge model on
  *    the HTTP thread (`WORKERS=0`, workers/in_process.ts) instead of a worker;
@@ -32,7 +32,8 @@
  * machine it still shares the cores, so it sends its requests with a lean HTTP/1.1 client, scripts/http1_client.ts,
  * at about a quarter of `fetch`'s CPU per request), each phase runs for seconds (thousands of requests, enough for a
  * p99), and every repetition measures the bare model and the service one after the other. The service is a fresh
- * process per repetition on 127.0.0.1 (a temporary database, no cloud: every request is kept on the edge). On a shared machine, read the ratios, not the absolute times.
+ * process per repetition on 127.0.0.1 (a temporary database, no cloud: every request is kept on the edge). On a
+ * shared machine, read the ratios, not the absolute times.
  *
  * Flags: --models DIR, --workers N (default: half the cores, at most 2, so that the HTTP thread and the load
  * generator have cores of their own), --reps N (3), --quick (short phases, for a check in ~1 minute), --json

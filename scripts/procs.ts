@@ -4,6 +4,7 @@
  *
  * @module
  */
+import { withDeadline } from "../lib/deadline.ts";
 
 /** A started child process. */
 export interface Proc {
@@ -53,22 +54,17 @@ export async function spawn(args: string[], env: Record<string, string>, urlPatt
     }
   };
   Promise.all([pump(child.stdout), pump(child.stderr)]).catch(() => {});
-  // The deadline is cleared once the race is settled: a pending timer would hold the caller's exit for two minutes.
-  let deadline: ReturnType<typeof setTimeout> | undefined;
-  try {
-    const url = await Promise.race([
+  const url = await withDeadline(
+    Promise.race([
       seen,
       child.status.then((s) =>
         Promise.reject(new Error(`${args.at(-1)} exited with ${s.code}:\n${text.slice(-3000)}`))
       ),
-      new Promise<never>((_, reject) => {
-        deadline = setTimeout(() => reject(new Error(`no URL from ${args.at(-1)}`)), 120_000);
-      }),
-    ]);
-    return { child, url, output: () => text };
-  } finally {
-    clearTimeout(deadline);
-  }
+    ]),
+    120_000,
+    `the URL from ${args.at(-1)}`,
+  );
+  return { child, url, output: () => text };
 }
 
 /**

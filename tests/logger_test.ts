@@ -8,6 +8,15 @@ import assert from "node:assert/strict";
 import { LineBuffer, type LineSink } from "../observability/logger.ts";
 
 const dec = new TextDecoder();
+const LOGGER = new URL("../observability/logger.ts", import.meta.url).href;
+
+/** Run `body` in a child Deno after `import { <names> } from` the logger; its exit code and decoded output. */
+async function runWithLogger(names: string, body: string): Promise<{ code: number; stdout: string; stderr: string }> {
+  const code = `import { ${names} } from "${LOGGER}";\n${body}`;
+  const out = await new Deno.Command(Deno.execPath(), { args: ["eval", code], stdout: "piped", stderr: "piped" })
+    .output();
+  return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
+}
 
 /** A sink that records its writes; `chunk` caps one write; `fail` throws. */
 function recordingSink(options: { chunk?: number; fail?: boolean } = {}) {
@@ -69,15 +78,14 @@ Deno.test("LineBuffer: a sink that fails loses those lines and never throws into
 });
 
 Deno.test("createLogger's own sink: a process that logs and then ends, exits or throws loses no line", async () => {
-  const url = new URL("../observability/logger.ts", import.meta.url).href;
   for (const end of ["", "Deno.exit(3);", "throw new Error('boom');"]) {
-    const code = `import { createLogger } from "${url}";
-const log = createLogger({ level: "info" });
+    const out = await runWithLogger(
+      "createLogger",
+      `const log = createLogger({ level: "info" });
 for (let i = 0; i < 500; i++) log.info("n", { i });
-${end}`;
-    const out = await new Deno.Command(Deno.execPath(), { args: ["eval", code], stdout: "piped", stderr: "piped" })
-      .output();
-    const lines = dec.decode(out.stdout).trimEnd().split("\n").map((l) => JSON.parse(l));
+${end}`,
+    );
+    const lines = out.stdout.trimEnd().split("\n").map((l) => JSON.parse(l));
     assert.deepEqual(
       lines.map((l) => l.i),
       Array.from({ length: 500 }, (_, i) => i),
@@ -88,32 +96,30 @@ ${end}`;
 });
 
 Deno.test("createLogger: warn and error lines reach standard error at once", async () => {
-  const url = new URL("../observability/logger.ts", import.meta.url).href;
-  const code = `import { createLogger } from "${url}";
-const log = createLogger({ level: "info" });
+  const out = await runWithLogger(
+    "createLogger",
+    `const log = createLogger({ level: "info" });
 log.info("later");
 log.error("now");
 Deno.stderr.writeSync(new TextEncoder().encode("after\\n"));
-await new Promise((r) => setTimeout(r, 50));`;
-  const out = await new Deno.Command(Deno.execPath(), { args: ["eval", code], stdout: "piped", stderr: "piped" })
-    .output();
-  const err = dec.decode(out.stderr).trimEnd().split("\n");
+await new Promise((r) => setTimeout(r, 50));`,
+  );
+  const err = out.stderr.trimEnd().split("\n");
   assert.equal(JSON.parse(err[0]).msg, "now");
   assert.equal(err[1], "after");
-  assert.equal(JSON.parse(dec.decode(out.stdout)).msg, "later");
+  assert.equal(JSON.parse(out.stdout).msg, "later");
 });
 
 Deno.test("flushLogsSync(): a line written to standard output directly afterwards comes after the buffered ones", async () => {
-  const url = new URL("../observability/logger.ts", import.meta.url).href;
-  const code = `import { createLogger, flushLogsSync } from "${url}";
-const log = createLogger({ level: "info" });
+  const out = await runWithLogger(
+    "createLogger, flushLogsSync",
+    `const log = createLogger({ level: "info" });
 log.info("first");
 flushLogsSync();
 console.log("second");
-await new Promise((r) => setTimeout(r, 50));`;
-  const out = await new Deno.Command(Deno.execPath(), { args: ["eval", code], stdout: "piped", stderr: "piped" })
-    .output();
-  const lines = dec.decode(out.stdout).trimEnd().split("\n");
+await new Promise((r) => setTimeout(r, 50));`,
+  );
+  const lines = out.stdout.trimEnd().split("\n");
   assert.equal(JSON.parse(lines[0]).msg, "first");
   assert.equal(lines[1], "second");
 });

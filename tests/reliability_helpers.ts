@@ -5,6 +5,7 @@
  * @module
  */
 import { openDatabase } from "../db/client.ts";
+import { DeadlineError, withDeadline } from "../lib/deadline.ts";
 
 export const TINY = new URL("./fixtures/tiny_models", import.meta.url).pathname;
 const MAIN = new URL("../main.ts", import.meta.url).pathname;
@@ -69,20 +70,17 @@ export async function spawnService(env: Record<string, string>): Promise<Service
   };
   const pumps = Promise.all([pump(child.stdout), pump(child.stderr)]);
   const status = child.status.then(async (s) => (await pumps, s));
-  // Cleared once settled: a pending timer would keep the test process alive for a minute.
-  let deadline: ReturnType<typeof setTimeout> | undefined;
-  try {
-    const url = await Promise.race([
+  const url = await withDeadline(
+    Promise.race([
       urlSeen,
       status.then((s) => Promise.reject(new Error(`service exited with ${s.code} before listening:\n${text}`))),
-      new Promise<never>((_, reject) => {
-        deadline = setTimeout(() => reject(new Error(`no URL within 60 s:\n${text}`)), 60_000);
-      }),
-    ]);
-    return { url, child, output: () => text, status };
-  } finally {
-    clearTimeout(deadline);
-  }
+    ]),
+    60_000,
+    "the service's URL",
+  ).catch((err) => {
+    throw err instanceof DeadlineError ? new Error(`${err.message}:\n${text}`) : err;
+  });
+  return { url, child, output: () => text, status };
 }
 
 /** POST one classify request; resolve with the status and body, or null when the connection failed. */
