@@ -29,3 +29,56 @@ Deno.test("timeBothRuntimes times every run of both runtimes, in blocks, and bot
   assert.equal(native.firstOutput.length, web.firstOutput.length);
   native.firstOutput.forEach((v, i) => assert.ok(Math.abs(v - web.firstOutput[i]) < 1e-4, `output ${i}`));
 });
+
+/** `deno task bench:runtime` with the given flags: exit code and output. */
+async function benchRuntime(...args: string[]) {
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "--allow-all", new URL("../scripts/bench_runtime.ts", import.meta.url).pathname, ...args],
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  return { code: out.code, stdout: new TextDecoder().decode(out.stdout), stderr: new TextDecoder().decode(out.stderr) };
+}
+
+Deno.test("bench:runtime times each model it is given in both runtimes, with symbolic dimensions set to --batch", async () => {
+  const r = await benchRuntime(
+    "--model",
+    TINY.pathname,
+    "--model",
+    TINY.pathname,
+    "--batch",
+    "2",
+    "--runs",
+    "30",
+    "--reps",
+    "2",
+    "--warmup",
+    "5",
+    "--json",
+  );
+  assert.equal(r.code, 0, r.stderr);
+  const report = JSON.parse(r.stdout);
+  assert.equal(report.results.length, 2);
+  for (const m of report.results) {
+    assert.equal(m.input.name, "frames");
+    assert.deepEqual(m.input.shape, [2, 4, 2, 3]);
+    assert.equal(m.webP50Ms.values.length, 2);
+    assert.ok(m.webP50Ms.median > 0);
+    assert.ok(m.nativeP50Ms, `native onnxruntime did not load: ${m.nativeError}`);
+    assert.ok(m.webOverNative.median > 0);
+  }
+  assert.ok(report.settings.nativeInt8InstructionSets.length > 0);
+});
+
+Deno.test("bench:runtime refuses a missing model list, a bad count and a missing file in one line each", async () => {
+  const none = await benchRuntime();
+  assert.equal(none.code, 2);
+  assert.match(none.stderr, /^Cannot run: name at least one --model \(usage: deno task bench:runtime --help\)\n$/);
+  const bad = await benchRuntime("--model", TINY.pathname, "--runs", "0");
+  assert.equal(bad.code, 2);
+  assert.match(bad.stderr, /--runs must be an integer >= 1/);
+  const missing = await benchRuntime("--model", "/nonexistent/model.onnx");
+  assert.equal(missing.code, 1);
+  assert.equal(missing.stderr.trim().split("\n").length, 1, missing.stderr);
+  assert.match(missing.stderr, /Cannot read \/nonexistent\/model\.onnx/);
+});
