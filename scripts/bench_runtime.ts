@@ -13,11 +13,8 @@
  *
  * @module
  */
-import "../workers/worker_env.ts";
-import * as web from "onnxruntime-web/wasm";
 import { readRuntimeBinary } from "../workers/artefacts.ts";
-import { configureRuntime } from "../workers/runtime.ts";
-import { timeBothRuntimes } from "../workers/runtime_bench.ts";
+import { describeModel, timeBothRuntimes } from "../workers/runtime_bench.ts";
 import { InputError, parseFlags, usageError } from "./cli.ts";
 
 const USAGE = "usage: deno task bench:runtime --model FILE [--model FILE ...] [--batch N] [--runs N] [--reps N] " +
@@ -68,7 +65,6 @@ function fixedInput(n: number): Float32Array {
 }
 
 const wasmBinary = await readRuntimeBinary();
-configureRuntime(wasmBinary);
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 const range = (xs: number[]) => ({ median: median(xs), min: Math.min(...xs), max: Math.max(...xs), values: xs });
 
@@ -80,16 +76,12 @@ for (const path of flags.model!) {
   } catch (err) {
     throw err instanceof Deno.errors.NotFound ? new InputError(`Cannot read ${path}: no such file`) : err;
   }
-  const probe = await web.InferenceSession.create(bytes, { executionProviders: ["wasm"] }).catch((err) => {
+  const io = await describeModel(bytes, wasmBinary).catch((err) => {
     throw new InputError(`Cannot load ${path}: ${String(err).split("\n")[0]}`);
   });
-  const meta = probe.inputMetadata[0];
-  if (!meta || !meta.isTensor || meta.type !== "float32") {
-    throw new InputError(`Cannot time ${path}: its first input is not a float32 tensor`);
-  }
-  const shape = meta.shape.map((d) => (typeof d === "number" && d > 0 ? d : batch));
-  const outputName = probe.outputNames[0];
-  await probe.release();
+  if (io.inputType !== "float32") throw new InputError(`Cannot time ${path}: its first input is not a float32 tensor`);
+  const shape = io.inputShape.map((d) => (typeof d === "number" && d > 0 ? d : batch));
+  const { inputName, outputName } = io;
   const input = fixedInput(shape.reduce((a, b) => a * b, 1));
   const webMs: number[] = [];
   const nativeMs: number[] = [];
@@ -97,7 +89,7 @@ for (const path of flags.model!) {
   let nativeError: string | undefined;
   for (let rep = 0; rep < reps; rep++) {
     const t = await timeBothRuntimes(bytes, {
-      inputName: meta.name,
+      inputName,
       input,
       shape,
       outputName,
@@ -114,7 +106,7 @@ for (const path of flags.model!) {
   }
   results.push({
     model: path,
-    input: { name: meta.name, shape },
+    input: { name: inputName, shape },
     webP50Ms: range(webMs),
     nativeP50Ms: nativeMs.length ? range(nativeMs) : null,
     webOverNative: ratios.length ? range(ratios) : null,

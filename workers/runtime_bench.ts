@@ -114,3 +114,36 @@ export async function timeBothRuntimes(
     nativeError,
   };
 }
+
+/** A model's first input and first output, as onnxruntime-web reads them. */
+export interface ModelIo {
+  inputName: string;
+  /** The input's element type (`float32`, ...), or null when it is not a tensor. */
+  inputType: string | null;
+  /** The input's dimensions: a number, or a name where the dimension is symbolic. */
+  inputShape: (number | string)[];
+  outputName: string;
+}
+
+/**
+ * Read a model's first input and output (for timing a model given by path).
+ *
+ * @param model the model bytes
+ * @param wasmBinary the onnxruntime-web WASM binary
+ * @returns its first input and output
+ */
+export async function describeModel(model: Uint8Array, wasmBinary: Uint8Array): Promise<ModelIo> {
+  configureRuntime(wasmBinary);
+  const session = await web.InferenceSession.create(model, { executionProviders: ["wasm"] });
+  try {
+    const input = session.inputMetadata[0];
+    return {
+      inputName: input?.name ?? "",
+      inputType: input?.isTensor ? input.type : null,
+      inputShape: input?.isTensor ? [...input.shape] : [],
+      outputName: session.outputNames[0] ?? "",
+    };
+  } finally {
+    await session.release();
+  }
+}
