@@ -417,6 +417,29 @@ try {
     } finally {
       await local.stop();
     }
+    // The HTTP floor (scripts/http_floor.ts): a bare Deno.serve that reads and parses the same body, at c=16.
+    log(`rep ${rep + 1}/${reps}: bare Deno.serve ...`);
+    const floor = await spawn([
+      "run",
+      "--allow-net",
+      "--allow-env",
+      new URL("./http_floor.ts", import.meta.url).pathname,
+    ], {
+      PORT: "0",
+    }, /"msg":"http floor listening","url":"([^"]+)"/);
+    let floorC16: LoadResult;
+    let floorCpuMs: number | null = null;
+    try {
+      await load(floor.url, { concurrency: 16, durationMs: Math.min(2000, plan.serviceWarmMs), body: bodyFile });
+      const cpu0 = threadCpuMs(floor.child.pid);
+      floorC16 = await load(floor.url, { concurrency: 16, durationMs: plan.phaseMs, body: bodyFile });
+      const cpu1 = threadCpuMs(floor.child.pid);
+      // Its main thread, as the service's HTTP thread is counted (I/O and V8 helper threads apart).
+      floorCpuMs = cpu0 && cpu1 && floorC16.answered > 0 ? (cpu1.main - cpu0.main) / floorC16.answered : null;
+    } finally {
+      floor.child.kill("SIGTERM");
+      await floor.child.status;
+    }
     const { healthzC1, c1, c1Interleaved, c16, c32, c64, binaryC1, binaryC16 } = phases;
     // Saturation: the most answered requests a second over the closed-loop concurrencies tried (shed ones not
     // counted). With few clients, each waiting for its answer before its next request, the cores idle between the
@@ -464,6 +487,9 @@ try {
       cpuServiceOverBare: cpu ? cpu.service / bare.aloneP50Ms : null,
       cpuBoundRps: cpu ? (cores * 1000) / (cpu.service + cpu.load) : null,
       httpBoundOverBarePool: cpu ? 1000 / cpu.http / bare.poolRps : null,
+      floorC16OverBarePool: floorC16.throughputRps / bare.poolRps,
+      floorCpuMs,
+      cpuHttpOverFloor: cpu && floorCpuMs ? cpu.http / floorCpuMs : null,
       listeningMs: service.listeningMs,
       readyMs: service.readyMs,
       barePoolRps: bare.poolRps,
@@ -483,12 +509,13 @@ try {
       c64P99Ms: c64.p99Ms,
       c64Shed: c64.shed,
       binaryC16Rps: binaryC16.throughputRps,
+      floorC16Rps: floorC16.throughputRps,
       binaryC1P50Ms: binaryC1.p50Ms,
       inProcessC1P50Ms: inProcess.c1.p50Ms,
       inProcessC16Rps: inProcess.c16.throughputRps,
       failed: Object.values(phases).reduce((sum, p) => sum + p.failed, 0),
     });
-    raw = [...raw, { rep: rep + 1, bare, phases, inProcess, nativeError: edgeRt.nativeError ?? null }];
+    raw = [...raw, { rep: rep + 1, bare, phases, inProcess, floorC16, nativeError: edgeRt.nativeError ?? null }];
   }
 } finally {
   for (const w of barePool) w.terminate();
@@ -572,6 +599,7 @@ if (flags.json) {
   show("peakRssMiB", "peak RSS of the service, MiB", 0);
   show("cpuServiceOverBare", "service CPU per request (all its threads, c=16) / bare model run", 2);
   show("httpBoundOverBarePool", "HTTP thread's own bound (1 / its CPU per request) / bare pool", 2);
+  show("floorC16OverBarePool", "bare Deno.serve reading and parsing the same body, c=16 / bare pool", 2);
   show("listeningMs", "start-up to listening, ms", 0);
   show("readyMs", "start-up to ready (/readyz 200), ms", 0);
   console.log("\n| measured | value |");
@@ -583,6 +611,7 @@ if (flags.json) {
   show("c32Rps", "service c=32, req/s", 0);
   show("c64Rps", "service c=64, req/s", 0);
   show("binaryC16Rps", "service c=16, binary body, req/s", 0);
+  show("floorC16Rps", "bare Deno.serve (scripts/http_floor.ts), same body, c=16, req/s", 0);
   show("c64Shed", "service c=64, shed (503 OVERLOADED)", 0);
   show("bareAloneP50Ms", "bare edge model p50 in one worker, ms", 3);
   show("edgeWebP50Ms", "edge model p50, onnxruntime-web, ms", 3);
@@ -600,6 +629,8 @@ if (flags.json) {
   console.log("\n| where the CPU goes at c=16, ms per request (Linux /proc; 10 ms ticks) | value |");
   console.log("|---|---|");
   show("cpuHttpMs", "service: HTTP thread (parse, route, answer, log hand-off)", 3);
+  show("floorCpuMs", "bare Deno.serve reading and parsing the same body: its main thread", 3);
+  show("cpuHttpOverFloor", "service HTTP thread / that floor", 2);
   show("cpuV8Ms", "service: V8 helper threads (garbage collection, background compilation)", 3);
   show("cpuWorkersMs", "service: Web Workers (inference, decision writer, connection guard)", 3);
   show("cpuOtherMs", "service: runtime I/O threads", 3);

@@ -1,0 +1,27 @@
+/**
+ * The bench's HTTP floor (scripts/http_floor.ts): a bare Deno.serve that reads and parses a JSON body and answers a
+ * small JSON object, refuses malformed JSON with the service's error shape, and exits on SIGTERM.
+ */
+import assert from "node:assert/strict";
+import { spawn } from "../scripts/procs.ts";
+
+Deno.test("http floor: parses the body, answers JSON, refuses malformed JSON with 400 INVALID_INPUT, exits on SIGTERM", async () => {
+  const { child, url } = await spawn(
+    ["run", "--allow-net", "--allow-env", new URL("../scripts/http_floor.ts", import.meta.url).pathname],
+    { PORT: "0" },
+    /"msg":"http floor listening","url":"([^"]+)"/,
+  );
+  try {
+    assert.match(url, /^http:\/\/127\.0\.0\.1:\d+$/);
+    const ok = await fetch(url, { method: "POST", body: JSON.stringify({ frames: [[[0.5, 0.5, 1]]] }) });
+    assert.equal(ok.status, 200);
+    assert.equal(ok.headers.get("content-type"), "application/json");
+    assert.equal((await ok.json()).route, "edge");
+    const bad = await fetch(url, { method: "POST", body: "{not json" });
+    assert.equal(bad.status, 400);
+    assert.deepEqual(await bad.json(), { code: "INVALID_INPUT", message: "Cannot parse request body: malformed JSON" });
+  } finally {
+    child.kill("SIGTERM");
+  }
+  assert.equal((await child.status).code, 0);
+});
