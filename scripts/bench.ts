@@ -273,8 +273,9 @@ interface ServiceCpu {
 }
 
 function serviceCpu(pid: number): ServiceCpu {
-  const db = childPids(pid, "db/host")[0];
-  return { threads: threadCpuMs(pid), database: db === undefined ? null : processCpuMs(db) };
+  // Every database process: the one the HTTP thread opened (reads, the registry) and the decision writer's own.
+  const dbs = childPids(pid, "db/host").map(processCpuMs).filter((ms): ms is number => ms !== null);
+  return { threads: threadCpuMs(pid), database: dbs.length === 0 ? null : dbs.reduce((a, b) => a + b, 0) };
 }
 
 /** CPU milliseconds per answered request over a phase, by thread group; null where /proc is not there. */
@@ -634,7 +635,7 @@ if (flags.json) {
   show("cpuV8Ms", "service: V8 helper threads (garbage collection, background compilation)", 3);
   show("cpuWorkersMs", "service: Web Workers (inference, decision writer, connection guard)", 3);
   show("cpuOtherMs", "service: runtime I/O threads", 3);
-  show("cpuDatabaseMs", "database process", 3);
+  show("cpuDatabaseMs", "database processes (the decision writer's, and the one for reads)", 3);
   show("cpuLoadMs", "load generator (separate process, same cores)", 3);
   show(
     "cpuBoundRps",
