@@ -17,14 +17,18 @@
  *  - switcher / edge model: the switcher's score (plain JS, as the workers run it) per request against the bare edge
  *    model; also the switcher's ONNX model in an onnxruntime-web session, as it ran before, and the service's own
  *    stage timings;
- *  - onnxruntime-web / native onnxruntime, the same model and input, warmed, interleaved (WASM SIMD, 1 thread; native
+ *  - onnxruntime-web / native onnxruntime, the same model and input, warmed, in alternating blocks (WASM SIMD, 1 thread; native
  *    1 intra-op thread);
  *  - c=64 throughput / c=16 throughput, and p99 at c=64 / p99 at c=16 (past saturation the service sheds early);
  *  - the service's peak RSS, and its start-up time to listening and to ready;
  *  - where the CPU goes at c=16: CPU time per request of the service's HTTP thread, V8's helper threads, its Web
- *    Workers (inference, the decision writer, the connection guard) and its database process (Linux /proc), and of
+ *    Workers (inference, the decision writer, the connection guard) and its database processes (Linux /proc), and of
  *    the load generator; with the ceiling they put on this machine (cores / their sum) and the HTTP thread's own bound
- *    (1 / its CPU per request: what saturation reaches where that thread has a core of its own).
+ *    (1 / its CPU per request: what saturation reaches where that thread has a core of its own);
+ *  - the HTTP floor: a bare `Deno.serve` that reads and parses the same body (scripts/http_floor.ts) at c=16, its
+ *    throughput / the bare pool and its main thread's CPU per request beside the service's HTTP thread.
+ *
+ * `deno task bench:runtime` (scripts/bench_runtime.ts) times any model files in both runtimes the same way.
  *
  * Honest by construction: WASM is warmed for thousands of runs before anything is timed (the first ~1200 runs are
  * about 3x slower while the engine tiers up), the service is warmed with thousands of requests, the load comes from
