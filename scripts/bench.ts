@@ -17,8 +17,8 @@
  *  - switcher / edge model: the switcher's score (plain JS, as the workers run it) per request against the bare edge
  *    model; also the switcher's ONNX model in an onnxruntime-web session, as it ran before, and the service's own
  *    stage timings;
- *  - onnxruntime-web / native onnxruntime, the same model and input, warmed, in alternating blocks (WASM SIMD, 1 thread; native
- *    1 intra-op thread);
+ *  - onnxruntime-web / native onnxruntime, the same model and input, warmed, in alternating blocks (WASM SIMD, 1
+ *    thread; native 1 intra-op thread);
  *  - c=64 throughput / c=16 throughput, and p99 at c=64 / p99 at c=16 (past saturation the service sheds early);
  *  - the service's peak RSS, and its start-up time to listening and to ready;
  *  - where the CPU goes at c=16: CPU time per request of the service's HTTP thread, V8's helper threads, its Web
