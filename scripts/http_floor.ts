@@ -4,7 +4,8 @@
  * the service's HTTP thread against it: what is Deno's own, what is the service's (routing, checks, the answer, the
  * decision log's hand-off, metrics, the connection guard's relay). Nothing in the service uses it.
  *
- *     deno run --allow-net scripts/http_floor.ts   # prints {"msg":"http floor listening","url":"http://127.0.0.1:PORT"}
+ *     deno run --allow-net --allow-env scripts/http_floor.ts
+ *     # prints {"msg":"http floor listening","url":"http://127.0.0.1:PORT"}; PORT picks the port (default: any free)
  *
  * @module
  */
