@@ -40,7 +40,7 @@
  * shared machine, read the ratios, not the absolute times.
  *
  * Flags: --models DIR, --workers N (default: half the cores, at most 2, so that the HTTP thread and the load
- * generator have cores of their own), --reps N (3), --quick (short phases, for a check in ~1 minute), --json
+ * generator have cores of their own), --reps N (3), --quick (short phases, for a check in about 2 minutes), --json
  *
  * @module
  */
