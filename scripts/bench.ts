@@ -49,10 +49,11 @@ import { flattenFrames, resample } from "../sequence/preprocess.ts";
 import { loadModelSet, readArtefact, readManifest, readRuntimeBinary } from "../workers/artefacts.ts";
 import { createWorkerPool, type EdgeInference } from "../workers/pool.ts";
 import type { BareModelRequest, BareModelResponse } from "../workers/bare_model_worker.ts";
-import { timeBothRuntimes } from "../workers/runtime_bench.ts";
+import { RUNTIME_SETTINGS, timeBothRuntimes } from "../workers/runtime_bench.ts";
 import { switcherMlp } from "../workers/switcher_mlp.ts";
 import type { SwitcherSpec } from "../wasm-models/manifest.ts";
 import { parseFlags, usageError } from "./cli.ts";
+import { type Spread, spread } from "./timing.ts";
 import { childPids, idleShare, machineCpu, processCpuMs, rssKiB, spawn, type ThreadCpu, threadCpuMs } from "./procs.ts";
 
 const USAGE = "usage: deno task bench [--models DIR] [--workers N] [--reps N] [--quick] [--json]";
@@ -74,19 +75,6 @@ const plan = flags.quick
   ? { wasmWarmupRuns: 1500, bareRuns: 300, barePoolMs: 1000, serviceWarmMs: 2000, phaseMs: 1000 }
   : { wasmWarmupRuns: 3000, bareRuns: 2000, barePoolMs: 3000, serviceWarmMs: 5000, phaseMs: 5000 };
 const log = (line: string) => console.error(line);
-
-/** Median and range of paired repetitions. */
-interface Spread {
-  median: number;
-  min: number;
-  max: number;
-  values: number[];
-}
-
-function spread(values: number[]): Spread {
-  const sorted = [...values].sort((a, b) => a - b);
-  return { median: sorted[Math.floor(sorted.length / 2)], min: sorted[0], max: sorted.at(-1)!, values };
-}
 
 /** A sample request body from the model set (the first committed sample), forced to the edge. */
 async function sampleBody(): Promise<{ layout: string; fps: number; frames: number[][][] }> {
@@ -541,8 +529,7 @@ const report = {
     reps,
     quick: flags.quick,
     ...plan,
-    onnxruntimeWeb: "WASM SIMD (ort-wasm-simd-threaded.wasm), 1 thread, no proxy",
-    onnxruntimeNative: "onnxruntime-node, 1 intra-op thread, 1 inter-op thread",
+    ...RUNTIME_SETTINGS,
     switcherFeatures: switcherSpec ? switcherSpec.features.length : featureNames(e.embeddingSize ?? 0).length,
   },
   models: { edge: e.version, switcher: manifest.switcher?.version ?? null },

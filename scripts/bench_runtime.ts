@@ -14,8 +14,10 @@
  * @module
  */
 import { readRuntimeBinary } from "../workers/artefacts.ts";
-import { describeModel, timeBothRuntimes } from "../workers/runtime_bench.ts";
+import { createPrng } from "../switcher/prng.ts";
+import { describeModel, RUNTIME_SETTINGS, timeBothRuntimes } from "../workers/runtime_bench.ts";
 import { InputError, parseFlags, usageError } from "./cli.ts";
+import { spread } from "./timing.ts";
 
 const USAGE = "usage: deno task bench:runtime --model FILE [--model FILE ...] [--batch N] [--runs N] [--reps N] " +
   "[--warmup N] [--json]";
@@ -51,22 +53,13 @@ function int8DotProduct(): string {
   }
 }
 
-/** A fixed pseudo-random sequence in [0, 1), so every run and runtime sees the same tensor. */
+/** A fixed pseudo-random tensor in [0, 1), so every run and runtime sees the same input. */
 function fixedInput(n: number): Float32Array {
-  const out = new Float32Array(n);
-  let s = 0x2545f491;
-  for (let i = 0; i < n; i++) {
-    s ^= s << 13;
-    s ^= s >>> 17;
-    s ^= s << 5;
-    out[i] = (s >>> 0) / 2 ** 32;
-  }
-  return out;
+  const rng = createPrng(1);
+  return Float32Array.from({ length: n }, () => rng.next());
 }
 
 const wasmBinary = await readRuntimeBinary();
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
-const range = (xs: number[]) => ({ median: median(xs), min: Math.min(...xs), max: Math.max(...xs), values: xs });
 
 const results = [];
 for (const path of flags.model!) {
@@ -107,16 +100,15 @@ for (const path of flags.model!) {
   results.push({
     model: path,
     input: { name: inputName, shape },
-    webP50Ms: range(webMs),
-    nativeP50Ms: nativeMs.length ? range(nativeMs) : null,
-    webOverNative: ratios.length ? range(ratios) : null,
+    webP50Ms: spread(webMs),
+    nativeP50Ms: nativeMs.length ? spread(nativeMs) : null,
+    webOverNative: ratios.length ? spread(ratios) : null,
     nativeError: nativeError ?? null,
   });
 }
 
 const settings = {
-  onnxruntimeWeb: "WASM SIMD (ort-wasm-simd-threaded.wasm), 1 thread",
-  onnxruntimeNative: "onnxruntime-node, 1 intra-op thread, 1 inter-op thread",
+  ...RUNTIME_SETTINGS,
   nativeInt8InstructionSets: int8DotProduct(),
   runs,
   reps,

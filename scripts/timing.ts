@@ -1,6 +1,6 @@
 /**
- * Timing helpers the benchmarks share: the median of samples, and the median time of repeated calls after one
- * untimed warm-up call.
+ * Timing helpers the benchmarks share: the median of samples, the median and range of repetitions, and the median
+ * time of repeated calls after one untimed warm-up call.
  *
  * @module
  */
@@ -12,6 +12,25 @@
  * @returns their median
  */
 export const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+
+/** The median and range of paired repetitions, with the values themselves. */
+export interface Spread {
+  median: number;
+  min: number;
+  max: number;
+  values: number[];
+}
+
+/**
+ * The median (the upper one for an even count) and the range of repetitions.
+ *
+ * @param values one figure per repetition
+ * @returns its median, minimum, maximum and the values
+ */
+export function spread(values: number[]): Spread {
+  const sorted = [...values].sort((a, b) => a - b);
+  return { median: sorted[Math.floor(sorted.length / 2)], min: sorted[0], max: sorted.at(-1)!, values };
+}
 
 /**
  * The median wall time of `n` calls of `fn`, after one untimed call.

@@ -62,11 +62,11 @@ export type Candidate = RuleCandidate | RankCandidate | MlpCandidate;
  *
  * First the rank average of the two rules that read the top of the probability vector (`max_prob`, `margin`): it uses
  * no label at all, not even to pick between them, so a single rule is taken only when the folds show it better than
- * the average by more than one standard error. Picking one of several
- * near-equal rules is itself a choice fitted to the pool's labels, and which one ranks best moves with the subjects
- * (on HAPT the pool's best rule was the worst on the evaluated subjects in one seed of three); the average does not
- * make that choice. Then the rules, ordered by how much of the probability vector they read (the top probability;
- * the top two; all of them), then the MLPs on growing feature sets.
+ * the average by more than one standard error. Picking one of several near-equal rules is itself a choice fitted to
+ * the pool's labels, and which one ranks best moves with the subjects (on HAPT the pool's best rule was the worst on
+ * the evaluated subjects in one seed of three); the average does not make that choice. Then the rules, ordered by how
+ * much of the probability vector they read (the top probability; the top two; all of them), then the MLPs on growing
+ * feature sets.
  */
 export const DEFAULT_CANDIDATES: readonly Candidate[] = [
   {

@@ -1,9 +1,9 @@
 /**
  * The rank average of the confidence rules: each request scored by the mean, over the rules, of where its rule score
- * falls among the pool's (the empirical CDF, mid-rank at ties). It reads the rules' own confidences and
- * learns nothing from the labels: the pool's quantiles of each rule score are its only fit, taken from unlabeled
- * traffic. Where the rules are near-equal (which one ranks best moves from one set of subjects to the next), the
- * average does not have to guess which one: on any rows its AUC is typically close to the best rule's.
+ * falls among the pool's (the empirical CDF, mid-rank at ties). It reads the rules' own confidences and learns
+ * nothing from the labels: the pool's quantiles of each rule score are its only fit, taken from unlabeled traffic.
+ * Where the rules are near-equal (which one ranks best moves from one set of subjects to the next), the average does
+ * not have to guess which one: on any rows its AUC is typically close to the best rule's.
  *
  * It is served as an ordinary ONNX switcher: each rule's CDF is piecewise linear between the quantiles (one ReLU per
  * knot), the output is the mean of the CDFs through the network's sigmoid, which keeps the order. Knots closer than
@@ -83,7 +83,8 @@ export function cdfAt(cdf: RuleCdf, score: number): number {
 
 /**
  * The rank average as a network on the three confidence columns (max probability, margin, entropy; a rule not averaged
- * has no unit on its column): one hidden ReLU per knot reading its rule's score, the output the mean of the piecewise-linear CDFs (before the sigmoid).
+ * has no unit on its column): one hidden ReLU per knot reading its rule's score, the output the mean of the
+ * piecewise-linear CDFs (before the sigmoid).
  *
  * @param cdfs one CDF per rule
  * @returns an {@link MlpModel} whose input is the confidence columns 0..2, unstandardised

@@ -237,6 +237,12 @@ export async function createWorkerPool(init: EngineInit, options: PoolOptions): 
     );
   }
 
+  /** Disarm the deadline of the slot's head batch (it ended, or never went out). */
+  function stopHead(slot: Slot): void {
+    clearTimeout(slot.deadline);
+    slot.deadline = undefined;
+  }
+
   function send(slot: Slot): void {
     const { jobs, items } = queue.take();
     const id = nextId++;
@@ -256,10 +262,7 @@ export async function createWorkerPool(init: EngineInit, options: PoolOptions): 
     } catch (err) {
       // A sequence that cannot be posted (a detached buffer) fails its batch here, never the dispatch loop.
       slot.posted.pop();
-      if (!behind) {
-        clearTimeout(slot.deadline);
-        slot.deadline = undefined;
-      }
+      if (!behind) stopHead(slot);
       const message = `Cannot classify: the batch could not be posted to a worker (${(err as Error).message})`;
       for (const job of jobs) {
         counters.failed++;
@@ -296,8 +299,7 @@ export async function createWorkerPool(init: EngineInit, options: PoolOptions): 
     const now = performance.now();
     queue.measured(now - startedAt, head.items);
     slot.posted.shift();
-    clearTimeout(slot.deadline);
-    slot.deadline = undefined;
+    stopHead(slot);
     // The batch queued behind it in the worker starts now.
     if (slot.posted.length > 0) startHead(slot, now);
     // The worker's next batch goes out before the replied callers resume.

@@ -8,6 +8,12 @@ import "./worker_env.ts";
 import * as web from "onnxruntime-web/wasm";
 import { configureRuntime } from "./runtime.ts";
 
+/** How {@link timeBothRuntimes} runs each runtime, for the benchmarks' reports. */
+export const RUNTIME_SETTINGS = {
+  onnxruntimeWeb: "WASM SIMD (ort-wasm-simd-threaded.wasm), 1 thread, no proxy",
+  onnxruntimeNative: "onnxruntime-node, 1 intra-op thread, 1 inter-op thread",
+} as const;
+
 /** Timing of one runtime: per-run milliseconds, sorted. */
 export interface RuntimeTiming {
   runtime: "onnxruntime-web" | "onnxruntime-node";
@@ -94,17 +100,8 @@ export async function timeBothRuntimes(
   const block = Math.max(1, Math.floor(options.block ?? 100));
   for (let done = 0; done < options.runs; done += block) {
     const n = Math.min(block, options.runs - done);
-    for (let i = 0; i < n; i++) {
-      const t0 = performance.now();
-      await runWeb();
-      webTimes.push(performance.now() - t0);
-    }
-    if (!nativeSession) continue;
-    for (let i = 0; i < n; i++) {
-      const t0 = performance.now();
-      await runNative();
-      nativeTimes.push(performance.now() - t0);
-    }
+    await timeRuns(runWeb, n, webTimes);
+    if (nativeSession) await timeRuns(runNative, n, nativeTimes);
   }
   await webSession.release();
   await nativeSession?.release();
@@ -113,6 +110,15 @@ export async function timeBothRuntimes(
     native: nativeSession ? summarise("onnxruntime-node", nativeTimes, nativeFirst) : null,
     nativeError,
   };
+}
+
+/** Run `n` times, each run's milliseconds pushed to `into`. */
+async function timeRuns(run: () => Promise<unknown>, n: number, into: number[]): Promise<void> {
+  for (let i = 0; i < n; i++) {
+    const t0 = performance.now();
+    await run();
+    into.push(performance.now() - t0);
+  }
 }
 
 /** A model's first input and first output, as onnxruntime-web reads them. */
