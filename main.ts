@@ -230,6 +230,14 @@ export function createApp(deps: AppDeps): OpenAPIHono {
         message: `Cannot ${c.req.method} ${c.req.path}: it answers ${allow.join(", ")}`,
       }, 405);
     }
+    // The camera-frames routes exist only with pose workers: say so, and where keypoints go instead.
+    if (!deps.frames && /^\/v1\/classify\/frames(\/batch)?\/?$/.test(c.req.path)) {
+      return c.json({
+        code: "NOT_FOUND",
+        message: `Cannot classify camera frames: this service runs no pose workers (POSE_WORKERS=0, or no pose model ` +
+          `in POSE_MODEL_DIR); send keypoints to POST /v1/classify`,
+      }, 404);
+    }
     return c.json({ code: "NOT_FOUND", message: `Cannot find ${c.req.method} ${c.req.path}` }, 404);
   });
   app.onError(onError);

@@ -296,3 +296,21 @@ Deno.test("unknown paths get 404 NOT_FOUND and responses carry security headers"
   assert.equal((await res.json()).code, "NOT_FOUND");
   assert.equal(res.headers.get("x-content-type-options"), "nosniff");
 });
+
+Deno.test("without pose workers the camera-frames routes answer 404 NOT_FOUND saying why and where keypoints go", async () => {
+  const { app } = setup();
+  for (const path of ["/v1/classify/frames", "/v1/classify/frames/batch"]) {
+    const res = await app.request(path, {
+      method: "POST",
+      body: "{}",
+      headers: { "content-type": "application/json" },
+    });
+    assert.equal(res.status, 404);
+    const body = await res.json();
+    assert.equal(body.code, "NOT_FOUND");
+    assert.match(body.message, /no pose workers \(POSE_WORKERS=0/);
+    assert.match(body.message, /POST \/v1\/classify$/);
+  }
+  const other = await app.request("/v1/classify/framesx");
+  assert.equal((await other.json()).message, "Cannot find GET /v1/classify/framesx");
+});
