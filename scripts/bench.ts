@@ -8,8 +8,10 @@
  *    of the machine's CPU left idle during it (16 clients that each wait for their answer leave cores idle between
  *    the path's stages, so c=16 need not saturate); and the project's pool driven without HTTP (16 callers, one
  *    sequence each) / the bare pool, and / the same pool posting one batch at a time;
- *  - c=1 overhead: `/v1/classify` p50 - (`/healthz` p50, the HTTP floor + the bare model p50 in one worker); again
- *    with one client alternating the two requests, so that the floor is measured at the same moments; and,
+ *  - c=1 overhead: `/v1/classify` p50 - (`/healthz` p50, the HTTP floor + the bare model p50 in one worker); what
+ *    the body alone costs a bare `Deno.serve` at c=1 (its POST of the same body minus its GET), and the overhead over
+ *    that POST instead of `/healthz`; again with one client alternating the two requests, so that the floor is
+ *    measured at the same moments; and,
  *    since a model run between requests is slower than one of a back-to-back loop (its thread slept meanwhile), the
  *    engine's own stages in the service at c=1 (from the answers' timings) and the rest of the path beside them;
  *  - both again with the binary body (raw float32, routes/binary_body.ts) instead of JSON, and with the edge model on
@@ -421,6 +423,8 @@ try {
       PORT: "0",
     }, /"msg":"http floor listening","url":"([^"]+)"/);
     let floorC16: LoadResult;
+    let floorGetC1: LoadResult;
+    let floorPostC1: LoadResult;
     let floorCpuMs: number | null = null;
     try {
       await load(floor.url, { concurrency: 16, durationMs: Math.min(2000, plan.serviceWarmMs), body: bodyFile });
@@ -429,6 +433,10 @@ try {
       const cpu1 = threadCpuMs(floor.child.pid);
       // Its main thread, as the service's HTTP thread is counted (I/O and V8 helper threads apart).
       floorCpuMs = cpu0 && cpu1 && floorC16.answered > 0 ? (cpu1.main - cpu0.main) / floorC16.answered : null;
+      // At c=1: a bodiless GET (the floor's /healthz) and a POST of the same body, so that what the body alone costs
+      // (its transfer on loopback, reading it, JSON.parse) is set apart from the service's own work.
+      floorGetC1 = await load(floor.url, { concurrency: 1, durationMs: plan.phaseMs });
+      floorPostC1 = await load(floor.url, { concurrency: 1, durationMs: plan.phaseMs, body: bodyFile });
     } finally {
       floor.child.kill("SIGTERM");
       await floor.child.status;
@@ -453,6 +461,8 @@ try {
       binaryThroughputOverBarePool: binaryC16.throughputRps / bare.poolRps,
       binaryC1OverheadMs: binaryC1.p50Ms - healthzC1.p50Ms - bare.aloneP50Ms,
       c1OverheadMs: c1.p50Ms - healthzC1.p50Ms - bare.aloneP50Ms,
+      floorBodyC1Ms: floorPostC1.p50Ms - floorGetC1.p50Ms,
+      c1OverFloorPostMs: c1.p50Ms - floorPostC1.p50Ms - bare.aloneP50Ms,
       inProcessC1OverheadMs: inProcess.c1.p50Ms - healthzC1.p50Ms - bare.aloneP50Ms,
       c1InterleavedOverheadMs: interleavedFloor === null
         ? null
@@ -503,12 +513,23 @@ try {
       c64Shed: c64.shed,
       binaryC16Rps: binaryC16.throughputRps,
       floorC16Rps: floorC16.throughputRps,
+      floorGetC1P50Ms: floorGetC1.p50Ms,
+      floorPostC1P50Ms: floorPostC1.p50Ms,
       binaryC1P50Ms: binaryC1.p50Ms,
       inProcessC1P50Ms: inProcess.c1.p50Ms,
       inProcessC16Rps: inProcess.c16.throughputRps,
       failed: Object.values(phases).reduce((sum, p) => sum + p.failed, 0),
     });
-    raw = [...raw, { rep: rep + 1, bare, phases, inProcess, floorC16, nativeError: edgeRt.nativeError ?? null }];
+    raw = [...raw, {
+      rep: rep + 1,
+      bare,
+      phases,
+      inProcess,
+      floorC16,
+      floorGetC1,
+      floorPostC1,
+      nativeError: edgeRt.nativeError ?? null,
+    }];
   }
 } finally {
   for (const w of barePool) w.terminate();
@@ -570,6 +591,8 @@ if (flags.json) {
   show("poolOverDepth1", "that pool / the same pool posting one batch at a time (INFERENCE_PIPELINE_DEPTH=1)", 2);
   show("binaryThroughputOverBarePool", "service throughput c=16, binary body / bare pool", 2);
   show("c1OverheadMs", "c=1 p50 - (healthz p50 + bare p50), ms", 3, "<= 0.3");
+  show("floorBodyC1Ms", "  of which the body alone, on a bare Deno.serve: its POST p50 - its GET p50, c=1, ms", 3);
+  show("c1OverFloorPostMs", "c=1 p50 - (bare Deno.serve's POST of the same body p50 + bare p50), ms", 3);
   show("binaryC1OverheadMs", "c=1 p50 - (healthz p50 + bare p50), binary body, ms", 3);
   show(
     "c1InterleavedOverheadMs",
@@ -610,6 +633,8 @@ if (flags.json) {
   show("edgeNativeP50Ms", "edge model p50, native, ms", 3);
   show("switcherJsMs", "switcher score (JS), ms", 4);
   show("healthzC1P50Ms", "/healthz c=1 p50, ms", 3);
+  show("floorGetC1P50Ms", "bare Deno.serve, GET, c=1 p50, ms", 3);
+  show("floorPostC1P50Ms", "bare Deno.serve, POST of the same body, c=1 p50, ms", 3);
   show("c1P50Ms", "/v1/classify c=1 p50, ms", 3);
   show("c1P99Ms", "/v1/classify c=1 p99, ms", 3);
   show("binaryC1P50Ms", "/v1/classify c=1 p50, binary body, ms", 3);
