@@ -1,7 +1,10 @@
 /**
  * The request observer: one middleware that times every request, counts it in the metrics under its route pattern
- * (never the raw path, so the label set stays bounded) and writes one JSON log line carrying the request id that
- * hono's `requestId` middleware put in the context and the `X-Request-Id` response header.
+ * (never the raw path, so the label set stays bounded), writes one JSON log line carrying the request id that
+ * hono's `requestId` middleware put in the context and the `X-Request-Id` response header, and tells the client the
+ * same time in a `Server-Timing: app;dur=<ms>` header: what the service itself spent on the request (its middleware,
+ * reading and checking the body, inference, the cloud, the answer), apart from the network, Deno's HTTP and the
+ * connection guard's relay.
  *
  * Scrapes and probes (`/metrics`, `/healthz`, `/readyz`) are logged at `debug`, everything else at `info`; 5xx
  * answers at `error`.
@@ -34,6 +37,11 @@ export function observeRequests(options: { metrics: ServiceMetrics; logger: Logg
       const route = pattern === "/*" || pattern === "*" ? "unmatched" : pattern;
       const status = c.res.status;
       metrics.observeRequest({ method: c.req.method, route, status }, seconds);
+      try {
+        c.res.headers.set("Server-Timing", `app;dur=${(seconds * 1000).toFixed(3)}`);
+      } catch {
+        // A response whose headers cannot change (none of the service's own) goes without it.
+      }
       const level = status >= 500 ? "error" : QUIET_ROUTES.has(route) ? "debug" : "info";
       if (logger.enabled(level)) {
         logger[level]("request", {

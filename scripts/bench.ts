@@ -11,7 +11,8 @@
  *  - c=1 overhead: `/v1/classify` p50 - (`/healthz` p50, the HTTP floor + the bare model p50 in one worker); what
  *    the body alone costs a bare `Deno.serve` at c=1 (its POST of the same body minus its GET), and the overhead over
  *    that POST instead of `/healthz`; again with one client alternating the two requests, so that the floor is
- *    measured at the same moments; and,
+ *    measured at the same moments; the service's own time per request at c=1 (its `Server-Timing: app` header) and
+ *    the rest of the latency outside it; and,
  *    since a model run between requests is slower than one of a back-to-back loop (its thread slept meanwhile), the
  *    engine's own stages in the service at c=1 (from the answers' timings) and the rest of the path beside them;
  *  - both again with the binary body (raw float32, routes/binary_body.ts) instead of JSON, and with the edge model on
@@ -472,6 +473,13 @@ try {
       inProcessC1EngineMs: engineMs(inProcess.c1),
       inProcessC1OverheadBesidesEngineMs: inProcess.c1.p50Ms - healthzC1.p50Ms - (engineMs(inProcess.c1) ?? NaN),
       inProcessThroughputOverBarePool: inProcess.c16.throughputRps / bare.poolRps,
+      c1AppMs: c1.serverP50.appMs ?? null,
+      c1OutsideAppMs: c1.serverP50.appMs == null ? null : c1.p50Ms - c1.serverP50.appMs,
+      inProcessC1AppMs: inProcess.c1.serverP50.appMs ?? null,
+      inProcessC1OutsideAppMs: inProcess.c1.serverP50.appMs == null
+        ? null
+        : inProcess.c1.p50Ms - inProcess.c1.serverP50.appMs,
+      healthzC1OutsideAppMs: healthzC1.serverP50.appMs == null ? null : healthzC1.p50Ms - healthzC1.serverP50.appMs,
       switcherJsOverEdge: switcherJsMs === null ? null : switcherJsMs / edgeWebMs,
       switcherSessionOverEdge: switcherRt ? switcherRt.web.p50Ms / edgeWebMs : null,
       serviceSwitcherStageOverEdge: c16.serverP50.switcherMs !== null && c16.serverP50.edgeMs
@@ -605,6 +613,15 @@ if (flags.json) {
   show("c1OverheadBesidesEngineMs", "c=1 p50 - (healthz p50 + those stages): the rest of the path, ms", 3);
   show("inProcessC1EngineMs", "c=1, WORKERS=0: the engine's stages in the service, ms", 3);
   show("inProcessC1OverheadBesidesEngineMs", "c=1 p50 - (healthz p50 + those stages), WORKERS=0, ms", 3);
+  show("c1AppMs", "c=1: the service's own time per request (Server-Timing app, p50), ms", 3);
+  show(
+    "c1OutsideAppMs",
+    "c=1 p50 - that: outside the service's app (Deno's HTTP, the guard's relay, the kernel, the client), ms",
+    3,
+  );
+  show("inProcessC1AppMs", "c=1, WORKERS=0: the service's own time per request, ms", 3);
+  show("inProcessC1OutsideAppMs", "c=1 p50 - that, WORKERS=0, ms", 3);
+  show("healthzC1OutsideAppMs", "/healthz c=1 p50 - its own time: the same outside part for a bodiless request, ms", 3);
   show("switcherJsOverEdge", "switcher (JS) / edge model", 4, "<= 0.05");
   show("switcherSessionOverEdge", "switcher (onnxruntime-web session) / edge model", 4, "(before)");
   show("serviceSwitcherStageOverEdge", "service: switcher stage (features + score) / edge stage", 4);

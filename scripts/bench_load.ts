@@ -3,7 +3,8 @@
  * time from the process it measures: closed-loop clients over keep-alive connections, each sending the next request
  * when the last one is answered, for a fixed duration. Prints one JSON line: answered (200), shed (503 OVERLOADED),
  * failed (anything else), latency percentiles of the answered requests, their throughput, the medians of the
- * server's own stage timings (`timings` of the answers), and the generator's own CPU time over the phase.
+ * server's own stage timings (`timings` of the answers) and of its own time per request (`appMs`, from the
+ * `Server-Timing: app;dur=` header), and the generator's own CPU time over the phase.
  *
  * Flags: --url URL (the full endpoint), --body FILE (a body to POST; without it, GET), --content-type TYPE (of the
  * body; default application/json, which is read as text), --header NAME:VALUE (repeatable), --concurrency N,
@@ -17,6 +18,7 @@
 import process from "node:process";
 import { parseFlags, usageError } from "./cli.ts";
 import { buildRequest, Http1Connection } from "./http1_client.ts";
+import { appDurationMs } from "./timing.ts";
 
 const USAGE =
   "usage: deno run -A scripts/bench_load.ts --url URL [--body FILE] [--content-type TYPE] [--header NAME:VALUE ...] " +
@@ -57,7 +59,14 @@ function at(sorted: number[], q: number): number | null {
 }
 
 const latencies: number[] = [];
-const stages: Record<string, number[]> = { queueMs: [], preprocessMs: [], edgeMs: [], switcherMs: [], totalMs: [] };
+const stages: Record<string, number[]> = {
+  queueMs: [],
+  preprocessMs: [],
+  edgeMs: [],
+  switcherMs: [],
+  totalMs: [],
+  appMs: [],
+};
 let shed = 0;
 let failed = 0;
 const statuses: Record<string, number> = {};
@@ -72,6 +81,8 @@ const end = t0 + durationMs;
 interface Answer {
   status: number;
   text: () => string;
+  /** The `Server-Timing` header, if any. */
+  serverTiming: string | null;
 }
 
 /** Send one request over this client's own connection: to --url (with the body, if any), or to --interleave-url. */
@@ -96,7 +107,11 @@ function rawSender(): Send {
   return async (target) => {
     const c = target === "main" ? main : other!;
     const res = await c.conn.request(c.bytes);
-    return { status: res.status, text: () => utf8.decode(res.body) };
+    return {
+      status: res.status,
+      text: () => utf8.decode(res.body),
+      serverTiming: res.headers.get("server-timing") ?? null,
+    };
   };
 }
 
@@ -107,7 +122,7 @@ function fetchSender(): Send {
       ? await fetch(url, body === null ? {} : { method: "POST", headers, body })
       : await fetch(interleaveUrl!);
     const text = await res.text();
-    return { status: res.status, text: () => text };
+    return { status: res.status, text: () => text, serverTiming: res.headers.get("server-timing") };
   };
 }
 
@@ -120,6 +135,8 @@ async function client(): Promise<void> {
     statuses[res.status] = (statuses[res.status] ?? 0) + 1;
     if (res.status === 200) {
       latencies.push(ms);
+      const app = appDurationMs(res.serverTiming);
+      if (app !== null) stages.appMs.push(app);
       if (body !== null) {
         const timings = JSON.parse(res.text()).timings ?? {};
         for (const k of Object.keys(stages)) if (typeof timings[k] === "number") stages[k].push(timings[k]);

@@ -1,6 +1,6 @@
 /**
- * Timing helpers the benchmarks share: the median of samples, the median and range of repetitions, and the median
- * time of repeated calls after one untimed warm-up call.
+ * Timing helpers the benchmarks share: the median of samples, the median and range of repetitions, the median time
+ * of repeated calls after one untimed warm-up call, and the service's own time read from a `Server-Timing` header.
  *
  * @module
  */
@@ -48,4 +48,24 @@ export async function timeMedian(fn: () => unknown, n: number): Promise<number> 
     ts.push(performance.now() - t);
   }
   return median(ts);
+}
+
+/**
+ * The duration of the `app` metric in a `Server-Timing` header (the service's own time on a request, set by
+ * observability/http.ts), in milliseconds.
+ *
+ * @param header the header's value, or null
+ * @returns the duration, or null when the header has no `app` metric with a duration
+ * @example
+ * appDurationMs('cache;desc="hit", app;dur=0.712'); // 0.712
+ */
+export function appDurationMs(header: string | null): number | null {
+  for (const metric of header?.split(",") ?? []) {
+    const [name, ...params] = metric.split(";").map((p) => p.trim());
+    if (name !== "app") continue;
+    const dur = params.find((p) => /^dur=/i.test(p));
+    const ms = dur ? Number(dur.slice(4)) : NaN;
+    return Number.isFinite(ms) ? ms : null;
+  }
+  return null;
 }

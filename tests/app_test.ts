@@ -108,6 +108,26 @@ Deno.test("POST /v1/classify keeps a request below the threshold on the edge", a
   assert.equal(rows[0].requestId, res.headers.get("x-request-id"));
 });
 
+Deno.test("every answer carries the service's own time in Server-Timing (app;dur=<ms>), errors included", async () => {
+  const { app } = setup();
+  const started = performance.now();
+  const ok = await post(app, "/v1/classify", body());
+  const wall = performance.now() - started;
+  const bad = await post(app, "/v1/classify", "{");
+  const missing = await app.request("/nope");
+  for (const res of [ok, bad, missing]) {
+    const header = res.headers.get("server-timing") ?? "";
+    const m = header.match(/^app;dur=(\d+\.\d{3})$/);
+    assert.ok(m, `Server-Timing: ${header}`);
+    assert.ok(Number(m[1]) >= 0);
+    await res.body?.cancel();
+  }
+  // The service's own time is inside what the caller waited.
+  assert.ok(Number(ok.headers.get("server-timing")!.slice(8)) <= wall);
+  assert.equal(bad.status, 400);
+  assert.equal(missing.status, 404);
+});
+
 Deno.test("POST /v1/classify offloads a request exactly at the threshold", async () => {
   const { app, rows, cloud } = setup({ score: 0.5, threshold: 0.5 });
   const a = await (await post(app, "/v1/classify", body())).json();

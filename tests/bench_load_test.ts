@@ -6,6 +6,7 @@
  */
 import assert from "node:assert/strict";
 import { idleShare, machineCpu, threadCpuMs } from "../scripts/procs.ts";
+import { appDurationMs } from "../scripts/timing.ts";
 
 const SCRIPT = new URL("../scripts/bench_load.ts", import.meta.url).pathname;
 
@@ -26,7 +27,7 @@ for (const client of ["raw", "fetch"]) {
       return Response.json({
         label: "a",
         timings: { queueMs: 1, preprocessMs: 0.5, edgeMs: 2, switcherMs: 0.1, totalMs: 4 },
-      });
+      }, { headers: { "server-timing": 'db;dur=9, app;desc="the service";dur=4.5' } });
     });
     const dir = await Deno.makeTempDir();
     try {
@@ -50,7 +51,14 @@ for (const client of ["raw", "fetch"]) {
       assert.equal(r.answered + r.shed + r.failed, n);
       assert.ok(r.answered >= 1 && r.shed >= 1 && r.failed >= 1, stdout);
       assert.ok(Math.abs(r.answered - 2 * r.shed) <= 2 && Math.abs(r.shed - r.failed) <= 2, stdout);
-      assert.deepEqual(r.serverP50, { queueMs: 1, preprocessMs: 0.5, edgeMs: 2, switcherMs: 0.1, totalMs: 4 });
+      assert.deepEqual(r.serverP50, {
+        queueMs: 1,
+        preprocessMs: 0.5,
+        edgeMs: 2,
+        switcherMs: 0.1,
+        totalMs: 4,
+        appMs: 4.5,
+      });
       assert.equal(r.concurrency, 2);
       assert.ok(r.p50Ms > 0 && r.p99Ms >= r.p50Ms && r.throughputRps > 0);
       // Its own CPU over the phase: some, and no more than its wall time on every core.
@@ -61,6 +69,16 @@ for (const client of ["raw", "fetch"]) {
     }
   });
 }
+
+Deno.test("appDurationMs reads the app metric of a Server-Timing header and nothing else", () => {
+  assert.equal(appDurationMs("app;dur=0.712"), 0.712);
+  assert.equal(appDurationMs('cache;desc="hit", app;desc="x";dur=2.5, db;dur=1'), 2.5);
+  assert.equal(appDurationMs("APP;DUR=1"), null); // metric names are case-sensitive
+  assert.equal(appDurationMs("application;dur=3"), null);
+  assert.equal(appDurationMs("app"), null);
+  assert.equal(appDurationMs("app;dur=abc"), null);
+  assert.equal(appDurationMs(null), null);
+});
 
 Deno.test("bench_load refuses a missing URL, a bad concurrency and an unknown client with exit 2", async () => {
   const missing = await run(["--concurrency", "1"]);
