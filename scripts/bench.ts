@@ -43,7 +43,8 @@
  * shared machine, read the ratios, not the absolute times.
  *
  * Flags: --models DIR, --workers N (default: half the cores, at most 2, so that the HTTP thread and the load
- * generator have cores of their own), --reps N (3), --quick (short phases, for a check in about 2 minutes), --json
+ * generator have cores of their own), --reps N (3), --quick (short phases, for a check in about 2 minutes),
+ * --no-guard (the service as deployed behind a reverse proxy: `HEADER_TIMEOUT_MS=0`, no connection guard), --json
  *
  * @module
  */
@@ -59,14 +60,17 @@ import { parseFlags, usageError } from "./cli.ts";
 import { type Spread, spread } from "./timing.ts";
 import { childPids, idleShare, machineCpu, processCpuMs, rssKiB, spawn, type ThreadCpu, threadCpuMs } from "./procs.ts";
 
-const USAGE = "usage: deno task bench [--models DIR] [--workers N] [--reps N] [--quick] [--json]";
+const USAGE = "usage: deno task bench [--models DIR] [--workers N] [--reps N] [--quick] [--no-guard] [--json]";
 const flags = parseFlags({
   models: { type: "string", default: "wasm-models" },
   workers: { type: "string" },
   reps: { type: "string", default: "3" },
   quick: { type: "boolean", default: false },
+  "no-guard": { type: "boolean", default: false },
   json: { type: "boolean", default: false },
 }, USAGE);
+/** The service as deployed behind a reverse proxy that times out slow clients: no connection guard. */
+const noGuard = flags["no-guard"] === true;
 const modelsDir = flags.models!;
 const cores = navigator.hardwareConcurrency;
 const workers = Number(flags.workers ?? Math.max(1, Math.min(2, Math.floor(cores / 2))));
@@ -193,6 +197,7 @@ async function startService(dir: string, serviceWorkers = workers): Promise<Serv
     // No cloud: every request is kept on the edge, and no reference server shares the cores.
     CLOUD_URL: "http://127.0.0.1:9",
     EXPLORATION_RATE: "0",
+    ...(noGuard ? { HEADER_TIMEOUT_MS: "0" } : {}),
   }, /"msg":"dmd-edge listening","url":"([^"]+)"/);
   const listeningMs = performance.now() - t0;
   while ((await fetch(`${url}/readyz`).then((r) => (r.body?.cancel(), r.status))) !== 200) {
@@ -553,6 +558,7 @@ for (const key of Object.keys(rows[0])) {
 }
 const report = {
   machine: { cores, loadAverage: Deno.loadavg(), deno: Deno.version.deno },
+  guard: !noGuard,
   settings: {
     workers,
     reps,
@@ -578,7 +584,7 @@ if (flags.json) {
   console.log(
     `\ndmd-edge bench: edge ${e.version}, switcher ${
       report.models.switcher ?? "rule"
-    }; ${workers} worker(s), ${cores} cores, ` +
+    }; ${workers} worker(s), ${cores} cores, connection guard ${noGuard ? "off (--no-guard)" : "on"}, ` +
       `load average ${report.machine.loadAverage.map((l) => l.toFixed(2)).join(" ")}`,
   );
   console.log(`median [min - max] of ${reps} paired repetitions${flags.quick ? " (quick: short phases)" : ""}\n`);
