@@ -131,7 +131,10 @@ Deno.test("threadCpuMs groups a process's CPU by thread: a busy Web Worker count
   worker.terminate();
   // 300 ms of spinning, read in 10 ms ticks: well over 100 ms on the worker's thread.
   assert.ok(after.workers - before.workers >= 100, JSON.stringify({ before, after }));
-  for (const k of ["main", "v8", "workers", "other"] as const) assert.ok(after[k] >= before[k]);
+  // The main thread lives as long as the process, so its time only grows. The other groups are sums over the threads
+  // alive at each reading: one that ends between the readings (a runtime thread idle for seconds, an earlier worker)
+  // takes its time out of the sum, so they need not.
+  assert.ok(after.main >= before.main, JSON.stringify({ before, after }));
   await t.step("a process that is gone reads null", () => assert.equal(threadCpuMs(2 ** 22 + 12345), null));
 });
 
