@@ -187,14 +187,18 @@ export async function checkReadme(root: string, options: { runHelp?: boolean } =
  * @param args deno's arguments
  * @returns the exit code and what it printed
  */
-export async function runDeno(root: string, args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+export async function runDeno(
+  root: string,
+  args: string[],
+  env: Record<string, string> = {},
+): Promise<{ code: number; stdout: string; stderr: string }> {
   const out = await new Deno.Command(Deno.execPath(), {
     args,
     cwd: root,
     stdout: "piped",
     stderr: "piped",
     stdin: "null",
-    env: { NO_COLOR: "1" },
+    env: { NO_COLOR: "1", ...env },
     signal: AbortSignal.timeout(120_000),
   }).output();
   const decode = (b: Uint8Array) => new TextDecoder().decode(b);

@@ -55,159 +55,168 @@ if (!(exploration > 0 && exploration <= 1) || !(seeds >= 1) || !(concurrency >= 
 }
 
 const dir = await Deno.makeTempDir({ prefix: "dmd_simulate_" });
-const models = `${dir}/models`;
-await copyModelSet(args.models!, models);
-const dbUrl = `file:${dir}/decisions.db`;
-
-// 1. The day of traffic, over HTTP.
-const traffic = await readDataset(args.traffic!);
-const service = await startService(loadConfig({
-  ...Deno.env.toObject(),
-  PORT: "0",
-  MODELS_DIR: models,
-  DATABASE_URL: dbUrl,
-  EXPLORATION_RATE: String(exploration),
-  SHADOW_BUDGET_PER_S: "0",
-  SWITCHER_POLL_MS: "0",
-  LOG_LEVEL: "warn",
-}));
-const bar = progressBar("traffic");
-const statuses: Record<number, number> = {};
-const routes: Record<string, number> = {};
-let next = 0;
-const t0 = performance.now();
-await Promise.all(Array.from({ length: concurrency }, async () => {
-  while (next < traffic.length) {
-    const row = traffic[next++];
-    const res = await fetch(`${service.url}/v1/classify`, {
-      method: "POST",
-      headers: { "content-type": "application/json" },
-      body: JSON.stringify({ id: row.id, layout: row.layout, fps: row.fps, frames: row.frames }),
-    });
-    statuses[res.status] = (statuses[res.status] ?? 0) + 1;
-    const body = await res.json();
-    if (res.ok) routes[body.route] = (routes[body.route] ?? 0) + 1;
-    bar.update(next, traffic.length);
-  }
-}));
-bar.end();
-const trafficSeconds = (performance.now() - t0) / 1000;
-await service.shutdown();
-
-// 2. Retraining three ways, several seeds, from the same log.
-const database = await openDatabase(dbUrl, {});
-const logged = await listDecisions(database.db, { limit: 1_000_000 });
-const manifest = await readManifest(models);
-const variants = [
-  { name: "ipw", ipw: true, includeShadow: true },
-  { name: "unweighted", ipw: false, includeShadow: true },
-  { name: "offloads-only", ipw: false, includeShadow: false },
-] as const;
-const candidates: { variant: string; seed: number; bytes: Uint8Array; pairs: number; heldOutAuc: number }[] = [];
-for (const v of variants) {
-  for (let seed = 1; seed <= seeds; seed++) {
-    const report = await retrain({
-      db: database.db,
-      modelsDir: models,
-      manifest,
-      dryRun: true,
-      minNewPairs: 0,
-      ipw: v.ipw,
-      includeShadow: v.includeShadow,
-      seed,
-    });
-    candidates.push({
-      variant: v.name,
-      seed,
-      bytes: report.candidate!,
-      pairs: report.counts.train,
-      heldOutAuc: report.verdict?.candidate.auc ?? NaN,
-    });
-  }
+try {
+  await simulate(dir);
+} finally {
+  // Also when a step fails (a bad --models, a service that does not start): no folder is left behind.
+  await Deno.remove(dir, { recursive: true }).catch(() => {});
 }
-database.close();
 
-// 3. Both models over the labelled evaluation data; every switcher scored there.
-const { init } = await loadModelSet(models, { warmupRuns: 1 });
-const labels = manifest.edge.labels;
-const pairs = await datasetPairs(args.eval!, {
-  modelsDir: models,
-  manifest,
-  init,
-  keepLabels: true,
-  onProgress: progressBar("eval pairs").update,
-});
-const labelled = pairs.filter((p) => p.trueLabel !== null && labels.includes(p.trueLabel));
-const features = labelled.map((p) => p.record.features);
-const f = features[0].length;
-const disagree = labelled.map((p) =>
-  probabilityStats(p.record.edgeProbs).top === probabilityStats(p.record.cloudProbs!).top ? 0 : 1
-);
-const inputs = {
-  truth: labelled.map((p) => labels.indexOf(p.trueLabel!)),
-  edgeProbs: labelled.map((p) => p.record.edgeProbs),
-  cloudProbs: labelled.map((p) => p.record.cloudProbs!),
-  classes: labels.length,
-};
-const policies: Policy[] = [
-  { name: "max-probability", scores: labelled.map((p) => 1 - probabilityStats(p.record.edgeProbs).pMax) },
-];
-if (init.switcher.artefact) {
-  policies.push({
-    name: `served (${manifest.switcher!.version})`,
-    scores: await scoreWithOnnx(init.switcher.artefact, features, f),
+/** The simulation, its copies of the models and its database in `dir`. */
+async function simulate(dir: string): Promise<void> {
+  const models = `${dir}/models`;
+  await copyModelSet(args.models!, models);
+  const dbUrl = `file:${dir}/decisions.db`;
+
+  // 1. The day of traffic, over HTTP.
+  const traffic = await readDataset(args.traffic!);
+  const service = await startService(loadConfig({
+    ...Deno.env.toObject(),
+    PORT: "0",
+    MODELS_DIR: models,
+    DATABASE_URL: dbUrl,
+    EXPLORATION_RATE: String(exploration),
+    SHADOW_BUDGET_PER_S: "0",
+    SWITCHER_POLL_MS: "0",
+    LOG_LEVEL: "warn",
+  }));
+  const bar = progressBar("traffic");
+  const statuses: Record<number, number> = {};
+  const routes: Record<string, number> = {};
+  let next = 0;
+  const t0 = performance.now();
+  await Promise.all(Array.from({ length: concurrency }, async () => {
+    while (next < traffic.length) {
+      const row = traffic[next++];
+      const res = await fetch(`${service.url}/v1/classify`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ id: row.id, layout: row.layout, fps: row.fps, frames: row.frames }),
+      });
+      statuses[res.status] = (statuses[res.status] ?? 0) + 1;
+      const body = await res.json();
+      if (res.ok) routes[body.route] = (routes[body.route] ?? 0) + 1;
+      bar.update(next, traffic.length);
+    }
+  }));
+  bar.end();
+  const trafficSeconds = (performance.now() - t0) / 1000;
+  await service.shutdown();
+
+  // 2. Retraining three ways, several seeds, from the same log.
+  const database = await openDatabase(dbUrl, {});
+  const logged = await listDecisions(database.db, { limit: 1_000_000 });
+  const manifest = await readManifest(models);
+  const variants = [
+    { name: "ipw", ipw: true, includeShadow: true },
+    { name: "unweighted", ipw: false, includeShadow: true },
+    { name: "offloads-only", ipw: false, includeShadow: false },
+  ] as const;
+  const candidates: { variant: string; seed: number; bytes: Uint8Array; pairs: number; heldOutAuc: number }[] = [];
+  for (const v of variants) {
+    for (let seed = 1; seed <= seeds; seed++) {
+      const report = await retrain({
+        db: database.db,
+        modelsDir: models,
+        manifest,
+        dryRun: true,
+        minNewPairs: 0,
+        ipw: v.ipw,
+        includeShadow: v.includeShadow,
+        seed,
+      });
+      candidates.push({
+        variant: v.name,
+        seed,
+        bytes: report.candidate!,
+        pairs: report.counts.train,
+        heldOutAuc: report.verdict?.candidate.auc ?? NaN,
+      });
+    }
+  }
+  database.close();
+
+  // 3. Both models over the labelled evaluation data; every switcher scored there.
+  const { init } = await loadModelSet(models, { warmupRuns: 1 });
+  const labels = manifest.edge.labels;
+  const pairs = await datasetPairs(args.eval!, {
+    modelsDir: models,
+    manifest,
+    init,
+    keepLabels: true,
+    onProgress: progressBar("eval pairs").update,
   });
-}
-for (const c of candidates) {
-  policies.push({ name: `${c.variant} seed ${c.seed}`, scores: await scoreWithOnnx(c.bytes, features, f) });
-}
-const report = evaluatePolicies(inputs, policies);
-
-const rows = report.policies.map((p, i) => ({
-  name: p.name,
-  auc: rocAuc(policies[i].scores, disagree),
-  area: p.accuracyArea,
-  at: p.at,
-  rateToCloud: p.rateToCloudAccuracy,
-}));
-const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
-const sd = (xs: number[]) => Math.sqrt(mean(xs.map((x) => (x - mean(xs)) ** 2)));
-const pct = (v: number) => (v * 100).toFixed(2);
-console.log(
-  `\nSimulated day: ${traffic.length} requests from ${args.traffic} in ${trafficSeconds.toFixed(1)} s ` +
-    `(HTTP ${JSON.stringify(statuses)}, routes ${JSON.stringify(routes)}), exploration ${exploration}; ` +
-    `${logged.length} decisions logged, ${logged.filter((d) => d.shadow).length} shadow, ` +
-    `${logged.filter((d) => d.route === "cloud").length} offloaded.`,
-);
-console.log(
-  `Evaluated on ${args.eval} (${labelled.length} labelled sequences): edge ${pct(report.edgeOnly.accuracy)}%, ` +
-    `cloud ${pct(report.cloudOnly.accuracy)}%, agreement ${pct(report.agreement)}%.\n`,
-);
-console.log(
-  "| switcher | train pairs | disagreement AUC | area (acc) | acc @10% | @20% | @30% | offload to reach cloud |",
-);
-console.log("|---|---|---|---|---|---|---|---|");
-const line = (name: string, pairsText: string, sel: typeof rows) => {
-  const m = (g: (r: typeof rows[number]) => number | null) => {
-    const xs = sel.map(g).filter((x): x is number => x !== null);
-    return xs.length === 0 ? "-" : sel.length > 1 ? `${pct(mean(xs))} ± ${pct(sd(xs))}` : pct(xs[0]);
-  };
-  console.log(
-    `| ${name} | ${pairsText} | ${m((r) => r.auc)} | ${m((r) => r.area)} | ${m((r) => r.at[0].accuracy)} | ${
-      m((r) => r.at[1].accuracy)
-    } | ${m((r) => r.at[2].accuracy)} | ${m((r) => r.rateToCloud)} |`,
+  const labelled = pairs.filter((p) => p.trueLabel !== null && labels.includes(p.trueLabel));
+  const features = labelled.map((p) => p.record.features);
+  const f = features[0].length;
+  const disagree = labelled.map((p) =>
+    probabilityStats(p.record.edgeProbs).top === probabilityStats(p.record.cloudProbs!).top ? 0 : 1
   );
-};
-for (const r of rows.filter((r) => !r.name.includes(" seed "))) line(r.name, "-", [r]);
-for (const v of variants) {
-  const sel = rows.filter((r) => r.name.startsWith(`${v.name} seed `));
-  const n = candidates.find((c) => c.variant === v.name)!.pairs;
-  line(`${v.name} (mean ± sd over ${seeds} seeds)`, String(n), sel);
+  const inputs = {
+    truth: labelled.map((p) => labels.indexOf(p.trueLabel!)),
+    edgeProbs: labelled.map((p) => p.record.edgeProbs),
+    cloudProbs: labelled.map((p) => p.record.cloudProbs!),
+    classes: labels.length,
+  };
+  const policies: Policy[] = [
+    { name: "max-probability", scores: labelled.map((p) => 1 - probabilityStats(p.record.edgeProbs).pMax) },
+  ];
+  if (init.switcher.artefact) {
+    policies.push({
+      name: `served (${manifest.switcher!.version})`,
+      scores: await scoreWithOnnx(init.switcher.artefact, features, f),
+    });
+  }
+  for (const c of candidates) {
+    policies.push({ name: `${c.variant} seed ${c.seed}`, scores: await scoreWithOnnx(c.bytes, features, f) });
+  }
+  const report = evaluatePolicies(inputs, policies);
+
+  const rows = report.policies.map((p, i) => ({
+    name: p.name,
+    auc: rocAuc(policies[i].scores, disagree),
+    area: p.accuracyArea,
+    at: p.at,
+    rateToCloud: p.rateToCloudAccuracy,
+  }));
+  const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
+  const sd = (xs: number[]) => Math.sqrt(mean(xs.map((x) => (x - mean(xs)) ** 2)));
+  const pct = (v: number) => (v * 100).toFixed(2);
+  console.log(
+    `\nSimulated day: ${traffic.length} requests from ${args.traffic} in ${trafficSeconds.toFixed(1)} s ` +
+      `(HTTP ${JSON.stringify(statuses)}, routes ${JSON.stringify(routes)}), exploration ${exploration}; ` +
+      `${logged.length} decisions logged, ${logged.filter((d) => d.shadow).length} shadow, ` +
+      `${logged.filter((d) => d.route === "cloud").length} offloaded.`,
+  );
+  console.log(
+    `Evaluated on ${args.eval} (${labelled.length} labelled sequences): edge ${pct(report.edgeOnly.accuracy)}%, ` +
+      `cloud ${pct(report.cloudOnly.accuracy)}%, agreement ${pct(report.agreement)}%.\n`,
+  );
+  console.log(
+    "| switcher | train pairs | disagreement AUC | area (acc) | acc @10% | @20% | @30% | offload to reach cloud |",
+  );
+  console.log("|---|---|---|---|---|---|---|---|");
+  const line = (name: string, pairsText: string, sel: typeof rows) => {
+    const m = (g: (r: typeof rows[number]) => number | null) => {
+      const xs = sel.map(g).filter((x): x is number => x !== null);
+      return xs.length === 0 ? "-" : sel.length > 1 ? `${pct(mean(xs))} ± ${pct(sd(xs))}` : pct(xs[0]);
+    };
+    console.log(
+      `| ${name} | ${pairsText} | ${m((r) => r.auc)} | ${m((r) => r.area)} | ${m((r) => r.at[0].accuracy)} | ${
+        m((r) => r.at[1].accuracy)
+      } | ${m((r) => r.at[2].accuracy)} | ${m((r) => r.rateToCloud)} |`,
+    );
+  };
+  for (const r of rows.filter((r) => !r.name.includes(" seed "))) line(r.name, "-", [r]);
+  for (const v of variants) {
+    const sel = rows.filter((r) => r.name.startsWith(`${v.name} seed `));
+    const n = candidates.find((c) => c.variant === v.name)!.pairs;
+    line(`${v.name} (mean ± sd over ${seeds} seeds)`, String(n), sel);
+  }
+  await Deno.mkdir(args.out!.replace(/\/[^/]*$/, ""), { recursive: true }).catch(() => {});
+  await Deno.writeTextFile(
+    args.out!,
+    JSON.stringify({ traffic: args.traffic, eval: args.eval, exploration, statuses, routes, rows }, null, 2),
+  );
+  console.log(`\nwrote ${args.out}`);
 }
-await Deno.mkdir(args.out!.replace(/\/[^/]*$/, ""), { recursive: true }).catch(() => {});
-await Deno.writeTextFile(
-  args.out!,
-  JSON.stringify({ traffic: args.traffic, eval: args.eval, exploration, statuses, routes, rows }, null, 2),
-);
-console.log(`\nwrote ${args.out}`);
-await Deno.remove(dir, { recursive: true });

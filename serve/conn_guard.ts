@@ -26,7 +26,9 @@
  *
  * Lifecycle: listening -> (shutdown) the relay's thread closes the public port, the server drains
  * (serve/lifecycle.ts), the relay closes the connections still open and its thread ends, the private folder is
- * removed.
+ * removed. A process that ends without shutting down (kill -9, the OOM killer) leaves its folder: the folder's name
+ * carries its process id, and the next guard to start in the same temporary folder removes it
+ * ({@link sweepSocketDirs}).
  *
  * @module
  */
@@ -36,6 +38,71 @@ import { Http1Framer } from "./http1_framing.ts";
 
 /** The field that carries the client's address from the guard to the handler: `<address> <port>`. */
 export const PEER_FIELD = "x-dmd-edge-peer";
+
+/** The private folders' name: this prefix, the owning process's id, `-`, and a random part. */
+export const SOCKET_DIR_PREFIX = "dmd-edge-http-";
+
+/**
+ * Remove the private folders that services which ended without shutting down left in `tmp`: a folder named
+ * {@link SOCKET_DIR_PREFIX}`<pid>-...` that holds nothing but its socket, whose process no longer runs (where
+ * `/proc` tells), and whose socket refuses a connection (no server listens on it: this also holds across process id
+ * namespaces sharing one temporary folder, and where there is no `/proc`). Never throws: a folder that cannot be
+ * read or removed is left.
+ *
+ * @param tmp the folder the private folders are made in
+ * @returns the folders removed
+ */
+export async function sweepSocketDirs(tmp: string): Promise<string[]> {
+  const removed: string[] = [];
+  let entries: Deno.DirEntry[];
+  try {
+    entries = [...Deno.readDirSync(tmp)];
+  } catch {
+    return removed;
+  }
+  const uid = Deno.uid();
+  for (const entry of entries) {
+    const pid = entry.isDirectory && entry.name.startsWith(SOCKET_DIR_PREFIX)
+      ? Number(entry.name.slice(SOCKET_DIR_PREFIX.length).split("-")[0])
+      : NaN;
+    if (!Number.isInteger(pid) || pid <= 0 || pid === Deno.pid || running(pid)) continue;
+    const dir = `${tmp}/${entry.name}`;
+    try {
+      if (Deno.statSync(dir).uid !== uid) continue;
+      const names = [...Deno.readDirSync(dir)].map((e) => e.name);
+      if (names.some((n) => n !== "http.sock")) continue;
+      if (names.length > 0) {
+        if (await listening(`${dir}/http.sock`)) continue;
+        Deno.removeSync(`${dir}/http.sock`);
+      }
+      Deno.removeSync(dir);
+      removed.push(dir);
+    } catch {
+      // Removed by another process first, or not ours to remove: left.
+    }
+  }
+  return removed;
+}
+
+/** Whether a process with this id runs, where `/proc` tells (false where it cannot tell). */
+function running(pid: number): boolean {
+  try {
+    return Deno.statSync(`/proc/${pid}`).isDirectory;
+  } catch {
+    return false;
+  }
+}
+
+/** Whether a server accepts connections on this unix socket. */
+async function listening(path: string): Promise<boolean> {
+  try {
+    (await Deno.connect({ transport: "unix", path })).close();
+    return true;
+  } catch (err) {
+    // Refused (no server): stale. Anything else (permissions, not a socket): treated as in use.
+    return !(err instanceof Deno.errors.ConnectionRefused);
+  }
+}
 
 /** Options of {@link createConnGuard}. */
 export interface ConnGuardOptions {
@@ -508,7 +575,8 @@ export function createConnGuard(options: ConnGuardOptions): ConnGuard {
   return {
     stats: () => ({ ...counts }),
     async serve(handler) {
-      const dir = Deno.makeTempDirSync({ prefix: "dmd-edge-http-" });
+      const dir = Deno.makeTempDirSync({ prefix: `${SOCKET_DIR_PREFIX}${Deno.pid}-` });
+      await sweepSocketDirs(dir.slice(0, dir.lastIndexOf("/")));
       const socketPath = `${dir}/http.sock`;
       const inner = Deno.serve({ path: socketPath, onListen: () => {} }, (req, info) => {
         const peer = req.headers.get(PEER_FIELD) ?? "";

@@ -12,8 +12,8 @@ const TOOLING = new Set(["test", "check", "gate", "ok", "db:generate"]);
 /** Tasks whose --help is not run (scripts/check_readme.ts: HELP_NOT_RUN): not Deno scripts. */
 const PENDING = new Set(Object.keys(HELP_NOT_RUN));
 
-function task(args: string[]) {
-  return runDeno(ROOT, ["task", "-q", ...args]);
+function task(args: string[], env: Record<string, string> = {}) {
+  return runDeno(ROOT, ["task", "-q", ...args], env);
 }
 
 Deno.test("cli: every task answers --help with its usage (exit 0) and an unknown flag in one line (exit 2)", async () => {
@@ -35,16 +35,24 @@ Deno.test("cli: every task answers --help with its usage (exit 0) and an unknown
   }
 });
 
-Deno.test("cli: a missing file or folder is one line naming it (exit 1), not a stack trace", async () => {
+Deno.test("cli: a missing file or folder is one line naming it (exit 1), not a stack trace, and leaves no temporary folder", async () => {
   const cases: string[][] = [
     ["soak", "--models", "/nonexistent/models"],
     ["simulate:loop", "--models", "/nonexistent/models"],
   ];
-  for (const args of cases) {
-    const r = await task(args);
-    assert.equal(r.code, 1, `${args.join(" ")}: ${r.stderr}`);
-    assert.equal(r.stderr.trim().split("\n").length, 1, r.stderr);
-    assert.match(r.stderr, /^Cannot read \/nonexistent\/models\S*: no such file or folder/, r.stderr);
+  const tmp = await Deno.makeTempDir();
+  try {
+    for (const args of cases) {
+      const r = await task(args, { TMPDIR: tmp });
+      assert.equal(r.code, 1, `${args.join(" ")}: ${r.stderr}`);
+      assert.equal(r.stderr.trim().split("\n").length, 1, r.stderr);
+      assert.match(r.stderr, /^Cannot read \/nonexistent\/models\S*: no such file or folder/, r.stderr);
+      const left = [];
+      for await (const e of Deno.readDir(tmp)) left.push(e.name);
+      assert.deepEqual(left, [], `${args.join(" ")} left ${left.join(", ")}`);
+    }
+  } finally {
+    await Deno.remove(tmp, { recursive: true });
   }
 });
 

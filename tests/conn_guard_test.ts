@@ -5,7 +5,13 @@
  */
 import assert from "node:assert/strict";
 import { loadConfig } from "../config.ts";
-import { createConnGuard, type GuardedServer, PEER_FIELD } from "../serve/conn_guard.ts";
+import {
+  createConnGuard,
+  type GuardedServer,
+  PEER_FIELD,
+  SOCKET_DIR_PREFIX,
+  sweepSocketDirs,
+} from "../serve/conn_guard.ts";
 import { classify, spawnService, tinyBody } from "./reliability_helpers.ts";
 
 const enc = new TextEncoder();
@@ -303,6 +309,104 @@ Deno.test("guard: a head over the limit is 431 and a malformed request 400, afte
     assert.match(text, /both Transfer-Encoding and Content-Length/);
     assert.equal(guard.stats().badRequests, 2);
   }));
+
+/** The id of a process that has ended. */
+async function deadPid(): Promise<number> {
+  const child = new Deno.Command(Deno.execPath(), { args: ["--version"], stdout: "null" }).spawn();
+  await child.status;
+  return child.pid;
+}
+
+Deno.test("sweepSocketDirs: removes a dead process's folder whose socket refuses connections, and nothing else", async () => {
+  const tmp = await Deno.makeTempDir();
+  const listener = Deno.listen({ transport: "unix", path: `${tmp}/live.sock` });
+  try {
+    const dead = await deadPid();
+    const make = async (name: string, files: string[], socket?: "stale" | "listening") => {
+      await Deno.mkdir(`${tmp}/${name}`);
+      for (const f of files) await Deno.writeTextFile(`${tmp}/${name}/${f}`, "");
+      if (socket === "stale") {
+        // A socket file with no server behind it, as a killed process leaves it.
+        const l = Deno.listen({ transport: "unix", path: `${tmp}/${name}/http.sock` });
+        l.close();
+        await Deno.stat(`${tmp}/${name}/http.sock`).catch(() => Deno.writeTextFile(`${tmp}/${name}/http.sock`, ""));
+      } else if (socket === "listening") {
+        await Deno.symlink(`${tmp}/live.sock`, `${tmp}/${name}/http.sock`);
+      }
+    };
+    await make(`${SOCKET_DIR_PREFIX}${dead}-stale`, [], "stale");
+    await make(`${SOCKET_DIR_PREFIX}${dead}-empty`, []);
+    // A server still listens (a process of another pid namespace sharing the folder): kept.
+    await make(`${SOCKET_DIR_PREFIX}${dead}-served`, [], "listening");
+    // Something besides the socket: not ours to judge, kept.
+    await make(`${SOCKET_DIR_PREFIX}${dead}-more`, ["notes.txt"], "stale");
+    // This process's own folder, and one of a process that runs: kept.
+    await make(`${SOCKET_DIR_PREFIX}${Deno.pid}-mine`, [], "stale");
+    await make(`${SOCKET_DIR_PREFIX}1-init`, [], "stale");
+    // Another name, and the folders of earlier versions (no process id): kept.
+    await make(`other-${dead}-x`, [], "stale");
+    await make(`${SOCKET_DIR_PREFIX}abcdef0123`, [], "stale");
+
+    const removed = await sweepSocketDirs(tmp);
+    assert.deepEqual(
+      removed.map((d) => d.slice(tmp.length + 1)).sort(),
+      [`${SOCKET_DIR_PREFIX}${dead}-empty`, `${SOCKET_DIR_PREFIX}${dead}-stale`],
+    );
+    const left = [];
+    for await (const e of Deno.readDir(tmp)) left.push(e.name);
+    assert.deepEqual(
+      left.sort(),
+      [
+        `${SOCKET_DIR_PREFIX}${dead}-more`,
+        `${SOCKET_DIR_PREFIX}${dead}-served`,
+        `${SOCKET_DIR_PREFIX}${Deno.pid}-mine`,
+        `${SOCKET_DIR_PREFIX}1-init`,
+        `${SOCKET_DIR_PREFIX}abcdef0123`,
+        "live.sock",
+        `other-${dead}-x`,
+      ].sort(),
+    );
+    // A folder that cannot be read is no error.
+    assert.deepEqual(await sweepSocketDirs(`${tmp}/missing`), []);
+  } finally {
+    listener.close();
+    await Deno.remove(tmp, { recursive: true });
+  }
+});
+
+Deno.test({
+  name: "service: the private folder of a service killed with SIGKILL is removed when the next one starts; SIGTERM " +
+    "removes its own",
+  sanitizeResources: false,
+  sanitizeOps: false,
+  async fn() {
+    const tmp = await Deno.makeTempDir();
+    const folders = async () => {
+      const names: string[] = [];
+      for await (const e of Deno.readDir(tmp)) if (e.name.startsWith(SOCKET_DIR_PREFIX)) names.push(e.name);
+      return names;
+    };
+    try {
+      const first = await spawnService({ DATABASE_URL: ":memory:", TMPDIR: tmp });
+      first.child.kill("SIGKILL");
+      await first.status;
+      const left = await folders();
+      assert.equal(left.length, 1);
+      assert.ok(left[0].startsWith(`${SOCKET_DIR_PREFIX}${first.child.pid}-`), left[0]);
+
+      const second = await spawnService({ DATABASE_URL: ":memory:", TMPDIR: tmp });
+      assert.equal((await classify(second.url, tinyBody({ route: "edge" })))?.status, 200);
+      const now = await folders();
+      assert.equal(now.length, 1);
+      assert.ok(now[0].startsWith(`${SOCKET_DIR_PREFIX}${second.child.pid}-`), now[0]);
+      second.child.kill("SIGTERM");
+      assert.equal((await second.status).code, 0, second.output());
+      assert.deepEqual(await folders(), []);
+    } finally {
+      await Deno.remove(tmp, { recursive: true });
+    }
+  },
+});
 
 Deno.test("loadConfig(): the guard is on by default (10 s, 30 s, 1000); HEADER_TIMEOUT_MS=0 turns it off; bad values stop", () => {
   const base = { DATABASE_URL: ":memory:" };
