@@ -5,7 +5,7 @@
  * - pose: the ONNX model in onnxruntime-web vs the published TF.js model on tfjs-backend-wasm, same inputs, one
  *   thread each, both warmed (target: ONNX <= 0.5 x TF.js);
  * - keypoints: median distance between the two, as a fraction of the image's longer side (target <= 2%);
- * - decoding: @jsquash/jpeg and @jsquash/png per frame;
+ * - decoding: JPEG (@jsquash/jpeg, WASM) and PNG (sequence/png.ts) per frame;
  * - a 32-frame 640x480 JPEG clip answered edge-kept over HTTP vs the same work (decode + pose + edge model) run
  *   bare on one thread (target: <= 1.2 x), the first clip after start-up, and clips per second with 1 and 2 pose
  *   workers (services and pools both up, measured in alternating rounds so both see the same machine load), over
@@ -24,6 +24,7 @@ import { posesToSequence } from "../serve/frames.ts";
 import { loadModelSet } from "../workers/artefacts.ts";
 import { createInProcessInference } from "../workers/in_process.ts";
 import { decodeImage, PoseModel, readPoseModel } from "../workers/pose.ts";
+import decodeWasmPng from "@jsquash/png/decode.js";
 import { createPosePool } from "../workers/pose_pool.ts";
 import { loadReferencePose } from "./pose_reference.ts";
 import { median, timeMedian } from "./timing.ts";
@@ -101,6 +102,14 @@ for (const { img, crop, x } of inputs) {
 // Decoding and the crop to the model's input.
 const jpegMs = await time(() => decodeImage(clip[0]), iterations);
 const pngMs = await time(() => decodeImage(png), iterations);
+// The PNG decoder against the WASM one it replaced (which kept ~60 KB of memory for every image it refused), in turns.
+const pngTurns: { ours: number; wasm: number }[] = [];
+for (let turn = 0; turn < 5; turn++) {
+  pngTurns.push({
+    ours: await time(() => decodeImage(png), iterations),
+    wasm: await time(() => decodeWasmPng(png.slice().buffer), iterations),
+  });
+}
 const cropMs = await time(() => cropToInput(inputs[4].img, inputs[4].crop, pose.side), iterations);
 
 // Bare: decode + pose + edge model for the clip, on this thread.
@@ -237,7 +246,17 @@ const result = {
     maxDistanceOfImageSize: Math.max(...dists),
     target: "<= 0.02",
   },
-  decode: { jpeg640x480Ms: jpegMs, png640x480Ms: pngMs, cropToInputMs: cropMs },
+  decode: {
+    jpeg640x480Ms: jpegMs,
+    png640x480Ms: pngMs,
+    /** Five turns of ours then the WASM decoder (@jsquash/png): the medians, and the median of each turn's ratio. */
+    pngTurns: {
+      oursMs: median(pngTurns.map((t) => t.ours)),
+      wasmMs: median(pngTurns.map((t) => t.wasm)),
+      oursOverWasm: median(pngTurns.map((t) => t.ours / t.wasm)),
+    },
+    cropToInputMs: cropMs,
+  },
   clip32: {
     bareMs,
     served,

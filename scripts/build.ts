@@ -135,14 +135,10 @@ await Deno.copyFile(
   `${await packageDir("onnxruntime-web")}/dist/ort-wasm-simd-threaded.wasm`,
   `${out}/ort/ort-wasm-simd-threaded.wasm`,
 );
-// The JPEG and PNG decoders load their .wasm beside the bundle that imports them.
+// The JPEG decoder loads its .wasm beside the bundle that imports it (PNG is decoded in TypeScript).
 await Deno.copyFile(
   `${await packageDir("@jsquash/jpeg")}/codec/dec/mozjpeg_dec.wasm`,
   `${out}/workers/mozjpeg_dec.wasm`,
-);
-await Deno.copyFile(
-  `${await packageDir("@jsquash/png")}/codec/pkg/squoosh_png_bg.wasm`,
-  `${out}/workers/squoosh_png_bg.wasm`,
 );
 await copyDir(modelsDir, `${out}/wasm-models`);
 for await (const e of Deno.readDir(`${out}/wasm-models`)) {

@@ -169,6 +169,18 @@ Deno.test({
       assert.equal(bad.status, 400);
       assert.equal(bad.body.code, "INVALID_INPUT");
 
+      // Whole headers but broken data: the answer says which image and what is wrong with it.
+      const cutPng = empty.slice(0, empty.length - 40);
+      const cut = await post(url, "/v1/classify/frames", { fps: 10, images: [b64(empty), b64(cutPng)] });
+      assert.equal(cut.status, 400, JSON.stringify(cut.body));
+      assert.equal(cut.body.code, "INVALID_INPUT");
+      assert.match(cut.body.message, /^Cannot decode frames: image 1: the PNG cannot be decoded: truncated/);
+      // Cut before its scan (SOS): libjpeg cannot read it (a cut inside the scan decodes, the rest grey).
+      const sos = clip[0].findIndex((b, i) => b === 0xff && clip[0][i + 1] === 0xda);
+      const cutJpeg = await post(url, "/v1/classify/frames", { fps: 10, images: [b64(clip[0].slice(0, sos))] });
+      assert.equal(cutJpeg.status, 400, JSON.stringify(cutJpeg.body));
+      assert.match(cutJpeg.body.message, /^Cannot decode frames: image 0: the JPEG cannot be decoded: .*JPEG/);
+
       const batch = await post(url, "/v1/classify/frames/batch", {
         route: "edge",
         items: [

@@ -4,7 +4,7 @@
  */
 import assert from "node:assert/strict";
 import { cropToInput, fullCrop, ImageHeaderError, readImageHeader, toImageKeypoints } from "../sequence/image.ts";
-import { decodeImage, PoseModel, readPoseModel } from "../workers/pose.ts";
+import { decodeImage, ImageDecodeError, PoseModel, readPoseModel } from "../workers/pose.ts";
 
 const DATA = new URL("../build/testdata/opencv/", import.meta.url);
 const REF = new URL("../build/pose-src/package/models/movenet-lightning.json", import.meta.url);
@@ -48,6 +48,39 @@ Deno.test({
       assert.deepEqual([h.width, h.height], [img.width, img.height], f);
       assert.equal(img.data.length, img.width * img.height * 4);
     }
+  },
+});
+
+Deno.test({
+  name:
+    "decodeImage: broken data behind a whole header is an ImageDecodeError that says what is wrong, printed nowhere",
+  ignore: !haveImages,
+  fn: async () => {
+    const png = await Deno.readFile(new URL("basketball1.png", DATA));
+    const jpg = await Deno.readFile(new URL("messi5.jpg", DATA));
+    const refused = (pattern: RegExp) => (err: unknown) => err instanceof ImageDecodeError && pattern.test(err.message);
+    const printed: unknown[][] = [];
+    const error = console.error;
+    console.error = (...args: unknown[]) => printed.push(args);
+    try {
+      await assert.rejects(
+        decodeImage(png.slice(0, png.length >> 1)),
+        refused(/^the PNG cannot be decoded: truncated/),
+      );
+      const flipped = png.slice();
+      flipped[png.length - 100] ^= 1;
+      await assert.rejects(decodeImage(flipped), refused(/checksum does not match/));
+      const sos = jpg.findIndex((b, i) => b === 0xff && jpg[i + 1] === 0xda);
+      await assert.rejects(
+        decodeImage(jpg.slice(0, sos)),
+        refused(/^the JPEG cannot be decoded: .*missing SOS marker/),
+      );
+      // The decoders are unharmed.
+      assert.deepEqual([(await decodeImage(jpg)).width, (await decodeImage(png)).width], [548, 640]);
+    } finally {
+      console.error = error;
+    }
+    assert.deepEqual(printed, []);
   },
 });
 

@@ -1,5 +1,6 @@
 /**
- * Pose at the edge: decode camera frames (JPEG/PNG in WASM, `@jsquash`) and run a COCO-17 single-person pose model
+ * Pose at the edge: decode camera frames (JPEG in WASM, `@jsquash/jpeg`; PNG in TypeScript, sequence/png.ts) and
+ * run a COCO-17 single-person pose model
  * (MoveNet converted to ONNX, `scripts/models/tfjs_to_onnx.py`) in onnxruntime-web, following the person across
  * frames by cropping around the previous frame's keypoints. Runs in a pose worker (workers/pose_worker.ts) or, for
  * scripts and tests, in the calling realm.
@@ -7,8 +8,8 @@
  * @module
  */
 import * as ort from "onnxruntime-web/wasm";
-import decodeJpeg from "@jsquash/jpeg/decode.js";
-import decodePng from "@jsquash/png/decode.js";
+import decodeJpeg, { init as initJpeg } from "@jsquash/jpeg/decode.js";
+import { decodePng, PngError } from "../sequence/png.ts";
 import { cropToInput, fullCrop, nextCrop, readImageHeader, type Rgba, toImageKeypoints } from "../sequence/image.ts";
 import { configureRuntime } from "./runtime.ts";
 import { readRuntimeBinary } from "./artefacts.ts";
@@ -16,20 +17,50 @@ import type { ClipPose, FramePose } from "./pose_protocol.ts";
 
 export type { ClipPose, FramePose };
 
+/** Why an image's data cannot be decoded (its header was read); the message says what is wrong. */
+export class ImageDecodeError extends Error {}
+
+/** What the JPEG decoder printed during the current decode (libjpeg's warnings and errors), instead of stderr. */
+let jpegMessages: string[] = [];
+let jpegReady = false;
+
 /**
- * Decode one JPEG or PNG to RGBA in WASM.
+ * Decode one JPEG or PNG to RGBA: JPEG in WASM (mozjpeg), PNG in TypeScript. A JPEG that libjpeg can read with a
+ * warning (a few stray bytes, an early end: the rest of the image grey) is decoded as libjpeg decodes it.
  *
  * @param bytes the encoded image
  * @returns the pixels
+ * @throws ImageHeaderError when the header is not a JPEG's or a PNG's
+ * @throws ImageDecodeError when the data after the header is corrupt or truncated
  */
 export async function decodeImage(bytes: Uint8Array): Promise<Rgba> {
   const { kind } = readImageHeader(bytes);
+  if (kind === "png") {
+    try {
+      return await decodePng(bytes);
+    } catch (err) {
+      throw err instanceof PngError ? new ImageDecodeError(`the PNG cannot be decoded: ${err.message}`) : err;
+    }
+  }
+  if (!jpegReady) {
+    // libjpeg's messages go to the error, not to the process's stderr (they are not log lines).
+    initJpeg({ print: () => {}, printErr: (line: string) => jpegMessages.push(line) });
+    jpegReady = true;
+  }
+  jpegMessages = [];
   const buf = bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength) as ArrayBuffer;
-  const img = kind === "jpeg" ? await decodeJpeg(buf) : await decodePng(buf);
+  let img: ImageData;
+  try {
+    img = await decodeJpeg(buf);
+  } catch (err) {
+    // libjpeg ends a failed decode with exit(1) (an ExitStatus) after printing why; the module stays usable.
+    const why = jpegMessages.join("; ") || (err instanceof Error ? err.message : String(err));
+    throw new ImageDecodeError(`the JPEG cannot be decoded: ${why}`);
+  }
   return { width: img.width, height: img.height, data: img.data as Uint8ClampedArray };
 }
 
-/** An 8x8 grey JPEG and PNG, decoded once at load so that the decoders' WASM is compiled before the first clip. */
+/** An 8x8 grey JPEG and PNG, decoded once at load so that the JPEG decoder's WASM is compiled before the first clip. */
 const WARMUP_IMAGES = [
   "/9j/4AAQSkZJRgABAgAAAQABAAD//gAQTGF2YzU5LjM3LjEwMAD/2wBDAAgUFBcUFxsbGxsbGyAeICEhISAgICAhISEkJCQqKiokJCQhISQkKCgqKi4vLisrKisvLzIyMjw8OTlGRkhWVmf/xABKAAEAAAAAAAAAAAAAAAAAAAAAAQEAAAAAAAAAAAAAAAAAAAAAEAEAAAAAAAAAAAAAAAAAAAAAEQEAAAAAAAAAAAAAAAAAAAAA/8AAEQgACAAIAwEiAAIRAAMRAP/aAAwDAQACEQMRAD8AAA//2Q==",
   "iVBORw0KGgoAAAANSUhEUgAAAAgAAAAICAIAAABLbSncAAAACXBIWXMAAAABAAAAAQBPJcTWAAAAD0lEQVR4nGNowAEYhpYEAILzYAGc7g8kAAAAAElFTkSuQmCC",
@@ -108,9 +139,11 @@ export class PoseModel {
     let width = 0;
     let height = 0;
     let crop = null as ReturnType<typeof fullCrop> | null;
-    for (const bytes of images) {
+    for (const [i, bytes] of images.entries()) {
       let t = performance.now();
-      const img = await decodeImage(bytes);
+      const img = await decodeImage(bytes).catch((err) => {
+        throw err instanceof ImageDecodeError ? new ImageDecodeError(`image ${i}: ${err.message}`) : err;
+      });
       decodeMs += performance.now() - t;
       if (img.width !== width || img.height !== height) crop = null;
       width = img.width;
