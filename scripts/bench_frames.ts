@@ -102,7 +102,7 @@ for (const { img, crop, x } of inputs) {
 // Decoding and the crop to the model's input.
 const jpegMs = await time(() => decodeImage(clip[0]), iterations);
 const pngMs = await time(() => decodeImage(png), iterations);
-// The PNG decoder against the WASM one it replaced (which kept ~60 KB of memory for every image it refused), in turns.
+// The PNG decoder against the WASM one it replaced (which kept the memory of every image it refused), in turns.
 const pngTurns: { ours: number; wasm: number }[] = [];
 for (let turn = 0; turn < 5; turn++) {
   pngTurns.push({

@@ -3,8 +3,8 @@
  * `DecompressionStream`, the five scanline filters, Adam7 interlacing, and every colour type and bit depth of the
  * standard, to 8-bit RGBA (16-bit samples keep their high byte; `tRNS` becomes alpha).
  *
- * It replaces a WASM decoder that leaked its linear memory on every image it refused (about 60 KB each, never
- * returned: 10,000 truncated PNGs grew a worker to 1.1 GB), so that a client sending broken images could exhaust the
+ * It replaces a WASM decoder that leaked its linear memory on every image it refused (10,000 truncated PNGs
+ * grew a process from 45 MiB to 1.1 GiB, still growing), so that a client sending broken images could exhaust the
  * pose workers' memory. Here a refused image costs nothing after the call, and the error says what is wrong:
  * truncated, a bad checksum, corrupt compressed data, more or less image data than the header's size, a bad filter.
  * The compressed data is never inflated past the size the header declares, so a small file cannot expand into a large
