@@ -200,6 +200,27 @@ function unfilter(type: number, line: Uint8Array, prev: Uint8Array, bpp: number,
       return;
     case 4:
       for (let i = 0; i < bpp; i++) line[i] = (line[i] + prev[i]) & 0xff;
+      if (bpp === 1) {
+        // Grey and indexed 8-bit lines: the left neighbours carried in registers.
+        let a = line[0];
+        let c = prev[0];
+        for (let i = 1; i < n; i++) {
+          const b = prev[i];
+          let pa = b - c;
+          let pb = a - c;
+          let pc = pa + pb;
+          if (pa < 0) pa = -pa;
+          if (pb < 0) pb = -pb;
+          if (pc < 0) pc = -pc;
+          // Branch-free choice (the pick is data-dependent, so branches mispredict): a, else b, else c.
+          const ma = ~((pb - pa) >> 31) & ~((pc - pa) >> 31);
+          const mb = ~ma & ~((pc - pb) >> 31);
+          a = (line[i] + ((a & ma) | (b & mb) | (c & ~(ma | mb)))) & 0xff;
+          line[i] = a;
+          c = b;
+        }
+        return;
+      }
       for (let i = bpp; i < n; i++) {
         const a = line[i - bpp];
         const b = prev[i];
@@ -211,7 +232,9 @@ function unfilter(type: number, line: Uint8Array, prev: Uint8Array, bpp: number,
         if (pa < 0) pa = -pa;
         if (pb < 0) pb = -pb;
         if (pc < 0) pc = -pc;
-        line[i] = (line[i] + (pa <= pb && pa <= pc ? a : pb <= pc ? b : c)) & 0xff;
+        const ma = ~((pb - pa) >> 31) & ~((pc - pa) >> 31);
+        const mb = ~ma & ~((pc - pb) >> 31);
+        line[i] = (line[i] + ((a & ma) | (b & mb) | (c & ~(ma | mb)))) & 0xff;
       }
       return;
     default:
@@ -233,6 +256,8 @@ export async function decodePng(bytes: Uint8Array): Promise<Rgba> {
   const raw = await inflate(idat, expected);
   const { width, depth, colorType } = h;
   const out = new Uint8ClampedArray(width * h.height * 4);
+  // The pixels as 32-bit words where the platform stores RGBA little-endian in them (else the byte paths serve).
+  const words = new Uint8Array(new Uint32Array([1]).buffer)[0] === 1 ? new Uint32Array(out.buffer) : null;
   const samples = SAMPLES[colorType];
   const bpp = Math.max(1, (depth * samples) >> 3);
   // Palette and transparency, as RGBA (a palette entry without tRNS is opaque).
@@ -280,11 +305,9 @@ export async function decodePng(bytes: Uint8Array): Promise<Rgba> {
           }
           continue;
         }
-        if (colorType === 0) {
-          for (let i = 0; i < n; i++, o += step) {
-            out[o] = out[o + 1] = out[o + 2] = line[i];
-            out[o + 3] = 255;
-          }
+        if (colorType === 0 && words) {
+          // One 32-bit store a pixel: grey in R, G and B, opaque.
+          for (let i = 0, w = o >> 2, dw = step >> 2; i < n; i++, w += dw) words[w] = 0xff000000 | (line[i] * 0x010101);
           continue;
         }
         if (colorType === 4) {
