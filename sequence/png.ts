@@ -200,27 +200,6 @@ function unfilter(type: number, line: Uint8Array, prev: Uint8Array, bpp: number,
       return;
     case 4:
       for (let i = 0; i < bpp; i++) line[i] = (line[i] + prev[i]) & 0xff;
-      if (bpp === 1) {
-        // Grey and indexed 8-bit lines: the left neighbours carried in registers.
-        let a = line[0];
-        let c = prev[0];
-        for (let i = 1; i < n; i++) {
-          const b = prev[i];
-          let pa = b - c;
-          let pb = a - c;
-          let pc = pa + pb;
-          if (pa < 0) pa = -pa;
-          if (pb < 0) pb = -pb;
-          if (pc < 0) pc = -pc;
-          // Branch-free choice (the pick is data-dependent, so branches mispredict): a, else b, else c.
-          const ma = ~((pb - pa) >> 31) & ~((pc - pa) >> 31);
-          const mb = ~ma & ~((pc - pb) >> 31);
-          a = (line[i] + ((a & ma) | (b & mb) | (c & ~(ma | mb)))) & 0xff;
-          line[i] = a;
-          c = b;
-        }
-        return;
-      }
       for (let i = bpp; i < n; i++) {
         const a = line[i - bpp];
         const b = prev[i];
@@ -232,6 +211,7 @@ function unfilter(type: number, line: Uint8Array, prev: Uint8Array, bpp: number,
         if (pa < 0) pa = -pa;
         if (pb < 0) pb = -pb;
         if (pc < 0) pc = -pc;
+        // Branch-free choice (the pick is data-dependent, so branches mispredict): a, else b, else c.
         const ma = ~((pb - pa) >> 31) & ~((pc - pa) >> 31);
         const mb = ~ma & ~((pc - pb) >> 31);
         line[i] = (line[i] + ((a & ma) | (b & mb) | (c & ~(ma | mb)))) & 0xff;
