@@ -19,14 +19,12 @@
  * @module
  */
 import { AppError } from "../errors.ts";
+import { MAX_ID_LENGTH } from "./schemas.ts";
 import type { SequenceItem } from "../serve/classifier.ts";
 import type { ClassifierSpec } from "../wasm-models/manifest.ts";
 
 /** The media type of the binary body. */
 export const BINARY_MEDIA_TYPE = "application/octet-stream";
-
-/** Longest caller id accepted, as in the JSON body. */
-const MAX_ID_LENGTH = 256;
 
 const LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
 

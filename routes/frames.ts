@@ -12,7 +12,7 @@ import type { Context } from "hono";
 import { AppError } from "../errors.ts";
 import { classifyClips, type Clip, type ClipOutcome, type FramesDeps } from "../serve/frames.ts";
 import { present } from "./classify.ts";
-import { AnswerSchema, errorResponses, ErrorSchema, ForcedRouteSchema } from "./schemas.ts";
+import { AnswerSchema, errorResponses, ErrorSchema, ForcedRouteSchema, MAX_ID_LENGTH } from "./schemas.ts";
 import { validationHook } from "./validation.ts";
 
 /** What the frames routes need. */
@@ -22,7 +22,7 @@ export interface FramesRouteDeps extends FramesDeps {
 }
 
 const ClipSchema = z.object({
-  id: z.string().max(256).optional().openapi({ description: "The caller's own id, echoed and logged" }),
+  id: z.string().max(MAX_ID_LENGTH).optional().openapi({ description: "The caller's own id, echoed and logged" }),
   fps: z.number().positive().max(10_000).optional().openapi({
     example: 30,
     description: "Frames per second of the clip; when missing, the edge model's rate (`GET /v1/models`)",
@@ -34,17 +34,17 @@ const ClipSchema = z.object({
   keypoints: z.boolean().optional().openapi({
     description: "Also return the keypoints found (T x 17 x [x, y, score], pixels)",
   }),
-}).openapi("FramesClip");
+}).strict().openapi("FramesClip");
 
 const FramesRequestSchema = ClipSchema.extend({ route: ForcedRouteSchema.optional() }).openapi("FramesRequest");
 const FramesBatchRequestSchema = z.object({
   items: z.array(ClipSchema).min(1),
   route: ForcedRouteSchema.optional(),
-}).openapi("FramesBatchRequest");
+}).strict().openapi("FramesBatchRequest");
 
 const FramesMultipartSchema = z.object({
   fps: z.string().optional().openapi({ example: "30" }),
-  id: z.string().optional(),
+  id: z.string().max(MAX_ID_LENGTH).optional(),
   route: ForcedRouteSchema.optional(),
   keypoints: z.enum(["true", "false"]).optional(),
   frames: z.array(z.string().openapi({ format: "binary" })).openapi({
@@ -155,6 +155,9 @@ function toClip(raw: z.infer<typeof ClipSchema>, maxFrames: number): Clip {
   return { id: raw.id, fps: raw.fps, images: raw.images.map(fromBase64) };
 }
 
+/** The fields of a multipart clip; any other is refused, as the JSON body refuses unknown keys. */
+const MULTIPART_FIELDS = ["fps", "id", "route", "keypoints", "frames"];
+
 async function readMultipart(
   c: Context,
   maxFrames: number,
@@ -164,6 +167,15 @@ async function readMultipart(
     form = await c.req.parseBody({ all: true });
   } catch (err) {
     throw new AppError("INVALID_INPUT", "Cannot read request: malformed multipart body", { cause: err });
+  }
+  const unknown = Object.keys(form).find((k) => !MULTIPART_FIELDS.includes(k));
+  if (unknown !== undefined) {
+    throw new AppError(
+      "INVALID_INPUT",
+      `Cannot validate request: unknown field "${unknown.slice(0, 64)}" (the fields are ${
+        MULTIPART_FIELDS.join(", ")
+      })`,
+    );
   }
   const one = (k: string) => {
     const v = form[k];
@@ -194,7 +206,21 @@ async function readMultipart(
     }
     return new Uint8Array(await f.arrayBuffer());
   }));
-  return { clip: { id: one("id"), fps, images }, route, keypoints: one("keypoints") === "true" };
+  const id = one("id");
+  if (id !== undefined && id.length > MAX_ID_LENGTH) {
+    throw new AppError(
+      "INVALID_INPUT",
+      `Cannot validate request: id: expected at most ${MAX_ID_LENGTH} characters, got ${id.length}`,
+    );
+  }
+  const keypoints = one("keypoints");
+  if (keypoints !== undefined && keypoints !== "true" && keypoints !== "false") {
+    throw new AppError(
+      "INVALID_INPUT",
+      `Cannot validate request: keypoints: expected "true" or "false", got "${keypoints.slice(0, 32)}"`,
+    );
+  }
+  return { clip: { id, fps, images }, route, keypoints: keypoints === "true" };
 }
 
 function answer(o: Extract<ClipOutcome, { ok: true }>, withKeypoints: boolean) {

@@ -7,6 +7,9 @@
 import { z } from "@hono/zod-openapi";
 
 /** `{ code, message }`: every error response. */
+/** The longest caller id a request may carry (JSON, multipart and binary bodies alike). */
+export const MAX_ID_LENGTH = 256;
+
 export const ErrorSchema = z.object({
   code: z.string().openapi({ example: "INVALID_INPUT" }),
   message: z.string().openapi({ example: "Cannot read frames: expected 17 points in frame 3, got 12" }),
@@ -26,7 +29,7 @@ const EXAMPLE_FRAMES = Array.from(
 
 /** The members of a sequence. */
 const sequenceShape = {
-  id: z.string().max(256).optional().openapi({ description: "The caller's own id, echoed and logged" }),
+  id: z.string().max(MAX_ID_LENGTH).optional().openapi({ description: "The caller's own id, echoed and logged" }),
   layout: z.string().min(1).max(64).openapi({ example: "coco17", description: "Keypoint or sensor layout name" }),
   fps: z.number().positive().max(10_000).optional().openapi({
     example: 30,

@@ -74,6 +74,31 @@ export function framesNeededAt(frames: number, rates: { fps: number; modelFps: n
 }
 
 /**
+ * Check that `inFrames` frames at `fps` span at least what the model reads, before anything is computed from them
+ * (a camera clip is checked before its frames are decoded and posed).
+ *
+ * @param inFrames the frames sent
+ * @param fps their rate
+ * @param model the edge model's rate and window
+ * @returns the frame count at the model's rate
+ * @throws AppError SEQUENCE_TOO_SHORT (422) naming the minimum at the request's rate
+ */
+export function checkSpan(inFrames: number, fps: number, model: ModelTime): number {
+  const total = fps === model.fps ? inFrames : framesAtRate(inFrames, { fromFps: fps, toFps: model.fps });
+  const minFrames = minimumFrames(model);
+  if (total < minFrames) {
+    const needed = framesNeededAt(minFrames, { fps, modelFps: model.fps });
+    throw new AppError(
+      "SEQUENCE_TOO_SHORT",
+      `Cannot classify: ${inFrames} frames at ${fps} fps span ${((inFrames - 1) / fps).toFixed(3)} s; the model ` +
+        `reads at least ${needed} frames at ${fps} fps (${minFrames} at its ${model.fps} fps, ` +
+        `${((minFrames - 1) / model.fps).toFixed(3)} s)`,
+    );
+  }
+  return total;
+}
+
+/**
  * A sequence as the model reads it: resampled in time to the model's rate and cut to its most recent window.
  *
  * @param data flattened `[inFrames, pointSize]` values
@@ -88,17 +113,7 @@ export function toModelTime(
 ): { data: Float32Array; length: number; fps: number } {
   const { inFrames, pointSize, model } = options;
   const fps = options.fps ?? model.fps;
-  const total = fps === model.fps ? inFrames : framesAtRate(inFrames, { fromFps: fps, toFps: model.fps });
-  const minFrames = minimumFrames(model);
-  if (total < minFrames) {
-    const needed = framesNeededAt(minFrames, { fps, modelFps: model.fps });
-    throw new AppError(
-      "SEQUENCE_TOO_SHORT",
-      `Cannot classify: ${inFrames} frames at ${fps} fps span ${((inFrames - 1) / fps).toFixed(3)} s; the model ` +
-        `reads at least ${needed} frames at ${fps} fps (${minFrames} at its ${model.fps} fps, ` +
-        `${((minFrames - 1) / model.fps).toFixed(3)} s)`,
-    );
-  }
+  const total = checkSpan(inFrames, fps, model);
   const keep = Math.min(total, model.windowFrames);
   if (total === inFrames) {
     // Same rate (or a rate that keeps the frame count): no interpolation, only the most recent window.

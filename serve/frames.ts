@@ -8,7 +8,7 @@
  */
 import { AppError } from "../errors.ts";
 import { fullCrop, ImageHeaderError, type ImageKind, readImageHeader } from "../sequence/image.ts";
-import { toModelTime } from "../sequence/window.ts";
+import { checkSpan, toModelTime } from "../sequence/window.ts";
 import type { ClipPose, PoseInference } from "../workers/pose_protocol.ts";
 import type { ClassifierSpec } from "../wasm-models/manifest.ts";
 import type { Answer, HybridClassifier, SequenceItem } from "./classifier.ts";
@@ -164,6 +164,8 @@ export async function classifyClips(
   const posed = await Promise.all(clips.map(async (clip): Promise<Posed> => {
     try {
       const head = checkClip(clip.images, deps.limits);
+      // A clip too short for the edge model is refused before its frames are decoded and posed (one frame each).
+      checkSpan(clip.images.length, clip.fps ?? spec.fps, spec);
       const pose = await deps.pose.pose(clip.images);
       const quality = pose.frames.reduce((s, f) => s + f.score, 0) / pose.frames.length;
       const input: ClipInput = {

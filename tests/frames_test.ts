@@ -161,7 +161,9 @@ Deno.test({
     // 10 frames at 10 fps: 0.9 s, more than the 0.83 s the default edge model reads at least (sequence/window.ts).
     const clip = await readClip(10);
     await withService(async (url) => {
-      const none = await post(url, "/v1/classify/frames", { fps: 10, images: [b64(empty), b64(empty)] });
+      // Ten frames at 10 fps span what the edge model reads: nobody in them, not a short clip, is the answer.
+      const nobodyClip = Array(10).fill(b64(empty));
+      const none = await post(url, "/v1/classify/frames", { fps: 10, images: nobodyClip });
       assert.equal(none.status, 422, JSON.stringify(none.body));
       assert.equal(none.body.code, "NO_PERSON");
 
@@ -171,21 +173,54 @@ Deno.test({
 
       // Whole headers but broken data: the answer says which image and what is wrong with it.
       const cutPng = empty.slice(0, empty.length - 40);
-      const cut = await post(url, "/v1/classify/frames", { fps: 10, images: [b64(empty), b64(cutPng)] });
+      const cut = await post(url, "/v1/classify/frames", { fps: 10, images: [...nobodyClip.slice(1), b64(cutPng)] });
       assert.equal(cut.status, 400, JSON.stringify(cut.body));
       assert.equal(cut.body.code, "INVALID_INPUT");
-      assert.match(cut.body.message, /^Cannot decode frames: image 1: the PNG cannot be decoded: truncated/);
+      assert.match(cut.body.message, /^Cannot decode frames: image 9: the PNG cannot be decoded: truncated/);
       // Cut before its scan (SOS): libjpeg cannot read it (a cut inside the scan decodes, the rest grey).
       const sos = clip[0].findIndex((b, i) => b === 0xff && clip[0][i + 1] === 0xda);
-      const cutJpeg = await post(url, "/v1/classify/frames", { fps: 10, images: [b64(clip[0].slice(0, sos))] });
+      const cutJpeg = await post(url, "/v1/classify/frames", {
+        fps: 10,
+        images: [b64(clip[0].slice(0, sos)), ...clip.slice(1).map(b64)],
+      });
       assert.equal(cutJpeg.status, 400, JSON.stringify(cutJpeg.body));
       assert.match(cutJpeg.body.message, /^Cannot decode frames: image 0: the JPEG cannot be decoded: .*JPEG/);
+
+      // Refused before any frame is decoded or posed: a clip too short for the edge model, unknown or bad fields.
+      const posed = async () =>
+        Number(/^dmd_pose_clips_total\{[^}]*\} (\d+)$/m.exec(await (await fetch(`${url}/metrics`)).text())?.[1] ?? 0);
+      const posedBefore = await posed();
+      const tooShort = await post(url, "/v1/classify/frames", { fps: 10, images: [b64(clip[0]), b64(clip[1])] });
+      assert.equal(tooShort.status, 422, JSON.stringify(tooShort.body));
+      assert.equal(tooShort.body.code, "SEQUENCE_TOO_SHORT");
+      const typo = await post(url, "/v1/classify/frames", { fps: 10, images: [b64(clip[0])], keypoint: true });
+      assert.equal(typo.status, 400);
+      assert.match(typo.body.message, /Unrecognized key: "keypoint"/);
+      const multipart = async (fields: [string, string][]) => {
+        const form = new FormData();
+        for (const [k, v] of fields) form.append(k, v);
+        for (const bytes of clip) form.append("frames", new Blob([bytes], { type: "image/jpeg" }), "f.jpg");
+        const res = await fetch(`${url}/v1/classify/frames`, { method: "POST", body: form });
+        return { status: res.status, body: await res.json() };
+      };
+      for (
+        const [fields, message] of [
+          [[["keypoint", "true"]], /unknown field "keypoint" \(the fields are fps, id, route, keypoints, frames\)/],
+          [[["id", "x".repeat(257)]], /id: expected at most 256 characters, got 257/],
+          [[["keypoints", "yes"]], /keypoints: expected "true" or "false", got "yes"/],
+        ] as [[string, string][], RegExp][]
+      ) {
+        const res = await multipart(fields);
+        assert.equal(res.status, 400, JSON.stringify(res.body));
+        assert.match(res.body.message, message);
+      }
+      assert.equal(await posed(), posedBefore, "nothing above reached the pose workers");
 
       const batch = await post(url, "/v1/classify/frames/batch", {
         route: "edge",
         items: [
           { id: "walkers", fps: 10, images: clip.map(b64) },
-          { id: "empty", fps: 10, images: [b64(empty)] },
+          { id: "empty", fps: 10, images: nobodyClip },
           { id: "mixed", fps: 10, images: [b64(clip[0]), b64(empty)] },
           { id: "short", fps: 10, images: clip.slice(0, 8).map(b64) },
         ],
