@@ -7,6 +7,7 @@
  * @module
  */
 import { parseArgs, type ParseArgsOptionsConfig } from "node:util";
+import { TooFewPairsError } from "../switcher/selection.ts";
 
 /** Input a script refuses (a file in the wrong format, an unlabeled dataset): reported in one line, exit 1. */
 export class InputError extends Error {
@@ -59,7 +60,7 @@ export function inputErrorMessage(err: unknown): string | undefined {
   if (err instanceof Deno.errors.NotFound) return `Cannot read ${errorPath(err)}: no such file or folder`;
   if (err instanceof Deno.errors.PermissionDenied) return `Cannot read ${errorPath(err)}: permission denied`;
   if (err instanceof Deno.errors.IsADirectory) return `Cannot read ${errorPath(err)}: it is a folder`;
-  if (err instanceof InputError) return err.message;
+  if (err instanceof InputError || err instanceof TooFewPairsError) return err.message;
   return undefined;
 }
 

@@ -23,7 +23,7 @@ export interface DatasetRow {
  * @param path a `.jsonl` or `.jsonl.gz` file
  * @param options `split`: keep only rows of this split
  * @returns the rows
- * @throws InputError naming the line when one is not valid JSON
+ * @throws InputError naming the line when one is not valid JSON, or when a `.gz` file's data is corrupt or truncated
  */
 export async function readDataset(path: string, options: { split?: string } = {}): Promise<DatasetRow[]> {
   const file = await Deno.open(path);
@@ -44,13 +44,21 @@ export async function readDataset(path: string, options: { split?: string } = {}
     }
     if (!options.split || row.split === options.split) rows.push(row);
   };
-  for await (const chunk of stream.pipeThrough(new TextDecoderStream())) {
-    buffered += chunk;
-    let nl: number;
-    while ((nl = buffered.indexOf("\n")) >= 0) {
-      take(buffered.slice(0, nl));
-      buffered = buffered.slice(nl + 1);
+  try {
+    for await (const chunk of stream.pipeThrough(new TextDecoderStream())) {
+      buffered += chunk;
+      let nl: number;
+      while ((nl = buffered.indexOf("\n")) >= 0) {
+        take(buffered.slice(0, nl));
+        buffered = buffered.slice(nl + 1);
+      }
     }
+  } catch (err) {
+    if (err instanceof InputError || !path.endsWith(".gz")) throw err;
+    // The decompressor's own words ("corrupt gzip stream does not have a matching checksum", ...), after the line.
+    throw new InputError(
+      `Cannot read ${path}: the gzip data is corrupt or truncated after line ${line} (${(err as Error).message})`,
+    );
   }
   take(buffered);
   return rows;

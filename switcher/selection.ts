@@ -182,6 +182,14 @@ export interface Selection {
   refused?: { candidate: string; reason: string };
 }
 
+/** The fewest usable pairs a selection runs on (fewer cannot be split into folds that measure anything). */
+export const MIN_SELECTION_PAIRS = 20;
+
+/** Too few usable pairs to choose a switcher: an expected outcome of a small pool or log, not a bug. */
+export class TooFewPairsError extends RangeError {
+  override name = "TooFewPairsError";
+}
+
 /**
  * Select and fit the switcher to install.
  *
@@ -189,7 +197,7 @@ export interface Selection {
  * @param groups one group key per pair (subject, client, location), or null for none
  * @param options target, seed, epochs, candidates, calibration, folds
  * @returns the choice, every candidate's figures, the folds and the fitted release
- * @throws RangeError with fewer than 20 usable pairs
+ * @throws TooFewPairsError with fewer than {@link MIN_SELECTION_PAIRS} usable pairs
  */
 export function selectSwitcher(
   pairs: Pair[],
@@ -198,8 +206,10 @@ export function selectSwitcher(
 ): Selection {
   if (groups.length !== pairs.length) throw new TypeError(`Cannot select a switcher: expected ${pairs.length} groups`);
   const all = labelPool(pairs);
-  if (all.pairs.length < 20) {
-    throw new RangeError(`Cannot select a switcher: expected at least 20 usable pairs, got ${all.pairs.length}`);
+  if (all.pairs.length < MIN_SELECTION_PAIRS) {
+    throw new TooFewPairsError(
+      `Cannot select a switcher: expected at least ${MIN_SELECTION_PAIRS} usable pairs, got ${all.pairs.length}`,
+    );
   }
   // A large pool is cross-validated on a seeded sample (order kept, for time blocks); the fit uses every pair.
   const maxRows = options.maxCrossValidationRows ?? 20_000;

@@ -56,6 +56,35 @@ Deno.test("cli: a missing file or folder is one line naming it (exit 1), not a s
   }
 });
 
+Deno.test("cli: a truncated .gz dataset and one with too few usable rows are one line each (exit 1)", async () => {
+  const tmp = await Deno.makeTempDir();
+  try {
+    const gz = await Deno.readFile(`${ROOT}datasets/mocap/test.jsonl.gz`);
+    await Deno.writeFile(`${tmp}/cut.jsonl.gz`, gz.subarray(0, 20_000));
+    // A row whose frames have the wrong shape: read, then skipped, so no pair is left.
+    await Deno.writeTextFile(
+      `${tmp}/bad.jsonl`,
+      JSON.stringify({ id: "1", layout: "coco17", fps: 30, frames: [[[1, 2]]], label: "x" }) + "\n",
+    );
+    const cut = await task(["dmd", "--dataset", `${tmp}/cut.jsonl.gz`, "--dry-run"]);
+    assert.equal(cut.code, 1, cut.stderr);
+    assert.match(
+      cut.stderr.trim().split("\n").at(-1)!,
+      /^Cannot read \S+cut\.jsonl\.gz: the gzip data is corrupt or truncated after line \d+ \(/,
+    );
+    assert.doesNotMatch(cut.stderr, /\n\s+at /, "no stack trace");
+    const bad = await task(["dmd", "--dataset", `${tmp}/bad.jsonl`, "--dry-run"]);
+    assert.equal(bad.code, 1, bad.stderr);
+    assert.equal(
+      bad.stderr.trim().split("\n").at(-1),
+      "Cannot select a switcher: expected at least 20 usable pairs, got 0",
+    );
+    assert.doesNotMatch(bad.stderr, /\n\s+at /, "no stack trace");
+  } finally {
+    await Deno.remove(tmp, { recursive: true });
+  }
+});
+
 Deno.test("cli: a bad value is one line and exit 2", async () => {
   const r = await task(["bench:retrain", "--pairs", "many"]);
   assert.equal(r.code, 2);
