@@ -38,11 +38,15 @@ export function closedPort(): number {
  * Start `main.ts` with tiny models and the given environment; resolve once it prints its URL.
  *
  * @param env variables on top of the defaults here (PORT=0, tiny models, one worker)
+ * @param launch the command that starts it (default: this Deno running `main.ts`)
  * @returns the running process
  */
-export async function spawnService(env: Record<string, string>): Promise<ServiceProcess> {
-  const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", MAIN],
+export async function spawnService(
+  env: Record<string, string>,
+  launch: { command: string; args: string[] } = { command: Deno.execPath(), args: ["run", "-A", MAIN] },
+): Promise<ServiceProcess> {
+  const child = new Deno.Command(launch.command, {
+    args: launch.args,
     env: {
       NO_COLOR: "1",
       HOST: "127.0.0.1",
