@@ -57,6 +57,7 @@ import { loadModelSet } from "./workers/artefacts.ts";
 import { createWorkerPool, type EdgeInference } from "./workers/pool.ts";
 import { readPoseModel } from "./workers/pose_artefact.ts";
 import { createPosePool, type PoseInference } from "./workers/pose_pool.ts";
+import { startMemoryTrim } from "./serve/memory_trim.ts";
 import type { EngineInit } from "./workers/protocol.ts";
 import { parseFlags } from "./scripts/cli.ts";
 
@@ -508,6 +509,9 @@ export async function startService(config: Readonly<Config>): Promise<Service> {
       frames: pose ? { pose, config } : undefined,
     });
     const url = await listen(config, app, life, guard);
+    // Freed heap memory back to the system once start-up settles, then every MEMORY_TRIM_MS (serve/memory_trim.ts).
+    const trimmer = startMemoryTrim({ intervalMs: config.memoryTrimMs, logger: observability.logger });
+    life.defer("the memory trimmer", () => trimmer.stop());
     return { url, shutdown: () => life.close() };
   } catch (err) {
     await life.close().catch(() => {});
