@@ -77,7 +77,7 @@ const config = loadConfig();
 const modelsDir = args.models ?? config.modelsDir;
 const lock = await acquireJobLockOrExit(jobLockPath(modelsDir));
 
-let report: RetrainReport;
+let report: RetrainReport | undefined;
 const database = await openDatabase(config.databaseUrl, { authToken: config.databaseAuthToken });
 try {
   const manifest = await readManifest(modelsDir);
@@ -103,12 +103,13 @@ try {
     onStep: (s) => console.error(`[${++n}] ${s} ...`),
   });
 } catch (err) {
+  // Reported here; the exit waits for the lock's release below (Deno.exit would skip it and leave the lock behind).
   console.error(`Cannot retrain: ${(err as Error).message}`);
-  Deno.exit(1);
 } finally {
   database.close();
   await lock.release();
 }
+if (report === undefined) Deno.exit(1);
 
 async function gitVersion(): Promise<string | null> {
   try {

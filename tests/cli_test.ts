@@ -85,6 +85,31 @@ Deno.test("cli: a truncated .gz dataset and one with too few usable rows are one
   }
 });
 
+Deno.test("cli: a retrain that fails is one line, exit 1, and releases its lock", async () => {
+  const tmp = await Deno.makeTempDir();
+  try {
+    const models = `${tmp}/models`;
+    await Deno.mkdir(models);
+    for await (const e of Deno.readDir(`${ROOT}tests/fixtures/tiny_models`)) {
+      if (e.isFile) await Deno.copyFile(`${ROOT}tests/fixtures/tiny_models/${e.name}`, `${models}/${e.name}`);
+    }
+    // An empty decision log: nothing to train on.
+    const r = await task(["retrain", "--models", models, "--min-new-pairs", "0"], {
+      DATABASE_URL: `file:${tmp}/d.db`,
+    });
+    assert.equal(r.code, 1, r.stderr);
+    assert.equal(
+      r.stderr.trim().split("\n").at(-1),
+      "Cannot retrain: Cannot select a switcher: expected at least 20 usable pairs, got 0",
+    );
+    const left = [];
+    for await (const e of Deno.readDir(models)) left.push(e.name);
+    assert.ok(!left.includes(".retrain.lock"), `left ${left.join(", ")}`);
+  } finally {
+    await Deno.remove(tmp, { recursive: true });
+  }
+});
+
 Deno.test("cli: a bad value is one line and exit 2", async () => {
   const r = await task(["bench:retrain", "--pairs", "many"]);
   assert.equal(r.code, 2);
