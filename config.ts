@@ -86,10 +86,10 @@ export interface Config {
   maxFrames: number;
   /** Most sequences in one batch request. @default 64 */
   maxBatchItems: number;
-  /** Pose workers for camera frames (workers/pose_pool.ts); 0 turns the frames routes off. @default 1 */
-  poseWorkers: number;
   /** Give freed heap memory back to the system every this many ms (glibc `malloc_trim`; serve/memory_trim.ts); 0 turns it off. @default 60000 */
   memoryTrimMs: number;
+  /** Pose workers for camera frames (workers/pose_pool.ts); 0 turns the frames routes off. @default 1 */
+  poseWorkers: number;
   /** The pose model's folder (manifest.json + model); when it has none, the frames routes are off. @default "wasm-models/pose" */
   poseModelDir: string;
   /** Clips that may wait for a pose worker; past it, 503 OVERLOADED. @default 16 */
@@ -394,8 +394,8 @@ function baseConfig(env: Env): Config {
     maxBodyBytes: int(env, "MAX_BODY_BYTES", 4 * 1024 * 1024, 1024, 1024 * 1024 * 1024),
     maxFrames: int(env, "MAX_FRAMES", 1000, 1, 100_000),
     maxBatchItems: int(env, "MAX_BATCH_ITEMS", 64, 1, 10_000),
-    poseWorkers: int(env, "POSE_WORKERS", 1, 0, 64),
     memoryTrimMs: int(env, "MEMORY_TRIM_MS", 60_000, 0, 86_400_000),
+    poseWorkers: int(env, "POSE_WORKERS", 1, 0, 64),
     poseModelDir: str(env, "POSE_MODEL_DIR", "wasm-models/pose"),
     poseQueueMax: int(env, "POSE_QUEUE_MAX", 16, 1, 100_000),
     poseTimeoutMs: int(env, "POSE_TIMEOUT_MS", 60_000, 10, 3_600_000),

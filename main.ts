@@ -49,6 +49,7 @@ import { createHybridClassifier, type HybridClassifier } from "./serve/classifie
 import { answerWhenLogged } from "./serve/durable.ts";
 import { type ConnGuard, createConnGuard, type GuardedServer } from "./serve/conn_guard.ts";
 import { createLifecycle, type Lifecycle } from "./serve/lifecycle.ts";
+import { startMemoryTrim } from "./serve/memory_trim.ts";
 import { createReleaseFollower, type ReleaseFollower } from "./serve/release_follower.ts";
 import { createOffloadBudget } from "./switcher/decide.ts";
 import { featureNames } from "./switcher/features.ts";
@@ -57,7 +58,6 @@ import { loadModelSet } from "./workers/artefacts.ts";
 import { createWorkerPool, type EdgeInference } from "./workers/pool.ts";
 import { readPoseModel } from "./workers/pose_artefact.ts";
 import { createPosePool, type PoseInference } from "./workers/pose_pool.ts";
-import { startMemoryTrim } from "./serve/memory_trim.ts";
 import type { EngineInit } from "./workers/protocol.ts";
 import { parseFlags } from "./scripts/cli.ts";
 

@@ -6,10 +6,10 @@
  */
 import { z } from "@hono/zod-openapi";
 
-/** `{ code, message }`: every error response. */
 /** The longest caller id a request may carry (JSON, multipart and binary bodies alike). */
 export const MAX_ID_LENGTH = 256;
 
+/** `{ code, message }`: every error response. */
 export const ErrorSchema = z.object({
   code: z.string().openapi({ example: "INVALID_INPUT" }),
   message: z.string().openapi({ example: "Cannot read frames: expected 17 points in frame 3, got 12" }),

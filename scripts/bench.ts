@@ -57,7 +57,7 @@ import { RUNTIME_SETTINGS, timeBothRuntimes } from "../workers/runtime_bench.ts"
 import { switcherMlp } from "../workers/switcher_mlp.ts";
 import type { SwitcherSpec } from "../wasm-models/manifest.ts";
 import { parseFlags, usageError } from "./cli.ts";
-import { type Spread, spread } from "./timing.ts";
+import { median, type Spread, spread } from "./timing.ts";
 import { childPids, idleShare, machineCpu, processCpuMs, rssKiB, spawn, type ThreadCpu, threadCpuMs } from "./procs.ts";
 
 const USAGE = "usage: deno task bench [--models DIR] [--workers N] [--reps N] [--quick] [--no-guard] [--json]";
@@ -173,7 +173,7 @@ function timeSwitcherJs(): number | null {
     for (let i = 0; i < 2000; i++) score(row, 1);
     if (block >= 0) perCall.push((performance.now() - t0) / 2000);
   }
-  return spread(perCall).median;
+  return median(perCall);
 }
 
 // ---- the service ----------------------------------------------------------------------------------------------------
