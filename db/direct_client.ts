@@ -6,6 +6,7 @@
  */
 import { type Client, createClient } from "@libsql/client";
 import { checkDatabaseFiles, closeWhenWritable, unwritableDatabaseFile } from "./preflight.ts";
+import { installStatementCache } from "./statement_cache.ts";
 
 /** Options of {@link openDirectClient}. */
 export interface DirectClientOptions {
@@ -52,6 +53,7 @@ export function openDirectClient(url: string, options: DirectClientOptions = {})
   const local = path !== null && path !== ":memory:" ? path : null;
   const problem = local === null ? null : unwritableDatabaseFile(local);
   if (problem) throw problem;
+  installStatementCache();
   // `timeout` is SQLite's busy timeout, applied by the client to every connection it opens.
   const client = createClient({ url, authToken: options.authToken, timeout: options.busyTimeoutMs ?? 5000 });
   if (local === null) return client;

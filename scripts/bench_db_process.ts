@@ -3,7 +3,8 @@
  * libSQL in the calling process, measured side by side in one run on two copies of the same file database:
  *
  *   point read    `getDecision` by id (the `GET /v1/decisions/{id}` query), alternating the two, median
- *   write         `insertDecisions` of a 200-row batch (the decision writer's flush), alternating, median
+ *   write         `insertDecisions` of a 200-row batch (the decision writer's flush), alternating, median; and in this
+ *                 process with the statement cache off (`db/statement_cache.ts`: every statement prepared anew)
  *   start         the first call on a fresh client (the database process starting), median of a few
  *   memory        the database process's peak RSS (VmHWM) after the run
  *
@@ -14,6 +15,7 @@
 import { type Database, openDatabase } from "../db/client.ts";
 import { stopDatabaseProcess } from "../db/hosted_client.ts";
 import { getDecision, insertDecisions } from "../db/queries.ts";
+import { setStatementCache } from "../db/statement_cache.ts";
 import { parseFlags } from "./cli.ts";
 import { childPids, rssKiB } from "./procs.ts";
 import { syntheticDecisions } from "./seed_decisions.ts";
@@ -36,14 +38,26 @@ const dir = await Deno.makeTempDir({ prefix: "bench_db_process_" });
 try {
   const direct = await openDatabase(`file:${dir}/direct.db`);
   const hosted = await openDatabase(`file:${dir}/hosted.db`, { process: {} });
+  const uncached = await openDatabase(`file:${dir}/uncached.db`);
   const pair: [string, Database][] = [["in this process", direct], ["database process", hosted]];
+  const NO_CACHE = "in this process, statement cache off";
+  const writers: [string, Database][] = [...pair, [NO_CACHE, uncached]];
+  /** One write, with the statement cache off for the uncached copy only (the calls run one at a time). */
+  const write = async ([name, d]: [string, Database], batch: Parameters<typeof insertDecisions>[1]) => {
+    setStatementCache(name !== NO_CACHE);
+    try {
+      await insertDecisions(d.db, batch);
+    } finally {
+      setStatementCache(true);
+    }
+  };
 
   // The same rows in both; ids to read back.
   const ids: string[] = [];
   for (let i = 0; i < 10; i++) {
     const batch = nextBatch();
     ids.push(...batch.map((r) => r.id));
-    for (const [, d] of pair) await insertDecisions(d.db, batch);
+    for (const w of writers) await write(w, batch);
   }
 
   const reads = new Map<string, number[]>(pair.map(([name]) => [name, []]));
@@ -56,13 +70,13 @@ try {
     }
   }
 
-  const writes = new Map<string, number[]>(pair.map(([name]) => [name, []]));
+  const writes = new Map<string, number[]>(writers.map(([name]) => [name, []]));
   for (let i = 0; i < WRITES; i++) {
     const batch = nextBatch();
-    for (const [name, d] of i % 2 ? [...pair].reverse() : pair) {
+    for (const w of i % 2 ? [...writers].reverse() : writers) {
       const t = performance.now();
-      await insertDecisions(d.db, batch);
-      writes.get(name)!.push(performance.now() - t);
+      await write(w, batch);
+      writes.get(w[0])!.push(performance.now() - t);
     }
   }
 
@@ -70,6 +84,7 @@ try {
   const hostHwmMiB = hostPids.map((p) => rssKiB(p).hwm / 1024);
   direct.close();
   hosted.close();
+  uncached.close();
   await stopDatabaseProcess();
 
   // Start-up: a fresh database process for each open.
@@ -101,6 +116,10 @@ try {
   console.log(
     `write of ${BATCH} decisions, median of ${WRITES}: in this process ${fmt(w(pair[0][0]))} ms, ` +
       `database process ${fmt(w(pair[1][0]))} ms  (x${(w(pair[1][0]) / w(pair[0][0])).toFixed(2)})`,
+  );
+  console.log(
+    `the same write, statement cache off (every statement prepared anew): in this process ${fmt(w(NO_CACHE))} ms  ` +
+      `(cache on / off x${(w(pair[0][0]) / w(NO_CACHE)).toFixed(2)})`,
   );
   console.log(
     `open (start + migrations check), median of 5: in this process ${fmt(median(directStarts))} ms, ` +
