@@ -34,7 +34,8 @@ export function parseFlags<T extends ParseArgsOptionsConfig>(options: T, usage: 
   try {
     values = parseArgs(config).values;
   } catch (err) {
-    usageError(`Cannot read flags: ${(err as Error).message}`, usage);
+    // node's parser explains some refusals over several lines (a value starting with "-": write --flag=-5); keep them.
+    usageError(`Cannot read flags: ${(err as Error).message.replaceAll("\n", " ")}`, usage);
   }
   if ((values as { help?: boolean }).help) {
     console.log(usage);

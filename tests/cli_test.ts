@@ -35,6 +35,16 @@ Deno.test("cli: every task answers --help with its usage (exit 0) and an unknown
   }
 });
 
+Deno.test("cli: a flag value that starts with a dash is refused in one line that says how to write it", async () => {
+  const bad = await task(["seed:decisions", "--rows", "-5"]);
+  assert.equal(bad.code, 2, bad.stderr);
+  assert.equal(bad.stderr.trim().split("\n").length, 1, bad.stderr);
+  assert.match(bad.stderr, /ambiguous.*'--rows=-XYZ'.*\(usage: deno task seed:decisions --help\)/);
+  const negative = await task(["seed:decisions", "--rows=-5"]);
+  assert.equal(negative.code, 2, negative.stderr);
+  assert.match(negative.stderr, /--rows must be a positive integer/);
+});
+
 Deno.test("cli: a missing file or folder is one line naming it (exit 1), not a stack trace, and leaves no temporary folder", async () => {
   const cases: string[][] = [
     ["soak", "--models", "/nonexistent/models"],
