@@ -1,7 +1,8 @@
 /**
  * The statement cache (db/statement_cache.ts): a write statement is prepared once per connection and reused, reads are
- * not kept, the cache is bounded and dropped at close; a kept statement that failed (constraint, busy) runs again
- * correctly; and the decision writer's batches write the same rows with the cache as without it.
+ * not kept, the cache is bounded (in statements and in SQL text) and dropped at close; a kept statement that failed
+ * (constraint, busy) runs again correctly; and the decision writer's batches write the same rows with the cache as
+ * without it.
  */
 import assert from "node:assert/strict";
 import Database from "libsql";
@@ -12,6 +13,7 @@ import {
   keptStatements,
   setStatementCache,
   STATEMENT_CACHE_SIZE,
+  STATEMENT_CACHE_SQL_BYTES,
 } from "../db/statement_cache.ts";
 import { syntheticDecisions } from "../scripts/seed_decisions.ts";
 
@@ -140,4 +142,26 @@ Deno.test({
     assert.equal(dumps[0].length, rows.length);
     assert.deepEqual(dumps[0], dumps[1]);
   },
+});
+
+Deno.test("statement cache: at most STATEMENT_CACHE_SQL_BYTES of SQL a connection; a longer statement is not kept", () => {
+  const db = new Database(":memory:");
+  try {
+    db.exec("create table t (id integer primary key, v text)");
+    // Statements of about a quarter of the budget each: four fit, the fifth evicts the oldest.
+    const pad = "x".repeat(Math.floor(STATEMENT_CACHE_SQL_BYTES / 4) - 64);
+    const sql = (i: number) => `insert into t (id, v) values (${i}, '${pad}')`;
+    const first = db.prepare(sql(0));
+    for (let i = 1; i < 4; i++) db.prepare(sql(i));
+    assert.equal(keptStatements(db), 4);
+    assert.equal(db.prepare(sql(0)), first);
+    db.prepare(sql(4)); // evicts sql(1), the least recently used
+    assert.equal(keptStatements(db), 4);
+    assert.equal(db.prepare(sql(0)), first);
+    const long = `insert into t (id, v) values (9, '${"y".repeat(STATEMENT_CACHE_SQL_BYTES)}')`;
+    assert.notEqual(db.prepare(long), db.prepare(long));
+    assert.equal(keptStatements(db), 4);
+  } finally {
+    db.close();
+  }
 });
