@@ -1,13 +1,14 @@
 /**
  * The statement cache (db/statement_cache.ts): a write statement is prepared once per connection and reused, reads are
  * not kept, the cache is bounded (in statements and in SQL text) and dropped at close; a kept statement that failed
- * (constraint, busy) runs again correctly; and the decision writer's batches write the same rows with the cache as
- * without it.
+ * (constraint, busy) runs again correctly; the decision writer's batches write the same rows with the cache as
+ * without it, in chunks of a few fixed sizes whose texts repeat.
  */
 import assert from "node:assert/strict";
 import Database from "libsql";
 import { openDatabase } from "../db/client.ts";
-import { insertDecisions } from "../db/queries.ts";
+import { DECISION_INSERT_SIZES, decisionChunks, insertDecisions, rowInserter } from "../db/queries.ts";
+import { decisions } from "../db/schema.ts";
 import {
   installStatementCache,
   keptStatements,
@@ -164,4 +165,20 @@ Deno.test("statement cache: at most STATEMENT_CACHE_SQL_BYTES of SQL a connectio
   } finally {
     db.close();
   }
+});
+
+Deno.test("decision inserts: a batch of any size is written in chunks of a few fixed sizes, so their texts repeat", () => {
+  const texts = new Set<string>();
+  const rows = [...syntheticDecisions({ rows: 450, endMs: Date.now(), spanMs: 60_000, seed: 9 })];
+  const inserter = rowInserter(decisions);
+  for (let n = 1; n <= rows.length; n++) {
+    const chunks = decisionChunks(rows.slice(0, n));
+    assert.deepEqual(chunks.flat(), rows.slice(0, n), `${n} rows`);
+    for (const c of chunks) assert.ok((DECISION_INSERT_SIZES as readonly number[]).includes(c.length), `${n}`);
+    assert.ok(chunks.length <= DECISION_INSERT_SIZES.length + Math.floor(n / 200), `${n}: ${chunks.length} chunks`);
+    for (const c of chunks) texts.add((inserter.statement(c) as { sql: string }).sql);
+  }
+  assert.equal(texts.size, DECISION_INSERT_SIZES.length);
+  const sqlLength = [...texts].reduce((sum, t) => sum + t.length, 0);
+  assert.ok(sqlLength < STATEMENT_CACHE_SQL_BYTES, `${sqlLength} characters of SQL`);
 });
