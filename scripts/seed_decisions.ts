@@ -255,7 +255,9 @@ if (import.meta.main) {
   const endMs = values.end === undefined ? Date.now() : Number(values.end);
   const seed = Number(values.seed);
   if (!Number.isInteger(rows) || rows < 1 || !(days > 0) || !Number.isFinite(endMs) || !Number.isInteger(seed)) {
-    console.error(`Cannot seed: --rows must be a positive integer, --seed an integer, --days positive, --end Unix ms\n${USAGE}`);
+    console.error(
+      `Cannot seed: --rows must be a positive integer, --seed an integer, --days positive, --end Unix ms\n${USAGE}`,
+    );
     Deno.exit(2);
   }
   const bar = progressBar("seeding decisions");
