@@ -259,3 +259,56 @@ Deno.test("createDecisionLog() refuses a batch size below 1", async () => {
   assert.throws(() => createDecisionLog(database.db, { batchSize: 0, flushIntervalMs: 10 }), RangeError);
   database.close();
 });
+
+Deno.test("decision log: rows that arrive during a write wait for the interval, unless a full batch or durable", async () => {
+  for (const durable of [false, true]) {
+    const database = await openDatabase(":memory:");
+    const writes: { rows: number; at: number }[] = [];
+    let release: () => void = () => {};
+    let hang = true;
+    const t0 = performance.now();
+    const log = createDecisionLog(database.db, {
+      batchSize: 4,
+      flushIntervalMs: 150,
+      durable,
+      write: (rows) => {
+        writes.push({ rows: rows.length, at: performance.now() - t0 });
+        if (!hang) return Promise.resolve();
+        hang = false;
+        return new Promise<void>((r) => release = r);
+      },
+    });
+    const acks: Promise<void>[] = [];
+    const append = (n: number) => {
+      for (let i = 0; i < n; i++) {
+        const ack = log.append(decision());
+        if (ack) acks.push(ack);
+      }
+    };
+    append(durable ? 1 : 4); // a full batch (durable: the first row) starts a write, which hangs
+    await until(() => writes.length === 1);
+    append(2); // fewer than a batch, while it is in flight
+    release();
+    await until(() => log.backlog() === 0, 2_000);
+    assert.deepEqual(writes.map((w) => w.rows), durable ? [1, 2] : [4, 2], `durable ${durable}`);
+    if (durable) assert.ok(writes[1].at < 100, `durable: the second write at ${writes[1].at} ms`);
+    else assert.ok(writes[1].at >= 140, `the second write at ${writes[1].at} ms, not before the interval`);
+    await Promise.all(acks);
+
+    if (!durable) {
+      // A full batch that arrives during a write is written right after it.
+      writes.length = 0;
+      hang = true;
+      append(4);
+      await until(() => writes.length === 1);
+      append(4);
+      release();
+      await until(() => log.backlog() === 0, 2_000);
+      assert.deepEqual(writes.map((w) => w.rows), [4, 4]);
+      assert.ok(writes[1].at - writes[0].at < 100, `${writes[1].at - writes[0].at} ms between two full batches`);
+    }
+    await Promise.all(acks);
+    await log.close();
+    database.close();
+  }
+});
