@@ -105,33 +105,45 @@ async function exchange(port: number, bytes: Uint8Array): Promise<void> {
   }
 }
 
+/** A guard's request framer, with the peer field it puts in; the bytes it passes on from `text`, and itself. */
+function throughFramer(text: string): { framer: Http1Framer; forwarded: Uint8Array } {
+  const framer = new Http1Framer({
+    side: "request",
+    maxHeadBytes: 16384,
+    extraFields: { names: [FIELD], lines: enc.encode(`${FIELD}: ${PEER}\r\n`) },
+  });
+  const parts = framer.push(enc.encode(text));
+  const forwarded = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+  parts.reduce((at, p) => (forwarded.set(p, at), at + p.length), 0);
+  return { framer, forwarded };
+}
+
+/** A `Deno.serve` on loopback that records each request its handler gets (body null when reading it failed). */
+function recordingServer(): { server: Deno.HttpServer<Deno.NetAddr>; seen: Seen[] } {
+  const seen: Seen[] = [];
+  const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, async (req) => {
+    let body: string | null;
+    try {
+      body = await req.text();
+    } catch {
+      body = null; // a refused body: the head reached the handler, which is what is checked
+    }
+    seen.push({ method: req.method, path: new URL(req.url).pathname, peer: req.headers.get(FIELD), body });
+    return new Response("ok");
+  });
+  return { server, seen };
+}
+
 Deno.test({
   name: "Http1Framer and Deno's HTTP server: every request the handler gets carries the guard's peer field, and both " +
     "agree on the messages of a case both accept",
   sanitizeResources: false,
   sanitizeOps: false,
   async fn() {
-    const seen: Seen[] = [];
-    const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, async (req) => {
-      let body: string | null;
-      try {
-        body = await req.text();
-      } catch {
-        body = null;
-      }
-      seen.push({ method: req.method, path: new URL(req.url).pathname, peer: req.headers.get(FIELD), body });
-      return new Response("ok");
-    });
+    const { server, seen } = recordingServer();
     try {
       for (const [what, request, accepted] of CASES) {
-        const framer = new Http1Framer({
-          side: "request",
-          maxHeadBytes: 16384,
-          extraFields: { names: [FIELD], lines: enc.encode(`${FIELD}: ${PEER}\r\n`) },
-        });
-        const parts = framer.push(enc.encode(request + NEXT));
-        const forwarded = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-        parts.reduce((at, p) => (forwarded.set(p, at), at + p.length), 0);
+        const { framer, forwarded } = throughFramer(request + NEXT);
         seen.length = 0;
         if (forwarded.length > 0) await exchange(server.addr.port, forwarded);
         for (const s of seen) assert.equal(s.peer, PEER, `${what}: ${s.method} ${s.path} reached the handler`);
@@ -198,28 +210,12 @@ Deno.test({
   sanitizeResources: false,
   sanitizeOps: false,
   async fn() {
-    const seen: { path: string; peer: string | null }[] = [];
-    const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, async (req) => {
-      try {
-        await req.text();
-      } catch {
-        // a refused body: the head reached the handler, which is what is checked
-      }
-      seen.push({ path: new URL(req.url).pathname, peer: req.headers.get(FIELD) });
-      return new Response("ok");
-    });
+    const { server, seen } = recordingServer();
     let reachedNext = 0;
     try {
       await fc.assert(
         fc.asyncProperty(fc.array(requestArbitrary(), { minLength: 1, maxLength: 2 }), async (requests) => {
-          const framer = new Http1Framer({
-            side: "request",
-            maxHeadBytes: 16384,
-            extraFields: { names: [FIELD], lines: enc.encode(`${FIELD}: ${PEER}\r\n`) },
-          });
-          const parts = framer.push(enc.encode(requests.join("") + NEXT));
-          const forwarded = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-          parts.reduce((at, p) => (forwarded.set(p, at), at + p.length), 0);
+          const { forwarded } = throughFramer(requests.join("") + NEXT);
           seen.length = 0;
           if (forwarded.length > 0) await exchange(server.addr.port, forwarded);
           for (const s of seen) assert.equal(s.peer, PEER, `${s.path} reached the handler`);
