@@ -4,7 +4,7 @@
  *
  *   deno task eval [--dataset FILE] [--models DIR] [--out DIR] [--protocol deploy|pool] [--dmd-dataset FILE]
  *                  [--seeds 1,2,3] [--offload-rate 0.2] [--target soft|hard] [--features auto|SET] [--folds 5]
- *                  [--epochs 60] [--resamples 500] [--consistency]
+ *                  [--epochs 60] [--resamples 500] [--consistency] [--cloud-runtime auto|native|wasm]
  *
  * Protocols (where the unlabeled DMD traffic comes from matters):
  *  - deploy (default): per seed, the dataset is split in two halves by subject (at random when the rows carry fewer
@@ -32,6 +32,10 @@
  * its length, switcher/consistency.ts), which the served feature vector does not carry yet: `measured: consistency`
  * (the distance between the two answers as a rule) and `measured: mlp:confidence+quality+consistency`, fitted on the
  * pool like the candidates; both are reported, neither can be installed.
+ *
+ * --cloud-runtime: where the reference cloud server runs the cloud model when `CLOUD_URL` is not set: auto (native
+ * onnxruntime where it loads, else WASM), native, or wasm (the same outputs bit for bit on every CPU; native
+ * onnxruntime picks its kernels by the CPU's instruction set). `deno task eval:record` uses wasm.
  *
  * Outputs in --out (default build/eval): eval.json (every figure, per seed and aggregated, and the plotted curves),
  * eval.md (the tables) and curves.svg (scripts/eval_figure.ts: accuracy against offload for the switcher dmd
@@ -66,7 +70,7 @@ import { progressBar } from "./progress.ts";
 const DEFAULT_DATASET = "datasets/mocap/test.jsonl.gz";
 const USAGE = `usage: deno task eval [--dataset FILE] [--models DIR] [--out DIR] [--protocol deploy|pool]
   [--dmd-dataset FILE] [--seeds 1,2,3] [--offload-rate 0.2] [--target soft|hard] [--features auto|SET] [--folds 5]
-  [--epochs 60] [--resamples 500] [--consistency]`;
+  [--epochs 60] [--resamples 500] [--consistency] [--cloud-runtime auto|native|wasm]`;
 const args = parseFlags({
   dataset: { type: "string", default: DEFAULT_DATASET },
   models: { type: "string" },
@@ -81,6 +85,7 @@ const args = parseFlags({
   epochs: { type: "string", default: "60" },
   resamples: { type: "string", default: "500" },
   consistency: { type: "boolean", default: false },
+  "cloud-runtime": { type: "string", default: "auto" },
 }, USAGE);
 function fail(message: string): never {
   usageError(`Cannot evaluate: ${message}`, USAGE);
@@ -97,6 +102,8 @@ if (!(epochs >= 1) || !Number.isInteger(resamples) || resamples < 2) fail("--epo
 if (args.protocol !== "deploy" && args.protocol !== "pool") fail(`--protocol must be deploy or pool`);
 if (args.protocol === "pool" && !args["dmd-dataset"]) fail("the pool protocol needs --dmd-dataset FILE");
 if (args.target !== "soft" && args.target !== "hard") fail("--target must be soft or hard");
+const cloudRuntime = args["cloud-runtime"] as "auto" | "native" | "wasm";
+if (!["auto", "native", "wasm"].includes(cloudRuntime)) fail("--cloud-runtime must be auto, native or wasm");
 if (args.features !== "auto" && !(FEATURE_SETS as readonly string[]).includes(args.features!)) {
   fail(`--features must be auto or one of ${FEATURE_SETS.join(", ")}`);
 }
@@ -115,7 +122,7 @@ const server = config.cloudUrl ? null : await startReferenceServer({
   port: 0,
   modelsDir,
   modelName: config.cloudModelName,
-  runtime: "auto",
+  runtime: cloudRuntime,
 });
 const cloud = createOipClient({
   baseUrl: config.cloudUrl ?? server!.url,
@@ -195,6 +202,7 @@ function runSeed(
   poolPairs: CollectedPair[],
   poolGroups: (string | null)[],
   evalPairs: CollectedPair[],
+  evalGroups: (string | null)[],
   split: string,
   consistency: Consistency | null,
 ): { run: SeedRun; curves: SeedCurves } {
@@ -299,6 +307,7 @@ function runSeed(
       poolRows: poolPairs.length,
       evalRows: evalPairs.length,
       split,
+      groups: { pool: distinctGroups(poolGroups), evaluated: distinctGroups(evalGroups) },
       installed: installedName,
       gate: verdict.reason,
       folds: `${selection.folds.k} by ${selection.folds.basis}${
@@ -323,6 +332,9 @@ function runSeed(
   };
 }
 
+/** The distinct groups (subjects) of some rows, sorted; a row without one counts as "". */
+const distinctGroups = (groups: (string | null)[]) => [...new Set(groups.map((g) => g ?? ""))].sort();
+
 /** One seed's curves for the figure (accuracy against offload rate, fractions). */
 type SeedCurves = Record<keyof FigureCurves, { rate: number; accuracy: number }[]>;
 
@@ -338,11 +350,13 @@ try {
     let poolPairs: CollectedPair[];
     let poolGroups: (string | null)[];
     let evalPairs: CollectedPair[];
+    let evalGroups: (string | null)[];
     let split: string;
     if (dmdPool) {
       poolPairs = dmdPool.pairs;
       poolGroups = dmdPool.subjects;
       evalPairs = pairs;
+      evalGroups = test.subjects;
       split = `DMD pool ${args["dmd-dataset"]}, all of ${args.dataset} evaluated`;
     } else {
       const subjects = [...new Set(test.subjects.map((s) => s ?? ""))].sort();
@@ -360,12 +374,13 @@ try {
       poolPairs = pairs.filter((_, i) => inPool(i));
       poolGroups = test.subjects.filter((_, i) => inPool(i));
       evalPairs = pairs.filter((_, i) => !inPool(i));
+      evalGroups = test.subjects.filter((_, i) => !inPool(i));
     }
     console.error(`seed ${seed}: choosing on ${poolPairs.length} pool pairs, evaluating on ${evalPairs.length}`);
     const consistency = test.consistency && dmdPool?.consistency
       ? new Map([...test.consistency, ...dmdPool.consistency])
       : test.consistency;
-    const seedRun = runSeed(seed, poolPairs, poolGroups, evalPairs, split, consistency);
+    const seedRun = runSeed(seed, poolPairs, poolGroups, evalPairs, evalGroups, split, consistency);
     runs.push(seedRun.run);
     curves.push(seedRun.curves);
   }

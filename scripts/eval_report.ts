@@ -12,6 +12,8 @@ export interface SeedRun {
   poolRows: number;
   evalRows: number;
   split: string;
+  /** The groups (subjects) of the pool's rows and of the evaluated rows; disjoint when the split is by subject. */
+  groups: { pool: string[]; evaluated: string[] };
   /** What dmd installs: the chosen candidate, or the served switcher kept when the gate refused it. */
   installed: string;
   /** The gate's verdict on the chosen candidate. */
@@ -108,26 +110,39 @@ function d(x: { difference: { mean: number }; standardError: number }, fmt: (v: 
   })`;
 }
 
+/** A mean difference over seeds with its mean paired SE. */
+export interface MeanDifference {
+  difference: { mean: number; sd: number };
+  standardError: number;
+}
+
+/** The installed switcher against one rule bar: per seed the bar's rule, and the mean differences to it. */
+export interface InstalledBar {
+  bar: string;
+  rules: string[];
+  auc: MeanDifference;
+  /** At the first offload rate of the accuracy columns (10%). */
+  acc: MeanDifference;
+  area: MeanDifference;
+}
+
 /**
  * The installed switcher against both bars, each difference a mean over seeds with its mean paired SE: the rule best
  * on the evaluation half (chosen in hindsight, the hardest bar) and the rule the pool's cross-validation ranks best
- * (the bar a deployer without labels has). A bar is met when the difference is at least −0.5 SE.
+ * (the bar a deployer without labels has).
  *
  * @param runs one per seed
  * @param rows {@link aggregate} of the runs
- * @param rate the first offload rate of the accuracy columns
- * @returns a Markdown heading, note and table
+ * @returns the two bars (hindsight first), or none when the runs have no installed row
  */
-export function barsTable(runs: SeedRun[], rows: ReturnType<typeof aggregate>, rate: number): string[] {
+export function installedBars(runs: SeedRun[], rows: ReturnType<typeof aggregate>): InstalledBar[] {
   const installed = rows.find((r) => r.name === "installed by dmd");
   if (!installed) return [];
   const vsPool = (get: (v: PolicyComparison["vsBaseline"]) => { difference: number; standardError: number }) => ({
     difference: spread(runs.map((r) => get(r.installedVsPoolRule).difference)),
     standardError: spread(runs.map((r) => get(r.installedVsPoolRule).standardError)).mean,
   });
-  const met = (...xs: { difference: { mean: number }; standardError: number }[]) =>
-    xs.every((x) => x.difference.mean >= -0.5 * x.standardError) ? "yes" : "no";
-  const bars = [
+  return [
     {
       bar: "the rule best on the evaluation half (in hindsight)",
       rules: runs.map((r) => r.bestRule),
@@ -143,6 +158,24 @@ export function barsTable(runs: SeedRun[], rows: ReturnType<typeof aggregate>, r
       area: vsPool((v) => v.accuracyArea),
     },
   ];
+}
+
+/** A bar is met when the mean difference is at least −0.5 of its SE. */
+export const barMet = (x: MeanDifference): boolean => x.difference.mean >= -0.5 * x.standardError;
+
+/**
+ * The installed switcher against both rule bars ({@link installedBars}) as a Markdown table. A bar is met when both
+ * differences (disagreement AUC and accuracy at the first rate) are at least −0.5 SE.
+ *
+ * @param runs one per seed
+ * @param rows {@link aggregate} of the runs
+ * @param rate the first offload rate of the accuracy columns
+ * @returns a Markdown heading, note and table
+ */
+export function barsTable(runs: SeedRun[], rows: ReturnType<typeof aggregate>, rate: number): string[] {
+  const bars = installedBars(runs, rows);
+  if (bars.length === 0) return [];
+  const met = (...xs: MeanDifference[]) => (xs.every(barMet) ? "yes" : "no");
   return [
     "### The installed switcher against the confidence rules",
     "",

@@ -120,6 +120,7 @@ function seedRun(seed: number, over: Partial<SeedRun>): SeedRun {
     poolRows: 10,
     evalRows: 10,
     split: "a random half",
+    groups: { pool: [""], evaluated: [""] },
     installed: "mlp:all",
     gate: "not worse on held-out folds",
     folds: "5 by random",
