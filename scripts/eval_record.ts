@@ -13,7 +13,8 @@
  * absent) and the 3D cross-view set (new camera sector and new performers; `datasets/models/cross-view-3d`). The cloud
  * model runs on onnxruntime-web (`--cloud-runtime wasm`), whose outputs are the same bit for bit on every CPU, so the
  * record is reproducible: `--check docs/routing-record.json` compares a fresh run with the committed record and exits
- * 1 on any drift (a changed choice, or a figure off by more than {@link TOLERANCE}); `--write` replaces it. Each
+ * 1 on any drift (a changed choice, or a figure off by more than {@link TOLERANCE}); `--write` replaces it (only
+ * from a run of every benchmark). Each
  * benchmark's full report is in `--out/NAME/` (eval.md, eval.json, curves.svg), the record in `--out/record.json` and
  * `--out/record.md`.
  *
@@ -325,6 +326,14 @@ async function main(): Promise<number> {
   const committed = args.check ? JSON.parse(await Deno.readTextFile(args.check)) as RoutingRecord : null;
   const benchmarks = BENCHMARKS.filter((b) => only.includes(b.name))
     .map((b) => (b.name === "hapt" ? { ...b, dataset: args.hapt! } : b));
+  if (args.write) {
+    // The record of reference has every benchmark: a partial run would drop the others from it.
+    const missing = BENCHMARKS.filter((b) => !benchmarks.some((x) => x.name === b.name)).map((b) => b.name);
+    for (const b of benchmarks) if (!(await exists(b.dataset))) missing.push(`${b.name} (${b.dataset} is absent)`);
+    if (missing.length) {
+      usageError(`Cannot record: --write needs every benchmark; not run: ${missing.join(", ")}`, USAGE);
+    }
+  }
   const records: BenchmarkRecord[] = [];
   const skipped: RoutingRecord["skipped"] = [];
   let settings: RoutingRecord["settings"] | null = null;

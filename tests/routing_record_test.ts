@@ -144,6 +144,35 @@ Deno.test("eval:record Markdown: one row per benchmark with signed differences, 
   assert.match(md, /Targets: every benchmark met: yes; one higher by at least 1 SE on both measures: no\./);
 });
 
+Deno.test("eval:record refuses an unknown benchmark, bad seeds and a --write that would drop a benchmark", async () => {
+  const run = async (...args: string[]) => {
+    const r = await new Deno.Command(Deno.execPath(), {
+      args: ["task", "--quiet", "eval:record", ...args],
+      cwd: ROOT,
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    return { code: r.code, stderr: new TextDecoder().decode(r.stderr).trim() };
+  };
+  const usage = " (usage: deno task eval:record --help)";
+  assert.deepEqual(await run("--only", "nope"), {
+    code: 2,
+    stderr: `Cannot record: unknown benchmark nope (default, hapt, cross-view-3d)${usage}`,
+  });
+  assert.deepEqual(await run("--seeds", "1,x"), {
+    code: 2,
+    stderr: `Cannot record: --seeds must be integers, e.g. 1,2,3${usage}`,
+  });
+  assert.deepEqual(await run("--only", "hapt", "--write", "/tmp/never-written.json"), {
+    code: 2,
+    stderr: `Cannot record: --write needs every benchmark; not run: default, cross-view-3d${usage}`,
+  });
+  assert.deepEqual(await run("--hapt", "/absent/hapt.jsonl.gz", "--write", "/tmp/never-written.json"), {
+    code: 2,
+    stderr: `Cannot record: --write needs every benchmark; not run: hapt (/absent/hapt.jsonl.gz is absent)${usage}`,
+  });
+});
+
 /** Checks that hold for any data: what the deploy protocol and the eval promise, read off the record. */
 function checkInvariants(b: BenchmarkRecord): void {
   const names = b.policies.map((p) => p.name);
