@@ -67,9 +67,10 @@ export const BENCHMARKS: readonly Benchmark[] = [
 /** Figures may differ by this much (absolute) before --check calls it drift; the choices must match exactly. */
 export const TOLERANCE = 1e-6;
 
-/** A mean difference over seeds, its mean paired SE and z. */
+/** A mean difference over seeds, its sample SD over seeds, its mean paired SE and z. */
 export interface Difference {
   difference: number;
+  seedSd: number;
   standardError: number;
   z: number | null;
 }
@@ -129,6 +130,7 @@ export interface EvalJson {
 
 const difference = (x: MeanDifference): Difference => ({
   difference: x.difference.mean,
+  seedSd: x.difference.sd,
   standardError: x.standardError,
   z: x.standardError > 0 ? x.difference.mean / x.standardError : null,
 });
