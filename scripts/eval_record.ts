@@ -117,7 +117,7 @@ export interface RoutingRecord {
   benchmarks: BenchmarkRecord[];
   /** The benchmarks that were not run, with the reason. */
   skipped: { name: string; reason: string }[];
-  /** Issue targets: every benchmark's hindsight bar met, and one benchmark higher by at least 1 SE on both. */
+  /** The routing targets: every benchmark's hindsight bar met, and one benchmark higher by at least 1 SE on both. */
   targets: { everyBarMet: boolean; oneHigherByOneSe: boolean };
 }
 
