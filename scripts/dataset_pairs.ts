@@ -12,7 +12,7 @@ import type { EngineInit } from "../workers/protocol.ts";
 import { createWorkerPool } from "../workers/pool.ts";
 import { flattenFrames } from "../sequence/preprocess.ts";
 import { toModelTime } from "../sequence/window.ts";
-import { type DatasetRow, readDataset } from "./dataset.ts";
+import { type DatasetRow, datasetRows, labelCheck } from "./dataset.ts";
 
 /**
  * Copy a model set's files into another folder, so a script can install switchers without touching the original.
@@ -34,50 +34,83 @@ export interface DatasetItem {
   trueLabel: string | null;
 }
 
+/** A dataset row without its frames: what the scripts keep of a row once its input window is made. */
+export type DatasetMeta = Omit<DatasetRow, "frames">;
+
+/** Options of {@link readDatasetItems}. */
+export interface ItemOptions {
+  /** Rows with more frames are skipped. @default 100_000 */
+  maxFrames?: number;
+  /** Items carry the row's label as their true label. @default false */
+  keepLabels?: boolean;
+}
+
 /**
- * Dataset rows as the edge model's inputs, in the span of time the model reads, as the service takes a request
- * (sequence/window.ts: resampled to the model's rate, the most recent window). Rows of another layout, or whose
- * frames do not fit the model (joints, channels, at most `maxFrames` frames, finite numbers, at least the frames the
- * model reads), are skipped and counted.
- *
- * @param rows the dataset's rows
- * @param edge the edge model's spec
- * @param options `maxFrames` (default 100,000), `keepLabels` (default false: items carry no true label)
- * @returns the items, the rows they came from (same order) and how many were skipped
+ * One dataset row as the edge model's input, in the span of time the model reads, as the service takes a request
+ * (sequence/window.ts: resampled to the model's rate, the most recent window); null for a row of another layout, or
+ * whose frames do not fit the model (joints, channels, at most `maxFrames` frames, finite numbers, at least the
+ * frames the model reads).
  */
-export function datasetItems(
-  rows: DatasetRow[],
+function rowItem(r: DatasetRow, edge: ClassifierSpec, options: ItemOptions): DatasetItem | null {
+  if (r.layout !== edge.layout) return null;
+  let timed;
+  try {
+    const flat = flattenFrames(r.frames, {
+      joints: edge.joints,
+      channels: edge.channels,
+      maxFrames: options.maxFrames ?? 100_000,
+    });
+    timed = toModelTime(flat.data, {
+      inFrames: flat.length,
+      fps: r.fps,
+      pointSize: edge.joints * edge.channels,
+      model: edge,
+    });
+  } catch {
+    return null;
+  }
+  return {
+    item: { ...timed, layout: r.layout, clientId: String(r.id) },
+    sourceRef: String(r.id),
+    trueLabel: options.keepLabels ? r.label ?? null : null,
+  };
+}
+
+/**
+ * A dataset file as the edge model's inputs, read one row at a time ({@link datasetRows}): only each row's input
+ * window and its fields other than the frames are kept, so a file far larger than memory's share for its parsed
+ * frames can be evaluated (a parsed row takes about 30 bytes a number, a window 4).
+ *
+ * @param path the dataset (JSONL or JSONL.gz)
+ * @param edge the edge model's spec
+ * @param options `maxFrames`, `keepLabels`, and `labels`: check that every row carries one of them (evaluation needs
+ *   ground truth; checked over the whole file before anything is returned)
+ * @returns the items, the rows they came from without their frames (same order) and how many rows were skipped
+ * @throws InputError as {@link datasetRows}; with `labels`, naming the file, the first sequence without a known label
+ *   and how many there are
+ */
+export async function readDatasetItems(
+  path: string,
   edge: ClassifierSpec,
-  options: { maxFrames?: number; keepLabels?: boolean } = {},
-): { items: DatasetItem[]; rows: DatasetRow[]; skipped: number } {
+  options: ItemOptions & { labels?: readonly string[] } = {},
+): Promise<{ items: DatasetItem[]; rows: DatasetMeta[]; skipped: number }> {
+  const check = options.labels ? labelCheck(path, options.labels) : null;
   const items: DatasetItem[] = [];
-  const kept: DatasetRow[] = [];
-  for (const r of rows) {
-    if (r.layout !== edge.layout) continue;
-    let timed;
-    try {
-      const flat = flattenFrames(r.frames, {
-        joints: edge.joints,
-        channels: edge.channels,
-        maxFrames: options.maxFrames ?? 100_000,
-      });
-      timed = toModelTime(flat.data, {
-        inFrames: flat.length,
-        fps: r.fps,
-        pointSize: edge.joints * edge.channels,
-        model: edge,
-      });
-    } catch {
+  const kept: DatasetMeta[] = [];
+  let skipped = 0;
+  for await (const r of datasetRows(path)) {
+    check?.see(r);
+    const item = rowItem(r, edge, options);
+    if (!item) {
+      skipped++;
       continue;
     }
-    items.push({
-      item: { ...timed, layout: r.layout, clientId: String(r.id) },
-      sourceRef: String(r.id),
-      trueLabel: options.keepLabels ? r.label ?? null : null,
-    });
-    kept.push(r);
+    items.push(item);
+    const { frames: _frames, ...meta } = r;
+    kept.push(meta);
   }
-  return { items, rows: kept, skipped: rows.length - kept.length };
+  check?.finish();
+  return { items, rows: kept, skipped };
 }
 
 /**
@@ -100,7 +133,7 @@ export async function datasetPairs(
   },
 ): Promise<CollectedPair[]> {
   const { manifest } = options;
-  const { items } = datasetItems(await readDataset(path), manifest.edge, { keepLabels: options.keepLabels });
+  const { items } = await readDatasetItems(path, manifest.edge, { keepLabels: options.keepLabels });
   const server = options.cloudUrl ? null : await startReferenceServer({
     host: "127.0.0.1",
     port: 0,

@@ -51,8 +51,7 @@ import { candidatesFor } from "../switcher/candidates.ts";
 import { gateSelection, gateWithFallback, selectionSummary, selectSwitcher } from "../switcher/selection.ts";
 import { loadModelSet } from "../workers/artefacts.ts";
 import { createWorkerPool } from "../workers/pool.ts";
-import { readDataset } from "./dataset.ts";
-import { datasetItems } from "./dataset_pairs.ts";
+import { readDatasetItems } from "./dataset_pairs.ts";
 import { parseFlags, usageError } from "./cli.ts";
 import { progressBar } from "./progress.ts";
 import { runHopDmd } from "./dmd_hop.ts";
@@ -152,7 +151,7 @@ const database = await openDatabase(config.databaseUrl, { authToken: config.data
 async function corpusPairs(
   path: string,
 ): Promise<{ pairs: CollectedPair[]; cloudFailures: number; groups: (string | null)[] }> {
-  const { items, rows, skipped: invalid } = datasetItems(await readDataset(path), edgeSpec, {
+  const { items, rows, skipped: invalid } = await readDatasetItems(path, edgeSpec, {
     maxFrames: config.maxFrames,
     keepLabels: true,
   });

@@ -60,11 +60,10 @@ import { fitCandidate, scoreFitted } from "../switcher/fit.ts";
 import { gateWithFallback, selectSwitcher } from "../switcher/selection.ts";
 import { loadModelSet } from "../workers/artefacts.ts";
 import { createWorkerPool } from "../workers/pool.ts";
-import { type DatasetRow, readDataset, readLabelledDataset } from "./dataset.ts";
 import { parseFlags, usageError } from "./cli.ts";
 import { aggregate, type EvalCost, markdown, type SeedRun } from "./eval_report.ts";
 import { type FigureCurves, figureData, meanCurvePct, renderFigure } from "./eval_figure.ts";
-import { datasetItems } from "./dataset_pairs.ts";
+import { readDatasetItems } from "./dataset_pairs.ts";
 import { progressBar } from "./progress.ts";
 
 const DEFAULT_DATASET = "datasets/mocap/test.jsonl.gz";
@@ -115,8 +114,12 @@ const modelsDir = args.models ?? config.modelsDir;
 const { manifest, init } = await loadModelSet(modelsDir, { warmupRuns: 1 });
 const edgeSpec = manifest.edge;
 const labels = edgeSpec.labels;
-// Ground truth is checked before any model runs (unlabeled traffic belongs in --dmd-dataset).
-await readLabelledDataset(args.dataset!, labels);
+// The inputs are read (one row at a time, keeping the model's window of each) and ground truth checked before any
+// model runs (unlabeled traffic belongs in --dmd-dataset).
+const testInputs = await readDatasetItems(args.dataset!, edgeSpec, { keepLabels: true, labels });
+const poolInputs = args.protocol === "pool"
+  ? await readDatasetItems(args["dmd-dataset"]!, edgeSpec, { keepLabels: true })
+  : null;
 const server = config.cloudUrl ? null : await startReferenceServer({
   host: "127.0.0.1",
   port: 0,
@@ -138,11 +141,12 @@ type Consistency = Map<string, { distance: number; flipped: number }>;
 
 /** Both models over a dataset; each pair with its row's subject (and its self-consistency with --consistency). */
 async function outputsOf(
+  inputs: Awaited<ReturnType<typeof readDatasetItems>>,
   path: string,
   name: string,
 ): Promise<{ pairs: CollectedPair[]; subjects: (string | null)[]; consistency: Consistency | null }> {
-  const { items, rows } = datasetItems(await readDataset(path), edgeSpec, { keepLabels: true });
-  const subjectOf = new Map(rows.map((r: DatasetRow) => [String(r.id), r.subject == null ? null : String(r.subject)]));
+  const { items, rows } = inputs;
+  const subjectOf = new Map(rows.map((r) => [String(r.id), r.subject == null ? null : String(r.subject)]));
   // Shifted copies first: the pool takes ownership of (transfers) each input's buffer.
   const shifted = args.consistency ? items.map((b) => timeShifted(b.item.data, b.item.length)) : [];
   const bar = progressBar(name);
@@ -339,11 +343,11 @@ const distinctGroups = (groups: (string | null)[]) => [...new Set(groups.map((g)
 type SeedCurves = Record<keyof FigureCurves, { rate: number; accuracy: number }[]>;
 
 try {
-  const test = await outputsOf(args.dataset!, "evaluation set");
+  const test = await outputsOf(testInputs, args.dataset!, "evaluation set");
   const pairs = test.pairs;
   const edgeMs = pairs.reduce((a, p) => a + p.record.edgeMs, 0) / pairs.length / BATCH;
   const cloudMs = pairs.reduce((a, p) => a + (p.record.cloudMs ?? 0), 0) / pairs.length / BATCH;
-  const dmdPool = args.protocol === "pool" ? await outputsOf(args["dmd-dataset"]!, "DMD pool") : null;
+  const dmdPool = poolInputs ? await outputsOf(poolInputs, args["dmd-dataset"]!, "DMD pool") : null;
   const runs: SeedRun[] = [];
   const curves: SeedCurves[] = [];
   for (const seed of seeds) {
