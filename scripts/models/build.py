@@ -715,7 +715,10 @@ def write_split(path, rows):
     import gzip
     with gzip.open(path, "wt") as f:
         for r in rows:
-            f.write(json.dumps(r, separators=(",", ":")) + "\n")
+            # Frames read as arrays (dataset.read_jsonl) are written as the lists they were read from.
+            frames = r.get("frames")
+            row = {**r, "frames": frames.tolist()} if isinstance(frames, np.ndarray) else r
+            f.write(json.dumps(row, separators=(",", ":")) + "\n")
 
 
 def write_samples(out, rows, count, window, labels, s_edge, s_cloud, prefer=None):
