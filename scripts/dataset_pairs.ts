@@ -12,6 +12,7 @@ import type { EngineInit } from "../workers/protocol.ts";
 import { createWorkerPool } from "../workers/pool.ts";
 import { flattenFrames } from "../sequence/preprocess.ts";
 import { toModelTime } from "../sequence/window.ts";
+import { InputError } from "./cli.ts";
 import { type DatasetRow, datasetRows, labelCheck } from "./dataset.ts";
 
 /**
@@ -47,12 +48,12 @@ export interface ItemOptions {
 
 /**
  * One dataset row as the edge model's input, in the span of time the model reads, as the service takes a request
- * (sequence/window.ts: resampled to the model's rate, the most recent window); null for a row of another layout, or
- * whose frames do not fit the model (joints, channels, at most `maxFrames` frames, finite numbers, at least the
- * frames the model reads).
+ * (sequence/window.ts: resampled to the model's rate, the most recent window); or why the model cannot take it: a row
+ * of another layout, or whose frames do not fit the model (joints, channels, at most `maxFrames` frames, finite
+ * numbers, at least the frames the model reads).
  */
-function rowItem(r: DatasetRow, edge: ClassifierSpec, options: ItemOptions): DatasetItem | null {
-  if (r.layout !== edge.layout) return null;
+function rowItem(r: DatasetRow, edge: ClassifierSpec, options: ItemOptions): DatasetItem | { skip: string } {
+  if (r.layout !== edge.layout) return { skip: `layout "${r.layout}", the edge model takes "${edge.layout}"` };
   let timed;
   try {
     const flat = flattenFrames(r.frames, {
@@ -66,14 +67,41 @@ function rowItem(r: DatasetRow, edge: ClassifierSpec, options: ItemOptions): Dat
       pointSize: edge.joints * edge.channels,
       model: edge,
     });
-  } catch {
-    return null;
+  } catch (err) {
+    return { skip: (err as Error).message };
   }
   return {
     item: { ...timed, layout: r.layout, clientId: String(r.id) },
     sourceRef: String(r.id),
     trueLabel: options.keepLabels ? r.label ?? null : null,
   };
+}
+
+/** What {@link readDatasetItems} read. */
+export interface DatasetItems {
+  items: DatasetItem[];
+  /** The rows the items came from, without their frames, in the same order. */
+  rows: DatasetMeta[];
+  /** Rows the edge model cannot take. */
+  skipped: number;
+  /** The first of them and why. */
+  firstSkip: { id: string; reason: string } | null;
+}
+
+/**
+ * A line for the operator when some rows were skipped, e.g. `12 of 3,162 sequences of FILE skipped: the edge model
+ * cannot take them (first "s9": layout "x", the edge model takes "coco17")`; null when none were.
+ *
+ * @param path the dataset file
+ * @param read what {@link readDatasetItems} returned
+ * @returns the line, or null
+ */
+export function skippedLine(path: string, read: DatasetItems): string | null {
+  if (read.skipped === 0) return null;
+  const total = read.items.length + read.skipped;
+  return `${read.skipped} of ${total} sequences of ${path} skipped: the edge model cannot take them (first "${
+    read.firstSkip!.id
+  }": ${read.firstSkip!.reason})`;
 }
 
 /**
@@ -85,24 +113,27 @@ function rowItem(r: DatasetRow, edge: ClassifierSpec, options: ItemOptions): Dat
  * @param edge the edge model's spec
  * @param options `maxFrames`, `keepLabels`, and `labels`: check that every row carries one of them (evaluation needs
  *   ground truth; checked over the whole file before anything is returned)
- * @returns the items, the rows they came from without their frames (same order) and how many rows were skipped
+ * @returns the items, the rows they came from without their frames (same order), how many rows were skipped and the
+ *   first of them with the reason ({@link skippedLine} says it in one line)
  * @throws InputError as {@link datasetRows}; with `labels`, naming the file, the first sequence without a known label
- *   and how many there are
+ *   and how many there are; when the file has rows and the edge model can take none of them
  */
 export async function readDatasetItems(
   path: string,
   edge: ClassifierSpec,
   options: ItemOptions & { labels?: readonly string[] } = {},
-): Promise<{ items: DatasetItem[]; rows: DatasetMeta[]; skipped: number }> {
+): Promise<DatasetItems> {
   const check = options.labels ? labelCheck(path, options.labels) : null;
   const items: DatasetItem[] = [];
   const kept: DatasetMeta[] = [];
   let skipped = 0;
+  let firstSkip: DatasetItems["firstSkip"] = null;
   for await (const r of datasetRows(path)) {
     check?.see(r);
     const item = rowItem(r, edge, options);
-    if (!item) {
+    if ("skip" in item) {
       skipped++;
+      firstSkip ??= { id: String(r.id), reason: item.skip };
       continue;
     }
     items.push(item);
@@ -110,7 +141,15 @@ export async function readDatasetItems(
     kept.push(meta);
   }
   check?.finish();
-  return { items, rows: kept, skipped };
+  const read = { items, rows: kept, skipped, firstSkip };
+  if (items.length === 0 && skipped > 0) {
+    throw new InputError(
+      `Cannot use ${path}: none of its ${skipped} sequences fit the edge model (first "${firstSkip!.id}": ${
+        firstSkip!.reason
+      })`,
+    );
+  }
+  return read;
 }
 
 /**

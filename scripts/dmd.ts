@@ -51,7 +51,7 @@ import { candidatesFor } from "../switcher/candidates.ts";
 import { gateSelection, gateWithFallback, selectionSummary, selectSwitcher } from "../switcher/selection.ts";
 import { loadModelSet } from "../workers/artefacts.ts";
 import { createWorkerPool } from "../workers/pool.ts";
-import { readDatasetItems } from "./dataset_pairs.ts";
+import { readDatasetItems, skippedLine } from "./dataset_pairs.ts";
 import { parseFlags, usageError } from "./cli.ts";
 import { progressBar } from "./progress.ts";
 import { runHopDmd } from "./dmd_hop.ts";
@@ -151,11 +151,11 @@ const database = await openDatabase(config.databaseUrl, { authToken: config.data
 async function corpusPairs(
   path: string,
 ): Promise<{ pairs: CollectedPair[]; cloudFailures: number; groups: (string | null)[] }> {
-  const { items, rows, skipped: invalid } = await readDatasetItems(path, edgeSpec, {
-    maxFrames: config.maxFrames,
-    keepLabels: true,
-  });
-  console.error(`DMD: ${items.length} sequences from ${path} (${invalid} skipped: wrong layout or shape)`);
+  const read = await readDatasetItems(path, edgeSpec, { maxFrames: config.maxFrames, keepLabels: true });
+  const { items, rows } = read;
+  console.error(`DMD: ${items.length} sequences from ${path}`);
+  const skipped = skippedLine(path, read);
+  if (skipped) console.error(`DMD: ${skipped}`);
   const server = config.cloudUrl ? null : await startReferenceServer({
     host: "127.0.0.1",
     port: 0,

@@ -63,7 +63,7 @@ import { createWorkerPool } from "../workers/pool.ts";
 import { parseFlags, usageError } from "./cli.ts";
 import { aggregate, type EvalCost, markdown, type SeedRun } from "./eval_report.ts";
 import { type FigureCurves, figureData, meanCurvePct, renderFigure } from "./eval_figure.ts";
-import { readDatasetItems } from "./dataset_pairs.ts";
+import { readDatasetItems, skippedLine } from "./dataset_pairs.ts";
 import { progressBar } from "./progress.ts";
 
 const DEFAULT_DATASET = "datasets/mocap/test.jsonl.gz";
@@ -120,6 +120,12 @@ const testInputs = await readDatasetItems(args.dataset!, edgeSpec, { keepLabels:
 const poolInputs = args.protocol === "pool"
   ? await readDatasetItems(args["dmd-dataset"]!, edgeSpec, { keepLabels: true })
   : null;
+// Rows the edge model cannot take are not evaluated: said here and in the report, never dropped silently.
+const skipped = [
+  skippedLine(args.dataset!, testInputs),
+  poolInputs && skippedLine(args["dmd-dataset"]!, poolInputs),
+].filter((l): l is string => !!l);
+for (const line of skipped) console.error(`eval: ${line}`);
 const server = config.cloudUrl ? null : await startReferenceServer({
   host: "127.0.0.1",
   port: 0,
@@ -396,6 +402,7 @@ try {
       manifest.switcher?.version ?? "built-in max probability"
     }. DMD: ${args.target} labels, ${folds}-fold grouped cross-validation, features ${args.features}. Cost per ` +
     `sequence: edge ${edgeMs.toFixed(3)} ms, cloud ${cloudMs.toFixed(3)} ms (batches of ${BATCH}, shared machine).`,
+    ...(skipped.length ? ["", ...skipped.map((l) => `Not evaluated: ${l}.`)] : []),
   ].join("\n");
   const cost: EvalCost = {
     edgeMsPerSequence: edgeMs,
@@ -408,6 +415,9 @@ try {
   const md = markdown(runs, rows, { header, offloadRate, rates: RATES, cost, figure: "curves.svg" });
   const data = {
     file: args.dataset!,
+    sequences: testInputs.items.length,
+    skipped: testInputs.skipped,
+    firstSkipped: testInputs.firstSkip,
     description: args.dataset === DEFAULT_DATASET
       ? "motion capture, new cameras and time spans; one performance per action"
       : null,

@@ -29,7 +29,7 @@ import { type CascadeEvaluation, evaluateCascade } from "../switcher/cascade_eva
 import { loadModelSet, readManifest } from "../workers/artefacts.ts";
 import { createWorkerPool } from "../workers/pool.ts";
 import { InputError, parseFlags, usageError } from "./cli.ts";
-import { readDatasetItems } from "./dataset_pairs.ts";
+import { readDatasetItems, skippedLine } from "./dataset_pairs.ts";
 
 const USAGE = `usage: deno task eval:tiers (--dataset FILE | --outputs FILE) [--models DIR] [--out DIR]
   [--cost ms|price] [--steps N] [--seed N] [--limit N] [--json]
@@ -120,11 +120,10 @@ async function fromDataset(path: string): Promise<Collected> {
   }
   const { manifest, init } = await loadModelSet(modelsDir, { warmupRuns: 1 });
   const labels = manifest.cloud.labels;
-  const { items } = await readDatasetItems(path, manifest.edge, {
-    maxFrames: config.maxFrames,
-    keepLabels: true,
-    labels,
-  });
+  const read = await readDatasetItems(path, manifest.edge, { maxFrames: config.maxFrames, keepLabels: true, labels });
+  const { items } = read;
+  const skipped = skippedLine(path, read);
+  if (skipped) console.error(`eval:tiers: ${skipped}`);
   const used = items.slice(0, limit);
   const cloudSpec = manifest.cloud;
   const pointSize = cloudSpec.joints * cloudSpec.channels;

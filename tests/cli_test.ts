@@ -4,6 +4,7 @@
  */
 import assert from "node:assert/strict";
 import { HELP_NOT_RUN, runDeno } from "../scripts/check_readme.ts";
+import { datasetRows } from "../scripts/dataset.ts";
 
 const ROOT = new URL("../", import.meta.url).pathname;
 const TASKS = JSON.parse(Deno.readTextFileSync(`${ROOT}deno.json`)).tasks as Record<string, string>;
@@ -66,16 +67,23 @@ Deno.test("cli: a missing file or folder is one line naming it (exit 1), not a s
   }
 });
 
-Deno.test("cli: a truncated .gz dataset and one with too few usable rows are one line each (exit 1)", async () => {
+Deno.test("cli: a truncated .gz dataset, one the model cannot take and one with too few rows: one line each (exit 1)", async () => {
   const tmp = await Deno.makeTempDir();
   try {
     const gz = await Deno.readFile(`${ROOT}datasets/mocap/test.jsonl.gz`);
     await Deno.writeFile(`${tmp}/cut.jsonl.gz`, gz.subarray(0, 20_000));
-    // A row whose frames have the wrong shape: read, then skipped, so no pair is left.
+    // A row whose frames have the wrong shape: the model can take none of the file.
     await Deno.writeTextFile(
       `${tmp}/bad.jsonl`,
       JSON.stringify({ id: "1", layout: "coco17", fps: 30, frames: [[[1, 2]]], label: "x" }) + "\n",
     );
+    // Five good rows: too few pairs to choose a switcher on.
+    const lines: string[] = [];
+    for await (const r of datasetRows(`${ROOT}datasets/mocap/test.jsonl.gz`)) {
+      lines.push(JSON.stringify(r));
+      if (lines.length === 5) break;
+    }
+    await Deno.writeTextFile(`${tmp}/few.jsonl`, lines.join("\n") + "\n");
     const cut = await task(["dmd", "--dataset", `${tmp}/cut.jsonl.gz`, "--dry-run"]);
     assert.equal(cut.code, 1, cut.stderr);
     assert.match(
@@ -87,9 +95,17 @@ Deno.test("cli: a truncated .gz dataset and one with too few usable rows are one
     assert.equal(bad.code, 1, bad.stderr);
     assert.equal(
       bad.stderr.trim().split("\n").at(-1),
-      "Cannot select a switcher: expected at least 20 usable pairs, got 0",
+      `Cannot use ${tmp}/bad.jsonl: none of its 1 sequences fit the edge model (first "1": Cannot read frames: ` +
+        "expected 17 points in frame 0, got 1)",
     );
     assert.doesNotMatch(bad.stderr, /\n\s+at /, "no stack trace");
+    const few = await task(["dmd", "--dataset", `${tmp}/few.jsonl`, "--dry-run"]);
+    assert.equal(few.code, 1, few.stderr);
+    assert.equal(
+      few.stderr.trim().split("\n").at(-1),
+      "Cannot select a switcher: expected at least 20 usable pairs, got 5",
+    );
+    assert.doesNotMatch(few.stderr, /\n\s+at /, "no stack trace");
   } finally {
     await Deno.remove(tmp, { recursive: true });
   }

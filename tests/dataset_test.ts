@@ -5,7 +5,7 @@
 import assert from "node:assert/strict";
 import { InputError } from "../scripts/cli.ts";
 import { datasetRows, readDataset } from "../scripts/dataset.ts";
-import { readDatasetItems } from "../scripts/dataset_pairs.ts";
+import { readDatasetItems, skippedLine } from "../scripts/dataset_pairs.ts";
 import type { Manifest } from "../wasm-models/manifest.ts";
 
 const EDGE = (JSON.parse(
@@ -46,8 +46,15 @@ Deno.test("readDatasetItems: each row's input window and its fields without the 
       row("e", null),
     ],
     async (path) => {
-      const { items, rows, skipped } = await readDatasetItems(path, EDGE, { keepLabels: true });
+      const read = await readDatasetItems(path, EDGE, { keepLabels: true });
+      const { items, rows, skipped } = read;
       assert.equal(skipped, 2); // another layout; a point size the model does not take
+      assert.deepEqual(read.firstSkip, { id: "c", reason: 'layout "other", the edge model takes "tiny"' });
+      assert.equal(
+        skippedLine(path, read),
+        `2 of 5 sequences of ${path} skipped: the edge model cannot take them (first "c": layout "other", the edge ` +
+          'model takes "tiny")',
+      );
       assert.deepEqual(rows, [
         { id: "a", label: "walk", subject: "s-a", fps: 10, layout: "tiny" },
         { id: "b", label: "run", subject: "s-b", fps: 10, layout: "tiny" },
@@ -68,6 +75,31 @@ Deno.test("readDatasetItems: each row's input window and its fields without the 
       assert.deepEqual(unlabeled.items.map((i) => i.trueLabel), [null, null, null]);
     },
   );
+});
+
+Deno.test("readDatasetItems: a file none of whose rows the model can take is refused, saying why; none is fine", async () => {
+  await withFile(
+    [{ ...row("a", "walk"), frames: [[[0, 0, 0]]] }, { ...row("b", "run"), layout: "other" }],
+    async (path) => {
+      await assert.rejects(readDatasetItems(path, EDGE), (err: Error) => {
+        assert.ok(err instanceof InputError);
+        assert.equal(
+          err.message,
+          `Cannot use ${path}: none of its 2 sequences fit the edge model (first "a": Cannot read frames: expected 2 ` +
+            "points in frame 0, got 1)",
+        );
+        return true;
+      });
+    },
+  );
+  await withFile([row("a", "walk")], async (path) => {
+    const read = await readDatasetItems(path, EDGE);
+    assert.equal(read.firstSkip, null);
+    assert.equal(skippedLine(path, read), null);
+  });
+  await withFile([], async (path) => {
+    assert.deepEqual(await readDatasetItems(path, EDGE), { items: [], rows: [], skipped: 0, firstSkip: null });
+  });
 });
 
 Deno.test("readDatasetItems with labels: unlabeled or unknown labels are refused, naming the first", async () => {
