@@ -111,6 +111,44 @@ Deno.test("cli: a truncated .gz dataset, one the model cannot take and one with 
   }
 });
 
+Deno.test("cli: eval names the rows the edge model cannot take, on stderr, in eval.md and in eval.json", async () => {
+  const tmp = await Deno.makeTempDir();
+  try {
+    const lines: string[] = [];
+    let n = 0;
+    for await (const r of datasetRows(`${ROOT}datasets/mocap/test.jsonl.gz`)) {
+      // Every 37th row of the 3,000, so that every action is there.
+      if (n++ % 37 === 0) lines.push(JSON.stringify(r));
+      if (lines.length === 80) break;
+    }
+    lines.splice(3, 0, JSON.stringify({ id: "short", label: "walk", layout: "coco17", fps: 30, frames: [[[1, 2]]] }));
+    await Deno.writeTextFile(`${tmp}/mixed.jsonl`, lines.join("\n") + "\n");
+    const out = `${tmp}/eval`;
+    const run = await task([
+      "eval",
+      "--dataset",
+      `${tmp}/mixed.jsonl`,
+      "--seeds",
+      "1",
+      "--resamples",
+      "20",
+      "--epochs",
+      "5",
+      "--out",
+      out,
+    ]);
+    assert.equal(run.code, 0, run.stderr);
+    const line = `1 of 81 sequences of ${tmp}/mixed.jsonl skipped: the edge model cannot take them (first "short": ` +
+      "Cannot read frames: expected 17 points in frame 0, got 1)";
+    assert.ok(run.stderr.includes(`eval: ${line}`), run.stderr);
+    assert.ok((await Deno.readTextFile(`${out}/eval.md`)).includes(`Not evaluated: ${line}.`));
+    const json = JSON.parse(await Deno.readTextFile(`${out}/eval.json`));
+    assert.deepEqual([json.data.sequences, json.data.skipped, json.data.firstSkipped.id], [80, 1, "short"]);
+  } finally {
+    await Deno.remove(tmp, { recursive: true });
+  }
+});
+
 Deno.test("cli: a retrain that fails is one line, exit 1, and releases its lock", async () => {
   const tmp = await Deno.makeTempDir();
   try {
