@@ -1,8 +1,8 @@
 /**
  * Prepared write statements kept per libSQL connection. `@libsql/client` prepares every statement anew on each call
- * (`executeStmt` calls `prepare`), and the decision writer's flush is one `insert` of up to 200 rows with some 6,000
- * parameters: preparing that text is about two fifths of the flush (`deno task bench:dbprocess`: "write of 200
- * decisions", statement cache on and off). Installed once for the process by `db/direct_client.ts`, under every local
+ * (`executeStmt` calls `prepare`), and the decision writer's flush is one `insert` of up to 200 rows with 8,000
+ * parameters: preparing that text is about a fifth of the flush (`deno task bench:dbprocess`: "write of 200
+ * decisions", statement cache on and off, x0.76-0.80). Installed once for the process by `db/direct_client.ts`, under every local
  * client: the service's database process, scripts and tests alike.
  *
  * Only statements that return no rows are kept (inserts, updates, deletes, `BEGIN`/`COMMIT`): a write is run to the

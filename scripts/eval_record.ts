@@ -326,27 +326,33 @@ async function main(): Promise<number> {
   const unknown = only.filter((n) => !names.includes(n));
   if (unknown.length) usageError(`Cannot record: unknown benchmark ${unknown.join(", ")} (${names.join(", ")})`, USAGE);
   const committed = args.check ? JSON.parse(await Deno.readTextFile(args.check)) as RoutingRecord : null;
-  const benchmarks = BENCHMARKS.filter((b) => only.includes(b.name))
-    .map((b) => (b.name === "hapt" ? { ...b, dataset: args.hapt! } : b));
+  const benchmarks = BENCHMARKS.filter((b) => only.includes(b.name));
+  /** Where each benchmark's data is read from (`--hapt` moves HAPT's); the record keeps the benchmark's own path. */
+  const dataOf = (b: Benchmark) => (b.name === "hapt" ? args.hapt! : b.dataset);
+  const skipped: RoutingRecord["skipped"] = [];
+  for (const b of benchmarks) {
+    if (!(await exists(dataOf(b)))) skipped.push({ name: b.name, reason: `${dataOf(b)} is absent` });
+  }
   if (args.write) {
     // The record of reference has every benchmark: a partial run would drop the others from it.
-    const missing = BENCHMARKS.filter((b) => !benchmarks.some((x) => x.name === b.name)).map((b) => b.name);
-    for (const b of benchmarks) if (!(await exists(b.dataset))) missing.push(`${b.name} (${b.dataset} is absent)`);
+    const missing = [
+      ...BENCHMARKS.filter((b) => !benchmarks.includes(b)).map((b) => b.name),
+      ...skipped.map((s) => `${s.name} (${s.reason})`),
+    ];
     if (missing.length) {
       usageError(`Cannot record: --write needs every benchmark; not run: ${missing.join(", ")}`, USAGE);
     }
   }
   const records: BenchmarkRecord[] = [];
-  const skipped: RoutingRecord["skipped"] = [];
   let settings: RoutingRecord["settings"] | null = null;
   for (const b of benchmarks) {
-    if (!(await exists(b.dataset))) {
-      skipped.push({ name: b.name, reason: `${b.dataset} is absent` });
-      console.error(`eval:record: ${b.name} skipped: ${b.dataset} is absent`);
+    const absent = skipped.find((s) => s.name === b.name);
+    if (absent) {
+      console.error(`eval:record: ${b.name} skipped: ${absent.reason}`);
       continue;
     }
     const out = `${args.out}/${b.name}`;
-    console.error(`eval:record: ${b.name}: deno task eval --dataset ${b.dataset} --models ${b.models} ...`);
+    console.error(`eval:record: ${b.name}: deno task eval --dataset ${dataOf(b)} --models ${b.models} ...`);
     const env = Deno.env.toObject();
     // The reference server on loopback, whatever the operator's environment points the service at.
     delete env.CLOUD_URL;
@@ -356,7 +362,7 @@ async function main(): Promise<number> {
         "--quiet",
         "eval",
         "--dataset",
-        b.dataset,
+        dataOf(b),
         "--models",
         b.models,
         "--seeds",
@@ -382,7 +388,7 @@ async function main(): Promise<number> {
       resamples: json.settings.resamples,
       cloudRuntime: "onnxruntime-web (WASM)",
     };
-    records.push(benchmarkRecord({ ...b, dataset: BENCHMARKS.find((x) => x.name === b.name)!.dataset }, json));
+    records.push(benchmarkRecord(b, json));
   }
   const record = routingRecord(
     records,
