@@ -175,14 +175,14 @@ def make_norm(opts, xtr):
     """The input normalisation module for the layout's options (inside the graph), from the training windows."""
     channels = xtr.shape[3]
     if opts.norm == "pose":
-        return PoseNorm(opts.confidence, channels, root=opts.root, bones=opts.bones, pairs=opts.pairs,
+        return PoseNorm(opts.confidence, channels, xtr.shape[2], root=opts.root, bones=opts.bones, pairs=opts.pairs,
                         centre=opts.centre, scale=opts.scale, facing=opts.facing, vertical=opts.vertical)
     mag = None
     if "magnitude" in opts.sensor_features:
         m = np.sqrt((xtr.astype(np.float64) ** 2).sum(axis=-1))
         mag = (m.mean(axis=(0, 1)), m.std(axis=(0, 1)) + 1e-6)
     gravity = opts.accelerometers if "gravity" in opts.sensor_features else None
-    return ChannelNorm(xtr.mean(axis=(0, 1)), xtr.std(axis=(0, 1)) + 1e-6, mag, gravity)
+    return ChannelNorm(xtr.mean(axis=(0, 1)), xtr.std(axis=(0, 1)) + 1e-6, xtr.shape[1], mag, gravity)
 
 
 TCN_WIDTHS = (160, 128, 96, 64)  # 64 wide is still 1.7x (HAPT) to 3x (mocap) the edge network's FLOPs

@@ -9,6 +9,14 @@ import torch
 from torch import nn
 
 
+def _one_hot(joints, index):
+    """(J, len(index)) with a 1 at (index[k], k): `x @ m` picks those joints along x's last axis."""
+    m = torch.zeros(joints, len(index))
+    for k, j in enumerate(index):
+        m[j, k] = 1.0
+    return m
+
+
 class PoseNorm(nn.Module):
     """Per-sequence invariance for point layouts, inside the graph (the service only resamples):
     - a point is visible where its confidence is > 0 or, without a confidence channel, where it is not all zeros;
@@ -17,68 +25,77 @@ class PoseNorm(nn.Module):
     - canonical facing (3D): rotate about the vertical axis so that the body's mean left-to-right direction (summed
       over the left/right pairs and the frames) points along +x;
     - scale: divide by four mean bone lengths (about a body height; "body"), or none.
-    Missing points come out as zeros; the confidence channel passes through."""
+    Missing points come out as zeros; the confidence channel passes through.
 
-    def __init__(self, conf_channel, channels, root=(), bones=(), pairs=(), centre="mean", scale="body",
+    The graph works channels first, (N, C, T, J), and picks joints with products by constant one-hot matrices:
+    onnxruntime (native and WASM) runs an element-wise operator whose innermost axis is 1 to 3 long, as (N, T, J, C)
+    makes it, some 10-20 times slower per number than one over a long axis, and a Gather on the joint axis copies
+    one number at a time. The same arithmetic written (N, T, J, C) took 2-6 times as long (scripts/models/README.md)."""
+
+    def __init__(self, conf_channel, channels, joints, root=(), bones=(), pairs=(), centre="mean", scale="body",
                  facing=False, vertical=1):
         super().__init__()
         self.conf_channel = conf_channel
         self.channels = channels
         self.centre, self.scale, self.facing, self.vertical = centre, scale, facing, vertical
-        keep = [i for i in range(channels) if i != conf_channel]
-        self.register_buffer("coord_idx", torch.tensor(keep, dtype=torch.long))
-        self.register_buffer("root_idx", torch.tensor(list(root) or [0], dtype=torch.long))
+        self.keep = [i for i in range(channels) if i != conf_channel]
         bones = list(bones) or [(0, 0)]
-        self.register_buffer("bone_a", torch.tensor([a for a, _ in bones], dtype=torch.long))
-        self.register_buffer("bone_b", torch.tensor([b for _, b in bones], dtype=torch.long))
         pairs = list(pairs) or [(0, 0)]
-        self.register_buffer("left", torch.tensor([a for a, _ in pairs], dtype=torch.long))
-        self.register_buffer("right", torch.tensor([b for _, b in pairs], dtype=torch.long))
+        self.register_buffer("root_pick", _one_hot(joints, list(root) or [0]))
+        self.register_buffer("bone_a", _one_hot(joints, [a for a, _ in bones]))
+        self.register_buffer("bone_b", _one_hot(joints, [b for _, b in bones]))
+        self.register_buffer("bone_diff", self.bone_a - self.bone_b)
+        self.register_buffer("left", _one_hot(joints, [a for a, _ in pairs]))
+        self.register_buffer("right", _one_hot(joints, [b for _, b in pairs]))
+        self.register_buffer("lateral", self.right - self.left)
         self.has_root = len(root) > 0
 
     def forward(self, x):  # x: (N, T, J, C)
-        coords = torch.index_select(x, 3, self.coord_idx)
+        xc = x.permute(0, 3, 1, 2)  # (N, C, T, J)
+        keep = self.keep
+        if keep == list(range(keep[0], keep[-1] + 1)):
+            coords = xc[:, keep[0]:keep[-1] + 1]
+        else:
+            coords = torch.cat([xc[:, i:i + 1] for i in keep], dim=1)
         if self.conf_channel is not None:
             c = self.conf_channel
-            conf = x[..., c:c + 1]
-            mask = (conf > 0).float()
+            conf = xc[:, c:c + 1]
+            mask = torch.sign(torch.relu(conf))  # 1 where the confidence is > 0, else 0
         else:
-            mask = (coords.abs().sum(dim=-1, keepdim=True) > 0).float()
-        count = mask.sum(dim=(1, 2), keepdim=True).clamp(min=1.0)
-        centre = (coords * mask).sum(dim=(1, 2), keepdim=True) / count
+            mask = torch.sign(coords.abs().sum(dim=1, keepdim=True))  # 1 where the point is not all zeros
+        count = mask.sum(dim=(2, 3), keepdim=True).clamp(min=1.0)
+        centre = (coords * mask).sum(dim=(2, 3), keepdim=True) / count
         if self.centre == "root" and self.has_root:
-            rm = torch.index_select(mask, 2, self.root_idx)
-            rc = torch.index_select(coords, 2, self.root_idx)
-            rcount = rm.sum(dim=(1, 2), keepdim=True)
-            rcentre = (rc * rm).sum(dim=(1, 2), keepdim=True) / rcount.clamp(min=1.0)
+            rm = mask @ self.root_pick
+            rc = coords @ self.root_pick
+            rcount = rm.sum(dim=(2, 3), keepdim=True)
+            rcentre = (rc * rm).sum(dim=(2, 3), keepdim=True) / rcount.clamp(min=1.0)
             centre = torch.where(rcount > 0, rcentre, centre)
         if self.centre != "none":
             coords = coords - centre
         if self.facing:
             v, (a, b) = self.vertical, [i for i in range(3) if i != self.vertical]
-            both = torch.index_select(mask, 2, self.left) * torch.index_select(mask, 2, self.right)
-            lateral = ((torch.index_select(coords, 2, self.right) - torch.index_select(coords, 2, self.left))
-                       * both).sum(dim=(1, 2), keepdim=True)  # (N, 1, 1, 3)
-            la, lb = lateral[..., a:a + 1] + 1e-6, lateral[..., b:b + 1]
+            both = (mask @ self.left) * (mask @ self.right)
+            lateral = ((coords @ self.lateral) * both).sum(dim=(2, 3), keepdim=True)  # (N, 3, 1, 1)
+            la, lb = lateral[:, a:a + 1] + 1e-6, lateral[:, b:b + 1]
             norm = torch.sqrt(la * la + lb * lb)
             cos, sin = la / norm, lb / norm
-            pa, pv, pb = coords[..., a:a + 1], coords[..., v:v + 1], coords[..., b:b + 1]
+            pa, pv, pb = coords[:, a:a + 1], coords[:, v:v + 1], coords[:, b:b + 1]
             ra, rb = cos * pa + sin * pb, cos * pb - sin * pa
             parts = {a: ra, v: pv, b: rb}
-            coords = torch.cat([parts[0], parts[1], parts[2]], dim=-1)
+            coords = torch.cat([parts[0], parts[1], parts[2]], dim=1)
         if self.scale == "body":
-            both = torch.index_select(mask, 2, self.bone_a) * torch.index_select(mask, 2, self.bone_b)
-            d = torch.index_select(coords, 2, self.bone_a) - torch.index_select(coords, 2, self.bone_b)
-            length = torch.sqrt((d * d).sum(dim=-1, keepdim=True) + 1e-12)
-            bcount = both.sum(dim=(1, 2), keepdim=True)
-            mean_len = (length * both).sum(dim=(1, 2), keepdim=True) / bcount.clamp(min=1.0)
+            both = (mask @ self.bone_a) * (mask @ self.bone_b)
+            d = coords @ self.bone_diff
+            length = torch.sqrt((d * d).sum(dim=1, keepdim=True) + 1e-12)
+            bcount = both.sum(dim=(2, 3), keepdim=True)
+            mean_len = (length * both).sum(dim=(2, 3), keepdim=True) / bcount.clamp(min=1.0)
             spread = torch.sqrt((coords * coords * mask).sum(dim=(1, 2, 3), keepdim=True) / count + 1e-6) / 2.0
             size = torch.where(bcount > 0, 4.0 * mean_len, spread)
             coords = coords / (size + 1e-6)
         coords = coords * mask
-        if self.conf_channel is None:
-            return coords
-        return torch.cat([coords, conf], dim=-1)
+        out = coords if self.conf_channel is None else torch.cat([coords, conf], dim=1)
+        return out.permute(0, 2, 3, 1)
 
 
 class ChannelNorm(nn.Module):
@@ -88,16 +105,23 @@ class ChannelNorm(nn.Module):
       move when the device is worn turned;
     - `gravity` (a 0/1 flag per sensor, 1 for accelerometers): the low-passed direction of the sensor's signal, its
       window mean over its length (for an accelerometer at rest, the direction of gravity in the device's frame, i.e.
-      the device's orientation), 0 for other sensors."""
+      the device's orientation), 0 for other sensors.
+    The constants are repeated over the window's `window` frames, (T, J, C): onnxruntime broadcasts a (J, C)
+    constant over (N, T) in runs of J * C numbers, a few times slower than one run per sequence (PoseNorm's note)."""
 
-    def __init__(self, mean, std, magnitude=None, gravity=None):
+    def __init__(self, mean, std, window, magnitude=None, gravity=None):
         super().__init__()
-        self.register_buffer("mean", torch.as_tensor(mean, dtype=torch.float32))
-        self.register_buffer("std", torch.as_tensor(std, dtype=torch.float32))
+
+        def per_frame(a):
+            a = torch.as_tensor(a, dtype=torch.float32)
+            return a.unsqueeze(0).repeat(window, *([1] * a.dim()))
+
+        self.register_buffer("mean", per_frame(mean))
+        self.register_buffer("std", per_frame(std))
         self.magnitude = magnitude is not None
         if self.magnitude:
-            self.register_buffer("mag_mean", torch.as_tensor(magnitude[0], dtype=torch.float32)[:, None])
-            self.register_buffer("mag_std", torch.as_tensor(magnitude[1], dtype=torch.float32)[:, None])
+            self.register_buffer("mag_mean", per_frame(torch.as_tensor(magnitude[0], dtype=torch.float32)[:, None]))
+            self.register_buffer("mag_std", per_frame(torch.as_tensor(magnitude[1], dtype=torch.float32)[:, None]))
         self.gravity = gravity is not None
         if self.gravity:
             self.register_buffer("grav_mask", torch.as_tensor(gravity, dtype=torch.float32)[:, None])
