@@ -77,7 +77,10 @@ def candidates(entry, graph, nodes):
     window, joints, channels = entry["windowFrames"], entry["joints"], entry["channels"]
     pre = entry.get("provenance", {}).get("preprocessing", {})
     ops = sorted(n.op_type for n in nodes if n.op_type != "Constant")
-    if ops == ["Div", "Sub"]:  # ChannelNorm without extra channels
+    if not {"Greater", "Sign"} & set(ops):  # no visibility mask: a sensor layout's ChannelNorm
+        if ops != ["Div", "Sub"]:
+            raise SystemExit("rewrite_norm: a sensor normalisation with extra channels (--sensor-features); rebuild "
+                             "the model with build.py instead")
         sub = next(n for n in nodes if n.op_type == "Sub")
         div = next(n for n in nodes if n.op_type == "Div")
         mean, std = constant(graph, sub.input[1]), constant(graph, div.input[1])
@@ -85,8 +88,6 @@ def candidates(entry, graph, nodes):
             raise SystemExit("rewrite_norm: the sensor normalisation's mean or std is not a constant")
         mean, std = mean.reshape(-1, joints, channels)[0].copy(), std.reshape(-1, joints, channels)[0].copy()
         return [ChannelNorm(mean, std, window)]
-    if "Sub" in ops and "Div" in ops and "Sqrt" not in ops:
-        raise SystemExit("rewrite_norm: a sensor normalisation with extra channels; rebuild the model instead")
     layout = find_layout(entry["layout"]) if pre.get("layoutRegistered", True) else None
     if layout is not None and layout.kind == "points" and len(layout.joints) != joints:
         layout = None
@@ -239,20 +240,27 @@ def main():
     a = p.parse_args()
     root = Path(a.dir)
     manifest_path = root / "manifest.json"
+    if not manifest_path.is_file():
+        raise SystemExit(f"rewrite_norm: {manifest_path} not found; name a folder build.py wrote")
     manifest = json.loads(manifest_path.read_text())
+    for entry in (manifest.get("edge"), manifest.get("cloud")):
+        if entry and not (root / entry["file"]).is_file():
+            raise SystemExit(f"rewrite_norm: {root / entry['file']}, named by the manifest, not found")
     rng = np.random.default_rng(1)
-    written = []
+    done = []  # every model is checked before any file is written, so a refusal leaves the folder as it was
     for key in ("edge", "cloud"):
         entry = manifest.get(key)
         if not entry:
             continue
-        path = root / entry["file"]
-        model, line = rewrite(path, entry, a.data, rng)
+        model, line = rewrite(root / entry["file"], entry, a.data, rng)
         print(line)
-        if model is None or a.dry_run:
-            continue
+        if model is not None:
+            done.append((entry, model, line))
+    if a.dry_run or not done:
+        return 0
+    for entry, model, line in done:
         data = model.SerializeToString()
-        path.write_bytes(data)
+        (root / entry["file"]).write_bytes(data)
         entry["sha256"] = hashlib.sha256(data).hexdigest()
         entry["bytes"] = len(data)
         entry.setdefault("provenance", {}).setdefault("rewrites", []).append({
@@ -261,10 +269,9 @@ def main():
             "what": "input normalisation re-exported channels first (nets.py); weights unchanged",
             "check": line,
         })
-        written.append(entry["file"])
-    if written:
-        manifest_path.write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
-        print(f"wrote {', '.join(written)} and {manifest_path}")
+    manifest_path.write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
+    print(f"wrote {', '.join(e['file'] for e, _, _ in done)} and {manifest_path}")
+    return 0
 
 
 if __name__ == "__main__":
