@@ -215,7 +215,11 @@ Deno.test({
       assert.equal((await readyz(first.url)).status, 200);
       first.child.kill("SIGTERM");
       assert.equal((await first.status).code, 0);
-      assert.ok((await Deno.stat(`${path}-shm`)).size > 0, "the stopped service left its -shm");
+      // SQLite removes the -shm when the last connection to close can take the database alone, which depends on
+      // the order in which the service's connections close. Where it did, put back one of the size SQLite writes:
+      // what is under test is the start's check of an -shm it cannot open read-write, not what SQLite leaves.
+      const left = await Deno.stat(`${path}-shm`).then((s) => s.size > 0, () => false);
+      if (!left) await Deno.writeFile(`${path}-shm`, new Uint8Array(32_768));
       assert.ok(chattr("+i", `${path}-shm`));
       const err = await spawnService({ DATABASE_URL: `file:${path}` }).then(
         async (svc) => (svc.child.kill("SIGKILL"), await svc.status, null),
