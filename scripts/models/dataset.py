@@ -7,15 +7,17 @@ import json
 import numpy as np
 
 
-def read_jsonl(path):
-    """The rows of a dataset file, each row's frames as one float64 array (T, J, C) as soon as its line is parsed:
-    about 8 bytes a number instead of some 67 as nested Python lists of floats, so large files fit in memory. The
-    values are those of the lists exactly (a Python float is a float64). Frames that do not form a T x J x C block
-    stay as parsed, for the caller to refuse."""
+def read_jsonl(path, limit=None):
+    """The rows of a dataset file (the first `limit` of them, when given), each row's frames as one float64 array
+    (T, J, C) as soon as its line is parsed: about 8 bytes a number instead of some 67 as nested Python lists of
+    floats, so large files fit in memory. The values are those of the lists exactly (a Python float is a float64).
+    Frames that do not form a T x J x C block stay as parsed, for the caller to refuse."""
     opener = gzip.open if str(path).endswith(".gz") else open
     rows = []
     with opener(path, "rt") as f:
         for line in f:
+            if limit is not None and len(rows) >= limit:
+                break
             if not line.strip():
                 continue
             row = json.loads(line)

@@ -25,9 +25,9 @@ from pathlib import Path
 import numpy as np
 import onnx
 import onnxruntime as ort
-import torch
 from onnx import helper, numpy_helper
 
+from build import export
 from dataset import read_jsonl
 from layouts import bone_pairs_for, find_layout
 from nets import ChannelNorm, PoseNorm
@@ -105,12 +105,10 @@ def candidates(entry, graph, nodes):
 
 
 def export_norm(module, shape):
-    """The module as an ONNX graph (opset 17, as build.py exports), input `frames`, output `out`."""
-    module.eval()
+    """The module as an ONNX graph exported as build.py exports models, input `frames`, output `out`."""
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "norm.onnx"
-        torch.onnx.export(module, (torch.zeros(1, *shape),), str(path), input_names=["frames"], output_names=["out"],
-                          dynamic_axes={"frames": {0: "N"}, "out": {0: "N"}}, opset_version=17, dynamo=False)
+        export(module, np.zeros((1, *shape), dtype=np.float32), path, ["out"])
         return onnx.load(str(path))
 
 
@@ -177,7 +175,8 @@ def session(model):
 
 
 def check_inputs(entry, data, rng):
-    """Inputs for the comparison: random sequences with missing points, edge cases, and windows from --data."""
+    """Inputs for the comparison: random sequences with missing points, edge cases, and the first window of each
+    sequence in `data` (lists of frame arrays, one per --data file) that fits the model."""
     t, j, c = entry["windowFrames"], entry["joints"], entry["channels"]
     x = rng.normal(size=(64, t, j, c)).astype(np.float32)
     cc = entry.get("confidenceChannel")
@@ -191,9 +190,8 @@ def check_inputs(entry, data, rng):
     else:
         x[1, :, : j // 2, cc] = 0
     windows = [x]
-    for path in data:
-        rows = [np.asarray(r["frames"], dtype=np.float32) for r in read_jsonl(path)[:512]]
-        rows = [r[:t] for r in rows if r.shape[0] >= t and r.shape[1:] == (j, c)]
+    for frames in data:
+        rows = [f[:t].astype(np.float32) for f in frames if f.shape[0] >= t and f.shape[1:] == (j, c)]
         if rows:
             windows.append(np.stack(rows))
     return np.concatenate(windows)
@@ -246,13 +244,15 @@ def main():
     for entry in (manifest.get("edge"), manifest.get("cloud")):
         if entry and not (root / entry["file"]).is_file():
             raise SystemExit(f"rewrite_norm: {root / entry['file']}, named by the manifest, not found")
+    # The --data files are read once for both models: each file's first 512 sequences that parsed as T x J x C.
+    data = [[r["frames"] for r in read_jsonl(f, limit=512) if isinstance(r.get("frames"), np.ndarray)] for f in a.data]
     rng = np.random.default_rng(1)
     done = []  # every model is checked before any file is written, so a refusal leaves the folder as it was
     for key in ("edge", "cloud"):
         entry = manifest.get(key)
         if not entry:
             continue
-        model, line = rewrite(root / entry["file"], entry, a.data, rng)
+        model, line = rewrite(root / entry["file"], entry, data, rng)
         print(line)
         if model is not None:
             done.append((entry, model, line))
