@@ -29,7 +29,11 @@
  *    the load generator; with the ceiling they put on this machine (cores / their sum) and the HTTP thread's own bound
  *    (1 / its CPU per request: what saturation reaches where that thread has a core of its own);
  *  - the HTTP floor: a bare `Deno.serve` that reads and parses the same body (scripts/http_floor.ts) at c=16, its
- *    throughput / the bare pool and its main thread's CPU per request beside the service's HTTP thread.
+ *    throughput / the bare pool and its main thread's CPU per request beside the service's HTTP thread;
+ *  - the model floor: that bare `Deno.serve` also running the edge model in the project's pool and nothing else (no
+ *    routing, checks, decision log, metrics or guard), measured as the service is: its saturation / the bare pool
+ *    and its c=1 overhead, with the pool's workers and with the model on its HTTP thread. No service built on this
+ *    HTTP server and this pool can beat it on the same machine, so it says how far each target is within reach here.
  *
  * `deno task bench:runtime` (scripts/bench_runtime.ts) times any model files in both runtimes the same way.
  *
@@ -270,6 +274,42 @@ function outsideAppMs(phase: LoadResult): number | null {
   return app === null ? null : phase.p50Ms - app;
 }
 
+/** The model floor's phases: c=1, and the best answered throughput over the concurrencies tried. */
+interface ModelFloor {
+  c1: LoadResult;
+  saturationRps: number;
+  phases: LoadResult[];
+}
+
+/**
+ * The model floor (scripts/http_floor.ts with MODELS_DIR): a bare `Deno.serve` that reads the frames and runs the edge
+ * model in the project's inference with `floorWorkers` workers (0: on its own thread), and does nothing else. Warmed,
+ * then c=1, then c=16 (and c=32, c=64 with `allConcurrencies`, as the service is driven).
+ */
+async function measureModelFloor(floorWorkers: number, allConcurrencies: boolean): Promise<ModelFloor> {
+  const floor = await spawn(["run", "-A", new URL("./http_floor.ts", import.meta.url).pathname], {
+    PORT: "0",
+    MODELS_DIR: modelsDir,
+    WORKERS: String(floorWorkers),
+  }, /"msg":"http floor listening","url":"([^"]+)"/);
+  try {
+    await load(floor.url, {
+      concurrency: 2 * Math.max(1, floorWorkers),
+      durationMs: plan.serviceWarmMs,
+      body: bodyFile,
+    });
+    const c1 = await load(floor.url, { concurrency: 1, durationMs: plan.phaseMs, body: bodyFile });
+    const phases: LoadResult[] = [];
+    for (const concurrency of allConcurrencies ? [16, 32, 64] : [16]) {
+      phases.push(await load(floor.url, { concurrency, durationMs: plan.phaseMs, body: bodyFile }));
+    }
+    return { c1, saturationRps: Math.max(...phases.map((p) => p.throughputRps)), phases };
+  } finally {
+    floor.child.kill("SIGTERM");
+    await floor.child.status;
+  }
+}
+
 // ---- where the CPU goes ----
 
 /** The CPU time of a service's threads and of its database process so far. */
@@ -453,6 +493,12 @@ try {
       floor.child.kill("SIGTERM");
       await floor.child.status;
     }
+    // The model floor: the same bare Deno.serve also running the edge model in the project's pool (as many workers
+    // as the service; then on its own thread), and nothing else. What any service on this HTTP server and this pool
+    // could reach on this machine.
+    log(`rep ${rep + 1}/${reps}: bare Deno.serve with the edge model ...`);
+    const modelFloor = await measureModelFloor(workers, true);
+    const modelFloorInProcess = await measureModelFloor(0, false);
     const { healthzC1, c1, c1Interleaved, c16, c32, c64, binaryC1, binaryC16 } = phases;
     // Saturation: the most answered requests a second over the closed-loop concurrencies tried (shed ones not
     // counted). With few clients, each waiting for its answer before its next request, the cores idle between the
@@ -508,6 +554,15 @@ try {
       cpuBoundRps: cpu ? (cores * 1000) / (cpu.service + cpu.load) : null,
       httpBoundOverBarePool: cpu ? 1000 / cpu.http / bare.poolRps : null,
       floorC16OverBarePool: floorC16.throughputRps / bare.poolRps,
+      modelFloorSaturationOverBarePool: modelFloor.saturationRps / bare.poolRps,
+      modelFloorC1OverheadMs: modelFloor.c1.p50Ms - healthzC1.p50Ms - bare.aloneP50Ms,
+      modelFloorC1OverFloorGetMs: modelFloor.c1.p50Ms - floorGetC1.p50Ms - bare.aloneP50Ms,
+      modelFloorInProcessC16OverBarePool: modelFloorInProcess.saturationRps / bare.poolRps,
+      modelFloorInProcessC1OverheadMs: modelFloorInProcess.c1.p50Ms - healthzC1.p50Ms - bare.aloneP50Ms,
+      modelFloorC1P50Ms: modelFloor.c1.p50Ms,
+      modelFloorSaturationRps: modelFloor.saturationRps,
+      modelFloorInProcessC1P50Ms: modelFloorInProcess.c1.p50Ms,
+      modelFloorInProcessC16Rps: modelFloorInProcess.saturationRps,
       floorCpuMs,
       cpuHttpOverFloor: cpu && floorCpuMs ? cpu.http / floorCpuMs : null,
       listeningMs: service.listeningMs,
@@ -545,6 +600,8 @@ try {
       floorC16,
       floorGetC1,
       floorPostC1,
+      modelFloor,
+      modelFloorInProcess,
       nativeError: edgeRt.nativeError ?? null,
     }];
   }
@@ -642,6 +699,15 @@ if (flags.json) {
   show("cpuServiceOverBare", "service CPU per request (all its threads, c=16) / bare model run", 2);
   show("httpBoundOverBarePool", "HTTP thread's own bound (1 / its CPU per request) / bare pool", 2);
   show("floorC16OverBarePool", "bare Deno.serve reading and parsing the same body, c=16 / bare pool", 2);
+  show(
+    "modelFloorSaturationOverBarePool",
+    "model floor: bare Deno.serve + the edge model in the same pool, nothing else; at saturation / bare pool",
+    2,
+  );
+  show("modelFloorC1OverheadMs", "model floor: c=1 p50 - (service's healthz p50 + bare p50), ms", 3);
+  show("modelFloorC1OverFloorGetMs", "model floor: c=1 p50 - (bare Deno.serve's GET p50 + bare p50), ms", 3);
+  show("modelFloorInProcessC16OverBarePool", "model floor, model on its HTTP thread: c=16 / bare pool", 2);
+  show("modelFloorInProcessC1OverheadMs", "model floor, model on its HTTP thread: c=1 overhead as above, ms", 3);
   show("listeningMs", "start-up to listening, ms", 0);
   show("readyMs", "start-up to ready (/readyz 200), ms", 0);
   console.log("\n| measured | value |");
@@ -655,6 +721,10 @@ if (flags.json) {
   show("binaryC16Rps", "service c=16, binary body, req/s", 0);
   show("floorC16Rps", "bare Deno.serve (scripts/http_floor.ts), same body, c=16, req/s", 0);
   show("c64Shed", "service c=64, shed (503 OVERLOADED)", 0);
+  show("modelFloorSaturationRps", "model floor at saturation (best of c=16, 32, 64), req/s", 0);
+  show("modelFloorC1P50Ms", "model floor c=1 p50, ms", 3);
+  show("modelFloorInProcessC16Rps", "model floor, model on its HTTP thread, c=16, req/s", 0);
+  show("modelFloorInProcessC1P50Ms", "model floor, model on its HTTP thread, c=1 p50, ms", 3);
   show("bareAloneP50Ms", "bare edge model p50 in one worker, ms", 3);
   show("edgeWebP50Ms", "edge model p50, onnxruntime-web, ms", 3);
   show("edgeNativeP50Ms", "edge model p50, native, ms", 3);
