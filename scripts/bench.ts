@@ -279,6 +279,8 @@ interface ModelFloor {
   c1: LoadResult;
   saturationRps: number;
   phases: LoadResult[];
+  /** CPU milliseconds per answered request at c=16: its main thread, its Web Workers, V8's helpers; null off Linux. */
+  cpuC16: { http: number; workers: number; v8: number } | null;
 }
 
 /**
@@ -299,11 +301,17 @@ async function measureModelFloor(floorWorkers: number, allConcurrencies: boolean
       body: bodyFile,
     });
     const c1 = await load(floor.url, { concurrency: 1, durationMs: plan.phaseMs, body: bodyFile });
-    const phases: LoadResult[] = [];
-    for (const concurrency of allConcurrencies ? [16, 32, 64] : [16]) {
+    const cpu0 = threadCpuMs(floor.child.pid);
+    const phases = [await load(floor.url, { concurrency: 16, durationMs: plan.phaseMs, body: bodyFile })];
+    const cpu1 = threadCpuMs(floor.child.pid);
+    const n = phases[0].answered;
+    const cpuC16 = cpu0 && cpu1 && n > 0
+      ? { http: (cpu1.main - cpu0.main) / n, workers: (cpu1.workers - cpu0.workers) / n, v8: (cpu1.v8 - cpu0.v8) / n }
+      : null;
+    for (const concurrency of allConcurrencies ? [32, 64] : []) {
       phases.push(await load(floor.url, { concurrency, durationMs: plan.phaseMs, body: bodyFile }));
     }
-    return { c1, saturationRps: Math.max(...phases.map((p) => p.throughputRps)), phases };
+    return { c1, saturationRps: Math.max(...phases.map((p) => p.throughputRps)), phases, cpuC16 };
   } finally {
     floor.child.kill("SIGTERM");
     await floor.child.status;
@@ -559,6 +567,9 @@ try {
       modelFloorC1OverFloorGetMs: modelFloor.c1.p50Ms - floorGetC1.p50Ms - bare.aloneP50Ms,
       modelFloorInProcessC16OverBarePool: modelFloorInProcess.saturationRps / bare.poolRps,
       modelFloorInProcessC1OverheadMs: modelFloorInProcess.c1.p50Ms - healthzC1.p50Ms - bare.aloneP50Ms,
+      modelFloorCpuHttpMs: modelFloor.cpuC16?.http ?? null,
+      modelFloorCpuWorkersMs: modelFloor.cpuC16?.workers ?? null,
+      modelFloorCpuV8Ms: modelFloor.cpuC16?.v8 ?? null,
       modelFloorC1P50Ms: modelFloor.c1.p50Ms,
       modelFloorSaturationRps: modelFloor.saturationRps,
       modelFloorInProcessC1P50Ms: modelFloorInProcess.c1.p50Ms,
@@ -745,8 +756,11 @@ if (flags.json) {
   show("cpuHttpMs", "service: HTTP thread (parse, route, answer, log hand-off)", 3);
   show("floorCpuMs", "bare Deno.serve reading and parsing the same body: its main thread", 3);
   show("cpuHttpOverFloor", "service HTTP thread / that floor", 2);
+  show("modelFloorCpuHttpMs", "model floor (the same floor running the edge model in the pool): its main thread", 3);
   show("cpuV8Ms", "service: V8 helper threads (garbage collection, background compilation)", 3);
+  show("modelFloorCpuV8Ms", "model floor: V8 helper threads", 3);
   show("cpuWorkersMs", "service: Web Workers (inference, decision writer, connection guard)", 3);
+  show("modelFloorCpuWorkersMs", "model floor: its Web Workers (inference only)", 3);
   show("cpuOtherMs", "service: runtime I/O threads", 3);
   show("cpuDatabaseMs", "database processes (the decision writer's, and the one for reads)", 3);
   show("cpuLoadMs", "load generator (separate process, same cores)", 3);
