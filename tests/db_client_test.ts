@@ -151,6 +151,37 @@ Deno.test("uuidv7() is time-ordered and version 7", () => {
   assert.match(a, /^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
   assert.equal(a.slice(0, 13), "00000000-03e8");
   assert.notEqual(uuidv7(1000), uuidv7(1000));
+  // All 48 bits of the time, big-endian (2^47 + 0x0123456789a ms, past what 32-bit arithmetic holds).
+  assert.equal(uuidv7(2 ** 47 + 0x0123456789a).slice(0, 13), "80123456-789a");
+  assert.equal(uuidv7(2 ** 48 - 1).slice(0, 13), "ffffffff-ffff");
+  // Many ids, across several refills of the random pool: every one well formed and different, and the random bits
+  // not stuck (each of the 74 is set in some id and clear in another).
+  const ids = Array.from({ length: 5000 }, () => uuidv7(1234));
+  assert.equal(new Set(ids).size, ids.length);
+  const set = new Uint8Array(16), clear = new Uint8Array(16);
+  for (const id of ids) {
+    assert.match(id, /^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
+    const hex = id.replaceAll("-", "");
+    for (let i = 0; i < 16; i++) {
+      const byte = parseInt(hex.slice(2 * i, 2 * i + 2), 16);
+      set[i] |= byte;
+      clear[i] |= ~byte & 0xff;
+    }
+  }
+  // Bytes 6 to 15 less the version nibble and the variant's two bits: 4 + 8 + 6 + 56 = 74 random bits.
+  assert.deepEqual([...set.slice(6)].map((b) => b & 0xff), [
+    0x7f,
+    0xff,
+    0xbf,
+    0xff,
+    0xff,
+    0xff,
+    0xff,
+    0xff,
+    0xff,
+    0xff,
+  ]);
+  assert.deepEqual([...clear.slice(6)], [0x8f, 0xff, 0x7f, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff]);
 });
 
 Deno.test("ping() is false once the database file was deleted or replaced under the connection", async () => {
