@@ -279,8 +279,8 @@ interface ModelFloor {
   c1: LoadResult;
   saturationRps: number;
   phases: LoadResult[];
-  /** CPU milliseconds per answered request at c=16: its main thread, its Web Workers, V8's helpers; null off Linux. */
-  cpuC16: { http: number; workers: number; v8: number } | null;
+  /** CPU milliseconds per answered request at c=16, by thread group (no database); null off Linux. */
+  cpuC16: CpuPerRequest | null;
 }
 
 /**
@@ -301,13 +301,9 @@ async function measureModelFloor(floorWorkers: number, allConcurrencies: boolean
       body: bodyFile,
     });
     const c1 = await load(floor.url, { concurrency: 1, durationMs: plan.phaseMs, body: bodyFile });
-    const cpu0 = threadCpuMs(floor.child.pid);
+    const before = { threads: threadCpuMs(floor.child.pid), database: null };
     const phases = [await load(floor.url, { concurrency: 16, durationMs: plan.phaseMs, body: bodyFile })];
-    const cpu1 = threadCpuMs(floor.child.pid);
-    const n = phases[0].answered;
-    const cpuC16 = cpu0 && cpu1 && n > 0
-      ? { http: (cpu1.main - cpu0.main) / n, workers: (cpu1.workers - cpu0.workers) / n, v8: (cpu1.v8 - cpu0.v8) / n }
-      : null;
+    const cpuC16 = cpuPerRequest(before, { threads: threadCpuMs(floor.child.pid), database: null }, phases[0]);
     for (const concurrency of allConcurrencies ? [32, 64] : []) {
       phases.push(await load(floor.url, { concurrency, durationMs: plan.phaseMs, body: bodyFile }));
     }
